@@ -1,0 +1,1 @@
+"""The napari-sasvi core library: no napari, qtpy or magicgui imports here (a test enforces it)."""
