@@ -177,7 +177,9 @@ def _decode_image_file(path: Path) -> np.ndarray:
             else:  # P, LA, RGBA, CMYK, YCbCr, 1 ...
                 arr = np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        arr = _decode_with_opencv(path)
+        # Pillow cannot decode some valid TIFFs (16-bit RGB); OpenCV can. Other formats do not
+        # fall back: OpenCV would return a truncated JPEG's partial pixels without an error.
+        arr = _decode_with_opencv(path) if path.suffix.lower() in (".tif", ".tiff") else None
         if arr is None:
             raise CorruptFrameError(
                 f"Cannot decode frame file {path}: {e}. The file is truncated or not an image; "

@@ -87,7 +87,7 @@ class SyntheticVideo:
         self.instruments = (
             Instrument(GRASPER, trocar_deg=200, enter=round(10 * s), leave=round(104 * s), reach=0.75,
                        sway_deg=22, sway_period=60 * s, width=0.045),
-            Instrument(HOOK, trocar_deg=-20, enter=round(32 * s), leave=round(88 * s), reach=1.3,
+            Instrument(HOOK, trocar_deg=-8, enter=round(32 * s), leave=round(88 * s), reach=1.3,
                        sway_deg=30, sway_period=44 * s, width=0.035),
             Instrument(CLIPPER, trocar_deg=95, enter=round(70 * s), leave=n_frames + 10, reach=0.6,
                        sway_deg=15, sway_period=50 * s, width=0.05),

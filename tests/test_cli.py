@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_sasvi.cli import main
+from napari_sasvi.core.frames import open_frames
+from napari_sasvi.core.video import write_video
+
+
+@pytest.fixture
+def clip(tmp_path, small_frames):
+    big = np.repeat(np.repeat(small_frames, 2, axis=1), 2, axis=2)
+    return write_video(tmp_path / "clip.mp4", big, gop=5), big
+
+
+def test_frames_command_writes_reference_layout(tmp_path, clip):
+    path, frames = clip
+    out = tmp_path / "out"
+    assert main(["frames", str(path), str(out), "--quality", "90"]) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [f"{t:010d}.jpg" for t in range(len(frames))]
+    assert Image.open(out / files[0]).format == "JPEG"
+    again = open_frames(out)
+    video = open_frames(path)
+    err = np.abs(again.frame(7).astype(int) - video.frame(7).astype(int)).mean()
+    assert err < 8
+
+
+def test_frames_every_nth(tmp_path, clip):
+    path, frames = clip
+    out = tmp_path / "sub"
+    assert main(["frames", str(path), str(out), "--every", "5"]) == 0
+    assert len(list(out.iterdir())) == len(range(0, len(frames), 5))
+    # output 1 is source frame 5
+    video = open_frames(path)
+    assert np.abs(open_frames(out).frame(1).astype(int) - video.frame(5).astype(int)).mean() < 8
+
+
+def test_frames_refuses_to_overwrite(tmp_path, clip, capsys):
+    path, _ = clip
+    out = tmp_path / "out"
+    out.mkdir()
+    keep = out / "0000000000.jpg"
+    keep.write_bytes(b"precious")
+    assert main(["frames", str(path), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert keep.read_bytes() == b"precious"
+    assert main(["frames", str(path), str(out), "--overwrite"]) == 0
+    assert keep.read_bytes() != b"precious"
+
+
+def test_frames_bad_input(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["frames", str(empty), str(tmp_path / "o")]) == 2
+    assert "No frame files" in capsys.readouterr().err
+    assert main(["frames", str(tmp_path / "missing.mp4"), str(tmp_path / "o")]) == 2
+    f = tmp_path / "file"
+    f.write_text("x")
+    d = tmp_path / "frames"
+    d.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(d / "0.png")
+    assert main(["frames", str(d), str(f)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_demo_runs_offline(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--frames", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "Grasper" in out
+    assert len(list((tmp_path / "demo" / "frames").iterdir())) == 24
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "frames" in text and "demo" in text

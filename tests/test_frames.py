@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_sasvi.core.errors import CorruptFrameError, EmptyInputError, FrameSizeError, InputError
+from napari_sasvi.core.frames import FolderSource, frame_sort_key, list_frame_files, open_frames, to_rgb_uint8
+
+
+def test_sort_key_uses_trailing_integer():
+    names = [
+        "frame_561_endo.png", "frame_99_endo.png", "Video1_frame000120.png", "Video1_frame000020.png",
+        "0000000010.jpg", "0000000002.jpg", "0001.jpg", "12.jpg", "x.jpg",
+    ]
+    ordered = sorted(names, key=frame_sort_key)
+    # numbers compare as integers, not strings; a name with no digit goes last
+    assert [frame_sort_key(n)[0] for n in ordered[:-1]] == sorted(frame_sort_key(n)[0] for n in names[:-1])
+    assert ordered[-1] == "x.jpg"
+    assert frame_sort_key("frame_561_endo.png")[0] == 561
+    assert frame_sort_key("Video1_frame000120.png")[0] == 120
+    assert frame_sort_key("0000000000.jpg")[0] == 0
+
+
+def test_folder_order_is_numeric(tmp_path):
+    for i in (10, 2, 1, 100, 0):
+        Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "notes.txt").write_text("not a frame")
+    files = list_frame_files(tmp_path)
+    assert [f.stem for f in files] == ["0", "1", "2", "10", "100"]
+    stack = open_frames(tmp_path)
+    assert [int(stack.frame(t)[0, 0, 0]) for t in range(5)] == [0, 1, 2, 10, 100]
+
+
+def test_folder_stack_is_lazy_dask(frame_folder, small_frames):
+    stack = open_frames(frame_folder)
+    assert stack.name == "video01"
+    data = stack.data
+    assert data.shape == small_frames.shape and data.dtype == np.uint8
+    assert data.chunks[0] == (1,) * len(small_frames)
+    assert stack.source.decoded == 0
+    np.testing.assert_array_equal(np.asarray(data[5]), small_frames[5])
+    assert stack.source.decoded == 1
+    np.testing.assert_array_equal(data.compute(), small_frames)
+
+
+def test_opening_5000_frame_folder_decodes_nothing(tmp_path):
+    folder = tmp_path / "long"
+    folder.mkdir()
+    tiny = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
+    tiny.save(folder / "0000000000.png")
+    payload = (folder / "0000000000.png").read_bytes()
+    for t in range(1, 5000):
+        (folder / f"{t:010d}.png").write_bytes(payload)
+    stack = open_frames(folder)
+    data = stack.data
+    assert data.shape == (5000, 8, 8, 3)
+    assert stack.source.decoded == 0
+    _ = np.asarray(data[4321])
+    assert stack.source.decoded == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "array"),
+    [
+        ("L", np.arange(64, dtype=np.uint8).reshape(8, 8)),
+        ("RGBA", np.dstack([np.full((8, 8), c, np.uint8) for c in (10, 20, 30, 40)])),
+        ("I;16", (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)),
+    ],
+)
+def test_grey_rgba_16bit_become_rgb_uint8(tmp_path, mode, array):
+    Image.fromarray(array).save(tmp_path / "0.png")
+    frame = open_frames(tmp_path).frame(0)
+    assert frame.shape == (8, 8, 3) and frame.dtype == np.uint8
+    if mode == "RGBA":
+        assert tuple(frame[0, 0]) == (10, 20, 30)
+    elif mode == "I;16":
+        assert frame[7, 7, 0] == round(63000 / 257) and (frame[..., 0] == frame[..., 2]).all()
+    else:
+        assert frame[7, 7, 1] == 63
+
+
+def test_16bit_rgb_tiff(tmp_path):
+    import cv2
+
+    rgb16 = np.zeros((6, 6, 3), np.uint16)
+    rgb16[..., 0] = 65535  # red
+    cv2.imwrite(str(tmp_path / "0.tif"), rgb16[..., ::-1])  # OpenCV writes BGR
+    frame = open_frames(tmp_path).frame(0)
+    assert tuple(frame[0, 0]) == (255, 0, 0)
+
+
+def test_to_rgb_uint8_float_and_bad_shape():
+    out = to_rgb_uint8(np.full((2, 2, 3), 0.5, np.float32))
+    assert out.dtype == np.uint8 and out[0, 0, 0] == 128
+    with pytest.raises(InputError):
+        to_rgb_uint8(np.zeros((2, 2, 5)))
+
+
+def test_empty_folder_error_names_it(tmp_path):
+    (tmp_path / "readme.txt").write_text("x")
+    with pytest.raises(EmptyInputError, match=str(tmp_path.name)):
+        open_frames(tmp_path)
+
+
+def test_missing_path_and_unknown_file(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        open_frames(tmp_path / "nope")
+    f = tmp_path / "a.txt"
+    f.write_text("x")
+    with pytest.raises(InputError, match="neither a folder"):
+        open_frames(f)
+
+
+def test_truncated_frame_error_names_file(frame_folder):
+    victim = sorted(frame_folder.iterdir())[3]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    stack = open_frames(frame_folder)
+    stack.frame(2)  # other frames still read
+    with pytest.raises(CorruptFrameError, match=victim.name):
+        stack.frame(3)
+
+
+def test_truncated_jpeg_is_an_error(tmp_path):
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    img.save(tmp_path / "0000.jpg", quality=90)
+    data = (tmp_path / "0000.jpg").read_bytes()
+    (tmp_path / "0000.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFrameError, match="0000.jpg"):
+        open_frames(tmp_path).frame(0)
+
+
+def test_not_an_image_first_file(tmp_path):
+    (tmp_path / "0000.jpg").write_bytes(b"this is not a jpeg")
+    with pytest.raises(CorruptFrameError, match="0000.jpg"):
+        open_frames(tmp_path)
+
+
+def test_frames_of_different_sizes(frame_folder):
+    odd = sorted(frame_folder.iterdir())[4]
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(odd)
+    stack = open_frames(frame_folder)
+    with pytest.raises(FrameSizeError, match=odd.name):
+        stack.frame(4)
+
+
+def test_array_source_numpy_and_dask(small_frames):
+    import dask.array as da
+
+    grey = small_frames[..., 0]
+    stack = open_frames(grey, name="grey")
+    assert stack.shape == (*grey.shape, 3)
+    np.testing.assert_array_equal(stack.frame(3)[..., 1], grey[3])
+    lazy = da.from_array(small_frames, chunks=(1, -1, -1, -1))
+    np.testing.assert_array_equal(open_frames(lazy).data[7].compute(), small_frames[7])
+    with pytest.raises(InputError):
+        open_frames(np.zeros((3, 4)))
+
+
+def test_fingerprint_changes_with_content(frame_folder):
+    a = FolderSource(frame_folder).fingerprint()
+    assert a == FolderSource(frame_folder).fingerprint()
+    (sorted(frame_folder.iterdir())[0]).unlink()
+    assert FolderSource(frame_folder).fingerprint() != a
