@@ -1,0 +1,114 @@
+"""Model checkpoints: a registry of official downloads, a user cache, atomic writes, hashes.
+
+Nothing here downloads at import or in tests. :func:`fetch` downloads a registered file into
+``cache_dir()`` when the network is there; offline it raises :class:`CheckpointError` that says
+which file to fetch and where to put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegisteredFile:
+    """A downloadable model file. ``sha256`` is pinned where known; a file without a pinned hash
+    has its hash recorded beside it on first download and verified on every later use."""
+
+    name: str
+    url: str
+    filename: str
+    sha256: str | None = None
+
+
+_SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2"
+SAM2_CHECKPOINTS: dict[str, RegisteredFile] = {}
+for _ver, _date in (("sam2", "072824"), ("sam2.1", "092824")):
+    for _size in ("tiny", "small", "base_plus", "large"):
+        _name = f"{_ver}_hiera_{_size}"
+        SAM2_CHECKPOINTS[_name] = RegisteredFile(_name, f"{_SAM2_BASE}/{_date}/{_name}.pt", f"{_name}.pt")
+
+#: model name -> sam2 config name
+SAM2_CONFIG_OF = {
+    f"{v}_hiera_{s}": f"{v}_hiera_{c}"
+    for v in ("sam2", "sam2.1")
+    for s, c in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l"))
+}
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights live: ``$NAPARI_SASVI_CACHE`` or ``~/.cache/napari-sasvi``."""
+    env = os.environ.get("NAPARI_SASVI_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "napari-sasvi"
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verify(entry: RegisteredFile, path: Path) -> str:
+    digest = sha256_of(path)
+    expected = entry.sha256
+    sidecar = path.with_name(path.name + ".sha256")
+    if expected is None and sidecar.exists():
+        expected = sidecar.read_text().split()[0]
+    if expected is not None and digest != expected:
+        raise CheckpointError(
+            f"{path} does not match the expected checksum of {entry.name} (sha256 {digest[:12]}... != "
+            f"{expected[:12]}...). Delete it and download it again from {entry.url}."
+        )
+    if expected is None:
+        sidecar.write_text(f"{digest}  {path.name}\n")
+    return digest
+
+
+def fetch(entry: RegisteredFile, timeout: float = 30.0) -> Path:
+    """The local path of ``entry``, downloading it into :func:`cache_dir` if needed.
+
+    The download goes to a temporary file that is renamed only once complete and verified, so an
+    interrupted download never leaves a file that looks finished.
+    """
+    target = cache_dir() / entry.filename
+    if target.is_file():
+        _verify(entry, target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".partial")
+    log.info("downloading %s from %s", entry.name, entry.url)
+    try:
+        with urllib.request.urlopen(entry.url, timeout=timeout) as resp, open(tmp, "wb") as out:
+            while block := resp.read(1 << 20):
+                out.write(block)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"Cannot download {entry.name} ({e}). Offline? Download {entry.url} on a machine with "
+            f"network access and put it at {target} (or pass the file's path instead of the name)."
+        ) from e
+    try:
+        _verify(entry, tmp)
+    except CheckpointError:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, target)
+    sidecar = tmp.with_name(tmp.name + ".sha256")
+    if sidecar.exists():
+        os.replace(sidecar, target.with_name(target.name + ".sha256"))
+    return target

@@ -1,0 +1,191 @@
+"""The SASVi run: overseer + policy + tracker, streaming into a resumable store.
+
+:func:`iter_sasvi` is a generator: it yields :class:`FrameDone` after every finished frame (its
+labels are on disk by then) and :class:`~.policy.Event` for every decision, and returns a
+:class:`RunSummary`. The CLI and the tests drive it synchronously, the napari shell in a thread
+worker; stopping between frames (``cancel``) keeps everything written.
+
+Memory stays flat in the video's length: frames are decoded on demand, the overseer cache holds
+the look-ahead window, the tracker releases what its memory no longer reads, and every finished
+frame goes to disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .datasets import ClassTable
+from .frames import FrameStack, open_frames
+from .overseers.base import OverseerCache, result_to_label_map
+from .policy import Event, Policy, PolicyParams, SegmentStart, event_from_dict
+from .store import SasviStore
+from .trackers.base import compose_labels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FrameDone:
+    """Frame ``frame`` is finished and written; ``done`` frames of ``total`` are on disk."""
+
+    frame: int
+    done: int
+    total: int
+    fps: float
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    store: str
+    n_frames: int
+    frames_written: int
+    resumed_from: int
+    cancelled: bool
+    seconds: float
+    events: list[dict] = field(default_factory=list)
+    encodes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def restarts(self) -> list[dict]:
+        return [e for e in self.events if e["kind"] == "restart"]
+
+
+def run_signature(frames: FrameStack, overseer, tracker, classes: ClassTable, params: PolicyParams) -> dict:
+    """Everything that decides a run's result; a store refuses to resume under another one."""
+    return {
+        "input": {"name": frames.name, "shape": list(frames.shape), "fingerprint": frames.fingerprint()},
+        "overseer": overseer.describe(),
+        "tracker": tracker.describe(),
+        "classes": classes.to_dict(),
+        "params": {k: getattr(params, k) for k in params.__dataclass_fields__},
+    }
+
+
+def _apply(tracker, seg: SegmentStart) -> None:
+    if seg.reset:
+        tracker.reset()
+    elif seg.remove:
+        tracker.remove_objects(seg.remove)
+    for p in seg.prompts:
+        if p.kind == "mask":
+            tracker.add_mask(seg.frame, p.obj_id, p.mask)
+        else:
+            tracker.add_points(seg.frame, p.obj_id, p.points, p.point_labels)
+
+
+def iter_sasvi(
+    frames,
+    overseer,
+    tracker,
+    out: str,
+    classes: ClassTable,
+    params: PolicyParams | None = None,
+    *,
+    batch_size: int = 8,
+    cancel: Callable[[], bool] | None = None,
+    stop_after: int | None = None,
+) -> Generator[FrameDone | Event, None, RunSummary]:
+    """Run SASVi over ``frames`` into the store at ``out`` (created, or resumed if it matches).
+
+    Args:
+        frames: a :class:`FrameStack`, a path or an array (see :func:`~.frames.open_frames`).
+        overseer: an :class:`~.overseers.base.Overseer`.
+        tracker: a :class:`~.trackers.base.Tracker`; ``reference`` mode needs a non-incremental
+            one (the legacy SAM2 predictor), ``default`` mode an incremental one.
+        cancel: polled between frames; True stops the run, keeping what is written.
+        stop_after: stop once this many frames are on disk (tests of resuming).
+    """
+    t_start = time.perf_counter()
+    stack = open_frames(frames)
+    params = params or PolicyParams()
+    if params.mode == "default" and not tracker.incremental:
+        raise ValueError("default mode needs a tracker that adds objects without a reset (sam2's current predictor)")
+    n = len(stack)
+    h, w = stack.frame_size
+    signature = run_signature(stack, overseer, tracker, classes, params)
+    store = SasviStore.open(out, n_frames=n, frame_size=(h, w), classes=classes, signature=signature)
+    resumed_from = store.frames_done
+    if store.complete:
+        return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
+    cache = OverseerCache(overseer, n, stack.frame, batch_size)
+    policy = Policy(params, cache.masks, no_label=classes.no_label)
+    tracker.bind(stack)
+    done = store.frames_done
+    snap = store.snapshot if done > 0 else None
+    if snap is not None:
+        policy.restore_state(snap["state"], [event_from_dict(e) for e in store.events])
+        s, reason, previous = int(snap["frame"]), snap["reason"], store.load_previous_output()
+        log.info("resuming %s: %d frames done, replaying from segment start %d", out, done, s)
+    else:
+        s, reason, previous = 0, "start", None
+    events_out = [e.to_dict() for e in policy.events]
+    written = 0
+    t_run = time.perf_counter()
+    seg: SegmentStart | None = None
+    while True:
+        if seg is None:  # a segment start with a reset: resumable from here
+            if s > 0 or done == 0:
+                keep_prev = previous if (params.merge_unlabelled or params.mode == "default") else None
+                store.save_snapshot({"frame": s, "reason": reason, "state": policy.export_state()}, keep_prev)
+            n_before = len(policy.events)
+            seg = policy.start_segment(s, reason, previous)
+            for ev in policy.events[n_before:]:
+                yield ev
+        _apply(tracker, seg)
+        seg = None
+        restart_at: int | None = None
+        for t, logits in tracker.propagate(s):
+            labels = compose_labels(logits, (h, w), classes.no_label, classes.ids)
+            visible = {obj: int(np.count_nonzero(labels == obj)) for obj in logits} if params.mode == "default" else None
+            n_before = len(policy.events)
+            reason = policy.step(t, visible)
+            for ev in policy.events[n_before:]:
+                yield ev
+            if reason is not None:
+                restart_at = t
+                previous = labels
+                break
+            if t >= done:
+                ov = result_to_label_map(cache.masks(t) or {}, (h, w), classes.no_label)
+                events_out = [e.to_dict() for e in policy.events]
+                store.write_frame(t, labels, ov, events_out)
+                done = t + 1
+                written += 1
+                elapsed = time.perf_counter() - t_run
+                yield FrameDone(t, done, n, written / elapsed if elapsed > 0 else 0.0)
+            cache.release_before(t)
+            if (cancel is not None and cancel()) or (stop_after is not None and done >= stop_after):
+                return RunSummary(str(out), n, written, resumed_from, True, time.perf_counter() - t_start,
+                                  events_out, dict(getattr(tracker, "encodes", {})))
+        if restart_at is None:
+            break
+        s = restart_at
+        if reason != "buffer" and params.mode == "default":
+            n_before = len(policy.events)
+            seg = policy.add_objects(s, reason)
+            for ev in policy.events[n_before:]:
+                yield ev
+    events_out = [e.to_dict() for e in policy.events]
+    store._write_progress({**store._progress, "events": events_out})
+    return RunSummary(str(out), n, written, resumed_from, False, time.perf_counter() - t_start, events_out,
+                      dict(getattr(tracker, "encodes", {})))
+
+
+def run_sasvi(*args, progress=None, **kwargs) -> RunSummary:
+    """Drive :func:`iter_sasvi` to the end; ``progress(done, total, fps)`` is called per frame."""
+    gen = iter_sasvi(*args, **kwargs)
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None and isinstance(item, FrameDone):
+            progress(item.done, item.total, item.fps)
+
+
+__all__ = ["FrameDone", "RunSummary", "iter_sasvi", "run_sasvi", "run_signature", "replace"]

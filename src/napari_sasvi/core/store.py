@@ -1,0 +1,194 @@
+"""The output store: a zarr group holding SASVi's labels and the overseer's, self-describing and
+resumable.
+
+Layout (zarr v3)::
+
+    video.zarr/
+      zarr.json              group attributes: "sasvi" (version, class table, parameters, models with
+                             checksums, input fingerprint) and "multiscales"-free OME-style label metadata
+      labels/                (T, H, W) uint8, one chunk per frame: SASVi's class ids
+      overseer/              (T, H, W) uint8, one chunk per frame: the overseer's frame-wise labels
+      sasvi_progress.json    frames finished, the event log, the last resumable segment start;
+                             rewritten atomically after every finished frame
+      sasvi_resume.npy       the previous output at that segment start (CaDIS merge only)
+
+Reopening a store made from the same inputs and parameters continues after the last finished frame;
+a store made from anything else is refused (:class:`StoreMismatchError`), never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .datasets import ClassTable
+from .errors import InputError, StoreMismatchError
+
+PROGRESS = "sasvi_progress.json"
+RESUME_ARRAY = "sasvi_resume.npy"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _normalise(obj: Any) -> Any:
+    """JSON round trip, so signatures compare the same whether fresh or read back."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def ome_label_metadata(classes: ClassTable) -> dict:
+    """OME-Zarr's ``image-label`` block: colours and class names per label value."""
+    return {
+        "version": "0.5",
+        "colors": [{"label-value": c.id, "rgba": [*c.color, 255]} for c in classes],
+        "properties": [{"label-value": c.id, "class": c.name} for c in classes],
+    }
+
+
+class SasviStore:
+    """A SASVi output store (see the module docstring). Use :meth:`open` to create or resume."""
+
+    def __init__(self, path: Path, group, signature: dict):
+        self.path = path
+        self.group = group
+        self.signature = signature
+        self.labels = group["labels"]
+        self.overseer = group["overseer"]
+        self._progress = self._read_progress()
+
+    # -- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, n_frames: int, frame_size: tuple[int, int], classes: ClassTable,
+             signature: dict) -> SasviStore:
+        """Create the store, or reopen it to resume when its signature matches.
+
+        Args:
+            signature: everything that decides the result (input fingerprint, parameters, models);
+                compared as JSON with the stored one.
+        """
+        import zarr
+
+        path = Path(path)
+        signature = _normalise(signature)
+        if path.exists() and not path.is_dir():
+            raise InputError(f"The output path {path} is a file; give a folder path for the store (e.g. {path.with_suffix('.zarr')}).")
+        if path.is_dir() and any(path.iterdir()):
+            if not (path / "zarr.json").exists():
+                raise InputError(
+                    f"{path} exists and is not a SASVi store; choose a new output path (nothing was written)."
+                )
+            group = zarr.open_group(str(path), mode="r+")
+            stored = group.attrs.get("sasvi", {}).get("signature")
+            if stored is None:
+                raise StoreMismatchError(f"{path} is a zarr store but not one napari-sasvi wrote; choose a new output path.")
+            if _normalise(stored) != signature:
+                diff = sorted(k for k in set(stored) | set(signature) if stored.get(k) != signature.get(k))
+                raise StoreMismatchError(
+                    f"{path} was made from other inputs or settings (differs in: {', '.join(diff)}). It is kept "
+                    "as it is: choose a new output path, or delete that store to start over."
+                )
+            return cls(path, group, signature)
+        path.mkdir(parents=True, exist_ok=True)
+        group = zarr.open_group(str(path), mode="w")
+        h, w = frame_size
+        for name in ("labels", "overseer"):
+            arr = group.create_array(name, shape=(n_frames, h, w), chunks=(1, h, w), dtype="uint8",
+                                     fill_value=classes.no_label, dimension_names=("t", "y", "x"))
+            arr.attrs["image-label"] = ome_label_metadata(classes)
+        group.attrs["sasvi"] = {
+            "version": __version__,
+            "classes": classes.to_dict(),
+            "signature": signature,
+            "description": "labels: SASVi class ids; overseer: the overseer's frame-wise class ids; "
+                           f"{classes.no_label} = no label",
+        }
+        store = cls(path, group, signature)
+        store._write_progress({"frames_done": 0, "events": [], "snapshot": None})
+        return store
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> SasviStore:
+        """Open an existing store read-only (viewing, exporting, evaluating)."""
+        import zarr
+
+        path = Path(path)
+        if not (path / "zarr.json").exists():
+            raise InputError(f"{path} is not a SASVi store (no zarr.json).")
+        group = zarr.open_group(str(path), mode="r")
+        if "sasvi" not in group.attrs:
+            raise InputError(f"{path} is a zarr store but not one napari-sasvi wrote.")
+        return cls(path, group, group.attrs["sasvi"]["signature"])
+
+    # -- metadata -----------------------------------------------------------------------------------
+    @property
+    def classes(self) -> ClassTable:
+        return ClassTable.from_dict(self.group.attrs["sasvi"]["classes"])
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def frames_done(self) -> int:
+        return int(self._progress["frames_done"])
+
+    @property
+    def complete(self) -> bool:
+        return self.frames_done >= self.n_frames
+
+    @property
+    def events(self) -> list[dict]:
+        return list(self._progress["events"])
+
+    @property
+    def snapshot(self) -> dict | None:
+        return self._progress.get("snapshot")
+
+    def _read_progress(self) -> dict:
+        p = self.path / PROGRESS
+        if not p.exists():
+            return {"frames_done": 0, "events": [], "snapshot": None}
+        return json.loads(p.read_text(encoding="utf-8"))
+
+    def _write_progress(self, progress: dict) -> None:
+        self._progress = progress
+        _atomic_write_text(self.path / PROGRESS, json.dumps(progress))
+
+    # -- writing ------------------------------------------------------------------------------------
+    def write_frame(self, t: int, labels: np.ndarray, overseer: np.ndarray, events: list[dict]) -> None:
+        """Write frame t's labels, then record it as done (frames must finish in order)."""
+        if t != self.frames_done:
+            raise RuntimeError(f"frame {t} written out of order (next expected {self.frames_done})")
+        self.labels[t] = labels
+        self.overseer[t] = overseer
+        self._write_progress({**self._progress, "frames_done": t + 1, "events": events})
+
+    def save_snapshot(self, snapshot: dict, previous_output: np.ndarray | None) -> None:
+        """Record a resumable segment start (the policy's state before it, and the previous output)."""
+        if previous_output is not None:
+            tmp = self.path / f".{RESUME_ARRAY}.partial.npy"
+            np.save(tmp, previous_output)
+            os.replace(tmp, self.path / RESUME_ARRAY)
+        self._write_progress({**self._progress, "snapshot": {**snapshot, "has_previous": previous_output is not None}})
+
+    def load_previous_output(self) -> np.ndarray | None:
+        snap = self.snapshot
+        if not snap or not snap.get("has_previous"):
+            return None
+        return np.load(self.path / RESUME_ARRAY, allow_pickle=False)
+
+    def set_attr(self, key: str, value: Any) -> None:
+        attrs = dict(self.group.attrs["sasvi"])
+        attrs[key] = _normalise(value)
+        self.group.attrs["sasvi"] = attrs

@@ -1,0 +1,369 @@
+"""SAM2 as a streaming tracker through the ``sam2`` package.
+
+Frames come from the lazy :class:`~napari_sasvi.core.frames.FrameStack` (no JPEG folder, no
+whole-video tensor): the inference state's ``images`` is a lazy sequence that decodes and
+normalises a frame when SAM2 asks for it. After every propagated frame, outputs older than SAM2's
+memory reach (``num_maskmem`` frames of mask memory, ``max_obj_ptrs_in_encoder`` frames of object
+pointers) are released, so RAM and GPU memory stay flat however long the video is.
+
+``legacy=True`` builds ``sam2.sam2_video_predictor_legacy.SAM2VideoPredictor`` (what the published
+SASVi code ran: objects only before tracking starts, hence a reset at every restart); otherwise
+the current predictor, which adds objects to a running segment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..checkpoints import SAM2_CHECKPOINTS, SAM2_CONFIG_OF, fetch, sha256_of
+from ..errors import CheckpointError, DeviceError, InputError
+
+log = logging.getLogger(__name__)
+
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def resolve_device(device: str = "auto"):
+    """``auto``: CUDA, then MPS, then CPU. An explicit device that is not there is an error."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError("CUDA was requested but no CUDA GPU is available: use --device cpu or auto.")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError("MPS was requested but is not available: use --device cpu or auto.")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise DeviceError(f"Unknown device {device!r}: use auto, cpu, cuda or mps.")
+    return torch.device(device)
+
+
+def config_path(name_or_path: str) -> Path:
+    """A SAM2 config file from a name (``sam2.1_hiera_t``, ``sam2_hiera_l``, a model name such as
+    ``sam2.1_hiera_tiny``) or a YAML path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise InputError(f"SAM2 config {p} does not exist.")
+        return p
+    import sam2
+
+    name = SAM2_CONFIG_OF.get(name_or_path, name_or_path)
+    root = Path(sam2.__file__).parent / "configs"
+    for sub in ("sam2.1", "sam2"):
+        cand = root / sub / f"{name}.yaml"
+        if cand.is_file():
+            return cand
+    known = sorted(q.stem for q in root.glob("sam2*/*.yaml"))
+    raise InputError(f"Unknown SAM2 config {name_or_path!r}: use one of {', '.join(known)} or a YAML path.")
+
+
+def build_sam2_predictor(config: str, checkpoint: str | os.PathLike | None, device: str = "auto",
+                         image_size: int | None = None, legacy: bool = False):
+    """Build a SAM2 video predictor from a config with no network access and load a checkpoint
+    (``{"model": state_dict}``, ``weights_only=True``, strict keys). ``checkpoint=None`` keeps
+    random weights (tests)."""
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(config_path(config))
+    target = ("sam2.sam2_video_predictor_legacy.SAM2VideoPredictor" if legacy
+              else "sam2.sam2_video_predictor.SAM2VideoPredictor")
+    OmegaConf.update(cfg, "model._target_", target, force_add=True)
+    # the reference's settings: non-overlapping objects; the package's usual post-processing
+    for key, value in (
+        ("model.non_overlap_masks", True),
+        ("model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability", True),
+        ("model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta", 0.05),
+        ("model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh", 0.98),
+        ("model.binarize_mask_from_pts_for_mem_enc", True),
+        ("model.fill_hole_area", 0),  # needs sam2's optional CUDA extension; off for portability
+    ):
+        OmegaConf.update(cfg, key, value, force_add=True)
+    if image_size is not None:
+        if image_size % 32:
+            raise InputError(f"image_size must be a multiple of 32, got {image_size}.")
+        OmegaConf.update(cfg, "model.image_size", image_size, force_add=True)
+        side = image_size // 16
+        for att in ("self_attention", "cross_attention"):
+            OmegaConf.update(cfg, f"model.memory_attention.layer.{att}.feat_sizes", [side, side], force_add=True)
+    OmegaConf.resolve(cfg)
+    model = instantiate(cfg.model, _recursive_=True)
+    if checkpoint is not None:
+        load_sam2_checkpoint(model, checkpoint)
+    dev = resolve_device(device)
+    return model.to(dev).eval()
+
+
+def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
+    """Load an official-format checkpoint strictly; returns its sha256."""
+    import torch
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise CheckpointError(f"SAM2 checkpoint {path} does not exist.")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a torch file, pickled code objects
+        raise CheckpointError(
+            f"Cannot read SAM2 checkpoint {path}: {e}. It is damaged or not a SAM2 checkpoint; "
+            "download it again."
+        ) from e
+    if not isinstance(blob, dict) or "model" not in blob:
+        raise CheckpointError(f"{path} is not a SAM2 checkpoint: expected a dict with a 'model' state dict.")
+    state = blob["model"]
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shape:
+        def few(keys):
+            return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {few(unexpected)}")
+        if shape:
+            parts.append(f"shape mismatch: {few(shape)}")
+        raise CheckpointError(
+            f"SAM2 checkpoint {path} does not fit the chosen config ({'; '.join(parts)}). "
+            "Pick the config that matches the checkpoint (e.g. sam2.1_hiera_t for sam2.1_hiera_tiny.pt)."
+        )
+    model.load_state_dict(state, strict=True)
+    return sha256_of(path)
+
+
+class _LazyImages:
+    """What SAM2's inference state calls ``images``: frame t as a normalised (3, S, S) tensor,
+    decoded when SAM2 asks for it; counts how often each frame is requested (= encoded)."""
+
+    def __init__(self, frames, image_size: int, device, cache: int = 2):
+        self.frames = frames
+        self.size = image_size
+        self.device = device
+        self.encodes: dict[int, int] = {}
+        self._cache: OrderedDict[int, Any] = OrderedDict()
+        self._cache_size = cache
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, t: int):
+        import torch
+        from PIL import Image
+
+        self.encodes[t] = self.encodes.get(t, 0) + 1
+        hit = self._cache.get(t)
+        if hit is not None:
+            return hit
+        rgb = self.frames.frame(int(t))
+        # SAM2's own loader: PIL resize to S x S (bicubic), [0, 1], ImageNet normalisation
+        img = np.asarray(Image.fromarray(rgb).resize((self.size, self.size)), np.float32) / 255.0
+        img = (img - _MEAN) / _STD
+        tensor = torch.from_numpy(img.transpose(2, 0, 1).copy())
+        self._cache[t] = tensor
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return tensor
+
+
+class SAM2Tracker:
+    """The ``sam2`` package's video predictor behind the :class:`~.base.Tracker` interface.
+
+    Args:
+        model: a model name (``sam2.1_hiera_tiny``: the official checkpoint, downloaded into the
+            user cache when online), or None with ``config`` (+ ``checkpoint``).
+        config: a config name or YAML path (with ``checkpoint``; without it, random weights).
+        legacy: use the predictor the published SASVi code ran (reset at every restart).
+        image_size: override the model's input size (a multiple of 32; tests use 256 or less).
+        keep: frames of outputs kept behind the current frame; default: what SAM2's memory reads.
+    """
+
+    def __init__(self, model: str | None = None, config: str | None = None,
+                 checkpoint: str | os.PathLike | None = None, device: str = "auto", legacy: bool = False,
+                 image_size: int | None = None, keep: int | None = None, predictor=None):
+        if model is not None:
+            if model not in SAM2_CHECKPOINTS:
+                raise InputError(f"Unknown SAM2 model {model!r}: use one of {', '.join(SAM2_CHECKPOINTS)}.")
+            config = config or SAM2_CONFIG_OF[model]
+            checkpoint = checkpoint or fetch(SAM2_CHECKPOINTS[model])
+        if config is None:
+            raise InputError("Give a SAM2 model name, or a config (and checkpoint).")
+        self.model_name = model
+        self.config = str(config)
+        self.checkpoint = str(checkpoint) if checkpoint is not None else None
+        self.checkpoint_sha256 = None
+        self.legacy = legacy
+        self.incremental = not legacy
+        if predictor is None:
+            import torch
+
+            # random weights (no checkpoint, tests) are seeded so that two runs build the same model
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                predictor = build_sam2_predictor(self.config, None, device, image_size, legacy)
+            if checkpoint is not None:
+                self.checkpoint_sha256 = load_sam2_checkpoint(predictor, checkpoint)
+        self.predictor = predictor
+        self.device = next(predictor.parameters()).device
+        self.image_size = predictor.image_size
+        self.keep = keep if keep is not None else max(predictor.num_maskmem, getattr(predictor, "max_obj_ptrs_in_encoder", 16)) + 1
+        self._quiet_sam2_progress()
+        self.state: dict | None = None
+        self.images: _LazyImages | None = None
+        self.encodes: dict[int, int] = {}
+
+    @staticmethod
+    def _quiet_sam2_progress() -> None:
+        # sam2's propagate_in_video wraps its loop in tqdm; our callers report progress themselves
+        import sam2.sam2_video_predictor as cur
+        import sam2.sam2_video_predictor_legacy as leg
+
+        for mod in (cur, leg):
+            mod.tqdm = _passthrough
+
+    def _autocast(self):
+        import torch
+
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- state -------------------------------------------------------------------------------------
+    def bind(self, frames) -> None:
+        import torch
+
+        self.frames = frames
+        self.images = _LazyImages(frames, self.image_size, self.device)
+        self.encodes = self.images.encodes
+        h, w = frames.frame_size
+        st: dict[str, Any] = {
+            "images": self.images,
+            "num_frames": len(frames),
+            "offload_video_to_cpu": True,
+            "offload_state_to_cpu": False,
+            "video_height": h,
+            "video_width": w,
+            "device": self.device,
+            "storage_device": self.device,
+            "point_inputs_per_obj": {},
+            "mask_inputs_per_obj": {},
+            "cached_features": {},
+            "constants": {},
+            "obj_id_to_idx": OrderedDict(),
+            "obj_idx_to_id": OrderedDict(),
+            "obj_ids": [],
+            "output_dict_per_obj": {},
+            "temp_output_dict_per_obj": {},
+        }
+        if self.legacy:
+            st["output_dict"] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+            st["consolidated_frame_inds"] = {"cond_frame_outputs": set(), "non_cond_frame_outputs": set()}
+            st["tracking_has_started"] = False
+            st["frames_already_tracked"] = {}
+        else:
+            st["frames_tracked_per_obj"] = {}
+        self.state = st
+        del torch
+
+    def reset(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            self.predictor.reset_state(self.state)
+
+    def add_mask(self, frame: int, obj_id: int, mask: np.ndarray | None) -> None:
+        import torch
+
+        h, w = self.frames.frame_size
+        m = np.zeros((h, w), bool) if mask is None else np.asarray(mask, bool)
+        with torch.inference_mode(), self._autocast():
+            self.predictor.add_new_mask(self.state, frame_idx=frame, obj_id=int(obj_id), mask=torch.from_numpy(m))
+
+    def add_points(self, frame: int, obj_id: int, points_xy: np.ndarray, labels: np.ndarray) -> None:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            self.predictor.add_new_points_or_box(
+                self.state, frame_idx=frame, obj_id=int(obj_id),
+                points=np.asarray(points_xy, np.float32), labels=np.asarray(labels, np.int32),
+                clear_old_points=True, normalize_coords=True,
+            )
+
+    def remove_objects(self, obj_ids: Iterable[int]) -> None:
+        import torch
+
+        with torch.inference_mode():
+            for i in obj_ids:
+                if i in self.state["obj_id_to_idx"]:
+                    self.predictor.remove_object(self.state, int(i), need_output=False)
+
+    def propagate(self, start: int) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            for t, obj_ids, masks in self.predictor.propagate_in_video(self.state, start_frame_idx=start):
+                logits = masks[:, 0].float().cpu().numpy()
+                out = {int(o): logits[k] for k, o in enumerate(obj_ids)}
+                self._release(t)
+                yield t, out
+
+    def _release(self, t: int) -> None:
+        """Drop outputs SAM2's memory no longer reads (frames before t - keep)."""
+        cutoff = t - self.keep
+        st = self.state
+        dicts = [d for d in st["output_dict_per_obj"].values()]
+        if self.legacy:
+            dicts.append(st["output_dict"])
+            st["consolidated_frame_inds"]["non_cond_frame_outputs"] = {
+                f for f in st["consolidated_frame_inds"]["non_cond_frame_outputs"] if f >= cutoff}
+            for f in [f for f in st["frames_already_tracked"] if f < cutoff]:
+                del st["frames_already_tracked"][f]
+        else:
+            for per in st["frames_tracked_per_obj"].values():
+                for f in [f for f in per if f < cutoff]:
+                    del per[f]
+        for d in dicts:
+            non_cond = d["non_cond_frame_outputs"]
+            for f in [f for f in non_cond if f < cutoff]:
+                del non_cond[f]
+
+    def memory_frames(self) -> int:
+        """How many frame outputs the state holds now (tests check it stays bounded)."""
+        st = self.state
+        n = sum(len(d["non_cond_frame_outputs"]) + len(d["cond_frame_outputs"]) for d in st["output_dict_per_obj"].values())
+        if self.legacy:
+            n += len(st["output_dict"]["non_cond_frame_outputs"]) + len(st["output_dict"]["cond_frame_outputs"])
+        return n
+
+    def describe(self) -> dict:
+        return {
+            "type": "sam2",
+            "predictor": "legacy" if self.legacy else "current",
+            "model": self.model_name,
+            "config": Path(self.config).name if self.config else None,
+            "checkpoint": Path(self.checkpoint).name if self.checkpoint else None,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "image_size": self.image_size,
+            "device": str(self.device),
+        }
+
+
+def _passthrough(iterable, *args, **kwargs):
+    return iterable
