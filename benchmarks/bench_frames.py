@@ -18,11 +18,13 @@ import time
 from pathlib import Path
 
 MEASURE = r"""
-import json, resource, sys, time, numpy as np
+import json, resource, sys, time, numpy as np, dask.array  # dask imported up front (napari has it loaded already)
 from napari_sasvi.core.frames import open_frames
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def rss_kib():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])
+rss0 = rss_kib()
 t0 = time.perf_counter(); stack = open_frames(sys.argv[1]); data = stack.data; t_open = time.perf_counter() - t0
-rss_open = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss_open = rss_kib()
 rng = np.random.default_rng(0); idx = rng.integers(0, len(stack), int(sys.argv[2]))
 t0 = time.perf_counter()
 for t in idx: np.asarray(data[int(t)])

@@ -329,7 +329,9 @@ class FrameStack:
             if self._data is None:
                 import dask.array as da
 
-                token = self.source.fingerprint() if not isinstance(self.source, ArraySource) else id(self)
+                # a cheap unique name: hashing the source (a stat per file) would cost ~0.5 s for
+                # 5,000 frames, and dask only needs the name to be unique per content
+                token = id(self.source) if isinstance(self.source, ArraySource) else abs(hash((repr(self.source), self.shape)))
                 self._data = da.from_array(
                     _DaskAdapter(self.source),
                     chunks=(1, *self.shape[1:]),
