@@ -72,14 +72,25 @@ def main() -> None:
     t0 = time.perf_counter()
     folder, mp4 = make_inputs(args.work, args.frames, args.minutes)
     print(f"# inputs ready in {time.perf_counter() - t0:.0f} s: {folder}, {mp4} ({mp4.stat().st_size / 2**20:.0f} MiB)")
-    print(f"# command: python benchmarks/bench_frames.py --frames {args.frames} --minutes {args.minutes:g} --reads {args.reads}")
-    print("| input | frames | open (s) | RSS added by open (MiB) | peak RSS (MiB) | random read (ms) | sequential read (ms) |")
+    print(
+        f"# command: python benchmarks/bench_frames.py --frames {args.frames} --minutes {args.minutes:g} --reads {args.reads}"
+    )
+    print(
+        "| input | frames | open (s) | RSS added by open (MiB) | peak RSS (MiB) | random read (ms) | sequential read (ms) |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for label, path in ((f"{args.frames}-frame JPEG folder 480x854", folder), (f"{args.minutes:g}-min 25 fps mp4 480x854 (GOP 250)", mp4)):
-        out = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(args.reads)], capture_output=True, text=True, check=True)
+    for label, path in (
+        (f"{args.frames}-frame JPEG folder 480x854", folder),
+        (f"{args.minutes:g}-min 25 fps mp4 480x854 (GOP 250)", mp4),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, str(path), str(args.reads)], capture_output=True, text=True, check=True
+        )
         r = json.loads(out.stdout)
-        print(f"| {label} | {r['frames']} | {r['open_s']:.3f} | {r['open_rss_mib']:.1f} | {r['peak_rss_mib']:.0f} | "
-              f"{r['random_read_ms']:.1f} | {r['sequential_read_ms']:.1f} |")
+        print(
+            f"| {label} | {r['frames']} | {r['open_s']:.3f} | {r['open_rss_mib']:.1f} | {r['peak_rss_mib']:.0f} | "
+            f"{r['random_read_ms']:.1f} | {r['sequential_read_ms']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ from napari_sasvi.core.overseers.base import ClassMask
 
 H, W = 40, 60
 TABLE = ClassTable.from_dict(
-    {"name": "toy", "no_label": 255, "classes": [{"id": i, "name": f"c{i}", "color": [i * 20, 100, 50]} for i in range(10)]}
+    {
+        "name": "toy",
+        "no_label": 255,
+        "classes": [{"id": i, "name": f"c{i}", "color": [i * 20, 100, 50]} for i in range(10)],
+    }
 )
 
 
@@ -83,7 +87,9 @@ def run(per_frame, mode="reference", tmp_path=None, **params):
     frames = np.zeros((n, H, W, 3), np.uint8)
     tracker = FakeTracker(incremental=(mode == "default"))
     overseer = DictOverseer(per_frame)
-    summary = run_sasvi(frames, overseer, tracker, str(tmp_path / f"{mode}.zarr"), TABLE, PolicyParams(mode=mode, **params))
+    summary = run_sasvi(
+        frames, overseer, tracker, str(tmp_path / f"{mode}.zarr"), TABLE, PolicyParams(mode=mode, **params)
+    )
     return summary, tracker, overseer
 
 

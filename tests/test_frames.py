@@ -10,8 +10,15 @@ from napari_sasvi.core.frames import FolderSource, frame_sort_key, list_frame_fi
 
 def test_sort_key_uses_trailing_integer():
     names = [
-        "frame_561_endo.png", "frame_99_endo.png", "Video1_frame000120.png", "Video1_frame000020.png",
-        "0000000010.jpg", "0000000002.jpg", "0001.jpg", "12.jpg", "x.jpg",
+        "frame_561_endo.png",
+        "frame_99_endo.png",
+        "Video1_frame000120.png",
+        "Video1_frame000020.png",
+        "0000000010.jpg",
+        "0000000002.jpg",
+        "0001.jpg",
+        "12.jpg",
+        "x.jpg",
     ]
     ordered = sorted(names, key=frame_sort_key)
     # numbers compare as integers, not strings; a name with no digit goes last

@@ -41,6 +41,9 @@ def test_core_and_cli_import_no_gui_and_no_torch_at_package_level():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"core/CLI imported GUI modules: {out.stdout}"
-    out = subprocess.run([sys.executable, "-c", "import sys, napari_sasvi; print('torch' in sys.modules)"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, napari_sasvi; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+    )
     assert out.stdout.strip() == "False"

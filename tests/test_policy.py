@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from policy_helpers import H, W, box, kinds, restarts, run
 
 from napari_sasvi.core.policy import kmeans_points, snap_to_mask
+from policy_helpers import H, W, box, kinds, restarts, run
 
 A = box(0, 0, 20, 30)  # class 1
 B = box(20, 30, 40, 60)  # class 2

@@ -17,7 +17,9 @@ def frames():
     return np.stack([np.roll(base, 2 * t, axis=1) for t in range(40)])
 
 
-@pytest.mark.parametrize(("ext", "codec"), [(".mp4", "libx264"), (".avi", "mpeg4"), (".mkv", "libx264"), (".mov", "mpeg4")])
+@pytest.mark.parametrize(
+    ("ext", "codec"), [(".mp4", "libx264"), (".avi", "mpeg4"), (".mkv", "libx264"), (".mov", "mpeg4")]
+)
 def test_random_access_equals_sequential(tmp_path, frames, ext, codec):
     path = write_video(tmp_path / f"clip{ext}", frames, codec=codec, gop=8)
     seq_src = VideoSource(path)

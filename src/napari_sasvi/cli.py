@@ -42,9 +42,159 @@ def _add_frames(sub) -> None:
 def _run_frames(args) -> int:
     from .core.export import export_frames
 
-    n = export_frames(args.video, args.out_dir, every=args.every, quality=args.quality,
-                      overwrite=args.overwrite, progress=_tqdm_progress)
+    n = export_frames(
+        args.video,
+        args.out_dir,
+        every=args.every,
+        quality=args.quality,
+        overwrite=args.overwrite,
+        progress=_tqdm_progress,
+    )
     print(f"wrote {n} frames to {args.out_dir}")
+    return 0
+
+
+# -- segment ---------------------------------------------------------------------------------------
+def _add_segment(sub) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="run SASVi on a video, a frame folder, or a folder of videos",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("input", type=Path, help="frame folder, video file, or a root folder of videos")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output store (.zarr folder); for a root of videos, a folder with one store per video",
+    )
+    g = p.add_argument_group("overseer")
+    g.add_argument(
+        "--overseer",
+        choices=["replay"],
+        default="replay",
+        help="replay: existing frame-wise predictions act as the overseer",
+    )
+    g.add_argument(
+        "--overseer-masks",
+        type=Path,
+        help="replay: folder of label-id PNGs, .npy or zarr (for a root: one per video, same names)",
+    )
+    g.add_argument("--batch-size", type=int, default=8, help="overseer batch size over the look-ahead window")
+    c = p.add_mutually_exclusive_group(required=True)
+    c.add_argument("--dataset", choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"], help="class table preset")
+    c.add_argument("--classes", type=Path, help="class table file (.yaml/.json: classes: [{id, name, color}])")
+    s = p.add_argument_group("SAM2")
+    m = s.add_mutually_exclusive_group(required=True)
+    m.add_argument("--sam2-model", help="official model name (sam2.1_hiera_tiny, ...); downloaded when online")
+    m.add_argument("--sam2-config", help="config name (sam2.1_hiera_t, sam2_hiera_l, ...) or YAML path")
+    s.add_argument("--sam2-checkpoint", type=Path, help="checkpoint file for --sam2-config ({'model': state_dict})")
+    s.add_argument("--sam2-random-weights", action="store_true", help="no checkpoint: random weights (tests, demos)")
+    s.add_argument("--image-size", type=int, help="override SAM2's input size (a multiple of 32)")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    pol = p.add_argument_group("policy")
+    pol.add_argument(
+        "--mode",
+        choices=["default", "reference"],
+        default="default",
+        help="reference: the published behaviour decision for decision; default: its defects fixed",
+    )
+    pol.add_argument("--lookahead", type=int, help="overseer look-ahead frames (reference 10)")
+    pol.add_argument("--persistence", type=int, help="frames a new class must persist (reference 3)")
+    pol.add_argument("--overlap", type=float, help="duplicate overlap threshold (reference 0.70)")
+    pol.add_argument("--buffer", type=int, help="frames between forced re-seeds (reference 25)")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--events-json", type=Path, help="write the re-prompt events (a JSON list) here")
+    o.add_argument("--export-png", type=Path, help="also write <frame>_rgb_mask.png palette PNGs here")
+    o.add_argument("--export-npz", action="store_true", help="with --export-png: also <frame>_binary_mask.npz")
+    o.add_argument(
+        "--export-size",
+        type=int,
+        nargs=2,
+        default=[299, 299],
+        metavar=("W", "H"),
+        help="size of the exported PNGs (0 0: the frame size)",
+    )
+    p.set_defaults(func=_run_segment)
+
+
+def _run_segment(args) -> int:
+    import json
+
+    from .core.datasets import get_class_table
+    from .core.export import iter_export_reference_masks
+    from .core.pipeline import run_sasvi
+    from .core.segment import (
+        TrackerSpec,
+        build_replay_overseer,
+        find_videos,
+        frame_names,
+        masks_for,
+        open_frames,
+        params_for,
+        video_name,
+    )
+
+    classes = get_class_table(args.dataset or args.classes)
+    videos = find_videos(args.input)
+    single = len(videos) == 1 and (args.input.is_file() or videos[0] == args.input)
+    if not single:
+        if args.out.exists() and not args.out.is_dir():
+            from .core.errors import InputError
+
+            raise InputError(f"{args.out} is a file; for a folder of videos --out must be a folder.")
+        args.out.mkdir(parents=True, exist_ok=True)
+    params = params_for(
+        args.mode,
+        classes,
+        lookahead=args.lookahead,
+        persistence=args.persistence,
+        overlap=args.overlap,
+        buffer=args.buffer,
+    )
+    spec = TrackerSpec(
+        model=args.sam2_model,
+        config=args.sam2_config,
+        checkpoint=str(args.sam2_checkpoint) if args.sam2_checkpoint else None,
+        random_weights=args.sam2_random_weights,
+        image_size=args.image_size,
+        device=args.device,
+    )
+    tracker = spec.build(legacy=args.mode == "reference")  # built once, reused for every video
+    all_events = {}
+    for video in videos:
+        name = video_name(video)
+        stack = open_frames(video)
+        overseer = build_replay_overseer(masks_for(video, args.overseer_masks, single), classes, stack)
+        store = args.out if single else args.out / f"{name}.zarr"
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(stack), desc=name, unit="frame", dynamic_ncols=True) as bar:
+
+            def progress(done, total, fps, bar=bar):
+                bar.update(done - bar.n)
+                bar.set_postfix_str(f"{fps:.2f} frames/s", refresh=False)
+
+            summary = run_sasvi(
+                stack, overseer, tracker, str(store), classes, params, batch_size=args.batch_size, progress=progress
+            )
+        restarts = [e["frame"] for e in summary.events if e["kind"] == "restart"]
+        state = f"resumed at frame {summary.resumed_from}, " if summary.resumed_from else ""
+        print(f"{name}: {state}{summary.frames_written} frames written to {store}; restarts at {restarts}")
+        all_events[name] = summary.events
+        if args.export_png:
+            out_png = args.export_png if single else args.export_png / name
+            size = None if args.export_size == [0, 0] else tuple(args.export_size)
+            for _ in _tqdm_progress(
+                iter_export_reference_masks(store, out_png, size, args.export_npz, frame_names(stack)),
+                total=len(stack),
+                desc="png",
+            ):
+                pass
+    if args.events_json:
+        payload = all_events[video_name(videos[0])] if single else all_events
+        args.events_json.parent.mkdir(parents=True, exist_ok=True)
+        args.events_json.write_text(json.dumps(payload, indent=1))
     return 0
 
 
@@ -75,8 +225,10 @@ def _run_demo(args) -> int:
     video = SyntheticVideo(n_frames=args.frames, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     mp4 = args.out / f"{video.name}.mp4"
-    print(f"synthetic clip: {video.n_frames} frames of {video.height} x {video.width}, "
-          f"classes {', '.join(c.name for c in video.classes)}")
+    print(
+        f"synthetic clip: {video.n_frames} frames of {video.height} x {video.width}, "
+        f"classes {', '.join(c.name for c in video.classes)}"
+    )
     write_video(mp4, (video.frame(t) for t in _tqdm_progress(range(video.n_frames), desc="encode")))
     folder = args.out / "frames"
     export_frames(mp4, folder, overwrite=True, progress=_tqdm_progress)
@@ -85,8 +237,10 @@ def _run_demo(args) -> int:
     opened = time.perf_counter() - t0
     middle = stack.frame(len(stack) // 2)
     err = np.abs(middle.astype(int) - video.frame(len(stack) // 2).astype(int)).mean()
-    print(f"reopened {folder} lazily in {opened * 1000:.1f} ms: {stack.shape}, "
-          f"mean abs error after mp4 + jpg round trip {err:.1f} grey levels")
+    print(
+        f"reopened {folder} lazily in {opened * 1000:.1f} ms: {stack.shape}, "
+        f"mean abs error after mp4 + jpg round trip {err:.1f} grey levels"
+    )
     presence = video.presence()
     for c in video.classes:
         frames = presence[c.id]
@@ -116,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(sub)
     _add_frames(sub)
+    _add_segment(sub)
     return parser
 
 

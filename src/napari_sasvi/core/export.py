@@ -69,3 +69,50 @@ def export_frames(
     for _ in progress(iter_export_frames(stack, out_dir, every, quality, overwrite), total=total, desc="frames"):
         n += 1
     return n
+
+
+def iter_export_reference_masks(
+    store_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    size: tuple[int, int] | None = (299, 299),
+    npz: bool = False,
+    frame_names: list[str] | None = None,
+    array: str = "labels",
+) -> Iterator[int]:
+    """Write a store's labels in the reference layout: ``<frame>_rgb_mask.png`` palette PNGs of
+    class ids (resized nearest to ``size`` = (W, H); None keeps the frame size) and, with ``npz``,
+    ``<frame>_binary_mask.npz`` (key ``arr``: bool, num_classes x H x W, unlabelled pixels OR-ed into
+    channel 0, or into the last channel for CaDIS). Yields each frame index written."""
+    import numpy as np
+
+    from .store import SasviStore
+
+    store = SasviStore.read(store_path)
+    classes = store.classes
+    labels = store.group[array]
+    n = labels.shape[0]
+    if frame_names is not None and len(frame_names) != n:
+        raise InputError(f"{len(frame_names)} frame names for a store of {n} frames.")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; give a folder for the PNG export.")
+    out.mkdir(parents=True, exist_ok=True)
+    palette = classes.palette()
+    ids = classes.ids
+    unlabelled_channel = len(ids) - 1 if classes.name == "cadis" else 0
+    for t in range(n):
+        lab = np.asarray(labels[t])
+        if size is not None:
+            lab = np.asarray(Image.fromarray(lab).resize(tuple(size), Image.NEAREST))
+        img = Image.frombytes("P", (lab.shape[1], lab.shape[0]), np.ascontiguousarray(lab).tobytes())
+        img.putpalette(palette)
+        name = frame_names[t] if frame_names is not None else f"{t:010d}"
+        _atomic_save(img, out / f"{name}_rgb_mask.png", format="PNG")
+        if npz:
+            small = np.asarray(img)
+            binary = np.stack([small == c for c in ids])
+            binary[unlabelled_channel] |= ~np.isin(small, ids)
+            tmp = out / f".{name}_binary_mask.partial.npz"
+            np.savez_compressed(tmp, arr=binary)
+            os.replace(tmp, out / f"{name}_binary_mask.npz")
+        yield t

@@ -290,10 +290,7 @@ class FrameStack:
                 return cls(VideoSource(path))
             if not path.exists():
                 raise InputError(f"{path} does not exist. Give a folder of frames or a video file.")
-            raise InputError(
-                f"{path} is neither a folder of frames nor a video file "
-                f"({', '.join(VIDEO_EXTENSIONS)})."
-            )
+            raise InputError(f"{path} is neither a folder of frames nor a video file ({', '.join(VIDEO_EXTENSIONS)}).")
         if hasattr(path_or_array, "shape") and hasattr(path_or_array, "__getitem__"):
             return cls(ArraySource(path_or_array, name=name or "frames"))
         raise InputError(f"Cannot open frames from {type(path_or_array).__name__}.")
@@ -331,7 +328,11 @@ class FrameStack:
 
                 # a cheap unique name: hashing the source (a stat per file) would cost ~0.5 s for
                 # 5,000 frames, and dask only needs the name to be unique per content
-                token = id(self.source) if isinstance(self.source, ArraySource) else abs(hash((repr(self.source), self.shape)))
+                token = (
+                    id(self.source)
+                    if isinstance(self.source, ArraySource)
+                    else abs(hash((repr(self.source), self.shape)))
+                )
                 self._data = da.from_array(
                     _DaskAdapter(self.source),
                     chunks=(1, *self.shape[1:]),

@@ -137,15 +137,23 @@ def iter_sasvi(
             for ev in policy.events[n_before:]:
                 yield ev
         _apply(tracker, seg)
+        last_prompt_frame = seg.frame if not seg.reset or seg.frame > 0 else -1
         seg = None
         restart_at: int | None = None
         for t, logits in tracker.propagate(s):
             labels = compose_labels(logits, (h, w), classes.no_label, classes.ids)
-            visible = {obj: int(np.count_nonzero(labels == obj)) for obj in logits} if params.mode == "default" else None
+            visible = (
+                {obj: int(np.count_nonzero(labels == obj)) for obj in logits} if params.mode == "default" else None
+            )
             n_before = len(policy.events)
             reason = policy.step(t, visible)
             for ev in policy.events[n_before:]:
                 yield ev
+            if reason is not None and t == last_prompt_frame:
+                # a decision to prompt again at the very frame just prompted cannot make progress
+                # (the tracker's answer would be the same): go on instead of looping
+                log.warning("frame %d: %s ignored, the frame was just prompted", t, reason)
+                reason = None
             if reason is not None:
                 restart_at = t
                 previous = labels
@@ -160,8 +168,16 @@ def iter_sasvi(
                 yield FrameDone(t, done, n, written / elapsed if elapsed > 0 else 0.0)
             cache.release_before(t)
             if (cancel is not None and cancel()) or (stop_after is not None and done >= stop_after):
-                return RunSummary(str(out), n, written, resumed_from, True, time.perf_counter() - t_start,
-                                  events_out, dict(getattr(tracker, "encodes", {})))
+                return RunSummary(
+                    str(out),
+                    n,
+                    written,
+                    resumed_from,
+                    True,
+                    time.perf_counter() - t_start,
+                    events_out,
+                    dict(getattr(tracker, "encodes", {})),
+                )
         if restart_at is None:
             break
         s = restart_at
@@ -172,8 +188,16 @@ def iter_sasvi(
                 yield ev
     events_out = [e.to_dict() for e in policy.events]
     store._write_progress({**store._progress, "events": events_out})
-    return RunSummary(str(out), n, written, resumed_from, False, time.perf_counter() - t_start, events_out,
-                      dict(getattr(tracker, "encodes", {})))
+    return RunSummary(
+        str(out),
+        n,
+        written,
+        resumed_from,
+        False,
+        time.perf_counter() - t_start,
+        events_out,
+        dict(getattr(tracker, "encodes", {})),
+    )
 
 
 def run_sasvi(*args, progress=None, **kwargs) -> RunSummary:

@@ -179,6 +179,7 @@ class _State:
     buffer: int = 0
     segment_start: int = 0
     tracked: set[int] = field(default_factory=set)  # default mode: objects in the tracker
+    added: dict[int, int] = field(default_factory=dict)  # default mode: label -> frame last prompted
 
 
 class Policy:
@@ -283,8 +284,14 @@ class Policy:
                     prompts.append(Prompt(c, "mask", mask=mine))
                     carried.append(c)
         if carried:
-            self._emit(Event(s, "carried_over", "overseer misses them at the re-seed; the tracker's mask is kept",
-                             labels=tuple(carried)))
+            self._emit(
+                Event(
+                    s,
+                    "carried_over",
+                    "overseer misses them at the re-seed; the tracker's mask is kept",
+                    labels=tuple(carried),
+                )
+            )
         if not prompts:
             prompts.append(Prompt(self.p.dummy_id, "mask", mask=None))
             self._emit(Event(s, "dummy", "nothing to prompt: empty mask for the dummy id", labels=(self.p.dummy_id,)))
@@ -414,7 +421,11 @@ class Policy:
             losers = tuple(sorted(g - {winner}))
             self._emit(Event(t, "duplicate", f"winner {winner}", labels=(winner, *losers)))
             if best > 0 and runner >= self.p.tie_ratio * best:
-                self._emit(Event(t, "tie", f"runner-up {runner:.0f} >= {self.p.tie_ratio} x {best:.0f}", labels=tuple(sorted(g))))
+                self._emit(
+                    Event(
+                        t, "tie", f"runner-up {runner:.0f} >= {self.p.tie_ratio} x {best:.0f}", labels=tuple(sorted(g))
+                    )
+                )
             if winner not in known:
                 st.prompt_new.append(winner)
             st.negatives |= set(losers)
@@ -432,8 +443,14 @@ class Policy:
             if st.prompt_new:
                 if st.skip_next_trigger:
                     st.skip_next_trigger = False
-                    self._emit(Event(t, "trigger_deferred", "first trigger after a restart waits a frame",
-                                     labels=tuple(dict.fromkeys(st.prompt_new))))
+                    self._emit(
+                        Event(
+                            t,
+                            "trigger_deferred",
+                            "first trigger after a restart waits a frame",
+                            labels=tuple(dict.fromkeys(st.prompt_new)),
+                        )
+                    )
                     return None
                 return "new labels " + ",".join(str(x) for x in dict.fromkeys(st.prompt_new))
             if new:
@@ -443,11 +460,23 @@ class Policy:
 
     def _trigger_default(self, t: int, current: set[int], visible: Mapping[int, int]) -> str | None:
         st = self.s
+        st.prompt_new, st.negatives = [], set()  # no deferral (D3): decisions are made per frame
         seen = {obj for obj, n in visible.items() if n >= self.p.min_visible}
-        candidates = current - seen
+        # a label prompted in the last `persistence` frames gets time before it is prompted again:
+        # the tracker may lose a freshly added object to a neighbour's stronger logits, and
+        # re-prompting it at once would loop on one frame
+        grace = {c for c, f in st.added.items() if t - f <= self.p.persistence}
+        candidates = current - seen - grace
         dropped = (st.old - current) & seen
         if dropped:
-            self._emit(Event(t, "dropout_ignored", "overseer misses a class the tracker still sees", labels=tuple(sorted(dropped))))
+            self._emit(
+                Event(
+                    t,
+                    "dropout_ignored",
+                    "overseer misses a class the tracker still sees",
+                    labels=tuple(sorted(dropped)),
+                )
+            )
         if not candidates:
             st.old = current | seen
             return None
@@ -485,6 +514,7 @@ class Policy:
                 mask_labels.append(label)
         remove = tuple(sorted(st.negatives & st.tracked))
         st.tracked = (st.tracked | {p.obj_id for p in prompts}) - set(remove)
+        st.added.update({p.obj_id: t for p in prompts})
         self._emit(Event(t, "add_objects", reason, tuple(mask_labels), tuple(point_labels), labels=remove))
         st.prompt_new = []
         st.negatives = set()
@@ -496,21 +526,39 @@ class Policy:
         """The bookkeeping as JSON-able data (saved at every resumable segment start)."""
         st = self.s
         return {
-            "old": sorted(st.old), "prompt_new": list(st.prompt_new), "negatives": sorted(st.negatives),
-            "skip_next_trigger": st.skip_next_trigger, "current": sorted(st.current), "buffer": st.buffer,
-            "segment_start": st.segment_start, "tracked": sorted(st.tracked), "n_events": len(self.events),
+            "old": sorted(st.old),
+            "prompt_new": list(st.prompt_new),
+            "negatives": sorted(st.negatives),
+            "skip_next_trigger": st.skip_next_trigger,
+            "current": sorted(st.current),
+            "buffer": st.buffer,
+            "segment_start": st.segment_start,
+            "tracked": sorted(st.tracked),
+            "n_events": len(self.events),
+            "added": {str(k): v for k, v in st.added.items()},
         }
 
     def restore_state(self, state: dict, events: list[Event]) -> None:
         self.s = _State(
-            old=set(state["old"]), prompt_new=list(state["prompt_new"]), negatives=set(state["negatives"]),
-            skip_next_trigger=bool(state["skip_next_trigger"]), current=set(state["current"]),
-            buffer=int(state["buffer"]), segment_start=int(state["segment_start"]), tracked=set(state["tracked"]),
+            old=set(state["old"]),
+            prompt_new=list(state["prompt_new"]),
+            negatives=set(state["negatives"]),
+            skip_next_trigger=bool(state["skip_next_trigger"]),
+            current=set(state["current"]),
+            buffer=int(state["buffer"]),
+            segment_start=int(state["segment_start"]),
+            tracked=set(state["tracked"]),
+            added={int(k): int(v) for k, v in state.get("added", {}).items()},
         )
         self.events = list(events[: state["n_events"]])
 
 
 def event_from_dict(d: dict) -> Event:
-    return Event(frame=int(d["frame"]), kind=d["kind"], reason=d.get("reason", ""),
-                 mask_labels=tuple(d.get("mask_labels", ())), point_labels=tuple(d.get("point_labels", ())),
-                 labels=tuple(d.get("labels", ())))
+    return Event(
+        frame=int(d["frame"]),
+        kind=d["kind"],
+        reason=d.get("reason", ""),
+        mask_labels=tuple(d.get("mask_labels", ())),
+        point_labels=tuple(d.get("point_labels", ())),
+        labels=tuple(d.get("labels", ())),
+    )

@@ -69,8 +69,15 @@ class SasviStore:
 
     # -- opening ------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike, *, n_frames: int, frame_size: tuple[int, int], classes: ClassTable,
-             signature: dict) -> SasviStore:
+    def open(
+        cls,
+        path: str | os.PathLike,
+        *,
+        n_frames: int,
+        frame_size: tuple[int, int],
+        classes: ClassTable,
+        signature: dict,
+    ) -> SasviStore:
         """Create the store, or reopen it to resume when its signature matches.
 
         Args:
@@ -82,7 +89,9 @@ class SasviStore:
         path = Path(path)
         signature = _normalise(signature)
         if path.exists() and not path.is_dir():
-            raise InputError(f"The output path {path} is a file; give a folder path for the store (e.g. {path.with_suffix('.zarr')}).")
+            raise InputError(
+                f"The output path {path} is a file; give a folder path for the store (e.g. {path.with_suffix('.zarr')})."
+            )
         if path.is_dir() and any(path.iterdir()):
             if not (path / "zarr.json").exists():
                 raise InputError(
@@ -91,7 +100,9 @@ class SasviStore:
             group = zarr.open_group(str(path), mode="r+")
             stored = group.attrs.get("sasvi", {}).get("signature")
             if stored is None:
-                raise StoreMismatchError(f"{path} is a zarr store but not one napari-sasvi wrote; choose a new output path.")
+                raise StoreMismatchError(
+                    f"{path} is a zarr store but not one napari-sasvi wrote; choose a new output path."
+                )
             if _normalise(stored) != signature:
                 diff = sorted(k for k in set(stored) | set(signature) if stored.get(k) != signature.get(k))
                 raise StoreMismatchError(
@@ -103,15 +114,21 @@ class SasviStore:
         group = zarr.open_group(str(path), mode="w")
         h, w = frame_size
         for name in ("labels", "overseer"):
-            arr = group.create_array(name, shape=(n_frames, h, w), chunks=(1, h, w), dtype="uint8",
-                                     fill_value=classes.no_label, dimension_names=("t", "y", "x"))
+            arr = group.create_array(
+                name,
+                shape=(n_frames, h, w),
+                chunks=(1, h, w),
+                dtype="uint8",
+                fill_value=classes.no_label,
+                dimension_names=("t", "y", "x"),
+            )
             arr.attrs["image-label"] = ome_label_metadata(classes)
         group.attrs["sasvi"] = {
             "version": __version__,
             "classes": classes.to_dict(),
             "signature": signature,
             "description": "labels: SASVi class ids; overseer: the overseer's frame-wise class ids; "
-                           f"{classes.no_label} = no label",
+            f"{classes.no_label} = no label",
         }
         store = cls(path, group, signature)
         store._write_progress({"frames_done": 0, "events": [], "snapshot": None})

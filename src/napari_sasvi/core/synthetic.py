@@ -85,12 +85,36 @@ class SyntheticVideo:
         self.margin = max(height, width) // 8
         s = n_frames / 120.0
         self.instruments = (
-            Instrument(GRASPER, trocar_deg=200, enter=round(10 * s), leave=round(104 * s), reach=0.75,
-                       sway_deg=22, sway_period=60 * s, width=0.045),
-            Instrument(HOOK, trocar_deg=-8, enter=round(32 * s), leave=round(88 * s), reach=1.3,
-                       sway_deg=30, sway_period=44 * s, width=0.035),
-            Instrument(CLIPPER, trocar_deg=95, enter=round(70 * s), leave=n_frames + 10, reach=0.6,
-                       sway_deg=15, sway_period=50 * s, width=0.05),
+            Instrument(
+                GRASPER,
+                trocar_deg=200,
+                enter=round(10 * s),
+                leave=round(104 * s),
+                reach=0.75,
+                sway_deg=22,
+                sway_period=60 * s,
+                width=0.045,
+            ),
+            Instrument(
+                HOOK,
+                trocar_deg=-8,
+                enter=round(32 * s),
+                leave=round(88 * s),
+                reach=1.3,
+                sway_deg=30,
+                sway_period=44 * s,
+                width=0.035,
+            ),
+            Instrument(
+                CLIPPER,
+                trocar_deg=95,
+                enter=round(70 * s),
+                leave=n_frames + 10,
+                reach=0.6,
+                sway_deg=15,
+                sway_period=50 * s,
+                width=0.05,
+            ),
         )
         self.noise_events = (
             NoiseEvent("dropout", GRASPER, round(30 * s), round(30 * s)),
@@ -253,8 +277,13 @@ class SyntheticVideo:
         fy = _smooth_field(rng, (h, w), 24) * 2.5
         fx = _smooth_field(rng, (h, w), 24) * 2.5
         y, x = self._grid
-        out = cv2.remap(gt, (x + fx).astype(np.float32), (y + fy).astype(np.float32), cv2.INTER_NEAREST,
-                        borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(
+            gt,
+            (x + fx).astype(np.float32),
+            (y + fy).astype(np.float32),
+            cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         for ev in self.noise_events:
             if not ev.first <= t <= ev.last:
                 continue
@@ -273,8 +302,11 @@ class SyntheticVideo:
         import dask.array as da
 
         return da.from_array(
-            _RenderAdapter(fn, shape, dtype), chunks=(1, *shape[1:]), name=f"{self.name}-{fn.__name__}-"
-            f"{self.n_frames}x{self.height}x{self.width}", asarray=False, fancy=False,
+            _RenderAdapter(fn, shape, dtype),
+            chunks=(1, *shape[1:]),
+            name=f"{self.name}-{fn.__name__}-{self.n_frames}x{self.height}x{self.width}",
+            asarray=False,
+            fancy=False,
             meta=np.empty((0,) * len(shape), dtype),
         )
 
@@ -319,8 +351,11 @@ class _RenderAdapter:
         out = np.stack([self.fn(t) for t in ts]) if len(ts) else np.zeros((0, *self.shape[1:]), self.dtype)
         if isinstance(first, (int, np.integer)):
             out = out[0]
-        return out[(slice(None), *rest)] if rest and not isinstance(first, (int, np.integer)) else (
-            out[rest] if rest else out)
+        return (
+            out[(slice(None), *rest)]
+            if rest and not isinstance(first, (int, np.integer))
+            else (out[rest] if rest else out)
+        )
 
 
 def synthetic_surgical_video(n_frames: int = 120, height: int = 256, width: int = 320, seed: int = 0):

@@ -151,9 +151,7 @@ class VideoSource:
             # The seek landed after t (an index that disagrees with the container): decode from 0.
             self._keys = [self._pts[0]]
             return self._decode(t, retried=True)
-        raise CorruptFrameError(
-            f"Frame {t} of {self.path} could not be decoded (the video ends early or is damaged)."
-        )
+        raise CorruptFrameError(f"Frame {t} of {self.path} could not be decoded (the video ends early or is damaged).")
 
     def _reset(self) -> None:
         self._decoder = None
@@ -206,7 +204,9 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25.0, codec: str =
         if codec == "libx264":
             stream.options = {"preset": "ultrafast", "crf": "18"}
         for arr in _chain(first, it):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr[: stream.height, : stream.width]), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(arr[: stream.height, : stream.width]), format="rgb24"
+            )
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():

@@ -47,7 +47,9 @@ def label_map_to_result(labels: np.ndarray, class_ids: Iterable[int], no_label: 
     return {int(c): ClassMask(labels == c, 1.0) for c in present if int(c) in wanted and int(c) != no_label}
 
 
-def result_to_label_map(result: Mapping[int, np.ndarray | ClassMask], shape: tuple[int, int], no_label: int) -> np.ndarray:
+def result_to_label_map(
+    result: Mapping[int, np.ndarray | ClassMask], shape: tuple[int, int], no_label: int
+) -> np.ndarray:
     """Paint per-class masks into a uint8 label map in descending id order (the lower id wins an
     overlap, as in the reference); pixels of no class get ``no_label``."""
     out = np.full(shape, no_label, np.uint8)
@@ -68,8 +70,13 @@ class OverseerCache:
         computed: frame index -> how many times the overseer computed it (should be 1).
     """
 
-    def __init__(self, overseer: Overseer, n_frames: int, read_frame: Callable[[int], np.ndarray] | None = None,
-                 batch_size: int = 8):
+    def __init__(
+        self,
+        overseer: Overseer,
+        n_frames: int,
+        read_frame: Callable[[int], np.ndarray] | None = None,
+        batch_size: int = 8,
+    ):
         self.overseer = overseer
         self.n_frames = n_frames
         self.read_frame = read_frame

@@ -65,7 +65,9 @@ class _LabelFolder:
         except OSError as e:
             raise CorruptFrameError(f"Cannot read label file {path}: {e}. Replace or remove it.") from e
         if arr.shape != self.shape[1:]:
-            raise InputError(f"Label file {path.name} is {arr.shape[::-1]} but {self.files[0].name} is {self.shape[:0:-1]}.")
+            raise InputError(
+                f"Label file {path.name} is {arr.shape[::-1]} but {self.files[0].name} is {self.shape[:0:-1]}."
+            )
         return self._lut[arr] if self._lut is not None else arr.astype(np.uint8)
 
 
@@ -77,7 +79,9 @@ def open_label_stack(source: Any, classes: ClassTable | None = None):
             raise InputError(f"Overseer masks {path} do not exist.")
         if path.suffix == ".npy":
             return np.load(path, mmap_mode="r", allow_pickle=False)
-        if path.is_dir() and ((path / "zarr.json").exists() or (path / ".zarray").exists() or (path / ".zgroup").exists()):
+        if path.is_dir() and (
+            (path / "zarr.json").exists() or (path / ".zarray").exists() or (path / ".zgroup").exists()
+        ):
             import zarr
 
             node = zarr.open(str(path), mode="r")
@@ -92,7 +96,9 @@ def open_label_stack(source: Any, classes: ClassTable | None = None):
                 return _LabelFolder(path, dict(classes.source_values) if classes else {})
             except EmptyInputError as e:
                 raise EmptyInputError(f"No label images in {path}: expected one .png per frame.") from e
-        raise InputError(f"Cannot read overseer masks from {path}: give a folder of label PNGs, a .npy or a zarr store.")
+        raise InputError(
+            f"Cannot read overseer masks from {path}: give a folder of label PNGs, a .npy or a zarr store."
+        )
     if hasattr(source, "shape") and hasattr(source, "__getitem__"):
         return source
     raise InputError(f"Cannot use {type(source).__name__} as overseer masks.")
@@ -103,8 +109,13 @@ class ReplayOverseer:
 
     needs_frames = False
 
-    def __init__(self, source: Any, classes: ClassTable, frame_count: int | None = None,
-                 frame_size: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        source: Any,
+        classes: ClassTable,
+        frame_count: int | None = None,
+        frame_size: tuple[int, int] | None = None,
+    ):
         self.source_desc = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
         self.labels = open_label_stack(source, classes)
         self.classes = classes
@@ -131,8 +142,12 @@ class ReplayOverseer:
 
     def predict(self, frames: Sequence[np.ndarray] | None, indices: Sequence[int]) -> list[OverseerResult]:
         ids = self.classes.ids
-        return [label_map_to_result(self.label_map(t), ids, self.classes.no_label if self.classes.no_label not in ids else None)
-                for t in indices]
+        return [
+            label_map_to_result(
+                self.label_map(t), ids, self.classes.no_label if self.classes.no_label not in ids else None
+            )
+            for t in indices
+        ]
 
     def describe(self) -> dict:
         return {"type": "replay", "source": self.source_desc}

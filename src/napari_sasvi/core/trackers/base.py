@@ -41,8 +41,13 @@ class Tracker(Protocol):
         """What to record about the tracker (type, model, checkpoint hash, image size)."""
 
 
-def compose_labels(logits: Mapping[int, np.ndarray], shape: tuple[int, int], no_label: int,
-                   class_ids: Iterable[int], threshold: float = 0.0) -> np.ndarray:
+def compose_labels(
+    logits: Mapping[int, np.ndarray],
+    shape: tuple[int, int],
+    no_label: int,
+    class_ids: Iterable[int],
+    threshold: float = 0.0,
+) -> np.ndarray:
     """Label map (H, W) uint8 from per-object logits: a pixel belongs to the object with the
     highest logit if that logit is above ``threshold``; objects are painted in descending id order
     (on a tie the lower id wins, as in the reference); ids not in ``class_ids`` (the dummy) are

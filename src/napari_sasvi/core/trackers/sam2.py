@@ -71,18 +71,25 @@ def config_path(name_or_path: str) -> Path:
     raise InputError(f"Unknown SAM2 config {name_or_path!r}: use one of {', '.join(known)} or a YAML path.")
 
 
-def build_sam2_predictor(config: str, checkpoint: str | os.PathLike | None, device: str = "auto",
-                         image_size: int | None = None, legacy: bool = False):
+def build_sam2_predictor(
+    config: str,
+    checkpoint: str | os.PathLike | None,
+    device: str = "auto",
+    image_size: int | None = None,
+    legacy: bool = False,
+):
     """Build a SAM2 video predictor from a config with no network access and load a checkpoint
     (``{"model": state_dict}``, ``weights_only=True``, strict keys). ``checkpoint=None`` keeps
     random weights (tests)."""
-    import torch
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(config_path(config))
-    target = ("sam2.sam2_video_predictor_legacy.SAM2VideoPredictor" if legacy
-              else "sam2.sam2_video_predictor.SAM2VideoPredictor")
+    target = (
+        "sam2.sam2_video_predictor_legacy.SAM2VideoPredictor"
+        if legacy
+        else "sam2.sam2_video_predictor.SAM2VideoPredictor"
+    )
     OmegaConf.update(cfg, "model._target_", target, force_add=True)
     # the reference's settings: non-overlapping objects; the package's usual post-processing
     for key, value in (
@@ -120,8 +127,7 @@ def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, pickled code objects
         raise CheckpointError(
-            f"Cannot read SAM2 checkpoint {path}: {e}. It is damaged or not a SAM2 checkpoint; "
-            "download it again."
+            f"Cannot read SAM2 checkpoint {path}: {e}. It is damaged or not a SAM2 checkpoint; download it again."
         ) from e
     if not isinstance(blob, dict) or "model" not in blob:
         raise CheckpointError(f"{path} is not a SAM2 checkpoint: expected a dict with a 'model' state dict.")
@@ -131,6 +137,7 @@ def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
     unexpected = sorted(set(state) - set(own))
     shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unexpected or shape:
+
         def few(keys):
             return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
@@ -195,9 +202,17 @@ class SAM2Tracker:
         keep: frames of outputs kept behind the current frame; default: what SAM2's memory reads.
     """
 
-    def __init__(self, model: str | None = None, config: str | None = None,
-                 checkpoint: str | os.PathLike | None = None, device: str = "auto", legacy: bool = False,
-                 image_size: int | None = None, keep: int | None = None, predictor=None):
+    def __init__(
+        self,
+        model: str | None = None,
+        config: str | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        device: str = "auto",
+        legacy: bool = False,
+        image_size: int | None = None,
+        keep: int | None = None,
+        predictor=None,
+    ):
         if model is not None:
             if model not in SAM2_CHECKPOINTS:
                 raise InputError(f"Unknown SAM2 model {model!r}: use one of {', '.join(SAM2_CHECKPOINTS)}.")
@@ -223,7 +238,11 @@ class SAM2Tracker:
         self.predictor = predictor
         self.device = next(predictor.parameters()).device
         self.image_size = predictor.image_size
-        self.keep = keep if keep is not None else max(predictor.num_maskmem, getattr(predictor, "max_obj_ptrs_in_encoder", 16)) + 1
+        self.keep = (
+            keep
+            if keep is not None
+            else max(predictor.num_maskmem, getattr(predictor, "max_obj_ptrs_in_encoder", 16)) + 1
+        )
         self._quiet_sam2_progress()
         self.state: dict | None = None
         self.images: _LazyImages | None = None
@@ -301,9 +320,13 @@ class SAM2Tracker:
 
         with torch.inference_mode(), self._autocast():
             self.predictor.add_new_points_or_box(
-                self.state, frame_idx=frame, obj_id=int(obj_id),
-                points=np.asarray(points_xy, np.float32), labels=np.asarray(labels, np.int32),
-                clear_old_points=True, normalize_coords=True,
+                self.state,
+                frame_idx=frame,
+                obj_id=int(obj_id),
+                points=np.asarray(points_xy, np.float32),
+                labels=np.asarray(labels, np.int32),
+                clear_old_points=True,
+                normalize_coords=True,
             )
 
     def remove_objects(self, obj_ids: Iterable[int]) -> None:
@@ -332,7 +355,8 @@ class SAM2Tracker:
         if self.legacy:
             dicts.append(st["output_dict"])
             st["consolidated_frame_inds"]["non_cond_frame_outputs"] = {
-                f for f in st["consolidated_frame_inds"]["non_cond_frame_outputs"] if f >= cutoff}
+                f for f in st["consolidated_frame_inds"]["non_cond_frame_outputs"] if f >= cutoff
+            }
             for f in [f for f in st["frames_already_tracked"] if f < cutoff]:
                 del st["frames_already_tracked"][f]
         else:
@@ -347,7 +371,9 @@ class SAM2Tracker:
     def memory_frames(self) -> int:
         """How many frame outputs the state holds now (tests check it stays bounded)."""
         st = self.state
-        n = sum(len(d["non_cond_frame_outputs"]) + len(d["cond_frame_outputs"]) for d in st["output_dict_per_obj"].values())
+        n = sum(
+            len(d["non_cond_frame_outputs"]) + len(d["cond_frame_outputs"]) for d in st["output_dict_per_obj"].values()
+        )
         if self.legacy:
             n += len(st["output_dict"]["non_cond_frame_outputs"]) + len(st["output_dict"]["cond_frame_outputs"])
         return n

@@ -1,0 +1,111 @@
+"""One entry point over the engine: build the overseer and the tracker from plain options, find the
+videos under an input, and run SASVi on each (what the CLI and the demo call)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .datasets import ClassTable
+from .errors import InputError
+from .frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameStack, open_frames
+from .policy import PolicyParams
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """How to build SAM2: a model name, or a config with a checkpoint (or random weights)."""
+
+    model: str | None = None
+    config: str | None = None
+    checkpoint: str | None = None
+    random_weights: bool = False
+    image_size: int | None = None
+    device: str = "auto"
+
+    def build(self, legacy: bool):
+        from .trackers.sam2 import SAM2Tracker
+
+        if self.model is None and self.config is None:
+            raise InputError(
+                "Choose SAM2: --sam2-model NAME, or --sam2-config NAME_OR_PATH with --sam2-checkpoint FILE."
+            )
+        if self.model is None and self.checkpoint is None and not self.random_weights:
+            raise InputError("--sam2-config needs --sam2-checkpoint FILE (or --sam2-random-weights for a test run).")
+        return SAM2Tracker(
+            model=self.model,
+            config=self.config,
+            checkpoint=self.checkpoint,
+            device=self.device,
+            legacy=legacy,
+            image_size=self.image_size,
+        )
+
+
+def _has_frames(folder: Path) -> bool:
+    with os.scandir(folder) as it:
+        return any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in it)
+
+
+def find_videos(root: str | os.PathLike) -> list[Path]:
+    """The videos under ``root``: itself when it is a video file or a frame folder; otherwise its
+    sub-folders holding frames and its video files, sorted by name."""
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"{root} does not exist.")
+    if root.is_file():
+        return [root]
+    if _has_frames(root):
+        return [root]
+    found = sorted(
+        p
+        for p in root.iterdir()
+        if (p.is_dir() and _has_frames(p)) or (p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    )
+    if not found:
+        raise InputError(f"No video under {root}: expected a frame folder, a video file, or a folder of those.")
+    return found
+
+
+def video_name(path: Path) -> str:
+    return path.stem if path.is_file() else path.name
+
+
+def frame_names(stack: FrameStack) -> list[str] | None:
+    """File stems of a frame folder (the reference names its masks after them); None for videos."""
+    files = getattr(stack.source, "files", None)
+    return [f.stem for f in files] if files is not None else None
+
+
+def build_replay_overseer(masks, classes: ClassTable, stack: FrameStack):
+    from .overseers.replay import ReplayOverseer
+
+    if masks is None:
+        raise InputError("--overseer replay needs --overseer-masks (a folder of label PNGs, a .npy or a zarr store).")
+    return ReplayOverseer(masks, classes, frame_count=len(stack), frame_size=stack.frame_size)
+
+
+def masks_for(video: Path, masks_root: Path | None, single: bool) -> Path | None:
+    """The overseer masks of one video: the given path for a single video, else the sub-folder,
+    ``.npy`` or ``.zarr`` named after the video."""
+    if masks_root is None:
+        return None
+    if single:
+        return masks_root
+    name = video_name(video)
+    for cand in (masks_root / name, masks_root / f"{name}.npy", masks_root / f"{name}.zarr"):
+        if cand.exists():
+            return cand
+    raise InputError(f"No overseer masks for video {name!r} in {masks_root} (expected {masks_root / name}).")
+
+
+def params_for(mode: str, classes: ClassTable, **overrides) -> PolicyParams:
+    """Policy parameters for a dataset: the CaDIS merge and dummy id follow the class table."""
+    kw = {k: v for k, v in overrides.items() if v is not None}
+    kw.setdefault("merge_unlabelled", classes.name == "cadis")
+    kw.setdefault("dummy_id", classes.dummy_id)
+    return PolicyParams(mode=mode, **kw)
+
+
+__all__ = ["TrackerSpec", "find_videos", "frame_names", "masks_for", "open_frames", "params_for", "video_name"]

@@ -1,0 +1,170 @@
+"""`napari-sasvi segment` end to end (real SAM2, random weights, tiny inputs) and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_sasvi.cli import main
+from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.synthetic import SyntheticVideo
+
+COMMON = [
+    "--dataset",
+    "synthetic",
+    "--sam2-config",
+    "sam2.1_hiera_t",
+    "--sam2-random-weights",
+    "--image-size",
+    "128",
+    "--device",
+    "cpu",
+]
+
+
+def _write_video_dirs(root, names, n=6, seed=0):
+    frames_root, masks_root = root / "videos", root / "masks"
+    for k, name in enumerate(names):
+        video = SyntheticVideo(n_frames=n, height=64, width=80, seed=seed + k)
+        (frames_root / name).mkdir(parents=True)
+        (masks_root / name).mkdir(parents=True)
+        for t in range(n):
+            Image.fromarray(video.frame(t)).save(frames_root / name / f"{name}_frame{t:06d}.png")
+            Image.fromarray(video.noisy_labels(t)).save(masks_root / name / f"{name}_frame{t:06d}.png")
+    return frames_root, masks_root
+
+
+@pytest.mark.slow
+def test_segment_root_of_videos(tmp_path, capsys):
+    videos, masks = _write_video_dirs(tmp_path, ["Video1", "Video2"])
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "segment",
+            str(videos),
+            "--out",
+            str(out),
+            "--overseer-masks",
+            str(masks),
+            *COMMON,
+            "--events-json",
+            str(tmp_path / "events.json"),
+            "--export-png",
+            str(tmp_path / "png"),
+            "--export-npz",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    for name in ("Video1", "Video2"):
+        store = SasviStore.read(out / f"{name}.zarr")
+        assert store.complete and store.labels.shape == (6, 64, 80)
+        pngs = sorted((tmp_path / "png" / name).glob("*_rgb_mask.png"))
+        assert [p.name for p in pngs][0] == f"{name}_frame000000_rgb_mask.png"
+        im = Image.open(pngs[0])
+        assert im.mode == "P" and im.size == (299, 299)
+        arr = np.load(tmp_path / "png" / name / f"{name}_frame000000_binary_mask.npz")["arr"]
+        assert arr.dtype == bool and arr.shape == (8, 299, 299)
+        # every pixel lands in exactly one channel (unlabelled ones are OR-ed into channel 0)
+        assert (arr.sum(0) >= 1).all()
+    events = json.loads((tmp_path / "events.json").read_text())
+    assert set(events) == {"Video1", "Video2"}
+    first = events["Video1"][0]
+    assert first["kind"] == "restart" and first["frame"] == 0 and first["reason"] == "start"
+    assert isinstance(first["mask_labels"], list) and isinstance(first["point_labels"], list)
+
+
+def test_segment_bad_options(tmp_path, capsys):
+    videos, masks = _write_video_dirs(tmp_path, ["v"], n=3)
+    v = videos / "v"
+    assert (
+        main(
+            [
+                "segment",
+                str(v),
+                "--out",
+                str(tmp_path / "o.zarr"),
+                "--overseer-masks",
+                str(masks / "v"),
+                "--dataset",
+                "synthetic",
+                "--sam2-config",
+                "sam2.1_hiera_t",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
+    assert "--sam2-checkpoint" in capsys.readouterr().err
+    assert main(["segment", str(v), "--out", str(tmp_path / "o.zarr"), *COMMON]) == 2
+    assert "--overseer-masks" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "segment",
+                str(v),
+                "--out",
+                str(tmp_path / "o.zarr"),
+                "--overseer-masks",
+                str(masks / "v"),
+                "--dataset",
+                "synthetic",
+                "--sam2-config",
+                "nope_config",
+                "--sam2-random-weights",
+            ]
+        )
+        == 2
+    )
+    assert "Unknown SAM2 config" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "segment",
+                str(v),
+                "--out",
+                str(tmp_path / "o.zarr"),
+                "--overseer-masks",
+                str(masks / "v"),
+                "--dataset",
+                "synthetic",
+                "--sam2-config",
+                "sam2.1_hiera_t",
+                "--sam2-checkpoint",
+                str(tmp_path / "missing.pt"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["segment", str(empty), "--out", str(tmp_path / "o.zarr"), *COMMON]) == 2
+    assert "No video" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_replay_from_label_pngs_maps_watershed_values(tmp_path):
+    from napari_sasvi.core.datasets import CHOLECSEG8K
+    from napari_sasvi.core.overseers.replay import ReplayOverseer
+
+    grey = np.full((4, 5), 50, np.uint8)  # black background
+    grey[1:3, 1:3] = 31  # grasper
+    grey[0, 0] = 255  # white border: unlabelled
+    (tmp_path / "m").mkdir()
+    Image.fromarray(np.dstack([grey] * 3)).save(tmp_path / "m" / "frame_561_endo_watershed_mask.png")
+    ov = ReplayOverseer(tmp_path / "m", CHOLECSEG8K, frame_count=1, frame_size=(4, 5))
+    (res,) = ov.predict(None, [0])
+    assert set(res) == {0, 5}
+    assert res[5].mask.sum() == 4 and not res[0].mask[0, 0]
+    colour = np.zeros((4, 5, 3), np.uint8)
+    colour[..., 0] = 255
+    (tmp_path / "c").mkdir()
+    Image.fromarray(colour).save(tmp_path / "c" / "0.png")
+    with pytest.raises(Exception, match="colour mask"):
+        ReplayOverseer(tmp_path / "c", CHOLECSEG8K).predict(None, [0])
