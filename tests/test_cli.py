@@ -66,11 +66,16 @@ def test_frames_bad_input(tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_runs_offline(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--frames", "24"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--frames", "12", "--image-size", "64"]) == 0
     out = capsys.readouterr().out
-    assert "Grasper" in out
-    assert len(list((tmp_path / "demo" / "frames").iterdir())) == 24
+    assert "Grasper" in out and "Dice" in out
+    assert len(list((tmp_path / "demo" / "frames").iterdir())) == 12
+    from napari_sasvi.core.store import SasviStore
+
+    store = SasviStore.read(tmp_path / "demo" / "synthetic_surgery_seed0_default.zarr")
+    assert store.complete
 
 
 def test_help_lists_commands(capsys):

@@ -202,59 +202,99 @@ def _run_segment(args) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="run on the embedded synthetic surgical sample (offline, no weights)",
+        help="run SASVi on the embedded synthetic surgical clip (offline, no weights to download)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", type=Path, default=Path("sasvi-demo"), help="folder for the demo's outputs")
     p.add_argument("--frames", type=int, default=120, help="length of the synthetic clip")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clip")
+    p.add_argument("--mode", choices=["default", "reference"], default="default")
+    p.add_argument("--sam2-model", help="use real SAM2 weights (downloaded when online); default: random weights")
+    p.add_argument("--image-size", type=int, default=128, help="SAM2 input size with random weights")
     p.add_argument("--view", action="store_true", help="open the result in napari (needs a display)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> int:
-    import time
-
-    import numpy as np
+    from PIL import Image
 
     from .core.export import export_frames
     from .core.frames import open_frames
+    from .core.metrics import macro, overlap_counts
+    from .core.pipeline import run_sasvi
+    from .core.policy import PolicyParams
+    from .core.segment import TrackerSpec, build_replay_overseer
+    from .core.store import SasviStore
     from .core.synthetic import SyntheticVideo
-    from .core.video import write_video
 
     video = SyntheticVideo(n_frames=args.frames, seed=args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    mp4 = args.out / f"{video.name}.mp4"
+    classes = video.classes
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     print(
-        f"synthetic clip: {video.n_frames} frames of {video.height} x {video.width}, "
-        f"classes {', '.join(c.name for c in video.classes)}"
+        f"1/3 synthetic clip: {video.n_frames} frames of {video.height} x {video.width}; "
+        f"classes {', '.join(c.name for c in classes)}"
     )
-    write_video(mp4, (video.frame(t) for t in _tqdm_progress(range(video.n_frames), desc="encode")))
-    folder = args.out / "frames"
-    export_frames(mp4, folder, overwrite=True, progress=_tqdm_progress)
-    t0 = time.perf_counter()
-    stack = open_frames(folder)
-    opened = time.perf_counter() - t0
-    middle = stack.frame(len(stack) // 2)
-    err = np.abs(middle.astype(int) - video.frame(len(stack) // 2).astype(int)).mean()
+    frames_dir, masks_dir = out / "frames", out / "overseer_masks"
+    export_frames(
+        open_frames(video.frames_dask(), name=video.name), frames_dir, overwrite=True, progress=_tqdm_progress
+    )
+    masks_dir.mkdir(exist_ok=True)
+    for t in range(video.n_frames):  # the "overseer": ground truth with realistic frame-wise errors
+        Image.fromarray(video.noisy_labels(t)).save(masks_dir / f"{t:010d}.png")
+    stack = open_frames(frames_dir)
+    weights = args.sam2_model or "random weights (offline demo: the labels show the pipeline, not SAM2's skill)"
+    print(f"2/3 SASVi ({args.mode} mode), SAM2: {weights}")
+    spec = TrackerSpec(
+        model=args.sam2_model,
+        config=None if args.sam2_model else "sam2.1_hiera_t",
+        random_weights=not args.sam2_model,
+        image_size=None if args.sam2_model else args.image_size,
+    )
+    tracker = spec.build(legacy=args.mode == "reference")
+    overseer = build_replay_overseer(masks_dir, classes, stack)
+    store_path = out / f"{video.name}_{args.mode}.zarr"
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(stack), desc="sasvi", unit="frame", dynamic_ncols=True) as bar:
+        summary = run_sasvi(
+            stack,
+            overseer,
+            tracker,
+            str(store_path),
+            classes,
+            PolicyParams(mode=args.mode),
+            progress=lambda done, total, fps: bar.update(done - bar.n),
+        )
+    store = SasviStore.read(store_path)
     print(
-        f"reopened {folder} lazily in {opened * 1000:.1f} ms: {stack.shape}, "
-        f"mean abs error after mp4 + jpg round trip {err:.1f} grey levels"
+        f"3/3 wrote {store_path}: {store.frames_done} frames; "
+        f"{len(summary.restarts)} restarts at {[e['frame'] for e in summary.restarts]}, "
+        f"{sum(e['kind'] == 'add_objects' for e in summary.events)} objects added without a reset"
     )
-    presence = video.presence()
-    for c in video.classes:
-        frames = presence[c.id]
-        span = f"frames {frames[0]}-{frames[-1]} ({len(frames)} frames)" if frames else "absent"
-        print(f"  {c.id:2d} {c.name:<24s} {span}")
+    ids = classes.scored_ids()
+    gt = (video.labels(t) for t in range(video.n_frames))
+    ov = overlap_counts((store.overseer[t] for t in range(video.n_frames)), gt, classes.ids).dice()
+    gt = (video.labels(t) for t in range(video.n_frames))
+    sv = overlap_counts((store.labels[t] for t in range(video.n_frames)), gt, classes.ids).dice()
+    print(
+        f"   Dice against the ground truth (macro over {len(ids)} classes): overseer {macro(ov, ids):.3f}, "
+        f"SASVi {macro(sv, ids):.3f}"
+    )
+    for c in classes:
+        print(
+            f"   {c.id:2d} {c.name:<24s} overseer {ov.get(c.id, float('nan')):.3f}  SASVi {sv.get(c.id, float('nan')):.3f}"
+        )
     if args.view:
         import napari
 
-        from ._napari.sample import synthetic_sample
+        from ._napari.sample import labels_layer_kwargs
 
         viewer = napari.Viewer()
-        viewer.open(str(mp4), plugin="napari-sasvi")
-        for data, kwargs, kind in synthetic_sample(n_frames=args.frames, seed=args.seed)[1:]:
-            getattr(viewer, f"add_{kind}")(data, **kwargs)
+        viewer.open(str(frames_dir), plugin="napari-sasvi")
+        viewer.add_labels(video.labels_dask(), **labels_layer_kwargs(classes, "Ground truth"))
+        viewer.add_labels(store.overseer, **labels_layer_kwargs(classes, "Overseer"))
+        viewer.add_labels(store.labels, **labels_layer_kwargs(classes, "SASVi"))
         napari.run()
     return 0
 

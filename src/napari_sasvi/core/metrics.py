@@ -1,0 +1,54 @@
+"""Frame-wise accuracy against ground truth: per-class Dice and IoU, streamed frame by frame."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class OverlapCounts:
+    """Per-class pixel counts pooled over frames: intersection, prediction, ground truth."""
+
+    inter: dict[int, int]
+    pred: dict[int, int]
+    gt: dict[int, int]
+
+    def dice(self) -> dict[int, float]:
+        return {c: 2 * self.inter[c] / (self.pred[c] + self.gt[c]) for c in self.inter if self.pred[c] + self.gt[c]}
+
+    def iou(self) -> dict[int, float]:
+        out = {}
+        for c in self.inter:
+            union = self.pred[c] + self.gt[c] - self.inter[c]
+            if union:
+                out[c] = self.inter[c] / union
+        return out
+
+
+def overlap_counts(
+    pred_frames: Iterable[np.ndarray], gt_frames: Iterable[np.ndarray], class_ids: Iterable[int]
+) -> OverlapCounts:
+    """Pool per-class counts over pairs of (H, W) label maps; one frame in memory at a time."""
+    ids = list(class_ids)
+    inter = dict.fromkeys(ids, 0)
+    pred = dict.fromkeys(ids, 0)
+    gt = dict.fromkeys(ids, 0)
+    for p, g in zip(pred_frames, gt_frames, strict=True):
+        p, g = np.asarray(p), np.asarray(g)
+        if p.shape != g.shape:
+            raise ValueError(f"prediction {p.shape} and ground truth {g.shape} differ in size")
+        for c in ids:
+            pm, gm = p == c, g == c
+            inter[c] += int(np.count_nonzero(pm & gm))
+            pred[c] += int(np.count_nonzero(pm))
+            gt[c] += int(np.count_nonzero(gm))
+    return OverlapCounts(inter, pred, gt)
+
+
+def macro(values: dict[int, float], ids: Iterable[int]) -> float:
+    """Mean over the ids that have a value (classes absent from both are left out)."""
+    vals = [values[c] for c in ids if c in values]
+    return float(np.mean(vals)) if vals else float("nan")

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from napari_sasvi.core.datasets import CADIS, CATARACT1K, CHOLECSEG8K, get_class_table
+from napari_sasvi.core.errors import InputError
+
+
+def test_presets_match_the_reference():
+    assert len(CADIS) == 17 and CADIS.no_label == 255 and CADIS.dummy_id == 18
+    assert CADIS.by_id(6).name == "Cornea" and CADIS.by_id(6).color == (255, 255, 255)
+    assert len(CHOLECSEG8K) == 13 and CHOLECSEG8K.no_label == 0
+    assert CHOLECSEG8K.source_values[31] == 5 and CHOLECSEG8K.by_id(5).name == "Grasper"
+    assert len(CATARACT1K) == 14 and CATARACT1K.by_id(4).color == CATARACT1K.by_id(11).color
+    assert get_class_table("Cataract-1K") is CATARACT1K
+
+
+def test_user_tables_yaml_and_json(tmp_path):
+    y = tmp_path / "mine.yaml"
+    y.write_text(
+        "no_label: 255\nignore_ids: [0]\nclasses:\n  - {id: 0, name: Bg, color: [0, 0, 0]}\n"
+        "  - {id: 3, name: Tool, color: [10, 20, 30]}\n"
+    )
+    t = get_class_table(y)
+    assert t.ids == [0, 3] and t.scored_ids() == [3] and t.name == "mine"
+    j = tmp_path / "t.json"
+    j.write_text(json.dumps([{"id": 1, "name": "a", "color": [1, 2, 3]}]))
+    assert get_class_table(j).by_id(1).color == (1, 2, 3)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"classes": [{"id": 1, "name": "a", "color": [1, 2, 300]}]}))
+    with pytest.raises(InputError, match="colour"):
+        get_class_table(bad)
+    dup = tmp_path / "dup.json"
+    dup.write_text(json.dumps({"classes": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}))
+    with pytest.raises(InputError, match="twice"):
+        get_class_table(dup)
+    with pytest.raises(InputError, match="Unknown dataset"):
+        get_class_table("endovis")
