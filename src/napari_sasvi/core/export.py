@@ -79,20 +79,31 @@ def iter_export_reference_masks(
     frame_names: list[str] | None = None,
     array: str = "labels",
 ) -> Iterator[int]:
-    """Write a store's labels in the reference layout: ``<frame>_rgb_mask.png`` palette PNGs of
-    class ids (resized nearest to ``size`` = (W, H); None keeps the frame size) and, with ``npz``,
-    ``<frame>_binary_mask.npz`` (key ``arr``: bool, num_classes x H x W, unlabelled pixels OR-ed into
-    channel 0, or into the last channel for CaDIS). Yields each frame index written."""
-    import numpy as np
-
+    """Write a store's labels in the reference layout (see :func:`iter_export_label_pngs`)."""
     from .store import SasviStore
 
     store = SasviStore.read(store_path)
-    classes = store.classes
-    labels = store.group[array]
+    yield from iter_export_label_pngs(store.group[array], store.classes, out_dir, size, npz, frame_names)
+
+
+def iter_export_label_pngs(
+    labels,
+    classes,
+    out_dir: str | os.PathLike,
+    size: tuple[int, int] | None = (299, 299),
+    npz: bool = False,
+    frame_names: list[str] | None = None,
+) -> Iterator[int]:
+    """Write a (T, H, W) label stack in the reference layout: ``<frame>_rgb_mask.png`` palette
+    PNGs of class ids (resized nearest to ``size`` = (W, H); None keeps the frame size) and, with
+    ``npz``, ``<frame>_binary_mask.npz`` (key ``arr``: bool, num_classes x H x W, unlabelled pixels
+    OR-ed into channel 0, or into the last channel for CaDIS). Reads one frame at a time; yields
+    each frame index written."""
+    import numpy as np
+
     n = labels.shape[0]
     if frame_names is not None and len(frame_names) != n:
-        raise InputError(f"{len(frame_names)} frame names for a store of {n} frames.")
+        raise InputError(f"{len(frame_names)} frame names for a stack of {n} frames.")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; give a folder for the PNG export.")
@@ -101,7 +112,7 @@ def iter_export_reference_masks(
     ids = classes.ids
     unlabelled_channel = len(ids) - 1 if classes.name == "cadis" else 0
     for t in range(n):
-        lab = np.asarray(labels[t])
+        lab = np.asarray(labels[t]).astype(np.uint8)
         if size is not None:
             lab = np.asarray(Image.fromarray(lab).resize(tuple(size), Image.NEAREST))
         img = Image.frombytes("P", (lab.shape[1], lab.shape[0]), np.ascontiguousarray(lab).tobytes())
@@ -109,9 +120,8 @@ def iter_export_reference_masks(
         name = frame_names[t] if frame_names is not None else f"{t:010d}"
         _atomic_save(img, out / f"{name}_rgb_mask.png", format="PNG")
         if npz:
-            small = np.asarray(img)
-            binary = np.stack([small == c for c in ids])
-            binary[unlabelled_channel] |= ~np.isin(small, ids)
+            binary = np.stack([lab == c for c in ids])
+            binary[unlabelled_channel] |= ~np.isin(lab, ids)
             tmp = out / f".{name}_binary_mask.partial.npz"
             np.savez_compressed(tmp, arr=binary)
             os.replace(tmp, out / f"{name}_binary_mask.npz")

@@ -149,5 +149,22 @@ class ReplayOverseer:
             for t in indices
         ]
 
+    def fingerprint(self) -> str:
+        """A hash of the masks: all of an in-memory array; file names and sizes of a folder; a
+        sample of 16 frames of a lazy (dask, zarr, memory-mapped) stack, read without loading it."""
+        import hashlib
+
+        h = hashlib.sha256(repr(tuple(int(x) for x in self.labels.shape)).encode())
+        if isinstance(self.labels, _LabelFolder):
+            for f in self.labels.files:
+                h.update(f"{f.name}:{f.stat().st_size}".encode())
+        elif isinstance(self.labels, np.ndarray) and not isinstance(self.labels, np.memmap):
+            h.update(np.ascontiguousarray(self.labels).tobytes())
+        else:
+            n = int(self.labels.shape[0])
+            for t in sorted(set(np.linspace(0, n - 1, min(n, 16)).round().astype(int).tolist())):
+                h.update(np.ascontiguousarray(self.label_map(t)).tobytes())
+        return h.hexdigest()
+
     def describe(self) -> dict:
-        return {"type": "replay", "source": self.source_desc}
+        return {"type": "replay", "source": self.source_desc, "fingerprint": self.fingerprint()}

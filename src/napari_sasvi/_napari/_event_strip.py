@@ -1,0 +1,51 @@
+"""A thin strip under the widget showing where along the video SASVi re-prompted.
+
+One tick per event across the video's length (restarts red, objects added green, others grey);
+clicking the strip jumps the time slider to the nearest event.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import QRect
+from qtpy.QtGui import QColor, QPainter
+from qtpy.QtWidgets import QSizePolicy, QWidget
+
+_COLOURS = {"restart": QColor(220, 50, 47), "add_objects": QColor(60, 180, 75)}
+
+
+class EventStrip(QWidget):
+    def __init__(self, on_click=None, parent=None):
+        super().__init__(parent)
+        self.setMinimumHeight(18)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setToolTip("SASVi re-prompts along the video: red = restart, green = object added. Click to jump.")
+        self._events: list[dict] = []
+        self._n = 1
+        self._on_click = on_click
+
+    def set_events(self, events: list[dict], n_frames: int) -> None:
+        self._events = [e for e in events if e["kind"] in ("restart", "add_objects", "trigger_deferred")]
+        self._n = max(1, n_frames)
+        self.update()
+
+    def frames(self) -> list[int]:
+        return [e["frame"] for e in self._events]
+
+    def _x(self, frame: int) -> int:
+        return int(round(frame / max(1, self._n - 1) * (self.width() - 3))) + 1
+
+    def paintEvent(self, event):  # noqa: N802 - Qt's name
+        p = QPainter(self)
+        p.fillRect(QRect(0, 6, self.width(), 6), QColor(90, 90, 90))
+        for e in self._events:
+            p.fillRect(
+                QRect(self._x(e["frame"]) - 1, 0, 3, self.height()), _COLOURS.get(e["kind"], QColor(160, 160, 160))
+            )
+        p.end()
+
+    def mousePressEvent(self, event):  # noqa: N802 - Qt's name
+        if not self._events or self._on_click is None:
+            return
+        x = event.position().x() if hasattr(event, "position") else event.x()
+        nearest = min(self._events, key=lambda e: abs(self._x(e["frame"]) - x))
+        self._on_click(int(nearest["frame"]))

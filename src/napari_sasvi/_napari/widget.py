@@ -1,0 +1,358 @@
+"""Plugins > SASVi segment video: pick inputs, run SASVi in a worker, watch the labels fill in.
+
+The widget is a thin shell over :func:`napari_sasvi.core.pipeline.iter_sasvi`: the generator runs
+in a napari ``thread_worker``; every yielded item reaches the main thread as a signal, where the
+layers, the progress bar and the event table are updated. Cancel stops between frames and keeps
+what is written; Run again resumes the same store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import napari
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+    Table,
+)
+
+from ..core.checkpoints import SAM2_CHECKPOINTS
+from ..core.datasets import PRESETS, get_class_table
+from ..core.errors import SasviError
+
+log = logging.getLogger(__name__)
+
+CONFIG_CHOICE = "config + checkpoint"
+REPLAY_LAYER, REPLAY_FOLDER = "replay: labels layer", "replay: folder / .npy / zarr"
+
+
+def _layers_of(viewer, kind: str):
+    import napari.layers
+
+    cls = {"image": napari.layers.Image, "labels": napari.layers.Labels}[kind]
+    return [layer for layer in viewer.layers if isinstance(layer, cls)] if viewer is not None else []
+
+
+class SegmentWidget(Container):
+    """The "SASVi segment video" dock widget (see the module docstring)."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._trackers: dict[tuple, object] = {}  # built models, memoised by what decides them
+        self._worker = None
+        self._cancel = threading.Event()
+        self._progress = None
+        self._events: list[dict] = []
+        self._t_start = 0.0
+        self.last_summary = None
+
+        self._frames = ComboBox(label="frames", choices=lambda _: _layers_of(self._viewer, "image"))
+        self._overseer = ComboBox(label="overseer", choices=[REPLAY_LAYER, REPLAY_FOLDER], value=REPLAY_LAYER)
+        self._overseer_layer = ComboBox(label="overseer labels", choices=lambda _: _layers_of(self._viewer, "labels"))
+        self._overseer_path = FileEdit(label="overseer masks", mode="d")
+        self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value="synthetic")
+        self._classes_file = FileEdit(label="class table", mode="r", filter="*.yaml *.yml *.json")
+        self._sam2 = ComboBox(label="SAM2 model", choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE], value="sam2.1_hiera_tiny")
+        self._sam2_config = LineEdit(label="SAM2 config", value="sam2.1_hiera_t")
+        self._sam2_ckpt = FileEdit(label="SAM2 checkpoint", mode="r", filter="*.pt *.pth")
+        self._random = CheckBox(label="random weights (testing)", value=False)
+        self._image_size = SpinBox(label="image size (0: model's)", value=0, min=0, max=2048, step=32)
+        self._device = ComboBox(label="device", choices=["auto", "cuda", "cpu", "mps"], value="auto")
+        self._out = FileEdit(label="output store", mode="w", filter="*.zarr", value=Path.home() / "sasvi.zarr")
+        self._show_adv = CheckBox(label="advanced", value=False)
+        self._mode = ComboBox(label="mode", choices=["default", "reference"], value="default")
+        self._lookahead = SpinBox(label="look-ahead", value=10, min=1, max=100)
+        self._persistence = SpinBox(label="persistence", value=3, min=0, max=50)
+        self._overlap = FloatSpinBox(label="overlap threshold", value=0.70, min=0.05, max=1.0, step=0.05)
+        self._buffer = SpinBox(label="re-seed every", value=25, min=2, max=10000)
+        self._min_visible = SpinBox(label="min visible px", value=20, min=1, max=100000)
+        self._advanced = [
+            self._mode,
+            self._lookahead,
+            self._persistence,
+            self._overlap,
+            self._buffer,
+            self._min_visible,
+        ]
+        self._run = PushButton(text="Run")
+        self._cancel_btn = PushButton(text="Cancel", enabled=False)
+        self._status = Label(value="")
+        self._table = Table(value={"frame": [], "kind": [], "reason": [], "labels": []})
+        self.extend(
+            [
+                self._frames,
+                self._overseer,
+                self._overseer_layer,
+                self._overseer_path,
+                self._dataset,
+                self._classes_file,
+                self._sam2,
+                self._sam2_config,
+                self._sam2_ckpt,
+                self._random,
+                self._image_size,
+                self._device,
+                self._out,
+                self._show_adv,
+                *self._advanced,
+                self._run,
+                self._cancel_btn,
+                self._status,
+                self._table,
+            ]
+        )
+        from ._event_strip import EventStrip
+
+        self._strip = EventStrip(on_click=self._jump_to)
+        self.native.layout().addWidget(self._strip)
+        self._overseer.changed.connect(self._update_visibility)
+        self._dataset.changed.connect(self._update_visibility)
+        self._sam2.changed.connect(self._update_visibility)
+        self._show_adv.changed.connect(self._update_visibility)
+        self._run.changed.connect(self.run)
+        self._cancel_btn.changed.connect(self.cancel)
+        self._table.native.cellClicked.connect(self._row_clicked)
+        if viewer is not None:
+            viewer.layers.events.inserted.connect(self._refresh_choices)
+            viewer.layers.events.removed.connect(self._refresh_choices)
+        self._update_visibility()
+
+    # -- form ------------------------------------------------------------------------------------------
+    def _refresh_choices(self, event=None):
+        self._frames.reset_choices()
+        self._overseer_layer.reset_choices()
+
+    def _update_visibility(self, *_):
+        self._overseer_layer.visible = self._overseer.value == REPLAY_LAYER
+        self._overseer_path.visible = self._overseer.value == REPLAY_FOLDER
+        self._classes_file.visible = self._dataset.value == "class table file"
+        custom = self._sam2.value == CONFIG_CHOICE
+        self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
+        for w in self._advanced:
+            w.visible = self._show_adv.value
+
+    def _class_table(self):
+        if self._dataset.value == "class table file":
+            return get_class_table(self._classes_file.value)
+        return get_class_table(self._dataset.value)
+
+    def _tracker(self, legacy: bool):
+        from ..core.segment import TrackerSpec
+
+        custom = self._sam2.value == CONFIG_CHOICE
+        ckpt = str(self._sam2_ckpt.value) if custom and not self._random.value else None
+        spec = TrackerSpec(
+            model=None if custom else self._sam2.value,
+            config=self._sam2_config.value if custom else None,
+            checkpoint=ckpt,
+            random_weights=custom and self._random.value,
+            image_size=self._image_size.value or None,
+            device=self._device.value,
+        )
+        key = (spec, legacy)
+        if key not in self._trackers:
+            self._trackers[key] = spec.build(legacy=legacy)
+        return self._trackers[key]
+
+    def _params(self, classes):
+        from ..core.segment import params_for
+
+        return params_for(
+            self._mode.value,
+            classes,
+            lookahead=self._lookahead.value,
+            persistence=self._persistence.value,
+            overlap=round(self._overlap.value, 4),
+            buffer=self._buffer.value,
+            min_visible=self._min_visible.value,
+        )
+
+    # -- running ---------------------------------------------------------------------------------------
+    def run(self, *_):
+        """Start (or resume) a run in a worker thread; returns the worker (tests wait on it)."""
+        from napari.qt.threading import thread_worker
+        from napari.utils.notifications import show_error
+
+        from ..core.frames import open_frames
+        from ..core.overseers.replay import ReplayOverseer
+        from ..core.pipeline import iter_sasvi
+        from ..core.store import SasviStore
+        from .sample import labels_layer_kwargs
+
+        if self._worker is not None:
+            return self._worker
+        try:
+            frames_layer = self._frames.value
+            if frames_layer is None:
+                raise SasviError("No frames layer: open a video or a frame folder first (File > Open).")
+            stack = open_frames(frames_layer.data, name=frames_layer.name)
+            classes = self._class_table()
+            if self._overseer.value == REPLAY_LAYER:
+                if self._overseer_layer.value is None:
+                    raise SasviError("No labels layer to replay as the overseer: add one or pick a folder.")
+                source = self._overseer_layer.value.data
+            else:
+                source = self._overseer_path.value
+            overseer = ReplayOverseer(source, classes, frame_count=len(stack), frame_size=stack.frame_size)
+            params = self._params(classes)
+            tracker = self._tracker(legacy=params.mode == "reference")
+            out = Path(self._out.value)
+            gen = iter_sasvi(stack, overseer, tracker, str(out), classes, params, cancel=self._cancel.is_set)
+            first = next(gen, None)  # opens (or refuses) the store before any layer appears
+        except (SasviError, ValueError, OSError) as e:
+            show_error(f"SASVi: {e}")
+            self._status.value = f"error: {e}"
+            return None
+        store = SasviStore.read(out)
+        if first is None:  # the store was complete already: show it
+            self._status.value = f"{out} is complete ({store.frames_done} frames)"
+        self._store = store
+        name = out.stem
+        self._labels_layer = self._layer_for(
+            f"{name} SASVi", store.labels, labels_layer_kwargs(classes, f"{name} SASVi")
+        )
+        self._overseer_layer_out = self._layer_for(
+            f"{name} overseer", store.overseer, labels_layer_kwargs(classes, f"{name} overseer")
+        )
+        self._overseer_layer_out.visible = False
+        self._events = list(store.events)
+        self._show_events()
+        self._strip.set_events(self._events, len(stack))
+        if first is None:
+            return None
+        self._cancel.clear()
+        from napari.utils import progress
+
+        self._progress = progress(total=len(stack), desc="SASVi")
+        self._progress.n = store.frames_done
+        self._t_start = time.perf_counter()
+
+        def chain():
+            if first is not None:
+                yield first
+            try:
+                while True:
+                    yield next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+        worker = thread_worker(chain, start_thread=False)()
+        worker.yielded.connect(self._on_item)
+        worker.returned.connect(self._on_done)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._run.enabled = False
+        self._cancel_btn.enabled = True
+        self._status.value = "running..."
+        worker.start()
+        return worker
+
+    def _layer_for(self, name, data, kwargs):
+        if name in self._viewer.layers:
+            layer = self._viewer.layers[name]
+            layer.data = data
+            return layer
+        return self._viewer.add_labels(data, **kwargs)
+
+    def cancel(self, *_):
+        """Stop between frames; everything written stays."""
+        self._cancel.set()
+        self._status.value = "cancelling after this frame..."
+
+    def _on_item(self, item):
+        from ..core.pipeline import FrameDone
+
+        if isinstance(item, FrameDone):
+            bar = self._progress  # signals of a finished worker can still arrive after it closed
+            if bar is not None:
+                bar.update(item.done - bar.n)
+                bar.set_description(f"SASVi {item.fps:.2f} frames/s")
+            if self._worker is not None:
+                self._status.value = f"frame {item.done}/{item.total}, {item.fps:.2f} frames/s"
+            current = self._viewer.dims.current_step[0] if self._viewer.dims.ndim else 0
+            if current == item.frame or item.done == item.total:
+                self._labels_layer.refresh()
+        else:
+            self._events.append(item.to_dict())
+            self._show_events()
+            self._strip.set_events(self._events, self._store.n_frames)
+
+    def _on_done(self, summary):
+        self.last_summary = summary
+        self._labels_layer.refresh()
+        self._overseer_layer_out.refresh()
+        state = "cancelled" if summary.cancelled else "done"
+        self._status.value = f"{state}: {self._store.frames_done}/{summary.n_frames} frames in {summary.seconds:.0f} s"
+        self._events = summary.events
+        self._show_events()
+
+    def _on_error(self, exc):
+        from napari.utils.notifications import show_error
+
+        msg = str(exc)
+        if "out of memory" in msg.lower():
+            msg += " Try a smaller SAM2 model, a smaller image size, or the CPU. Frames written so far are kept; Run resumes."
+        show_error(f"SASVi: {msg}")
+        self._status.value = f"error: {msg}"
+
+    def _on_finished(self):
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self._worker = None
+        self._run.enabled = True
+        self._cancel_btn.enabled = False
+
+    # -- events ----------------------------------------------------------------------------------------
+    def _show_events(self):
+        rows = [
+            e
+            for e in self._events
+            if e["kind"]
+            in (
+                "restart",
+                "add_objects",
+                "trigger_deferred",
+                "duplicate",
+                "dropout_ignored",
+                "carried_over",
+                "no_prompt",
+                "dummy",
+            )
+        ]
+        self._table.value = {
+            "frame": [e["frame"] for e in rows],
+            "kind": [e["kind"] for e in rows],
+            "reason": [e.get("reason", "") for e in rows],
+            "labels": [
+                ", ".join(str(x) for x in (e.get("mask_labels", []) + e.get("point_labels", []) + e.get("labels", [])))
+                for e in rows
+            ],
+        }
+
+    def _row_clicked(self, row, _col):
+        frame = int(self._table.data[row][0])
+        self._jump_to(frame)
+
+    def _jump_to(self, frame: int):
+        self._viewer.dims.set_current_step(0, frame)
+
+    def __del__(self):  # pragma: no cover - Qt tears down in any order
+        try:
+            self._viewer.layers.events.inserted.disconnect(self._refresh_choices)
+            self._viewer.layers.events.removed.disconnect(self._refresh_choices)
+        except Exception:
+            pass

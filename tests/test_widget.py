@@ -1,0 +1,122 @@
+"""The "SASVi segment video" widget in a real napari viewer (Xvfb), with the real SAM2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.synthetic import SyntheticVideo
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def viewer_with_clip(make_napari_viewer):
+    viewer = make_napari_viewer()
+    video = SyntheticVideo(n_frames=12, height=64, width=80, seed=1)
+    frames, noisy = video.arrays(noisy=True)
+    viewer.add_image(frames, name="clip", rgb=True)
+    viewer.add_labels(noisy, name="frame-wise")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
+    widget._dataset.value = "synthetic"
+    widget._sam2.value = "config + checkpoint"
+    widget._sam2_config.value = "sam2.1_hiera_t"
+    widget._random.value = True
+    widget._image_size.value = 64
+    widget._device.value = "cpu"
+    return viewer, widget, frames, noisy
+
+
+def _wait(qtbot, widget, timeout=180_000):
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
+
+
+def test_run_fills_a_zarr_labels_layer(viewer_with_clip, qtbot, tmp_path):
+    viewer, widget, frames, noisy = viewer_with_clip
+    assert widget._frames.value.name == "clip" and widget._overseer_layer.value.name == "frame-wise"
+    widget._out.value = tmp_path / "run.zarr"
+    worker = widget.run()
+    assert worker is not None
+    assert "run SASVi" in viewer.layers  # the layer appears at once, before the run ends
+    _wait(qtbot, widget)
+    store = SasviStore.read(tmp_path / "run.zarr")
+    assert store.complete
+    layer = viewer.layers["run SASVi"]
+    assert layer.data.shape == noisy.shape
+    assert type(layer.data).__module__.startswith("zarr")
+    assert (np.asarray(layer.data) != store.classes.no_label).any()
+    assert "run overseer" in viewer.layers
+    np.testing.assert_array_equal(np.asarray(viewer.layers["run overseer"].data), noisy)
+    assert widget._table.data[0][:2] == [0, "restart"]
+    assert 0 in widget._strip.frames()
+    assert widget._status.value.startswith("done")
+    # a click on a row moves the time slider there
+    rows = [r[0] for r in widget._table.data]
+    widget._row_clicked(len(rows) - 1, 0)
+    assert viewer.dims.current_step[0] == rows[-1]
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    assert shot.std() > 0
+
+
+def test_cancel_keeps_frames_and_run_resumes(viewer_with_clip, qtbot, tmp_path):
+    viewer, widget, frames, noisy = viewer_with_clip
+    widget._out.value = tmp_path / "a.zarr"
+    worker = widget.run()
+    from napari_sasvi.core.pipeline import FrameDone
+
+    worker.yielded.connect(lambda item: widget.cancel() if isinstance(item, FrameDone) and item.done >= 4 else None)
+    _wait(qtbot, widget)
+    store = SasviStore.read(tmp_path / "a.zarr")
+    done = store.frames_done
+    assert 4 <= done < len(frames)
+    assert widget._status.value.startswith("cancelled")
+    widget.run()
+    _wait(qtbot, widget)
+    assert SasviStore.read(tmp_path / "a.zarr").complete
+    # the same run without interruption gives the same labels
+    widget._out.value = tmp_path / "b.zarr"
+    widget.run()
+    _wait(qtbot, widget)
+    a = np.asarray(SasviStore.read(tmp_path / "a.zarr").labels)
+    b = np.asarray(SasviStore.read(tmp_path / "b.zarr").labels)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_errors_are_notifications_and_lose_nothing(viewer_with_clip, qtbot, tmp_path):
+    viewer, widget, frames, noisy = viewer_with_clip
+    widget._out.value = tmp_path / "r.zarr"
+    widget.run()
+    _wait(qtbot, widget)
+    before = (tmp_path / "r.zarr" / "sasvi_progress.json").read_bytes()
+    viewer.layers["frame-wise"].data = noisy[::-1].copy()  # other overseer masks, same store
+    assert widget.run() is None
+    assert "error" in widget._status.value and "other inputs" in widget._status.value
+    assert (tmp_path / "r.zarr" / "sasvi_progress.json").read_bytes() == before
+    widget._sam2.value = "config + checkpoint"
+    widget._random.value = False
+    widget._sam2_ckpt.value = tmp_path / "missing.pt"
+    widget._out.value = tmp_path / "s.zarr"
+    assert widget.run() is None and "does not exist" in widget._status.value
+    viewer.layers.remove("clip")
+    assert widget.run() is None and "No frames layer" in widget._status.value
+
+
+def test_writers(make_napari_viewer, tmp_path):
+    from PIL import Image
+
+    from napari_sasvi._napari.sample import labels_layer_kwargs
+    from napari_sasvi.core.datasets import SYNTHETIC
+
+    viewer = make_napari_viewer()
+    video = SyntheticVideo(n_frames=3, height=32, width=48)
+    layer = viewer.add_labels(np.stack([video.labels(t) for t in range(3)]), **labels_layer_kwargs(SYNTHETIC, "gt"))
+    viewer.layers.save(str(tmp_path / "gt.zarr"), selected=False, plugin="napari-sasvi")
+    store = SasviStore.read(tmp_path / "gt.zarr")
+    np.testing.assert_array_equal(np.asarray(store.labels), layer.data)
+    assert store.classes.name == "synthetic"
+    from napari_sasvi._napari.writer import write_labels_pngs
+
+    write_labels_pngs(str(tmp_path / "pngs"), layer.data, {"metadata": layer.metadata})
+    im = Image.open(tmp_path / "pngs" / "0000000001_rgb_mask.png")
+    assert im.mode == "P" and np.array_equal(np.asarray(im), layer.data[1])
