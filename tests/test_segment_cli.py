@@ -78,75 +78,23 @@ def test_segment_root_of_videos(tmp_path, capsys):
 
 def test_segment_bad_options(tmp_path, capsys):
     videos, masks = _write_video_dirs(tmp_path, ["v"], n=3)
-    v = videos / "v"
-    assert (
-        main(
-            [
-                "segment",
-                str(v),
-                "--out",
-                str(tmp_path / "o.zarr"),
-                "--overseer-masks",
-                str(masks / "v"),
-                "--dataset",
-                "synthetic",
-                "--sam2-config",
-                "sam2.1_hiera_t",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
-    assert "--sam2-checkpoint" in capsys.readouterr().err
-    assert main(["segment", str(v), "--out", str(tmp_path / "o.zarr"), *COMMON]) == 2
-    assert "--overseer-masks" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "segment",
-                str(v),
-                "--out",
-                str(tmp_path / "o.zarr"),
-                "--overseer-masks",
-                str(masks / "v"),
-                "--dataset",
-                "synthetic",
-                "--sam2-config",
-                "nope_config",
-                "--sam2-random-weights",
-            ]
-        )
-        == 2
-    )
-    assert "Unknown SAM2 config" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "segment",
-                str(v),
-                "--out",
-                str(tmp_path / "o.zarr"),
-                "--overseer-masks",
-                str(masks / "v"),
-                "--dataset",
-                "synthetic",
-                "--sam2-config",
-                "sam2.1_hiera_t",
-                "--sam2-checkpoint",
-                str(tmp_path / "missing.pt"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
-    assert "does not exist" in capsys.readouterr().err
+    v, out = videos / "v", tmp_path / "o.zarr"
+    with_masks = ["--overseer-masks", str(masks / "v"), "--dataset", "synthetic", "--device", "cpu"]
+
+    def err(*argv):
+        assert main(["segment", str(v), "--out", str(out), *argv]) == 2
+        return capsys.readouterr().err
+
+    assert "--sam2-checkpoint" in err(*with_masks, "--sam2-config", "sam2.1_hiera_t")
+    assert "--overseer-masks" in err(*COMMON)
+    assert "Unknown SAM2 config" in err(*with_masks, "--sam2-config", "nope_config", "--sam2-random-weights")
+    missing = str(tmp_path / "missing.pt")
+    assert "does not exist" in err(*with_masks, "--sam2-config", "sam2.1_hiera_t", "--sam2-checkpoint", missing)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["segment", str(empty), "--out", str(tmp_path / "o.zarr"), *COMMON]) == 2
+    assert main(["segment", str(empty), "--out", str(out), *COMMON]) == 2
     assert "No video" in capsys.readouterr().err
-    assert not (tmp_path / "o.zarr").exists()
+    assert not out.exists()
 
 
 def test_replay_from_label_pngs_maps_watershed_values(tmp_path):
