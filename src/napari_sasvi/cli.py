@@ -206,7 +206,7 @@ def _add_demo(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", type=Path, default=Path("sasvi-demo"), help="folder for the demo's outputs")
-    p.add_argument("--frames", type=int, default=120, help="length of the synthetic clip")
+    p.add_argument("--frames", type=int, default=60, help="length of the synthetic clip (its schedule scales)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clip")
     p.add_argument("--mode", choices=["default", "reference"], default="default")
     p.add_argument("--sam2-model", help="use real SAM2 weights (downloaded when online); default: random weights")
