@@ -83,8 +83,10 @@ def main() -> None:
     lat = np.array(lateness) * 1000
     print(f"# command: xvfb-run -a python benchmarks/bench_gui.py --frames {a.frames} --image-size {a.image_size}")
     print(f"run: {a.frames} frames in {secs:.1f} s ({a.frames / secs:.2f} frames/s) while scrubbing every 100 ms")
-    print(f"event-loop lateness over {len(lat)} ticks of 20 ms: median {np.median(lat):.1f} ms, "
-          f"95th percentile {np.percentile(lat, 95):.1f} ms, max {lat.max():.1f} ms")
+    print(
+        f"event-loop lateness over {len(lat)} ticks of 20 ms: median {np.median(lat):.1f} ms, "
+        f"95th percentile {np.percentile(lat, 95):.1f} ms, max {lat.max():.1f} ms"
+    )
     if a.screenshot:
         viewer.layers["frame-wise overseer"].visible = False
         viewer.dims.set_current_step(0, min(60, a.frames - 1))

@@ -13,8 +13,11 @@ def _textured_translation(n=4, h=120, w=160, shift=5, side=10):
     import cv2
 
     rng = np.random.default_rng(0)
-    big = cv2.resize(rng.integers(0, 255, (h // 4, (w + n * shift) // 4 + 1), dtype=np.uint8).astype(np.float32),
-                     (w + n * shift + 4, h), interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(
+        rng.integers(0, 255, (h // 4, (w + n * shift) // 4 + 1), dtype=np.uint8).astype(np.float32),
+        (w + n * shift + 4, h),
+        interpolation=cv2.INTER_CUBIC,
+    )
     frames = np.zeros((n, h, w, 3), np.uint8)
     labels = np.zeros((n, h, w), np.uint8)  # 0 = background
     for t in range(n):
@@ -124,3 +127,66 @@ def test_raft_loads_local_weights_and_runs(tmp_path):
     (tmp_path / "bad.pth").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="RAFT"):
         raft_flow(str(tmp_path / "bad.pth"))
+
+
+def test_evaluate_temporal_cli(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from napari_sasvi.cli import main
+
+    frames, labels = _textured_translation(n=4)
+    for name in ("a", "b"):
+        (tmp_path / "pred" / name).mkdir(parents=True)
+        (tmp_path / "frames" / name).mkdir(parents=True)
+        for t in range(4):
+            Image.fromarray(labels[t]).save(tmp_path / "pred" / name / f"{t:04d}.png")
+            Image.fromarray(frames[t]).save(tmp_path / "frames" / name / f"{t:04d}.png")
+    out = tmp_path / "t.json"
+    rc = main(
+        [
+            "evaluate",
+            "temporal",
+            str(tmp_path / "pred"),
+            "--frames",
+            str(tmp_path / "frames"),
+            "--classes",
+            str(_table(tmp_path)),
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "macro" in text and "labels scored: [1]" in text
+    report = json.loads(out.read_text())
+    assert set(report["videos"]) == {"a", "b"}
+    assert report["pooled"]["per_label"]["f_iou"]["1"] > 0.8
+    assert len(report["videos"]["a"]["series"]["t_iou"]) == 3
+    ref = tmp_path / "r.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "temporal",
+                str(tmp_path / "pred" / "a"),
+                "--frames",
+                str(tmp_path / "frames" / "a"),
+                "--convention",
+                "reference",
+                "--json",
+                str(ref),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(ref.read_text())["pooled"]["per_label"]["f_iou"]["1"] < 0.1
+
+
+def _table(tmp_path):
+    p = tmp_path / "classes.yaml"
+    p.write_text(
+        "ignore_ids: [0]\nclasses:\n  - {id: 0, name: bg, color: [0, 0, 0]}\n  - {id: 1, name: tool, color: [0, 255, 0]}\n"
+    )
+    return p

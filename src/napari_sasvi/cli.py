@@ -198,6 +198,123 @@ def _run_segment(args) -> int:
     return 0
 
 
+# -- evaluate --------------------------------------------------------------------------------------
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="temporal consistency (T, F) and frame-wise accuracy of label stacks")
+    esub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    t = esub.add_parser(
+        "temporal",
+        help="T and F metrics of a store, a label folder, or a root of videos",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    t.add_argument("pred", type=Path, help="a SASVi store (.zarr), a folder of label PNGs, or a root of those")
+    t.add_argument("--frames", type=Path, help="the video(s) for F: a frame folder or video file, or a root of them")
+    t.add_argument("--flow", choices=["opencv", "raft"], default="opencv", help="optical flow for F")
+    t.add_argument("--raft-weights", type=Path, help="RAFT-small state dict (default: torchvision's, when online)")
+    t.add_argument(
+        "--convention",
+        choices=["default", "reference"],
+        default="default",
+        help="reference: reproduce the published scripts' numbers (D1, D6 kept)",
+    )
+    c = t.add_mutually_exclusive_group()
+    c.add_argument(
+        "--dataset",
+        choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"],
+        help="class table (ignore ids, no-label value); a store brings its own",
+    )
+    c.add_argument("--classes", type=Path, help="class table file")
+    t.add_argument("--array", choices=["labels", "overseer"], default="labels", help="which array of a store")
+    t.add_argument("--json", type=Path, help="write per-label, macro and per-frame figures here")
+    t.set_defaults(func=_run_evaluate_temporal)
+
+
+def _label_sources(pred: Path, array: str):
+    """[(name, label stack, class table or None)] for a store, a label folder or a root of them."""
+    from .core.overseers.replay import open_label_stack
+    from .core.store import SasviStore
+
+    def one(path: Path):
+        if (path / "zarr.json").exists():
+            store = SasviStore.read(path)
+            return (path.stem, store.group[array], store.classes)
+        return (path.name, open_label_stack(path), None)
+
+    if (pred / "zarr.json").exists() or any(p.suffix.lower() == ".png" for p in pred.iterdir()):
+        return [one(pred)]
+    subs = sorted(p for p in pred.iterdir() if p.is_dir())
+    if not subs:
+        from .core.errors import InputError
+
+        raise InputError(
+            f"{pred} holds no label stack: give a SASVi store, a folder of label PNGs, or a root of those."
+        )
+    return [one(p) for p in subs]
+
+
+def _run_evaluate_temporal(args) -> int:
+    import json
+    import math
+
+    from .core.datasets import get_class_table
+    from .core.errors import InputError
+    from .core.frames import open_frames
+    from .core.temporal import iter_temporal, opencv_flow, pool_results, raft_flow
+
+    sources = _label_sources(args.pred, args.array)
+    table = get_class_table(args.dataset or args.classes) if (args.dataset or args.classes) else None
+    flow = raft_flow(str(args.raft_weights) if args.raft_weights else None) if args.flow == "raft" else opencv_flow()
+    results, report = [], {}
+    for name, labels, classes in sources:
+        classes = classes or table
+        ignore = set(classes.ignore_ids) if classes else set()
+        no_label = classes.no_label if classes else 255
+        if classes and no_label not in classes.ids:
+            ignore.add(no_label)
+        frames = None
+        if args.frames is not None:
+            fpath = (
+                args.frames
+                if len(sources) == 1
+                else next((p for p in (args.frames / name, *args.frames.glob(f"{name}.*")) if p.exists()), None)
+            )
+            if fpath is None:
+                raise InputError(f"No frames for {name!r} under {args.frames}.")
+            frames = open_frames(fpath).data
+        try:
+            gen = iter_temporal(labels, frames, convention=args.convention, ignore=ignore, no_label=no_label, flow=flow)
+            bar = _tqdm_progress(range(max(0, labels.shape[0] - 1)), desc=name)
+            it = iter(bar)
+            while True:
+                next(gen)
+                next(it, None)
+        except StopIteration as stop:
+            result = stop.value
+        except ValueError as e:
+            raise InputError(f"{name}: {e}") from e
+        results.append(result)
+        report[name] = result.to_dict()
+    pooled = pool_results(results, ignore=ignore) if len(results) > 1 else results[0]
+
+    def fmt(v):
+        return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+    print(f"convention: {args.convention}; labels scored: {pooled.labels_scored}")
+    print("label    T-IoU  T-ASSD  F-IoU  F-Dice")
+    for c in pooled.labels_scored:
+        print(
+            f"{c:5d}    {fmt(pooled.t_iou.get(c))}  {fmt(pooled.t_assd.get(c))}  {fmt(pooled.f_iou.get(c))}  "
+            f"{fmt(pooled.f_dice.get(c))}"
+        )
+    m = pooled.macro
+    print(f"macro    {fmt(m['t_iou'])}  {fmt(m['t_assd'])}  {fmt(m['f_iou'])}  {fmt(m['f_dice'])}")
+    if args.json:
+        payload = {"pooled": pooled.to_dict() | {"series": None}, "videos": report}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=1, allow_nan=True))
+    return 0
+
+
 # -- demo ------------------------------------------------------------------------------------------
 def _add_demo(sub) -> None:
     p = sub.add_parser(
@@ -311,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_frames(sub)
     _add_segment(sub)
+    _add_evaluate(sub)
     return parser
 
 

@@ -106,8 +106,14 @@ def warp_labels(labels: np.ndarray, lookup: np.ndarray) -> np.ndarray:
 
     h, w = labels.shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    return cv2.remap(labels.astype(np.uint8), xs + lookup[..., 0], ys + lookup[..., 1], cv2.INTER_NEAREST,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+    return cv2.remap(
+        labels.astype(np.uint8),
+        xs + lookup[..., 0],
+        ys + lookup[..., 1],
+        cv2.INTER_NEAREST,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=255,
+    )
 
 
 @dataclass
@@ -128,7 +134,9 @@ class TemporalResult:
         return {
             "convention": self.convention,
             "macro": self.macro,
-            "per_label": {k: {str(c): v for c, v in getattr(self, k).items()} for k in ("t_iou", "t_assd", "f_iou", "f_dice")},
+            "per_label": {
+                k: {str(c): v for c, v in getattr(self, k).items()} for k in ("t_iou", "t_assd", "f_iou", "f_dice")
+            },
             "labels_scored": self.labels_scored,
             "series": self.series,
         }
@@ -150,7 +158,7 @@ def iter_temporal(
         ignore: labels left out of the default macro average (background, ignore labels).
         no_label: the unlabelled value, never scored in ``default``.
     """
-    if labels.ndim != 3:
+    if len(labels.shape) != 3:
         raise ValueError(f"expected a (T, H, W) label stack, got shape {tuple(labels.shape)}")
     n = int(labels.shape[0])
     if frames is not None:
@@ -214,10 +222,13 @@ def iter_temporal(
 def _result(raw, series, convention, ignore, ref) -> TemporalResult:
     per = {k: {c: float(np.mean(v)) for c, v in sorted(d.items()) if v} for k, d in raw.items()}
     scored = sorted({c for d in per.values() for c in d if ref or c not in ignore})
-    macro = {k: float(np.mean([v[c] for c in scored if c in v])) if any(c in v for c in scored) else float("nan")
-             for k, v in per.items()}
-    return TemporalResult(per["t_iou"], per["t_assd"], per["f_iou"], per["f_dice"], macro, series, scored,
-                          convention, raw)
+    macro = {
+        k: float(np.mean([v[c] for c in scored if c in v])) if any(c in v for c in scored) else float("nan")
+        for k, v in per.items()
+    }
+    return TemporalResult(
+        per["t_iou"], per["t_assd"], per["f_iou"], per["f_dice"], macro, series, scored, convention, raw
+    )
 
 
 def pool_results(results: list[TemporalResult], ignore=frozenset()) -> TemporalResult:

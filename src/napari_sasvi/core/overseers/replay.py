@@ -32,6 +32,7 @@ class _LabelFolder:
         with Image.open(self.files[0]) as im:
             w, h = im.size
         self.shape = (len(self.files), h, w)
+        self.ndim = 3
         self.dtype = np.dtype(np.uint8)
         lut = np.arange(256, dtype=np.uint8)
         if source_values:
