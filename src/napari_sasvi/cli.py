@@ -402,6 +402,13 @@ def _run_demo(args) -> int:
         print(
             f"   {c.id:2d} {c.name:<24s} overseer {ov.get(c.id, float('nan')):.3f}  SASVi {sv.get(c.id, float('nan')):.3f}"
         )
+    from .core.temporal import temporal_consistency
+
+    ignore = set(classes.ignore_ids) | {classes.no_label}
+    print("   temporal consistency (macro, default convention):   T-IoU  T-ASSD  F-IoU")
+    for name, lab in (("ground truth", video.labels_dask()), ("overseer", store.overseer), ("SASVi", store.labels)):
+        m = temporal_consistency(lab, stack.data, ignore=ignore, no_label=classes.no_label).macro
+        print(f"   {name:<48s}  {m['t_iou']:.3f}  {m['t_assd']:6.2f}  {m['f_iou']:.3f}")
     if args.view:
         import napari
 
