@@ -50,7 +50,7 @@ def test_run_fills_a_zarr_labels_layer(viewer_with_clip, qtbot, tmp_path):
     np.testing.assert_array_equal(np.asarray(viewer.layers["run overseer"].data), noisy)
     assert widget._table.data[0][:2] == [0, "restart"]
     assert 0 in widget._strip.frames()
-    assert widget._status.value.startswith("done")
+    assert widget._status.value.startswith(f"done: {len(frames)}/{len(frames)} frames")
     # a click on a row moves the time slider there
     rows = [r[0] for r in widget._table.data]
     widget._row_clicked(len(rows) - 1, 0)

@@ -294,8 +294,11 @@ class SegmentWidget(Container):
         self.last_summary = summary
         self._labels_layer.refresh()
         self._overseer_layer_out.refresh()
+        from ..core.store import SasviStore
+
         state = "cancelled" if summary.cancelled else "done"
-        self._status.value = f"{state}: {self._store.frames_done}/{summary.n_frames} frames in {summary.seconds:.0f} s"
+        done = SasviStore.read(self._store.path).frames_done  # re-read: the run's progress, not the start's
+        self._status.value = f"{state}: {done}/{summary.n_frames} frames in {summary.seconds:.0f} s"
         self._events = summary.events
         self._show_events()
 

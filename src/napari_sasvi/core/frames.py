@@ -222,10 +222,9 @@ class ArraySource:
         return self._shape
 
     def read(self, t: int) -> np.ndarray:
-        frame = self.array[t]
-        if hasattr(frame, "compute"):
-            frame = frame.compute()
-        return to_rgb_uint8(np.asarray(frame), where=f"{self.name} frame {t}")
+        from .lazy import read_frame
+
+        return to_rgb_uint8(read_frame(self.array, t), where=f"{self.name} frame {t}")
 
     def fingerprint(self) -> str:
         # Hash a sparse sample of frames: cheap, and it changes when the content changes.

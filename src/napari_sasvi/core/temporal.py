@@ -173,9 +173,7 @@ def iter_temporal(
     pools = {k: _Pool() for k in ("t_iou", "t_assd", "f_iou", "f_dice")}
     series: dict[str, list[float]] = {"t_iou": [], "f_iou": []}
 
-    def read(arr, t):
-        x = arr[t]
-        return np.asarray(x.compute() if hasattr(x, "compute") else x)
+    from .lazy import read_frame as read
 
     prev = read(labels, 0) if n else None
     prev_frame = read(frames, 0) if frames is not None and n else None

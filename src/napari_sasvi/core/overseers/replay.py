@@ -136,10 +136,9 @@ class ReplayOverseer:
             )
 
     def label_map(self, t: int) -> np.ndarray:
-        arr = self.labels[t]
-        if hasattr(arr, "compute"):
-            arr = arr.compute()
-        return np.asarray(arr)
+        from ..lazy import read_frame
+
+        return read_frame(self.labels, t)
 
     def predict(self, frames: Sequence[np.ndarray] | None, indices: Sequence[int]) -> list[OverseerResult]:
         ids = self.classes.ids
