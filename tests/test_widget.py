@@ -120,3 +120,35 @@ def test_writers(make_napari_viewer, tmp_path):
     write_labels_pngs(str(tmp_path / "pngs"), layer.data, {"metadata": layer.metadata})
     im = Image.open(tmp_path / "pngs" / "0000000001_rgb_mask.png")
     assert im.mode == "P" and np.array_equal(np.asarray(im), layer.data[1])
+
+
+def test_run_on_lazy_sample_layers_while_scrubbing(make_napari_viewer, qtbot, tmp_path):
+    """dask-backed layers (the reader's and the samples') while napari slices them on the main thread."""
+    from qtpy.QtCore import QTimer
+
+    from napari_sasvi._napari.sample import synthetic_sample
+
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in synthetic_sample(n_frames=8, noisy=True):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
+    widget._frames.value = viewer.layers["Synthetic surgical video"]
+    widget._overseer_layer.value = viewer.layers["Noisy overseer"]
+    widget._sam2.value = "config + checkpoint"
+    widget._random.value = True
+    widget._image_size.value = 64
+    widget._device.value = "cpu"
+    widget._out.value = tmp_path / "lazy.zarr"
+    step = [0]
+
+    def scrub():
+        step[0] = (step[0] + 1) % 8
+        viewer.dims.set_current_step(0, step[0])
+
+    timer = QTimer()
+    timer.timeout.connect(scrub)
+    timer.start(15)
+    widget.run()
+    _wait(qtbot, widget)
+    timer.stop()
+    assert SasviStore.read(tmp_path / "lazy.zarr").complete
