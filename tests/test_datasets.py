@@ -38,3 +38,45 @@ def test_user_tables_yaml_and_json(tmp_path):
         get_class_table(dup)
     with pytest.raises(InputError, match="Unknown dataset"):
         get_class_table("endovis")
+
+
+def test_evaluate_frames_cli(tmp_path, capsys):
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from napari_sasvi.cli import main
+
+    gt = np.zeros((3, 10, 10), np.uint8)
+    gt[:, :5] = 1
+    pred = gt.copy()
+    pred[2, :5] = 0  # class 1 missed entirely on the last frame
+    for name, stack in (("gt", gt), ("pred", pred)):
+        (tmp_path / name).mkdir()
+        for t in range(3):
+            Image.fromarray(stack[t]).save(tmp_path / name / f"{t:03d}.png")
+    table = tmp_path / "c.yaml"
+    table.write_text("ignore_ids: [0]\nclasses:\n  - {id: 0, name: bg}\n  - {id: 1, name: tool}\n")
+    assert (
+        main(
+            [
+                "evaluate",
+                "frames",
+                str(tmp_path / "pred"),
+                str(tmp_path / "gt"),
+                "--classes",
+                str(table),
+                "--csv",
+                str(tmp_path / "o.csv"),
+                "--json",
+                str(tmp_path / "o.json"),
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(open(tmp_path / "o.csv")))
+    tool = next(r for r in rows if r["name"] == "tool")
+    assert float(tool["dice"]) == 2 * 100 / (100 + 150)  # 100 px found of 150, none extra
+    assert rows[-1]["name"] == "macro" and float(rows[-1]["dice"]) == float(tool["dice"])  # bg ignored
+    assert "macro" in capsys.readouterr().out

@@ -227,6 +227,24 @@ def _add_evaluate(sub) -> None:
     t.add_argument("--array", choices=["labels", "overseer"], default="labels", help="which array of a store")
     t.add_argument("--json", type=Path, help="write per-label, macro and per-frame figures here")
     t.set_defaults(func=_run_evaluate_temporal)
+    f = esub.add_parser(
+        "frames",
+        help="per-class Dice and IoU of predictions against ground truth",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    f.add_argument("pred", type=Path, help="a SASVi store or a folder of label PNGs (or a root of those)")
+    f.add_argument("gt", type=Path, help="ground truth: a store or a folder of label PNGs (or a root, same names)")
+    c = f.add_mutually_exclusive_group()
+    c.add_argument(
+        "--dataset",
+        choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"],
+        help="class table deciding which ids count (a store brings its own)",
+    )
+    c.add_argument("--classes", type=Path, help="class table file")
+    f.add_argument("--array", choices=["labels", "overseer"], default="labels", help="which array of a store")
+    f.add_argument("--csv", type=Path, help="per-class Dice and IoU and their macro mean as CSV")
+    f.add_argument("--json", type=Path, help="the same as JSON, with per-frame macro Dice")
+    f.set_defaults(func=_run_evaluate_frames)
 
 
 def _label_sources(pred: Path, array: str):
@@ -312,6 +330,72 @@ def _run_evaluate_temporal(args) -> int:
         payload = {"pooled": pooled.to_dict() | {"series": None}, "videos": report}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=1, allow_nan=True))
+    return 0
+
+
+def _run_evaluate_frames(args) -> int:
+    import csv
+    import json
+
+    from .core.datasets import get_class_table
+    from .core.errors import InputError
+    from .core.lazy import read_frame
+    from .core.metrics import OverlapCounts, macro, overlap_counts
+
+    preds = _label_sources(args.pred, args.array)
+    gts = {name: (lab, cls) for name, lab, cls in _label_sources(args.gt, "labels")}
+    table = get_class_table(args.dataset or args.classes) if (args.dataset or args.classes) else None
+    total: OverlapCounts | None = None
+    per_frame: dict[str, list[float]] = {}
+    classes = None
+    for name, pred, pcls in preds:
+        gt, gcls = gts.get(name) if len(preds) > 1 else next(iter(gts.values()))
+        if gt is None:
+            raise InputError(f"No ground truth for {name!r} in {args.gt}.")
+        classes = table or pcls or gcls
+        if classes is None:
+            raise InputError("Give --dataset or --classes: label folders do not say which ids are classes.")
+        if tuple(pred.shape) != tuple(gt.shape):
+            raise InputError(f"{name}: prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ.")
+        ids = classes.scored_ids()
+        series = []
+        counts = OverlapCounts({c: 0 for c in classes.ids}, {c: 0 for c in classes.ids}, {c: 0 for c in classes.ids})
+        for t in _tqdm_progress(range(pred.shape[0]), desc=name):
+            one = overlap_counts([read_frame(pred, t)], [read_frame(gt, t)], classes.ids)
+            series.append(macro(one.dice(), ids))
+            for c in classes.ids:
+                counts.inter[c] += one.inter[c]
+                counts.pred[c] += one.pred[c]
+                counts.gt[c] += one.gt[c]
+        per_frame[name] = series
+        if total is None:
+            total = counts
+        else:
+            for c in classes.ids:
+                total.inter[c] += counts.inter[c]
+                total.pred[c] += counts.pred[c]
+                total.gt[c] += counts.gt[c]
+    dice, iou = total.dice(), total.iou()
+    ids = classes.scored_ids()
+    rows = [{"id": c.id, "name": c.name, "dice": dice.get(c.id), "iou": iou.get(c.id)} for c in classes if c.id in ids]
+    summary = {"macro_dice": macro(dice, ids), "macro_iou": macro(iou, ids)}
+    for r in rows:
+        d = "  n/a" if r["dice"] is None else f"{r['dice']:.3f}"
+        i = "  n/a" if r["iou"] is None else f"{r['iou']:.3f}"
+        print(f"{r['id']:3d} {r['name']:<26s} Dice {d}  IoU {i}")
+    print(
+        f"macro (over {len(ids)} classes, ignore ids left out): Dice {summary['macro_dice']:.3f}  IoU {summary['macro_iou']:.3f}"
+    )
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["id", "name", "dice", "iou"])
+            w.writeheader()
+            w.writerows(rows)
+            w.writerow({"id": "", "name": "macro", "dice": summary["macro_dice"], "iou": summary["macro_iou"]})
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"per_class": rows, **summary, "per_frame_macro_dice": per_frame}, indent=1))
     return 0
 
 
