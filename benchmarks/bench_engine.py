@@ -46,13 +46,38 @@ if what == "propagate":
     secs = time.perf_counter() - t0
     out.update(frames=n, seconds=secs, encodes=sum(tracker.encodes.values()))
 else:
+    # time spent inside SAM2 (propagation and prompting), to separate it from the policy and I/O
+    inside = [0.0]
+    def timed(fn):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                inside[0] += time.perf_counter() - t0
+        return wrapper
+    propagate = tracker.propagate
+    def timed_propagate(start):
+        it = propagate(start)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                inside[0] += time.perf_counter() - t0
+                return
+            inside[0] += time.perf_counter() - t0
+            yield item
+    tracker.propagate = timed_propagate
+    for name in ("add_mask", "add_points", "reset", "remove_objects"):
+        setattr(tracker, name, timed(getattr(tracker, name)))
     overseer = ReplayOverseer(video.noisy_labels_dask(), SYNTHETIC, frame_count=n, frame_size=(h, w))
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         s = run_sasvi(stack, overseer, tracker, d + "/run.zarr", SYNTHETIC, PolicyParams(mode=what))
         secs = time.perf_counter() - t0
     enc = list(s.encodes.values())
-    out.update(frames=n, seconds=secs, encodes=sum(enc), max_encodes=max(enc),
+    out.update(frames=n, seconds=secs, sam2_seconds=inside[0], encodes=sum(enc), max_encodes=max(enc),
                restarts=len(s.restarts), adds=sum(e["kind"] == "add_objects" for e in s.events))
 out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))

@@ -249,6 +249,7 @@ class SegmentWidget(Container):
                 return stop.value
 
         worker = thread_worker(chain, start_thread=False)()
+        self._limit_torch_threads()
         worker.yielded.connect(self._on_item)
         worker.returned.connect(self._on_done)
         worker.errored.connect(self._on_error)
@@ -259,6 +260,20 @@ class SegmentWidget(Container):
         self._status.value = "running..."
         worker.start()
         return worker
+
+    def _limit_torch_threads(self):
+        """Leave one core to the GUI while a run goes: torch's OpenMP workers wait at every op's
+        barrier, and when the GUI thread takes a core a descheduled worker stalls each of SAM2's
+        many small ops. Measured on 2 cores (benchmarks/bench_gui.py, 128 px): 1.16 frames/s with
+        1 thread vs 0.78 with 2 while the viewer idles, 0.35 vs 0.22 while the slider is scrubbed.
+        Restored when the run ends."""
+        import os
+
+        import torch
+
+        self._torch_threads = torch.get_num_threads()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, min(self._torch_threads, cores - 1)))
 
     def _layer_for(self, name, data, kwargs):
         if name in self._viewer.layers:
@@ -312,6 +327,11 @@ class SegmentWidget(Container):
         self._status.value = f"error: {msg}"
 
     def _on_finished(self):
+        if getattr(self, "_torch_threads", None):
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
+            self._torch_threads = None
         if self._progress is not None:
             self._progress.close()
             self._progress = None
