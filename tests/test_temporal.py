@@ -111,22 +111,37 @@ def test_pooling_over_videos():
     assert pooled.t_iou[1] == pytest.approx((ra.t_iou[1] + rb.t_iou[1]) / 2)
 
 
+RAFT_CHECK = """
+import sys
+import numpy as np, torch
+from torchvision.models.optical_flow import raft_small
+from napari_sasvi.core.errors import CheckpointError
+from napari_sasvi.core.temporal import raft_flow
+torch.manual_seed(0)
+torch.save(raft_small(weights=None).state_dict(), sys.argv[1] + "/raft.pth")
+flow = raft_flow(sys.argv[1] + "/raft.pth")
+a = np.random.default_rng(0).integers(0, 255, (128, 136, 3), dtype=np.uint8)
+f = flow(a, np.roll(a, 3, axis=1))
+assert f.shape == (128, 136, 2) and np.isfinite(f).all()
+open(sys.argv[1] + "/bad.pth", "wb").write(b"junk")
+try:
+    raft_flow(sys.argv[1] + "/bad.pth")
+except CheckpointError as e:
+    assert "RAFT" in str(e)
+else:
+    raise SystemExit("junk weights were accepted")
+print("ok")
+"""
+
+
 def test_raft_loads_local_weights_and_runs(tmp_path):
-    import torch
-    from torchvision.models.optical_flow import raft_small
+    # In a fresh process: torchvision.models imports triton, whose bundled LLVM crashes a process
+    # in which Mesa's LLVM is already loaded (any napari GUI test before this one).
+    import subprocess
+    import sys
 
-    from napari_sasvi.core.errors import CheckpointError
-    from napari_sasvi.core.temporal import raft_flow
-
-    torch.manual_seed(0)
-    torch.save(raft_small(weights=None).state_dict(), tmp_path / "raft.pth")
-    flow = raft_flow(str(tmp_path / "raft.pth"))
-    frames, _ = _textured_translation(n=2, h=128, w=136)
-    f = flow(frames[0], frames[1])
-    assert f.shape == (128, 136, 2) and np.isfinite(f).all()
-    (tmp_path / "bad.pth").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="RAFT"):
-        raft_flow(str(tmp_path / "bad.pth"))
+    out = subprocess.run([sys.executable, "-c", RAFT_CHECK, str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_evaluate_temporal_cli(tmp_path, capsys):
