@@ -217,14 +217,7 @@ def _add_evaluate(sub) -> None:
         default="default",
         help="reference: reproduce the published scripts' numbers (D1, D6 kept)",
     )
-    c = t.add_mutually_exclusive_group()
-    c.add_argument(
-        "--dataset",
-        choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"],
-        help="class table (ignore ids, no-label value); a store brings its own",
-    )
-    c.add_argument("--classes", type=Path, help="class table file")
-    t.add_argument("--array", choices=["labels", "overseer"], default="labels", help="which array of a store")
+    _add_class_table_options(t, "class table (ignore ids, no-label value); a store brings its own")
     t.add_argument("--json", type=Path, help="write per-label, macro and per-frame figures here")
     t.set_defaults(func=_run_evaluate_temporal)
     f = esub.add_parser(
@@ -234,17 +227,17 @@ def _add_evaluate(sub) -> None:
     )
     f.add_argument("pred", type=Path, help="a SASVi store or a folder of label PNGs (or a root of those)")
     f.add_argument("gt", type=Path, help="ground truth: a store or a folder of label PNGs (or a root, same names)")
-    c = f.add_mutually_exclusive_group()
-    c.add_argument(
-        "--dataset",
-        choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"],
-        help="class table deciding which ids count (a store brings its own)",
-    )
-    c.add_argument("--classes", type=Path, help="class table file")
-    f.add_argument("--array", choices=["labels", "overseer"], default="labels", help="which array of a store")
+    _add_class_table_options(f, "class table deciding which ids count (a store brings its own)")
     f.add_argument("--csv", type=Path, help="per-class Dice and IoU and their macro mean as CSV")
     f.add_argument("--json", type=Path, help="the same as JSON, with per-frame macro Dice")
     f.set_defaults(func=_run_evaluate_frames)
+
+
+def _add_class_table_options(p, dataset_help: str) -> None:
+    c = p.add_mutually_exclusive_group()
+    c.add_argument("--dataset", choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"], help=dataset_help)
+    c.add_argument("--classes", type=Path, help="class table file")
+    p.add_argument("--array", choices=["labels", "overseer"], default="labels", help="which array of a store")
 
 
 def _label_sources(pred: Path, array: str):
