@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -187,7 +187,7 @@ def iter_sasvi(
             for ev in policy.events[n_before:]:
                 yield ev
     events_out = [e.to_dict() for e in policy.events]
-    store._write_progress({**store._progress, "events": events_out})
+    store.save_events(events_out)
     return RunSummary(
         str(out),
         n,
@@ -212,4 +212,4 @@ def run_sasvi(*args, progress=None, **kwargs) -> RunSummary:
             progress(item.done, item.total, item.fps)
 
 
-__all__ = ["FrameDone", "RunSummary", "iter_sasvi", "run_sasvi", "run_signature", "replace"]
+__all__ = ["FrameDone", "RunSummary", "iter_sasvi", "run_sasvi", "run_signature"]

@@ -191,6 +191,10 @@ class SasviStore:
         self.overseer[t] = overseer
         self._write_progress({**self._progress, "frames_done": t + 1, "events": events})
 
+    def save_events(self, events: list[dict]) -> None:
+        """Record the event log (the run's last decisions come after its last frame)."""
+        self._write_progress({**self._progress, "events": events})
+
     def save_snapshot(self, snapshot: dict, previous_output: np.ndarray | None) -> None:
         """Record a resumable segment start (the policy's state before it, and the previous output)."""
         if previous_output is not None:

@@ -347,15 +347,11 @@ class _RenderAdapter:
         if not isinstance(index, tuple):
             index = (index,)
         first, rest = index[0], index[1:]
-        ts = range(self.shape[0])[first] if isinstance(first, slice) else [int(first)]
-        out = np.stack([self.fn(t) for t in ts]) if len(ts) else np.zeros((0, *self.shape[1:]), self.dtype)
         if isinstance(first, (int, np.integer)):
-            out = out[0]
-        return (
-            out[(slice(None), *rest)]
-            if rest and not isinstance(first, (int, np.integer))
-            else (out[rest] if rest else out)
-        )
+            return self.fn(int(first))[rest] if rest else self.fn(int(first))
+        ts = range(self.shape[0])[first]
+        out = np.stack([self.fn(t) for t in ts]) if len(ts) else np.zeros((0, *self.shape[1:]), self.dtype)
+        return out[(slice(None), *rest)] if rest else out
 
 
 def synthetic_surgical_video(n_frames: int = 120, height: int = 256, width: int = 320, seed: int = 0):
