@@ -86,8 +86,10 @@ def main() -> None:
     scrubber.stop()
     secs = time.perf_counter() - t0
     lat = np.array(lateness) * 1000
-    print(f"# command: xvfb-run -a python benchmarks/bench_gui.py --frames {a.frames} --image-size {a.image_size} "
-          f"--scrub-ms {a.scrub_ms}")
+    print(
+        f"# command: xvfb-run -a python benchmarks/bench_gui.py --frames {a.frames} --image-size {a.image_size} "
+        f"--scrub-ms {a.scrub_ms}"
+    )
     scrub = f"while scrubbing every {a.scrub_ms} ms" if a.scrub_ms else "without touching the viewer"
     print(f"run: {a.frames} frames in {secs:.1f} s ({a.frames / secs:.2f} frames/s) {scrub}")
     print(

@@ -1,0 +1,232 @@
+"""Plugins > SASVi temporal consistency: T and F of labels layers, plotted against the time slider.
+
+Pick up to three labels layers (SASVi, overseer, ground truth) and optionally the frames for F;
+Compute runs :func:`napari_sasvi.core.temporal.iter_temporal` in a worker with a progress bar.
+The per-frame T-IoU (and F-IoU) curves share the time axis with the viewer: a line marks the
+current frame and clicking the plot moves the slider there. Per-class bars and a summary table
+follow; the figure can be saved as PNG and the numbers as CSV.
+
+The flow here is OpenCV's (no weights). RAFT is offered by the CLI only: importing torchvision's
+models after napari's OpenGL canvas exists crashes the process (see docs/design.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Table
+
+from ..core.datasets import ClassTable
+
+NONE = "(none)"
+ROLES = ("SASVi", "overseer", "ground truth")
+
+
+def _choices(viewer, kind: str):
+    import napari.layers
+
+    cls = {"image": napari.layers.Image, "labels": napari.layers.Labels}[kind]
+    return [NONE, *(layer.name for layer in viewer.layers if isinstance(layer, cls))]
+
+
+class TemporalWidget(Container):
+    """The "SASVi temporal consistency" dock widget (see the module docstring)."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._layers = {
+            role: ComboBox(label=role, choices=lambda _: _choices(self._viewer, "labels")) for role in ROLES
+        }
+        self._frames = ComboBox(label="frames (for F)", choices=lambda _: _choices(self._viewer, "image"))
+        self._convention = ComboBox(label="convention", choices=["default", "reference"], value="default")
+        self._compute = PushButton(text="Compute")
+        self._status = Label(value="")
+        self._table = Table(value={"layer": [], "T-IoU": [], "T-ASSD": [], "F-IoU": [], "F-Dice": [], "Dice vs GT": []})
+        self._png = FileEdit(label="figure", mode="w", filter="*.png", value=Path.home() / "sasvi_temporal.png")
+        self._save_png = PushButton(text="Save figure (PNG)")
+        self._csv = FileEdit(label="numbers", mode="w", filter="*.csv", value=Path.home() / "sasvi_temporal.csv")
+        self._save_csv = PushButton(text="Save numbers (CSV)")
+        self.extend([*self._layers.values(), self._frames, self._convention, self._compute, self._status])
+        self._build_plot()
+        self.extend([self._table, self._png, self._save_png, self._csv, self._save_csv])
+        self._compute.changed.connect(self.compute)
+        self._save_png.changed.connect(lambda *_: self.save_png(self._png.value))
+        self._save_csv.changed.connect(lambda *_: self.save_csv(self._csv.value))
+        viewer.dims.events.current_step.connect(self._move_cursor)
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+        self._guess_roles()
+        self.results: dict[str, object] = {}
+        self.accuracy: dict[str, float] = {}
+        self._worker = None
+
+    # -- form ------------------------------------------------------------------------------------------
+    def _refresh(self, *_):
+        for w in (*self._layers.values(), self._frames):
+            w.reset_choices()
+
+    def _guess_roles(self):
+        names = _choices(self._viewer, "labels")[1:]
+        for role, hint in zip(ROLES, ("sasvi", "overseer", "ground"), strict=True):
+            match = next((n for n in names if hint in n.lower()), None)
+            if match:
+                self._layers[role].value = match
+        images = _choices(self._viewer, "image")[1:]
+        if images:
+            self._frames.value = images[0]
+
+    def _build_plot(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(5, 5), tight_layout=True)
+        self._ax_series = self.figure.add_subplot(2, 1, 1)
+        self._ax_bars = self.figure.add_subplot(2, 1, 2)
+        self._canvas = FigureCanvasQTAgg(self.figure)
+        self._canvas.setMinimumHeight(360)
+        self._canvas.mpl_connect("button_press_event", self._clicked)
+        self._cursor = None
+        self.native.layout().addWidget(self._canvas)
+
+    # -- computing -------------------------------------------------------------------------------------
+    def compute(self, *_):
+        """Compute T (and F) for every chosen layer in a worker; returns the worker."""
+        from napari.qt.threading import thread_worker
+        from napari.utils import progress
+        from napari.utils.notifications import show_error
+
+        from ..core.metrics import overlap_counts
+        from ..core.temporal import iter_temporal
+
+        chosen = {role: self._viewer.layers[w.value] for role, w in self._layers.items() if w.value not in (None, NONE)}
+        if not chosen:
+            show_error("SASVi: pick at least one labels layer.")
+            return None
+        frames = None if self._frames.value in (None, NONE) else self._viewer.layers[self._frames.value].data
+        convention = self._convention.value
+        total = sum(int(layer.data.shape[0]) - 1 for layer in chosen.values())
+        bar = progress(total=max(total, 1), desc="temporal consistency")
+
+        def job():
+            results, accuracy = {}, {}
+            for role, layer in chosen.items():
+                classes = _classes_of(layer)
+                ignore = set(classes.ignore_ids) | {classes.no_label} if classes else set()
+                gen = iter_temporal(
+                    layer.data,
+                    frames,
+                    convention=convention,
+                    ignore=ignore,
+                    no_label=classes.no_label if classes else 255,
+                )
+                try:
+                    while True:
+                        next(gen)
+                        yield 1
+                except StopIteration as stop:
+                    results[role] = stop.value
+            gt = chosen.get("ground truth")
+            if gt is not None:
+                classes = _classes_of(gt)
+                ids = (
+                    classes.scored_ids() if classes else sorted(set(np.unique(np.asarray(gt.data[0])).tolist()) - {255})
+                )
+                from ..core.lazy import read_frame
+                from ..core.metrics import macro
+
+                for role, layer in chosen.items():
+                    if role == "ground truth" or layer.data.shape != gt.data.shape:
+                        continue
+                    n = int(layer.data.shape[0])
+                    counts = overlap_counts(
+                        (read_frame(layer.data, t) for t in range(n)), (read_frame(gt.data, t) for t in range(n)), ids
+                    )
+                    accuracy[role] = macro(counts.dice(), ids)
+            return results, accuracy
+
+        worker = thread_worker(job, start_thread=False)()
+        worker.yielded.connect(lambda _: bar.update(1))
+        worker.returned.connect(self._show)
+        worker.errored.connect(lambda e: (show_error(f"SASVi: {e}"), setattr(self._status, "value", f"error: {e}")))
+        worker.finished.connect(bar.close)
+        worker.finished.connect(lambda: setattr(self, "_worker", None))
+        self._worker = worker
+        self._status.value = "computing..."
+        worker.start()
+        return worker
+
+    # -- showing -----------------------------------------------------------------------------------------
+    def _show(self, payload):
+        self.results, self.accuracy = payload
+        ax, bx = self._ax_series, self._ax_bars
+        ax.clear()
+        bx.clear()
+        for role, r in self.results.items():
+            x = np.arange(1, len(r.series["t_iou"]) + 1)
+            (line,) = ax.plot(x, r.series["t_iou"], label=f"{role} T-IoU")
+            if r.series["f_iou"]:
+                ax.plot(x, r.series["f_iou"], "--", color=line.get_color(), label=f"{role} F-IoU")
+        ax.set_xlabel("frame (pair t-1, t)")
+        ax.set_ylabel("IoU")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize="small", loc="lower left")
+        self._cursor = ax.axvline(self._viewer.dims.current_step[0], color="0.4", lw=1)
+        labels = sorted({c for r in self.results.values() for c in r.labels_scored})
+        width = 0.8 / max(1, len(self.results))
+        for k, (role, r) in enumerate(self.results.items()):
+            bx.bar(np.arange(len(labels)) + k * width, [r.t_iou.get(c, 0.0) for c in labels], width, label=role)
+        bx.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, [str(c) for c in labels])
+        bx.set_xlabel("class id")
+        bx.set_ylabel("T-IoU per class")
+        bx.set_ylim(0, 1.02)
+        self._canvas.draw_idle()
+        self._table.value = {
+            "layer": list(self.results),
+            **{
+                col: [_fmt(r.macro[key]) for r in self.results.values()]
+                for col, key in (("T-IoU", "t_iou"), ("T-ASSD", "t_assd"), ("F-IoU", "f_iou"), ("F-Dice", "f_dice"))
+            },
+            "Dice vs GT": [_fmt(self.accuracy.get(role)) for role in self.results],
+        }
+        self._status.value = f"done ({self._convention.value} convention)"
+
+    def _move_cursor(self, event=None):
+        if self._cursor is not None:
+            t = self._viewer.dims.current_step[0]
+            self._cursor.set_xdata([t, t])
+            self._canvas.draw_idle()
+
+    def _clicked(self, event):
+        if event.inaxes is self._ax_series and event.xdata is not None:
+            self._viewer.dims.set_current_step(0, int(round(event.xdata)))
+
+    # -- exporting ---------------------------------------------------------------------------------------
+    def save_png(self, path):
+        self.figure.savefig(str(path), dpi=150)
+        self._status.value = f"saved {path}"
+
+    def save_csv(self, path):
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["layer", "label", "t_iou", "t_assd", "f_iou", "f_dice"])
+            for role, r in self.results.items():
+                for c in r.labels_scored:
+                    w.writerow([role, c, r.t_iou.get(c), r.t_assd.get(c), r.f_iou.get(c), r.f_dice.get(c)])
+                w.writerow([role, "macro", r.macro["t_iou"], r.macro["t_assd"], r.macro["f_iou"], r.macro["f_dice"]])
+            for role, d in self.accuracy.items():
+                w.writerow([role, "dice_vs_ground_truth", d, "", "", ""])
+        self._status.value = f"saved {path}"
+
+
+def _classes_of(layer) -> ClassTable | None:
+    table = (layer.metadata or {}).get("classes")
+    return ClassTable.from_dict(table) if table else None
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"

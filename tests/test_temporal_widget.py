@@ -1,0 +1,53 @@
+"""The "SASVi temporal consistency" widget in a real napari viewer (Xvfb)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def test_curves_bars_table_slider_and_exports(make_napari_viewer, qtbot, tmp_path):
+    from napari_sasvi._napari.sample import labels_layer_kwargs
+    from napari_sasvi.core.synthetic import SyntheticVideo
+
+    viewer = make_napari_viewer()
+    video = SyntheticVideo(n_frames=10, height=64, width=80)
+    frames, gt = video.arrays()
+    _, noisy = video.arrays(noisy=True)
+    viewer.add_image(frames, name="clip", rgb=True)
+    viewer.add_labels(gt, **labels_layer_kwargs(video.classes, "ground truth"))
+    viewer.add_labels(noisy, **labels_layer_kwargs(video.classes, "frame-wise overseer"))
+    _, w = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi temporal consistency")
+    assert w._layers["ground truth"].value == "ground truth"
+    assert w._layers["overseer"].value == "frame-wise overseer"
+    assert w._frames.value == "clip"
+    w.compute()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120_000)
+    assert set(w.results) == {"overseer", "ground truth"}
+    gt_r, ov_r = w.results["ground truth"], w.results["overseer"]
+    assert len(gt_r.series["t_iou"]) == 9 and len(gt_r.series["f_iou"]) == 9
+    # the noisy overseer flickers more than the ground truth
+    assert ov_r.macro["t_iou"] < gt_r.macro["t_iou"]
+    rows = {r[0]: r for r in w._table.data}
+    assert float(rows["overseer"][5]) < 1.0  # Dice of the overseer against the ground truth
+    assert len(w._ax_series.lines) >= 4 and len(w._ax_bars.patches) > 0
+    # the cursor follows the slider; a click on the curves moves the slider
+    viewer.dims.set_current_step(0, 6)
+    assert list(w._cursor.get_xdata()) == [6, 6]
+
+    class Click:
+        inaxes, xdata = w._ax_series, 3.2
+
+    w._clicked(Click)
+    assert viewer.dims.current_step[0] == 3
+    w.save_png(tmp_path / "fig.png")
+    w.save_csv(tmp_path / "numbers.csv")
+    assert (tmp_path / "fig.png").stat().st_size > 1000
+    table = list(csv.reader(open(tmp_path / "numbers.csv")))
+    assert table[0] == ["layer", "label", "t_iou", "t_assd", "f_iou", "f_dice"]
+    assert any(r[1] == "macro" for r in table) and any(r[1] == "dice_vs_ground_truth" for r in table)
+    assert np.isfinite(float(next(r for r in table if r[0] == "overseer" and r[1] == "macro")[2]))
