@@ -352,22 +352,12 @@ def _run_evaluate_frames(args) -> int:
             raise InputError(f"{name}: prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ.")
         ids = classes.scored_ids()
         series = []
-        counts = OverlapCounts({c: 0 for c in classes.ids}, {c: 0 for c in classes.ids}, {c: 0 for c in classes.ids})
+        total = total or OverlapCounts({}, {}, {})
         for t in _tqdm_progress(range(pred.shape[0]), desc=name):
             one = overlap_counts([read_frame(pred, t)], [read_frame(gt, t)], classes.ids)
             series.append(macro(one.dice(), ids))
-            for c in classes.ids:
-                counts.inter[c] += one.inter[c]
-                counts.pred[c] += one.pred[c]
-                counts.gt[c] += one.gt[c]
+            total.add(one)
         per_frame[name] = series
-        if total is None:
-            total = counts
-        else:
-            for c in classes.ids:
-                total.inter[c] += counts.inter[c]
-                total.pred[c] += counts.pred[c]
-                total.gt[c] += counts.gt[c]
     dice, iou = total.dice(), total.iou()
     ids = classes.scored_ids()
     rows = [{"id": c.id, "name": c.name, "dice": dice.get(c.id), "iou": iou.get(c.id)} for c in classes if c.id in ids]

@@ -235,30 +235,6 @@ class ArraySource:
         return h.hexdigest()
 
 
-class _DaskAdapter:
-    """Array-like view of a source for ``dask.array.from_array`` (reads whole frames)."""
-
-    def __init__(self, source: FrameSource):
-        self.source = source
-        self.shape = source.shape
-        self.dtype = np.dtype(np.uint8)
-        self.ndim = 4
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        if not isinstance(index, tuple):
-            index = (index,)
-        first, rest = index[0], index[1:]
-        n = self.shape[0]
-        if isinstance(first, (int, np.integer)):
-            return self.source.read(int(first) % n)[rest] if rest else self.source.read(int(first) % n)
-        ts = range(n)[first] if isinstance(first, slice) else [int(i) % n for i in np.asarray(first).ravel()]
-        if len(ts) == 0:
-            out = np.zeros((0, *self.shape[1:]), np.uint8)
-        else:
-            out = np.stack([self.source.read(t) for t in ts])
-        return out[(slice(None), *rest)] if rest else out
-
-
 class FrameStack:
     """A lazy (T, H, W, 3) uint8 RGB video.
 
@@ -323,7 +299,7 @@ class FrameStack:
         """The frames as a dask array (T, H, W, 3) uint8, one chunk per frame."""
         with self._lock:
             if self._data is None:
-                import dask.array as da
+                from .lazy import lazy_stack
 
                 # a cheap unique name: hashing the source (a stat per file) would cost ~0.5 s for
                 # 5,000 frames, and dask only needs the name to be unique per content
@@ -332,14 +308,7 @@ class FrameStack:
                     if isinstance(self.source, ArraySource)
                     else abs(hash((repr(self.source), self.shape)))
                 )
-                self._data = da.from_array(
-                    _DaskAdapter(self.source),
-                    chunks=(1, *self.shape[1:]),
-                    name=f"sasvi-frames-{self.name}-{token}",
-                    asarray=False,
-                    fancy=False,
-                    meta=np.empty((0, 0, 0, 0), np.uint8),
-                )
+                self._data = lazy_stack(self.source.read, self.shape, np.uint8, f"sasvi-frames-{self.name}-{token}")
             return self._data
 
     def fingerprint(self) -> str:

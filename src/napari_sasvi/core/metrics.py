@@ -16,6 +16,14 @@ class OverlapCounts:
     pred: dict[int, int]
     gt: dict[int, int]
 
+    def add(self, other: OverlapCounts) -> OverlapCounts:
+        """Pool another set of counts into this one (in place); returns self."""
+        for c in other.inter:
+            self.inter[c] = self.inter.get(c, 0) + other.inter[c]
+            self.pred[c] = self.pred.get(c, 0) + other.pred[c]
+            self.gt[c] = self.gt.get(c, 0) + other.gt[c]
+        return self
+
     def dice(self) -> dict[int, float]:
         return {c: 2 * self.inter[c] / (self.pred[c] + self.gt[c]) for c in self.inter if self.pred[c] + self.gt[c]}
 

@@ -299,16 +299,9 @@ class SyntheticVideo:
 
     # -- stacks ------------------------------------------------------------------------------------
     def _lazy(self, fn, shape, dtype):
-        import dask.array as da
+        from .lazy import lazy_stack
 
-        return da.from_array(
-            _RenderAdapter(fn, shape, dtype),
-            chunks=(1, *shape[1:]),
-            name=f"{self.name}-{fn.__name__}-{self.n_frames}x{self.height}x{self.width}",
-            asarray=False,
-            fancy=False,
-            meta=np.empty((0,) * len(shape), dtype),
-        )
+        return lazy_stack(fn, shape, dtype, f"{self.name}-{fn.__name__}-{self.n_frames}x{self.height}x{self.width}")
 
     def frames_dask(self):
         """(T, H, W, 3) uint8 dask array, one frame per chunk, rendered on demand."""
@@ -337,21 +330,6 @@ class SyntheticVideo:
             for c in np.unique(self.labels(t)):
                 out[int(c)].append(t)
         return out
-
-
-class _RenderAdapter:
-    def __init__(self, fn, shape, dtype):
-        self.fn, self.shape, self.dtype, self.ndim = fn, shape, np.dtype(dtype), len(shape)
-
-    def __getitem__(self, index):
-        if not isinstance(index, tuple):
-            index = (index,)
-        first, rest = index[0], index[1:]
-        if isinstance(first, (int, np.integer)):
-            return self.fn(int(first))[rest] if rest else self.fn(int(first))
-        ts = range(self.shape[0])[first]
-        out = np.stack([self.fn(t) for t in ts]) if len(ts) else np.zeros((0, *self.shape[1:]), self.dtype)
-        return out[(slice(None), *rest)] if rest else out
 
 
 def synthetic_surgical_video(n_frames: int = 120, height: int = 256, width: int = 320, seed: int = 0):
