@@ -116,3 +116,38 @@ def test_replay_from_label_pngs_maps_watershed_values(tmp_path):
     Image.fromarray(colour).save(tmp_path / "c" / "0.png")
     with pytest.raises(Exception, match="colour mask"):
         ReplayOverseer(tmp_path / "c", CHOLECSEG8K).predict(None, [0])
+
+
+def test_segment_with_a_trained_overseer(tmp_path, capsys):
+    """`--overseer maskrcnn --overseer-checkpoint FILE`: the checkpoint loads, the model predicts on
+    the frames, SAM2 propagates; the store records the overseer and its checkpoint's hash."""
+    import torch
+
+    from napari_sasvi.core.overseers.models import ArchSpec, build_model
+
+    videos, _ = _write_video_dirs(tmp_path, ["Video1"], n=5)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "best_val_maskrcnn.pth"
+    torch.save(build_model(ArchSpec("maskrcnn", 8, 0, backbone="resnet18_fpn", dim_reduced=32)).state_dict(), ckpt)
+    out = tmp_path / "out.zarr"
+    argv = ["segment", str(videos / "Video1"), "--out", str(out), "--overseer", "maskrcnn"]
+    rc = main([*argv, "--overseer-checkpoint", str(ckpt), "--overseer-score-threshold", "0.01", *COMMON])
+    assert rc == 0, capsys.readouterr().err
+    store = SasviStore.read(out)
+    assert store.complete
+    desc = store.signature["overseer"]
+    assert desc["type"] == "maskrcnn" and desc["thresholds"]["score"] == 0.01
+    assert desc["checkpoint_sha256"] and desc["spec"]["num_labels"] == 8
+    overseer = np.asarray(store.overseer[:])
+    assert overseer.shape == (5, 64, 80)
+    assert set(np.unique(overseer)) - {255} <= set(range(1, 8)), "class 0 (background) is never predicted"
+    assert (overseer != 255).any(), "random Mask R-CNN weights detect something above 0.01"
+    # the wrong pairing of options is refused before anything is written
+    out2 = tmp_path / "out2.zarr"
+    assert main([*argv[:3], str(out2), "--overseer-checkpoint", str(ckpt), *COMMON]) == 2
+    assert "add --overseer maskrcnn" in capsys.readouterr().err
+    assert main([*argv[:3], str(out2), "--overseer", "detr", *COMMON]) == 2
+    assert "needs --overseer-checkpoint" in capsys.readouterr().err
+    assert main([*argv[:3], str(out2), "--overseer", "detr", "--overseer-checkpoint", str(ckpt), *COMMON]) == 2
+    assert "no DETR classifier" in capsys.readouterr().err
+    assert not out2.exists()

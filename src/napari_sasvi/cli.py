@@ -71,14 +71,30 @@ def _add_segment(sub) -> None:
     g = p.add_argument_group("overseer")
     g.add_argument(
         "--overseer",
-        choices=["replay"],
+        choices=["replay", "maskrcnn", "detr", "mask2former"],
         default="replay",
-        help="replay: existing frame-wise predictions act as the overseer",
+        help="a trained frame-wise model, or replay: existing frame-wise predictions act as the overseer",
+    )
+    g.add_argument(
+        "--overseer-checkpoint",
+        help="maskrcnn/detr/mask2former: a .pth state dict, or a published checkpoint's name "
+        "(cadis/maskrcnn, cholecseg8k/detr, ...; 'published': the one of --overseer and --dataset), "
+        "downloaded into the user cache when online",
     )
     g.add_argument(
         "--overseer-masks",
         type=Path,
         help="replay: folder of label-id PNGs, .npy or zarr (for a root: one per video, same names)",
+    )
+    g.add_argument(
+        "--overseer-score-threshold",
+        type=float,
+        help="keep instances scoring above this (reference: Mask R-CNN 0.05, DETR 0, Mask2Former 0)",
+    )
+    g.add_argument(
+        "--overseer-mask-threshold",
+        type=float,
+        help="mask probability (Mask R-CNN, reference 0.5) or logit (DETR 0.5, Mask2Former 0) threshold",
     )
     g.add_argument("--batch-size", type=int, default=8, help="overseer batch size over the look-ahead window")
     c = p.add_mutually_exclusive_group(required=True)
@@ -122,9 +138,11 @@ def _run_segment(args) -> int:
     import json
 
     from .core.datasets import get_class_table
+    from .core.errors import InputError
     from .core.export import iter_export_reference_masks
     from .core.pipeline import run_sasvi
     from .core.segment import (
+        OverseerSpec,
         TrackerSpec,
         build_replay_overseer,
         find_videos,
@@ -140,8 +158,6 @@ def _run_segment(args) -> int:
     single = len(videos) == 1 and (args.input.is_file() or videos[0] == args.input)
     if not single:
         if args.out.exists() and not args.out.is_dir():
-            from .core.errors import InputError
-
             raise InputError(f"{args.out} is a file; for a folder of videos --out must be a folder.")
         args.out.mkdir(parents=True, exist_ok=True)
     params = params_for(
@@ -160,12 +176,27 @@ def _run_segment(args) -> int:
         image_size=args.image_size,
         device=args.device,
     )
+    ospec = OverseerSpec(
+        kind=args.overseer,
+        checkpoint=args.overseer_checkpoint,
+        score_threshold=args.overseer_score_threshold,
+        mask_threshold=args.overseer_mask_threshold,
+        device=args.device,
+    )
+    if ospec.is_replay and args.overseer_checkpoint:
+        raise InputError("--overseer-checkpoint is for a trained overseer: add --overseer maskrcnn|detr|mask2former.")
+    if not ospec.is_replay and args.overseer_masks:
+        raise InputError(f"--overseer-masks is for --overseer replay; --overseer {args.overseer} predicts the masks.")
+    trained = None if ospec.is_replay else ospec.build_trained(classes)  # loaded once, before any work
     tracker = spec.build(legacy=args.mode == "reference")  # built once, reused for every video
     all_events = {}
     for video in videos:
         name = video_name(video)
         stack = open_frames(video)
-        overseer = build_replay_overseer(masks_for(video, args.overseer_masks, single), classes, stack)
+        if trained is not None:
+            overseer = trained
+        else:
+            overseer = build_replay_overseer(masks_for(video, args.overseer_masks, single), classes, stack)
         store = args.out if single else args.out / f"{name}.zarr"
         from tqdm.auto import tqdm
 

@@ -78,6 +78,35 @@ def frame_names(stack: FrameStack) -> list[str] | None:
     return [f.stem for f in files] if files is not None else None
 
 
+@dataclass(frozen=True)
+class OverseerSpec:
+    """How to get the overseer: ``replay`` (existing frame-wise predictions) or a trained model
+    (``maskrcnn``, ``detr``, ``mask2former``) with its checkpoint file or published name."""
+
+    kind: str = "replay"
+    checkpoint: str | None = None
+    score_threshold: float | None = None
+    mask_threshold: float | None = None
+    device: str = "auto"
+
+    @property
+    def is_replay(self) -> bool:
+        return self.kind == "replay"
+
+    def build_trained(self, classes: ClassTable):
+        """Load the trained overseer (once; it is reused for every video)."""
+        from .overseers.trained import load_overseer
+
+        if self.checkpoint is None:
+            raise InputError(
+                f"--overseer {self.kind} needs --overseer-checkpoint: a .pth file or a published name "
+                f"({classes.name}/{self.kind}, or 'published')."
+            )
+        return load_overseer(
+            self.kind, self.checkpoint, classes, self.device, self.score_threshold, self.mask_threshold
+        )
+
+
 def build_replay_overseer(masks, classes: ClassTable, stack: FrameStack):
     from .overseers.replay import ReplayOverseer
 
@@ -108,4 +137,4 @@ def params_for(mode: str, classes: ClassTable, **overrides) -> PolicyParams:
     return PolicyParams(mode=mode, **kw)
 
 
-__all__ = ["TrackerSpec", "find_videos", "frame_names", "masks_for", "open_frames", "params_for", "video_name"]
+__all__ = ["OverseerSpec", "TrackerSpec", "find_videos", "frame_names", "masks_for", "open_frames", "params_for", "video_name"]

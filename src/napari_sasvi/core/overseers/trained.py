@@ -1,0 +1,266 @@
+"""Trained overseers: Mask R-CNN, DETR and Mask2Former loaded from SASVi checkpoints, with the
+reference's pre- and post-processing, batched over frames on CUDA or CPU.
+
+Pre-processing (section 3 of the SASVi reference):
+
+* Mask R-CNN: RGB in [0, 1] resized to 299 x 299; the model normalises inside (ImageNet mean/std).
+* DETR: resized to 200 x 200 (bilinear), scaled to [0, 1], then what the DETR image processor does:
+  resized to 800 x 800 and normalised with the ImageNet mean/std. Done in torch so it runs batched on
+  the GPU.
+* Mask2Former: resized to 299 x 299 (bilinear), scaled to [0, 1], no further normalisation.
+
+Post-processing, with the reference's thresholds as defaults:
+
+* Mask R-CNN: detections with box score > 0.05 (torchvision's default), mask probability > 0.5.
+* DETR: queries whose most likely class is not "no object" and whose score (softmax) > 0; mask
+  logits > 0.5.
+* Mask2Former: the same with score > 0 and mask logits > 0.
+
+The kept instances of one class are OR-ed into one mask (score = the best instance's), then
+labels become class ids (:class:`~.models.ArchSpec.label_offset`); background and out-of-table
+labels are dropped. Masks are brought to the frame size: Mask R-CNN's thresholded 299 x 299 masks
+by nearest neighbour, the transformers' mask logits bilinearly before thresholding.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import ClassTable
+from ..errors import CheckpointError
+from .base import ClassMask, OverseerResult
+from .checkpoint import load_state_dict_strict, read_state_dict
+from .models import (
+    ARCH_TITLES,
+    ArchSpec,
+    build_model,
+    check_arch,
+    labels_in_checkpoint,
+    presets_with,
+    reference_spec,
+    spec_from_checkpoint,
+)
+
+#: the reference's thresholds: (score, mask)
+DEFAULT_THRESHOLDS = {"maskrcnn": (0.05, 0.5), "detr": (0.0, 0.5), "mask2former": (0.0, 0.0)}
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """``score``: keep an instance/query whose class score is above it; ``mask``: a pixel belongs to
+    the instance where the mask probability (Mask R-CNN) or logit (DETR, Mask2Former) is above it."""
+
+    score: float
+    mask: float
+
+    @classmethod
+    def for_arch(cls, arch: str, score: float | None = None, mask: float | None = None) -> Thresholds:
+        s, m = DEFAULT_THRESHOLDS[arch]
+        return cls(s if score is None else float(score), m if mask is None else float(mask))
+
+
+class TrainedOverseer:
+    """A trained frame-wise model as the SASVi overseer.
+
+    Build it with :func:`load_overseer` (from a checkpoint) or directly from a model of ``spec``.
+    """
+
+    needs_frames = True
+
+    def __init__(
+        self,
+        model,
+        spec: ArchSpec,
+        classes: ClassTable,
+        device: str = "auto",
+        thresholds: Thresholds | None = None,
+        checkpoint: str | None = None,
+        checkpoint_sha256: str | None = None,
+    ):
+        from ..trackers.sam2 import resolve_device
+
+        self.spec = spec
+        self.classes = classes
+        self.device = resolve_device(device)
+        self.thresholds = thresholds or Thresholds.for_arch(spec.arch)
+        self.model = model.to(self.device).eval()
+        self.checkpoint = checkpoint
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.name = f"{ARCH_TITLES[spec.arch]} ({classes.name})"
+        if spec.arch == "maskrcnn":
+            self.model.roi_heads.score_thresh = self.thresholds.score
+        self._keep_ids = set(classes.ids) - set(classes.ignore_ids)
+
+    # -- the Overseer protocol ---------------------------------------------------------------------
+    def describe(self) -> dict:
+        return {
+            "type": self.spec.arch,
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "spec": self.spec.describe(),
+            "thresholds": {"score": self.thresholds.score, "mask": self.thresholds.mask},
+            "classes": self.classes.name,
+        }
+
+    def predict(self, frames: Sequence[np.ndarray] | None, indices: Sequence[int]) -> list[OverseerResult]:
+        import torch
+
+        if frames is None:
+            raise ValueError("a trained overseer needs the frames")
+        if not len(frames):
+            return []
+        batch = np.stack([np.asarray(f) for f in frames])  # (B, H, W, 3) uint8, frames of one video
+        with torch.inference_mode():
+            if self.spec.arch == "maskrcnn":
+                return self._maskrcnn(batch)
+            return self._transformer(batch)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _to_tensor(self, batch: np.ndarray):
+        import torch
+
+        return torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def _resize_bilinear(self, x, size: tuple[int, int], antialias: bool):
+        import torch.nn.functional as F
+
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+
+    def _class_id(self, label: int) -> int | None:
+        c = int(label) - self.spec.label_offset
+        return c if c in self._keep_ids else None
+
+    def _maskrcnn(self, batch: np.ndarray) -> list[OverseerResult]:
+        import torch
+        import torch.nn.functional as F
+
+        h, w = batch.shape[1:3]
+        x = self._resize_bilinear(self._to_tensor(batch), self.spec.input_size, antialias=True)
+        outs = self.model(list(x))
+        results = []
+        for out in outs:
+            masks = out["masks"][:, 0] > self.thresholds.mask  # (N, 299, 299), already score-filtered
+            res: OverseerResult = {}
+            for label in out["labels"].unique().tolist():
+                cid = self._class_id(label)
+                if cid is None:
+                    continue
+                sel = out["labels"] == label
+                m = masks[sel].any(0)
+                if not m.any():
+                    continue
+                m = F.interpolate(m[None, None].to(torch.uint8), size=(h, w), mode="nearest-exact")[0, 0].bool()
+                res[cid] = ClassMask(m.cpu().numpy(), float(out["scores"][sel].max()))
+            results.append(res)
+        return results
+
+    def _transformer_inputs(self, batch: np.ndarray):
+        import torch
+
+        x = self._to_tensor(batch)
+        # the reference resizes with OpenCV's bilinear interpolation (no antialiasing), as here
+        x = self._resize_bilinear(x, self.spec.input_size, antialias=False)
+        if self.spec.arch == "detr":
+            side = self.spec.processor_size  # DetrImageProcessor: shortest edge 800 (a square stays square)
+            x = self._resize_bilinear(x, (side, side), antialias=False)
+            mean = torch.tensor(_IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+            std = torch.tensor(_IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+            x = (x - mean) / std
+            return {"pixel_values": x, "pixel_mask": torch.ones(x.shape[0], *x.shape[-2:], device=x.device).long()}
+        return {"pixel_values": x}
+
+    def _transformer(self, batch: np.ndarray) -> list[OverseerResult]:
+        import torch.nn.functional as F
+
+        h, w = batch.shape[1:3]
+        out = self.model(**self._transformer_inputs(batch))
+        if self.spec.arch == "detr":
+            logits, mask_logits = out.logits, out.pred_masks
+        else:
+            logits, mask_logits = out.class_queries_logits, out.masks_queries_logits
+        probs = logits.float().softmax(-1)
+        scores, labels = probs.max(-1)  # the last column is "no object"
+        no_object = probs.shape[-1] - 1
+        results = []
+        for b in range(probs.shape[0]):
+            keep = (labels[b] != no_object) & (scores[b] > self.thresholds.score)
+            res: OverseerResult = {}
+            for label in labels[b][keep].unique().tolist():
+                cid = self._class_id(label)
+                if cid is None:
+                    continue
+                sel = keep & (labels[b] == label)
+                ml = mask_logits[b][sel].float()[None]  # (1, n, h', w')
+                m = (F.interpolate(ml, size=(h, w), mode="bilinear", align_corners=False)[0] > self.thresholds.mask)
+                m = m.any(0)
+                if m.any():
+                    res[cid] = ClassMask(m.cpu().numpy(), float(scores[b][sel].max()))
+            results.append(res)
+        return results
+
+
+def _fits_message(arch: str, n: int, classes: ClassTable, spec: ArchSpec, source: str) -> str:
+    fits = presets_with(arch, n)
+    where = (
+        f"it fits the {' or '.join(fits)} preset" + ("s" if len(fits) > 1 else "")
+        if fits
+        else "no dataset preset has that many"
+    )
+    return (
+        f"{source} is a {ARCH_TITLES[arch]} checkpoint with {n} labels, but the {classes.name} preset needs "
+        f"{spec.num_labels}: {where}. Choose the dataset it was trained for (--dataset), or give its own "
+        "class table (--classes)."
+    )
+
+
+def load_overseer(
+    arch: str,
+    checkpoint: str | os.PathLike,
+    classes: ClassTable,
+    device: str = "auto",
+    score_threshold: float | None = None,
+    mask_threshold: float | None = None,
+) -> TrainedOverseer:
+    """Build the overseer ``arch`` for ``classes`` and load ``checkpoint`` into it strictly.
+
+    ``checkpoint`` is a file, or the name of a published SASVi checkpoint
+    (``cadis/maskrcnn``, ... see :data:`~napari_sasvi.core.checkpoints.SASVI_OVERSEERS`), which is
+    downloaded into the user cache when missing.
+    """
+    from ..checkpoints import resolve_overseer_checkpoint, sha256_of
+
+    arch = check_arch(arch)
+    path = resolve_overseer_checkpoint(checkpoint, arch, classes.name)
+    state = read_state_dict(path, "overseer")
+    spec = reference_spec(arch, classes.name)
+    source = f"{Path(path).name}"
+    if spec is not None:
+        n = labels_in_checkpoint(arch, state)
+        if n is None:
+            raise CheckpointError(
+                f"{source} has no {ARCH_TITLES[arch]} classifier: is it a checkpoint of another overseer type?"
+            )
+        if n != spec.num_labels:
+            raise CheckpointError(_fits_message(arch, n, classes, spec, source))
+    else:
+        spec = spec_from_checkpoint(arch, state, classes)
+    model = build_model(spec)
+    load_state_dict_strict(model, arch, state, source)
+    return TrainedOverseer(
+        model,
+        spec,
+        classes,
+        device=device,
+        thresholds=Thresholds.for_arch(arch, score_threshold, mask_threshold),
+        checkpoint=str(path),
+        checkpoint_sha256=sha256_of(path),
+    )
