@@ -16,7 +16,7 @@ from napari_sasvi.core.datasets import ClassTable, get_class_table
 from napari_sasvi.core.errors import CheckpointError
 from napari_sasvi.core.overseers.checkpoint import RENAMES, load_state_dict_strict, map_keys, read_state_dict
 from napari_sasvi.core.overseers.models import REFERENCE_SPECS, build_model, presets_with
-from napari_sasvi.core.overseers.trained import TrainedOverseer, Thresholds, load_overseer
+from napari_sasvi.core.overseers.trained import Thresholds, TrainedOverseer, load_overseer
 
 REFERENCE = json.loads(gzip.open(Path(__file__).parent / "data" / "reference_keys.json.gz", "rt").read())["models"]
 COMBOS = sorted(REFERENCE_SPECS)

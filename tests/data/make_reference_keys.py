@@ -45,8 +45,14 @@ def detr(n):
 
 
 def mask2former(n):
-    swin = SwinConfig(image_size=384, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32],
-                      window_size=12, out_features=["stage1", "stage2", "stage3", "stage4"])
+    swin = SwinConfig(
+        image_size=384,
+        embed_dim=128,
+        depths=[2, 2, 18, 2],
+        num_heads=[4, 8, 16, 32],
+        window_size=12,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
     return Mask2FormerForUniversalSegmentation(Mask2FormerConfig(backbone_config=swin, num_queries=20, num_labels=n))
 
 
@@ -63,8 +69,11 @@ MODELS = {
 }
 
 out = {
-    "versions": {"transformers": transformers.__version__, "torchvision": torchvision.__version__,
-                 "timm": timm.__version__},
+    "versions": {
+        "transformers": transformers.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+    },
     "models": {},
 }
 for name, make in MODELS.items():

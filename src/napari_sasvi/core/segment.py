@@ -137,4 +137,13 @@ def params_for(mode: str, classes: ClassTable, **overrides) -> PolicyParams:
     return PolicyParams(mode=mode, **kw)
 
 
-__all__ = ["OverseerSpec", "TrackerSpec", "find_videos", "frame_names", "masks_for", "open_frames", "params_for", "video_name"]
+__all__ = [
+    "OverseerSpec",
+    "TrackerSpec",
+    "find_videos",
+    "frame_names",
+    "masks_for",
+    "open_frames",
+    "params_for",
+    "video_name",
+]

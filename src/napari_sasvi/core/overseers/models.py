@@ -180,7 +180,9 @@ def _build_maskrcnn(spec: ArchSpec):
         model = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, **size)
     elif spec.backbone == "resnet18_fpn":
         # resnet_fpn_backbone keeps torchvision's frozen batch norm, as the reference's pretrained build
-        model = MaskRCNN(resnet_fpn_backbone(backbone_name="resnet18", weights=None), num_classes=spec.num_labels, **size)
+        model = MaskRCNN(
+            resnet_fpn_backbone(backbone_name="resnet18", weights=None), num_classes=spec.num_labels, **size
+        )
     else:
         raise InputError(f"Unknown Mask R-CNN backbone {spec.backbone!r}: resnet18_fpn or resnet50_fpn_v2.")
     heads = model.roi_heads

@@ -200,7 +200,7 @@ class TrainedOverseer:
                     continue
                 sel = keep & (labels[b] == label)
                 ml = mask_logits[b][sel].float()[None]  # (1, n, h', w')
-                m = (F.interpolate(ml, size=(h, w), mode="bilinear", align_corners=False)[0] > self.thresholds.mask)
+                m = F.interpolate(ml, size=(h, w), mode="bilinear", align_corners=False)[0] > self.thresholds.mask
                 m = m.any(0)
                 if m.any():
                     res[cid] = ClassMask(m.cpu().numpy(), float(scores[b][sel].max()))
