@@ -102,6 +102,39 @@ def test_errors_are_notifications_and_lose_nothing(viewer_with_clip, qtbot, tmp_
     assert widget.run() is None and "No frames layer" in widget._status.value
 
 
+def test_trained_overseer_from_a_checkpoint(viewer_with_clip, qtbot, tmp_path):
+    """Pick Mask R-CNN and a checkpoint: the model predicts every frame, SAM2 propagates, the
+    overseer's own labels appear beside; a checkpoint of the wrong model is a notification."""
+    import torch
+
+    from napari_sasvi.core.overseers.models import ArchSpec, build_model
+
+    viewer, widget, frames, noisy = viewer_with_clip
+    torch.manual_seed(0)
+    ckpt = tmp_path / "best_val_maskrcnn.pth"
+    torch.save(build_model(ArchSpec("maskrcnn", 8, 0, backbone="resnet18_fpn", dim_reduced=32)).state_dict(), ckpt)
+    widget._overseer.value = "Mask R-CNN"
+    assert widget._overseer_ckpt.visible and not widget._overseer_layer.visible
+    assert (widget._score_thr.value, widget._mask_thr.value) == (0.05, 0.5)  # the reference's
+    widget._overseer.value = "Mask2Former"
+    assert (widget._score_thr.value, widget._mask_thr.value) == (0.0, 0.0)
+    widget._overseer.value = "DETR"
+    widget._overseer_ckpt.value = ckpt
+    widget._out.value = tmp_path / "wrong.zarr"
+    assert widget.run() is None and "no DETR classifier" in widget._status.value
+    assert not (tmp_path / "wrong.zarr").exists()
+    widget._overseer.value = "Mask R-CNN"
+    widget._score_thr.value = 0.01
+    widget._out.value = tmp_path / "mrcnn.zarr"
+    assert widget.run() is not None
+    _wait(qtbot, widget)
+    store = SasviStore.read(tmp_path / "mrcnn.zarr")
+    assert store.complete and store.signature["overseer"]["type"] == "maskrcnn"
+    predicted = np.asarray(viewer.layers["mrcnn overseer"].data)
+    assert predicted.shape == noisy.shape and (predicted != 255).any()
+    assert not np.array_equal(predicted, noisy)  # the model's own predictions, not the replayed layer
+
+
 def test_writers(make_napari_viewer, tmp_path):
     from PIL import Image
 

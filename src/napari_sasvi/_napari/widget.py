@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 CONFIG_CHOICE = "config + checkpoint"
 REPLAY_LAYER, REPLAY_FOLDER = "replay: labels layer", "replay: folder / .npy / zarr"
+#: overseer choice -> architecture of a trained overseer
+TRAINED = {"Mask R-CNN": "maskrcnn", "DETR": "detr", "Mask2Former": "mask2former"}
 
 
 def _layers_of(viewer, kind: str):
@@ -59,9 +61,12 @@ class SegmentWidget(Container):
         self.last_summary = None
 
         self._frames = ComboBox(label="frames", choices=lambda _: _layers_of(self._viewer, "image"))
-        self._overseer = ComboBox(label="overseer", choices=[REPLAY_LAYER, REPLAY_FOLDER], value=REPLAY_LAYER)
+        self._overseers: dict[tuple, object] = {}
+        self._overseer = ComboBox(label="overseer", choices=[*TRAINED, REPLAY_LAYER, REPLAY_FOLDER], value=REPLAY_LAYER)
         self._overseer_layer = ComboBox(label="overseer labels", choices=lambda _: _layers_of(self._viewer, "labels"))
         self._overseer_path = FileEdit(label="overseer masks", mode="d")
+        self._overseer_ckpt = FileEdit(label="overseer checkpoint", mode="r", filter="*.pth *.pt")
+        self._published = CheckBox(label="published checkpoint (downloads once)", value=False)
         self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value="synthetic")
         self._classes_file = FileEdit(label="class table", mode="r", filter="*.yaml *.yml *.json")
         self._sam2 = ComboBox(label="SAM2 model", choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE], value="sam2.1_hiera_tiny")
@@ -78,6 +83,9 @@ class SegmentWidget(Container):
         self._overlap = FloatSpinBox(label="overlap threshold", value=0.70, min=0.05, max=1.0, step=0.05)
         self._buffer = SpinBox(label="re-seed every", value=25, min=2, max=10000)
         self._min_visible = SpinBox(label="min visible px", value=20, min=1, max=100000)
+        self._score_thr = FloatSpinBox(label="overseer score threshold", value=0.05, min=-1.0, max=1.0, step=0.05)
+        self._mask_thr = FloatSpinBox(label="overseer mask threshold", value=0.5, min=-50.0, max=50.0, step=0.1)
+        self._batch = SpinBox(label="overseer batch", value=8, min=1, max=64)
         self._advanced = [
             self._mode,
             self._lookahead,
@@ -85,6 +93,9 @@ class SegmentWidget(Container):
             self._overlap,
             self._buffer,
             self._min_visible,
+            self._score_thr,
+            self._mask_thr,
+            self._batch,
         ]
         self._run = PushButton(text="Run")
         self._cancel_btn = PushButton(text="Cancel", enabled=False)
@@ -96,6 +107,8 @@ class SegmentWidget(Container):
                 self._overseer,
                 self._overseer_layer,
                 self._overseer_path,
+                self._overseer_ckpt,
+                self._published,
                 self._dataset,
                 self._classes_file,
                 self._sam2,
@@ -118,6 +131,8 @@ class SegmentWidget(Container):
         self._strip = EventStrip(on_click=self._jump_to)
         self.native.layout().addWidget(self._strip)
         self._overseer.changed.connect(self._update_visibility)
+        self._overseer.changed.connect(self._reference_thresholds)
+        self._published.changed.connect(self._update_visibility)
         self._dataset.changed.connect(self._update_visibility)
         self._sam2.changed.connect(self._update_visibility)
         self._show_adv.changed.connect(self._update_visibility)
@@ -137,11 +152,61 @@ class SegmentWidget(Container):
     def _update_visibility(self, *_):
         self._overseer_layer.visible = self._overseer.value == REPLAY_LAYER
         self._overseer_path.visible = self._overseer.value == REPLAY_FOLDER
+        trained = self._overseer.value in TRAINED
+        self._published.visible = trained
+        self._overseer_ckpt.visible = trained and not self._published.value
         self._classes_file.visible = self._dataset.value == "class table file"
         custom = self._sam2.value == CONFIG_CHOICE
         self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
         for w in self._advanced:
-            w.visible = self._show_adv.value
+            w.visible = self._show_adv.value and (trained or w not in (self._score_thr, self._mask_thr))
+
+    def _reference_thresholds(self, *_):
+        """A new overseer type starts from the reference's thresholds for it."""
+        from ..core.overseers.trained import DEFAULT_THRESHOLDS
+
+        if self._overseer.value in TRAINED:
+            score, mask = DEFAULT_THRESHOLDS[TRAINED[self._overseer.value]]
+            self._score_thr.value, self._mask_thr.value = score, mask
+
+    def _build_overseer(self, classes, stack):
+        """The overseer chosen in the form; trained models are loaded once and memoised."""
+        from ..core.overseers.replay import ReplayOverseer
+        from ..core.segment import OverseerSpec
+
+        choice = self._overseer.value
+        if choice == REPLAY_LAYER:
+            if self._overseer_layer.value is None:
+                raise SasviError(
+                    "No labels layer to replay as the overseer: add one, pick a folder or a trained model."
+                )
+            return ReplayOverseer(
+                self._overseer_layer.value.data, classes, frame_count=len(stack), frame_size=stack.frame_size
+            )
+        if choice == REPLAY_FOLDER:
+            return ReplayOverseer(
+                self._overseer_path.value, classes, frame_count=len(stack), frame_size=stack.frame_size
+            )
+        if self._published.value:
+            ckpt = "published"
+        else:
+            ckpt = str(self._overseer_ckpt.value)
+            if not Path(ckpt).is_file():
+                raise SasviError(
+                    f"Overseer checkpoint {ckpt} is not a file: choose the .pth file, or tick 'published checkpoint'."
+                )
+        spec = OverseerSpec(
+            kind=TRAINED[choice],
+            checkpoint=ckpt,
+            score_threshold=round(self._score_thr.value, 4),
+            mask_threshold=round(self._mask_thr.value, 4),
+            device=self._device.value,
+        )
+        key = (spec, classes.name, ckpt != "published" and Path(ckpt).stat().st_mtime)
+        if key not in self._overseers:
+            self._overseers.clear()  # one model in memory at a time
+            self._overseers[key] = spec.build_trained(classes)
+        return self._overseers[key]
 
     def _class_table(self):
         if self._dataset.value == "class table file":
@@ -186,7 +251,6 @@ class SegmentWidget(Container):
         from napari.utils.notifications import show_error
 
         from ..core.frames import open_frames
-        from ..core.overseers.replay import ReplayOverseer
         from ..core.pipeline import iter_sasvi
         from ..core.store import SasviStore
         from .sample import labels_layer_kwargs
@@ -199,17 +263,20 @@ class SegmentWidget(Container):
                 raise SasviError("No frames layer: open a video or a frame folder first (File > Open).")
             stack = open_frames(frames_layer.data, name=frames_layer.name)
             classes = self._class_table()
-            if self._overseer.value == REPLAY_LAYER:
-                if self._overseer_layer.value is None:
-                    raise SasviError("No labels layer to replay as the overseer: add one or pick a folder.")
-                source = self._overseer_layer.value.data
-            else:
-                source = self._overseer_path.value
-            overseer = ReplayOverseer(source, classes, frame_count=len(stack), frame_size=stack.frame_size)
+            overseer = self._build_overseer(classes, stack)
             params = self._params(classes)
             tracker = self._tracker(legacy=params.mode == "reference")
             out = Path(self._out.value)
-            gen = iter_sasvi(stack, overseer, tracker, str(out), classes, params, cancel=self._cancel.is_set)
+            gen = iter_sasvi(
+                stack,
+                overseer,
+                tracker,
+                str(out),
+                classes,
+                params,
+                batch_size=self._batch.value,
+                cancel=self._cancel.is_set,
+            )
             first = next(gen, None)  # opens (or refuses) the store before any layer appears
         except (SasviError, ValueError, OSError) as e:
             show_error(f"SASVi: {e}")
