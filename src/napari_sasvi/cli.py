@@ -100,8 +100,18 @@ def _add_segment(sub) -> None:
     c = p.add_mutually_exclusive_group(required=True)
     c.add_argument("--dataset", choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"], help="class table preset")
     c.add_argument("--classes", type=Path, help="class table file (.yaml/.json: classes: [{id, name, color}])")
-    s = p.add_argument_group("SAM2")
-    m = s.add_mutually_exclusive_group(required=True)
+    s = p.add_argument_group("tracker")
+    s.add_argument(
+        "--tracker",
+        choices=["sam2", "flow"],
+        default="sam2",
+        help="sam2: the SAM2 video predictor; flow: optical flow carries the prompts (no weights, CPU)",
+    )
+    s.add_argument(
+        "--tracker-model",
+        help="sam2: an official model name (as --sam2-model); flow: the flow method, dis (default) or farneback",
+    )
+    m = s.add_mutually_exclusive_group()
     m.add_argument("--sam2-model", help="official model name (sam2.1_hiera_tiny, ...); downloaded when online")
     m.add_argument("--sam2-config", help="config name (sam2.1_hiera_t, sam2_hiera_l, ...) or YAML path")
     s.add_argument("--sam2-checkpoint", type=Path, help="checkpoint file for --sam2-config ({'model': state_dict})")
@@ -168,8 +178,13 @@ def _run_segment(args) -> int:
         overlap=args.overlap,
         buffer=args.buffer,
     )
+    if args.tracker == "flow" and (args.sam2_model or args.sam2_config):
+        raise InputError("--sam2-model/--sam2-config are for --tracker sam2; the flow tracker takes --tracker-model.")
+    if args.tracker == "sam2" and args.tracker_model and args.sam2_model and args.tracker_model != args.sam2_model:
+        raise InputError("Give the SAM2 model once: --tracker-model or --sam2-model.")
     spec = TrackerSpec(
-        model=args.sam2_model,
+        kind=args.tracker,
+        model=args.tracker_model or args.sam2_model,
         config=args.sam2_config,
         checkpoint=str(args.sam2_checkpoint) if args.sam2_checkpoint else None,
         random_weights=args.sam2_random_weights,
@@ -424,7 +439,14 @@ def _add_demo(sub) -> None:
     p.add_argument("--frames", type=int, default=60, help="length of the synthetic clip (its schedule scales)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clip")
     p.add_argument("--mode", choices=["default", "reference"], default="default")
-    p.add_argument("--sam2-model", help="use real SAM2 weights (downloaded when online); default: random weights")
+    p.add_argument(
+        "--tracker",
+        choices=["flow", "sam2"],
+        default="flow",
+        help="flow: optical flow, meaningful without weights; sam2: SAM2 (random weights unless --sam2-model)",
+    )
+    p.add_argument("--tracker-model", help="flow: dis (default) or farneback")
+    p.add_argument("--sam2-model", help="use real SAM2 weights (downloaded when online); implies --tracker sam2")
     p.add_argument("--image-size", type=int, default=128, help="SAM2 input size with random weights")
     p.add_argument("--view", action="store_true", help="open the result in napari (needs a display)")
     p.set_defaults(func=_run_demo)
@@ -458,14 +480,20 @@ def _run_demo(args) -> int:
     for t in range(video.n_frames):  # the "overseer": ground truth with realistic frame-wise errors
         Image.fromarray(video.noisy_labels(t)).save(masks_dir / f"{t:010d}.png")
     stack = open_frames(frames_dir)
-    weights = args.sam2_model or "random weights (offline demo: the labels show the pipeline, not SAM2's skill)"
-    print(f"2/3 SASVi ({args.mode} mode), SAM2: {weights}")
-    spec = TrackerSpec(
-        model=args.sam2_model,
-        config=None if args.sam2_model else "sam2.1_hiera_t",
-        random_weights=not args.sam2_model,
-        image_size=None if args.sam2_model else args.image_size,
-    )
+    if args.sam2_model:
+        args.tracker = "sam2"
+    if args.tracker == "flow":
+        print(f"2/3 SASVi ({args.mode} mode), tracker: optical flow ({args.tracker_model or 'dis'}; no weights)")
+        spec = TrackerSpec(kind="flow", model=args.tracker_model)
+    else:
+        weights = args.sam2_model or "random weights (offline: the labels show the pipeline, not SAM2's skill)"
+        print(f"2/3 SASVi ({args.mode} mode), SAM2: {weights}")
+        spec = TrackerSpec(
+            model=args.sam2_model,
+            config=None if args.sam2_model else "sam2.1_hiera_t",
+            random_weights=not args.sam2_model,
+            image_size=None if args.sam2_model else args.image_size,
+        )
     tracker = spec.build(legacy=args.mode == "reference")
     overseer = build_replay_overseer(masks_dir, classes, stack)
     store_path = out / f"{video.name}_{args.mode}.zarr"

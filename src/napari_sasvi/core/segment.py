@@ -12,10 +12,17 @@ from .errors import InputError
 from .frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameStack, open_frames
 from .policy import PolicyParams
 
+TRACKERS = ("sam2", "flow")
+
 
 @dataclass(frozen=True)
 class TrackerSpec:
-    """How to build SAM2: a model name, or a config with a checkpoint (or random weights)."""
+    """How to build the tracker.
+
+    ``kind="sam2"``: a SAM2 model name (``model``), or a config with a checkpoint (or random
+    weights). ``kind="flow"``: the optical-flow tracker; ``model`` is its flow method (``dis``, the
+    default, or ``farneback``).
+    """
 
     model: str | None = None
     config: str | None = None
@@ -23,13 +30,21 @@ class TrackerSpec:
     random_weights: bool = False
     image_size: int | None = None
     device: str = "auto"
+    kind: str = "sam2"
 
     def build(self, legacy: bool):
+        if self.kind == "flow":
+            from .trackers.flow import FlowTracker
+
+            return FlowTracker(method=self.model or "dis")
+        if self.kind != "sam2":
+            raise InputError(f"Unknown tracker {self.kind!r}: use one of {', '.join(TRACKERS)}.")
         from .trackers.sam2 import SAM2Tracker
 
         if self.model is None and self.config is None:
             raise InputError(
-                "Choose SAM2: --sam2-model NAME, or --sam2-config NAME_OR_PATH with --sam2-checkpoint FILE."
+                "Choose SAM2: --sam2-model NAME, or --sam2-config NAME_OR_PATH with --sam2-checkpoint FILE "
+                "(or --tracker flow, which needs no weights)."
             )
         if self.model is None and self.checkpoint is None and not self.random_weights:
             raise InputError("--sam2-config needs --sam2-checkpoint FILE (or --sam2-random-weights for a test run).")

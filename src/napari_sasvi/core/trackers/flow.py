@@ -1,0 +1,237 @@
+"""A tracker with no weights: dense optical flow carries each object's prompt forward.
+
+How it works:
+
+* **Anchors.** A prompt (a mask, or points turned into a mask) is the object's *anchor*, kept as
+  it was given at its frame ``s``, with a transform from frame ``s`` to the current frame (the
+  identity at ``s``).
+* **Motion per object.** At each step, dense optical flow from frame ``t - 1`` to ``t`` (OpenCV
+  DIS, or Farneback) is read at points inside the object's current mask, eroded so the points
+  stay off its edges (where flow is smoothed across the boundary); a similarity transform
+  (rotation, uniform scale, translation) is fitted to them with RANSAC and composed onto the
+  object's transform. Few points (a small object): the median flow, as a translation.
+* **One resampling.** The object's mask at ``t`` is its anchor warped once by the composed
+  transform. Warping the mask from frame to frame would blur and threshold it at every step, so it
+  would erode or grow without bound; warping the untouched anchor keeps its area and edges, and
+  only the motion estimate accumulates error. Parts that leave the frame drop out.
+* **Logits.** The warped anchor m in [0, 1] becomes a logit ``(m - 0.5) * 20``.
+* **Point prompts** become a mask by a simple rule: the convex hull of the positive points (one or
+  two points: discs), grown by ``point_radius`` (a fraction of the frame's shorter side), minus
+  discs of that radius around the negative points.
+
+Where it works: objects that move as a whole between frames (instruments, tissue under a moving
+camera, zoom), with texture, at moderate speed (up to a few tens of pixels per frame at 480p).
+Where it fails: deformation within a segment (a grasper opening, tissue being pulled: the shape
+stays the anchor's), occlusions (flow inside the mask follows the occluder), fast thin instruments
+against a smooth background, specular highlights and smoke, and long segments (drift
+accumulates). SASVi bounds the last by re-seeding from the overseer every ``buffer`` frames and
+re-prompting when classes change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import InputError
+
+LOGIT_GAIN = 20.0
+METHODS = ("dis", "farneback")
+
+
+def points_to_mask(shape: tuple[int, int], points_xy: np.ndarray, labels: np.ndarray, radius: float) -> np.ndarray:
+    """The point-prompt rule: convex hull of the positive points grown by ``radius`` pixels (discs
+    for one or two points), minus discs around the negative points."""
+    import cv2
+
+    h, w = shape
+    pts = np.asarray(points_xy, np.float32).reshape(-1, 2)
+    lab = np.asarray(labels).reshape(-1)
+    pos, neg = pts[lab > 0], pts[lab <= 0]
+    out = np.zeros((h, w), np.uint8)
+    r = max(1, int(round(radius)))
+    if len(pos) >= 3:
+        hull = cv2.convexHull(np.round(pos).astype(np.int32))
+        cv2.fillConvexPoly(out, hull, 1)
+        out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    for x, y in pos if len(pos) < 3 else []:
+        cv2.circle(out, (int(round(x)), int(round(y))), r, 1, -1)
+    for x, y in neg:
+        cv2.circle(out, (int(round(x)), int(round(y))), r, 0, -1)
+    return out.astype(bool)
+
+
+class _Flow:
+    """Backward flow (frame t -> frame t-1) at a reduced size, returned at full size."""
+
+    def __init__(self, method: str, max_side: int):
+        import cv2
+
+        if method not in METHODS:
+            raise InputError(f"Unknown flow method {method!r}: use one of {', '.join(METHODS)}.")
+        self.method = method
+        self.max_side = max_side
+        self._dis = None
+        if method == "dis":
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+            self._dis.setFinestScale(0)  # the preset stops at half resolution; sub-pixel accuracy matters here
+
+    def gray(self, rgb: np.ndarray) -> np.ndarray:
+        import cv2
+
+        g = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+        h, w = g.shape
+        scale = min(1.0, self.max_side / max(h, w))
+        if scale < 1.0:
+            g = cv2.resize(g, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
+        return g
+
+    def calc(self, a: np.ndarray, b: np.ndarray, full: tuple[int, int]) -> np.ndarray:
+        """(H, W, 2) float32: for each pixel of image ``a``, its displacement to image ``b``."""
+        import cv2
+
+        if self._dis is not None:
+            flow = self._dis.calc(a, b, None)
+        else:
+            flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 3, 5, 1.1, 0)
+        h, w = full
+        sh, sw = a.shape
+        if (sh, sw) != (h, w):
+            flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+            flow[..., 0] *= w / sw
+            flow[..., 1] *= h / sh
+        return flow
+
+
+class FlowTracker:
+    """Optical-flow tracker; incremental (objects join a running segment without a reset).
+
+    Args:
+        method: ``dis`` (OpenCV's DIS, medium preset; default) or ``farneback``.
+        max_side: the flow is computed on frames scaled so their longer side is at most this.
+        point_radius: radius of the point-prompt rule, as a fraction of the frame's shorter side.
+        erode: pixels the mask is eroded by before the flow is read inside it.
+    """
+
+    incremental = True
+
+    def __init__(self, method: str = "dis", max_side: int = 640, point_radius: float = 0.03, erode: int = 3):
+        self._flow = _Flow(method, max_side)
+        self.method = method
+        self.max_side = max_side
+        self.point_radius = point_radius
+        self.erode = erode
+        self.frames = None
+        self.encodes: dict[int, int] = {}  # frame -> flow computations that read it
+        self.reset()
+
+    # -- Tracker protocol ------------------------------------------------------------------------------
+    def bind(self, frames) -> None:
+        self.frames = frames
+        self.reset()
+
+    def reset(self) -> None:
+        self._objects: dict[int, _Object] = {}
+        self._pending: dict[int, tuple[int, np.ndarray]] = {}
+        self._t: int | None = None  # the frame the objects are at
+        self._gray: np.ndarray | None = None
+
+    def add_mask(self, frame: int, obj_id: int, mask: np.ndarray | None) -> None:
+        h, w = self.frames.frame_size
+        m = np.zeros((h, w), bool) if mask is None else np.asarray(mask, bool)
+        if m.shape != (h, w):
+            raise InputError(f"A mask prompt of {m.shape} for frames of {(h, w)}.")
+        self._pending[int(obj_id)] = (int(frame), m)
+
+    def add_points(self, frame: int, obj_id: int, points_xy: np.ndarray, labels: np.ndarray) -> None:
+        h, w = self.frames.frame_size
+        m = points_to_mask((h, w), points_xy, labels, self.point_radius * min(h, w))
+        self._pending[int(obj_id)] = (int(frame), m)
+
+    def remove_objects(self, obj_ids: Iterable[int]) -> None:
+        for i in obj_ids:
+            self._objects.pop(int(i), None)
+            self._pending.pop(int(i), None)
+
+    def propagate(self, start: int) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+        n = len(self.frames)
+        if self._objects and self._t is not None and self._t != start:
+            if start < self._t:  # paths are only known forwards
+                raise RuntimeError(f"flow tracker at frame {self._t} asked to restart at {start} without a reset")
+            for k in range(self._t + 1, start + 1):
+                self._step(k)
+        if not self._objects or self._t is None:
+            self._t, self._gray = start, self._flow.gray(self.frames.frame(start))
+        for obj, (f, m) in list(self._pending.items()):
+            if f == start:
+                self._objects[obj] = _Object(m)
+                del self._pending[obj]
+        yield start, self._logits()
+        for t in range(start + 1, n):
+            self._step(t)
+            yield t, self._logits()
+
+    def describe(self) -> dict:
+        return {
+            "type": "flow",
+            "method": self.method,
+            "max_side": self.max_side,
+            "point_radius": self.point_radius,
+            "erode": self.erode,
+            "logit_gain": LOGIT_GAIN,
+        }
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _step(self, t: int) -> None:
+        gray = self._flow.gray(self.frames.frame(t))
+        self.encodes[t] = self.encodes.get(t, 0) + 1
+        if self._objects:
+            flow = self._flow.calc(self._gray, gray, self.frames.frame_size)  # t-1 -> t
+            for obj in self._objects.values():
+                obj.move(flow, self.erode)
+        self._t, self._gray = t, gray
+
+    def _logits(self) -> dict[int, np.ndarray]:
+        return {i: (o.soft - 0.5) * LOGIT_GAIN for i, o in self._objects.items()}
+
+
+class _Object:
+    """One tracked object: its anchor mask, the transform anchor -> current frame, and the warped
+    mask at the current frame."""
+
+    MAX_POINTS = 800
+
+    def __init__(self, anchor: np.ndarray):
+        self.anchor = anchor.astype(np.float32)
+        self.transform = np.eye(3)
+        self.soft = self.anchor.copy()
+
+    def move(self, flow: np.ndarray, erode: int) -> None:
+        import cv2
+
+        mask = (self.soft > 0.5).astype(np.uint8)
+        if not mask.any():
+            return  # nothing in view: it stays where it left
+        inner = mask
+        if erode > 0:
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
+            eroded = cv2.erode(mask, k)
+            inner = eroded if eroded.sum() >= 12 else mask
+        ys, xs = np.nonzero(inner)
+        if len(xs) > self.MAX_POINTS:
+            pick = np.linspace(0, len(xs) - 1, self.MAX_POINTS).astype(int)
+            ys, xs = ys[pick], xs[pick]
+        src = np.stack([xs, ys], 1).astype(np.float32)
+        dst = src + flow[ys, xs]
+        step = None
+        if len(src) >= 12:
+            step, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.0)
+        if step is None:
+            dx, dy = np.median(dst - src, 0)
+            step = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+        self.transform = np.vstack([step, [0, 0, 1]]) @ self.transform
+        h, w = self.anchor.shape
+        self.soft = cv2.warpAffine(
+            self.anchor, self.transform[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
