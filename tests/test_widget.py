@@ -114,7 +114,7 @@ def test_trained_overseer_from_a_checkpoint(viewer_with_clip, qtbot, tmp_path):
     ckpt = tmp_path / "best_val_maskrcnn.pth"
     torch.save(build_model(ArchSpec("maskrcnn", 8, 0, backbone="resnet18_fpn", dim_reduced=32)).state_dict(), ckpt)
     widget._overseer.value = "Mask R-CNN"
-    assert widget._overseer_ckpt.visible and not widget._overseer_layer.visible
+    assert not widget._overseer_ckpt.native.isHidden() and widget._overseer_layer.native.isHidden()
     assert (widget._score_thr.value, widget._mask_thr.value) == (0.05, 0.5)  # the reference's
     widget._overseer.value = "Mask2Former"
     assert (widget._score_thr.value, widget._mask_thr.value) == (0.0, 0.0)
@@ -133,6 +133,23 @@ def test_trained_overseer_from_a_checkpoint(viewer_with_clip, qtbot, tmp_path):
     predicted = np.asarray(viewer.layers["mrcnn overseer"].data)
     assert predicted.shape == noisy.shape and (predicted != 255).any()
     assert not np.array_equal(predicted, noisy)  # the model's own predictions, not the replayed layer
+
+
+def test_flow_tracker_choice(viewer_with_clip, qtbot, tmp_path):
+    viewer, widget, frames, noisy = viewer_with_clip
+    widget._sam2.value = "optical flow (DIS, no weights)"
+    assert widget._image_size.native.isHidden() and widget._sam2_config.native.isHidden()
+    widget._out.value = tmp_path / "flow.zarr"
+    assert widget.run() is not None
+    _wait(qtbot, widget)
+    store = SasviStore.read(tmp_path / "flow.zarr")
+    assert store.complete and store.signature["tracker"] == {
+        **store.signature["tracker"],
+        "type": "flow",
+        "method": "dis",
+    }
+    labels = np.asarray(viewer.layers["flow SASVi"].data)
+    assert (labels[0] == noisy[0]).mean() > 0.95  # the prompt frame is the overseer's labels
 
 
 def test_writers(make_napari_viewer, tmp_path):

@@ -34,6 +34,8 @@ from ..core.errors import SasviError
 log = logging.getLogger(__name__)
 
 CONFIG_CHOICE = "config + checkpoint"
+#: tracker choices beside the SAM2 models -> flow method
+FLOW_CHOICES = {"optical flow (DIS, no weights)": "dis", "optical flow (Farneback, no weights)": "farneback"}
 REPLAY_LAYER, REPLAY_FOLDER = "replay: labels layer", "replay: folder / .npy / zarr"
 #: overseer choice -> architecture of a trained overseer
 TRAINED = {"Mask R-CNN": "maskrcnn", "DETR": "detr", "Mask2Former": "mask2former"}
@@ -51,6 +53,9 @@ class SegmentWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
+        from ._guard import keep_triton_out
+
+        keep_triton_out()
         self._viewer = viewer
         self._trackers: dict[tuple, object] = {}  # built models, memoised by what decides them
         self._worker = None
@@ -69,7 +74,9 @@ class SegmentWidget(Container):
         self._published = CheckBox(label="published checkpoint (downloads once)", value=False)
         self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value="synthetic")
         self._classes_file = FileEdit(label="class table", mode="r", filter="*.yaml *.yml *.json")
-        self._sam2 = ComboBox(label="SAM2 model", choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE], value="sam2.1_hiera_tiny")
+        self._sam2 = ComboBox(
+            label="tracker", choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE, *FLOW_CHOICES], value="sam2.1_hiera_tiny"
+        )
         self._sam2_config = LineEdit(label="SAM2 config", value="sam2.1_hiera_t")
         self._sam2_ckpt = FileEdit(label="SAM2 checkpoint", mode="r", filter="*.pt *.pth")
         self._random = CheckBox(label="random weights (testing)", value=False)
@@ -157,6 +164,7 @@ class SegmentWidget(Container):
         self._overseer_ckpt.visible = trained and not self._published.value
         self._classes_file.visible = self._dataset.value == "class table file"
         custom = self._sam2.value == CONFIG_CHOICE
+        self._image_size.visible = self._sam2.value not in FLOW_CHOICES
         self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
         for w in self._advanced:
             w.visible = self._show_adv.value and (trained or w not in (self._score_thr, self._mask_thr))
@@ -216,6 +224,9 @@ class SegmentWidget(Container):
     def _tracker(self, legacy: bool):
         from ..core.segment import TrackerSpec
 
+        if self._sam2.value in FLOW_CHOICES:
+            spec = TrackerSpec(kind="flow", model=FLOW_CHOICES[self._sam2.value])
+            return spec.build(legacy=legacy)  # cheap to build; holds per-run state only
         custom = self._sam2.value == CONFIG_CHOICE
         ckpt = str(self._sam2_ckpt.value) if custom and not self._random.value else None
         spec = TrackerSpec(
