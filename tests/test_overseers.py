@@ -233,3 +233,21 @@ def test_custom_class_table_reads_sizes_off_the_checkpoint(tmp_path):
     torch.save(build_model(spec7).state_dict(), tmp_path / "m8.pth")
     with pytest.raises(CheckpointError, match="predicts 8 labels.*expected 5 or 6"):
         load_overseer("maskrcnn", tmp_path / "m8.pth", table, device="cpu")
+
+
+def test_detr_mask_head_on_kept_queries_matches_the_full_forward(built):
+    """The query-selective path gives exactly DetrForSegmentation's logits and masks."""
+    spec = replace(REFERENCE_SPECS[("cadis", "detr")], processor_size=96)
+    model = built("cadis", "detr")
+    with torch.no_grad():
+        model.detr.class_labels_classifier.bias.zero_()
+    ov = TrainedOverseer(model, spec, get_class_table("cadis"), "cpu")
+    inputs = ov._transformer_inputs(np.stack(_frames(2, 60, 80)))
+    with torch.inference_mode():
+        full = model(**inputs)
+        logits, masks_for = ov._detr_fast(**inputs)
+        torch.testing.assert_close(logits, full.logits, rtol=1e-4, atol=1e-4)
+        for b in range(2):
+            idx = torch.tensor([0, 7, 42, 99])
+            torch.testing.assert_close(masks_for(b, idx), full.pred_masks[b, idx], rtol=1e-3, atol=1e-3)
+    assert ov._detr_fast_ok
