@@ -103,13 +103,15 @@ def _add_segment(sub) -> None:
     s = p.add_argument_group("tracker")
     s.add_argument(
         "--tracker",
-        choices=["sam2", "flow"],
+        choices=["sam2", "flow", "hf"],
         default="sam2",
-        help="sam2: the SAM2 video predictor; flow: optical flow carries the prompts (no weights, CPU)",
+        help="sam2: the sam2 package's video predictor; flow: optical flow carries the prompts (no weights, "
+        "CPU); hf: SAM2/SAM2.1, EdgeTAM or the SAM3 tracker through transformers",
     )
     s.add_argument(
         "--tracker-model",
-        help="sam2: an official model name (as --sam2-model); flow: the flow method, dis (default) or farneback",
+        help="sam2: an official model name (as --sam2-model); flow: the flow method, dis (default) or farneback; "
+        "hf: a folder saved with save_pretrained, or a Hub repository id (downloaded when online)",
     )
     m = s.add_mutually_exclusive_group()
     m.add_argument("--sam2-model", help="official model name (sam2.1_hiera_tiny, ...); downloaded when online")
@@ -178,8 +180,10 @@ def _run_segment(args) -> int:
         overlap=args.overlap,
         buffer=args.buffer,
     )
-    if args.tracker == "flow" and (args.sam2_model or args.sam2_config):
-        raise InputError("--sam2-model/--sam2-config are for --tracker sam2; the flow tracker takes --tracker-model.")
+    if args.tracker != "sam2" and (args.sam2_model or args.sam2_config):
+        raise InputError(
+            f"--sam2-model/--sam2-config are for --tracker sam2; the {args.tracker} tracker takes --tracker-model."
+        )
     if args.tracker == "sam2" and args.tracker_model and args.sam2_model and args.tracker_model != args.sam2_model:
         raise InputError("Give the SAM2 model once: --tracker-model or --sam2-model.")
     spec = TrackerSpec(

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 CONFIG_CHOICE = "config + checkpoint"
 #: tracker choices beside the SAM2 models -> flow method
 FLOW_CHOICES = {"optical flow (DIS, no weights)": "dis", "optical flow (Farneback, no weights)": "farneback"}
+HF_CHOICE = "transformers: SAM2.1 / EdgeTAM / SAM3 tracker"
 REPLAY_LAYER, REPLAY_FOLDER = "replay: labels layer", "replay: folder / .npy / zarr"
 #: overseer choice -> architecture of a trained overseer
 TRAINED = {"Mask R-CNN": "maskrcnn", "DETR": "detr", "Mask2Former": "mask2former"}
@@ -75,8 +76,11 @@ class SegmentWidget(Container):
         self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value="synthetic")
         self._classes_file = FileEdit(label="class table", mode="r", filter="*.yaml *.yml *.json")
         self._sam2 = ComboBox(
-            label="tracker", choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE, *FLOW_CHOICES], value="sam2.1_hiera_tiny"
+            label="tracker",
+            choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE, HF_CHOICE, *FLOW_CHOICES],
+            value="sam2.1_hiera_tiny",
         )
+        self._hf_model = LineEdit(label="model folder or repo id", value="facebook/sam2.1-hiera-tiny")
         self._sam2_config = LineEdit(label="SAM2 config", value="sam2.1_hiera_t")
         self._sam2_ckpt = FileEdit(label="SAM2 checkpoint", mode="r", filter="*.pt *.pth")
         self._random = CheckBox(label="random weights (testing)", value=False)
@@ -121,6 +125,7 @@ class SegmentWidget(Container):
                 self._sam2,
                 self._sam2_config,
                 self._sam2_ckpt,
+                self._hf_model,
                 self._random,
                 self._image_size,
                 self._device,
@@ -164,7 +169,8 @@ class SegmentWidget(Container):
         self._overseer_ckpt.visible = trained and not self._published.value
         self._classes_file.visible = self._dataset.value == "class table file"
         custom = self._sam2.value == CONFIG_CHOICE
-        self._image_size.visible = self._sam2.value not in FLOW_CHOICES
+        self._image_size.visible = self._sam2.value not in FLOW_CHOICES and self._sam2.value != HF_CHOICE
+        self._hf_model.visible = self._sam2.value == HF_CHOICE
         self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
         for w in self._advanced:
             w.visible = self._show_adv.value and (trained or w not in (self._score_thr, self._mask_thr))
@@ -227,6 +233,11 @@ class SegmentWidget(Container):
         if self._sam2.value in FLOW_CHOICES:
             spec = TrackerSpec(kind="flow", model=FLOW_CHOICES[self._sam2.value])
             return spec.build(legacy=legacy)  # cheap to build; holds per-run state only
+        if self._sam2.value == HF_CHOICE:
+            spec = TrackerSpec(kind="hf", model=self._hf_model.value.strip(), device=self._device.value)
+            if spec not in self._trackers:
+                self._trackers[spec] = spec.build(legacy=legacy)
+            return self._trackers[spec]
         custom = self._sam2.value == CONFIG_CHOICE
         ckpt = str(self._sam2_ckpt.value) if custom and not self._random.value else None
         spec = TrackerSpec(

@@ -12,7 +12,7 @@ from .errors import InputError
 from .frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameStack, open_frames
 from .policy import PolicyParams
 
-TRACKERS = ("sam2", "flow")
+TRACKERS = ("sam2", "flow", "hf")
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,8 @@ class TrackerSpec:
 
     ``kind="sam2"``: a SAM2 model name (``model``), or a config with a checkpoint (or random
     weights). ``kind="flow"``: the optical-flow tracker; ``model`` is its flow method (``dis``, the
-    default, or ``farneback``).
+    default, or ``farneback``). ``kind="hf"``: a transformers video tracker (SAM2/SAM2.1, EdgeTAM,
+    SAM3 tracker); ``model`` is a folder saved with ``save_pretrained`` or a Hub repository id.
     """
 
     model: str | None = None
@@ -37,6 +38,15 @@ class TrackerSpec:
             from .trackers.flow import FlowTracker
 
             return FlowTracker(method=self.model or "dis")
+        if self.kind == "hf":
+            from .trackers.hf import HFVideoTracker
+
+            if not self.model:
+                raise InputError(
+                    "--tracker hf needs --tracker-model: a folder saved with save_pretrained, or a Hub repository "
+                    "id (facebook/sam2.1-hiera-tiny, yonigozlan/EdgeTAM-hf, facebook/sam3) while online."
+                )
+            return HFVideoTracker.load(self.model, device=self.device)
         if self.kind != "sam2":
             raise InputError(f"Unknown tracker {self.kind!r}: use one of {', '.join(TRACKERS)}.")
         from .trackers.sam2 import SAM2Tracker
