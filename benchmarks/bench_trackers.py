@@ -39,9 +39,14 @@ frames, noisy = video.arrays(noisy=True)
 stack = open_frames(frames, name="synthetic")
 if kind == "flow":
     spec = TrackerSpec(kind="flow", model=model)
+elif kind == "hf":
+    from napari_sasvi.core.trackers.hf import HFVideoTracker
+    spec = None
+    tracker = HFVideoTracker.random(model, device="cpu")
 else:
     spec = TrackerSpec(config=model, random_weights=True, image_size=size, device="cpu")
-tracker = spec.build(legacy=False)
+if spec is not None:
+    tracker = spec.build(legacy=False)
 overseer = ReplayOverseer(noisy, SYNTHETIC)
 with tempfile.TemporaryDirectory() as d:
     t0 = time.perf_counter()
@@ -58,25 +63,30 @@ def speed(a) -> None:
     print(
         f"# SASVi default mode, replay overseer, {a.frames} synthetic frames of {a.width} x {a.height}, CPU (2 cores)"
     )
-    print("| tracker | frames/s | peak RSS (MiB) |")
-    print("|---|---|---|")
+    print("| tracker | frames/s | s/frame | peak RSS (MiB) |")
+    print("|---|---|---|---|")
     for kind, model, size, label in (
         ("flow", "dis", 0, "optical flow, DIS"),
         ("flow", "farneback", 0, "optical flow, Farneback"),
         ("sam2", "sam2.1_hiera_t", 256, "SAM2.1 tiny at 256 (random weights)"),
         ("sam2", "sam2.1_hiera_t", 1024, "SAM2.1 tiny at 1024, its native size (random weights)"),
+        ("hf", "sam2", 0, "transformers Sam2VideoModel, default config at 1024 (random weights)"),
+        ("hf", "edgetam", 0, "transformers EdgeTamVideoModel, default config at 1024 (random weights)"),
+        ("hf", "sam3", 0, "transformers Sam3TrackerVideoModel, default config at 1008 (random weights)"),
     ):
-        if size == 1024 and a.frames > 20:
-            n = 20  # minutes per run on 2 cores otherwise
-        else:
-            n = a.frames
+        n = a.frames
+        if kind == "hf":
+            n = min(n, 3 if model == "sam3" else 6)  # minutes per frame on 2 cores otherwise
+        elif size == 1024:
+            n = min(n, 20)
         args = [kind, model, str(n), str(a.height), str(a.width), str(size)]
         res = subprocess.run([sys.executable, "-c", SPEED_RUN, *args], capture_output=True, text=True)
         if res.returncode:
             raise SystemExit(res.stderr)
         r = json.loads(res.stdout.strip().splitlines()[-1])
         note = f" ({n} frames)" if n != a.frames else ""
-        print(f"| {label}{note} | {r['frames'] / r['seconds']:.2f} | {r['peak_rss_mib']:.0f} |", flush=True)
+        fps = r["frames"] / r["seconds"]
+        print(f"| {label}{note} | {fps:.2f} | {1 / fps:.1f} | {r['peak_rss_mib']:.0f} |", flush=True)
 
 
 def table(a) -> None:

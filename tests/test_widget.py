@@ -152,6 +152,24 @@ def test_flow_tracker_choice(viewer_with_clip, qtbot, tmp_path):
     assert (labels[0] == noisy[0]).mean() > 0.95  # the prompt frame is the overseer's labels
 
 
+def test_transformers_tracker_choice(viewer_with_clip, qtbot, tmp_path):
+    from napari_sasvi._napari.widget import HF_CHOICE
+    from napari_sasvi.core.trackers.hf import HFVideoTracker, save_pretrained
+
+    viewer, widget, frames, noisy = viewer_with_clip
+    save_pretrained(HFVideoTracker.random("sam2", image_size=128), tmp_path / "sam2-small")
+    widget._sam2.value = HF_CHOICE
+    assert not widget._hf_model.native.isHidden() and widget._image_size.native.isHidden()
+    widget._hf_model.value = str(tmp_path / "nowhere")
+    widget._out.value = tmp_path / "hf.zarr"
+    assert widget.run() is None and "save_pretrained" in widget._status.value
+    widget._hf_model.value = str(tmp_path / "sam2-small")
+    assert widget.run() is not None
+    _wait(qtbot, widget)
+    store = SasviStore.read(tmp_path / "hf.zarr")
+    assert store.complete and store.signature["tracker"]["model_class"] == "Sam2VideoModel"
+
+
 def test_writers(make_napari_viewer, tmp_path):
     from PIL import Image
 

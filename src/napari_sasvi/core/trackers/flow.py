@@ -116,7 +116,7 @@ class FlowTracker:
 
     incremental = True
 
-    def __init__(self, method: str = "dis", max_side: int = 640, point_radius: float = 0.03, erode: int = 3):
+    def __init__(self, method: str = "dis", max_side: int = 480, point_radius: float = 0.03, erode: int = 3):
         self._flow = _Flow(method, max_side)
         self.method = method
         self.max_side = max_side
