@@ -38,6 +38,9 @@ class TemporalWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
+        from ._guard import keep_triton_out
+
+        keep_triton_out()
         self._viewer = viewer
         self._layers = {
             role: ComboBox(label=role, choices=lambda _: _choices(self._viewer, "labels")) for role in ROLES

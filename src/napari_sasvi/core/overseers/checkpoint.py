@@ -111,34 +111,19 @@ def map_keys(arch: str, state: Mapping, model_keys: set[str]) -> tuple[dict, lis
     return out, renamed
 
 
-def _few(keys: list[str], n: int = 6) -> str:
-    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
-
-
 def load_state_dict_strict(model, arch: str, state: Mapping, source: str = "checkpoint") -> list[str]:
     """Load ``state`` into ``model`` strictly after the key mapping; every key must match in name and
     shape, except :data:`UNUSED_PARAMETERS`. Returns the renames done. Raises
     :class:`CheckpointError` listing the keys that do not match."""
+    from ..checkpoints import state_dict_mismatch
+
     own = model.state_dict()
     mapped, renamed = map_keys(arch, state, set(own))
     unused = [re.compile(p) for p in UNUSED_PARAMETERS.get(arch, [])]
-    missing = sorted(k for k in set(own) - set(mapped) if not any(p.search(k) for p in unused))
-    unexpected = sorted(set(mapped) - set(own))
-    shape = sorted(
-        f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(mapped)
-        if tuple(own[k].shape) != tuple(mapped[k].shape)
-    )
-    if missing or unexpected or shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} keys the model needs are not in the file: {_few(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} keys of the file fit nothing in the model: {_few(unexpected)}")
-        if shape:
-            parts.append(f"{len(shape)} tensors have another shape (file vs model): {_few(shape, 4)}")
+    problem = state_dict_mismatch(own, mapped, allowed_missing=lambda k: any(p.search(k) for p in unused))
+    if problem:
         raise CheckpointError(
-            f"{source} does not fit the {arch} overseer ({'; '.join(parts)}). Check the overseer type and "
+            f"{source} does not fit the {arch} overseer ({problem}). Check the overseer type and "
             "dataset, or that the file was saved from the same architecture."
         )
     model.load_state_dict(mapped, strict=False)  # strictness checked above, with the unused keys allowed

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoints import SAM2_CHECKPOINTS, SAM2_CONFIG_OF, fetch, sha256_of
+from ..checkpoints import SAM2_CHECKPOINTS, SAM2_CONFIG_OF, fetch, sha256_of, state_dict_mismatch
 from ..errors import CheckpointError, DeviceError, InputError
 
 log = logging.getLogger(__name__)
@@ -132,24 +132,10 @@ def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
     if not isinstance(blob, dict) or "model" not in blob:
         raise CheckpointError(f"{path} is not a SAM2 checkpoint: expected a dict with a 'model' state dict.")
     state = blob["model"]
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shape:
-
-        def few(keys):
-            return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {few(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {few(unexpected)}")
-        if shape:
-            parts.append(f"shape mismatch: {few(shape)}")
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
         raise CheckpointError(
-            f"SAM2 checkpoint {path} does not fit the chosen config ({'; '.join(parts)}). "
+            f"SAM2 checkpoint {path} does not fit the chosen config ({problem}). "
             "Pick the config that matches the checkpoint (e.g. sam2.1_hiera_t for sam2.1_hiera_tiny.pt)."
         )
     model.load_state_dict(state, strict=True)
