@@ -7,14 +7,25 @@ How it works:
   identity at ``s``).
 * **Motion per object.** At each step, dense optical flow from frame ``t - 1`` to ``t`` (OpenCV
   DIS, or Farneback) is read at points inside the object's current mask, eroded so the points
-  stay off its edges (where flow is smoothed across the boundary); a similarity transform
-  (rotation, uniform scale, translation) is fitted to them with RANSAC and composed onto the
-  object's transform. Few points (a small object): the median flow, as a translation.
+  stay off its edges (where flow is smoothed across the boundary) and off the frame's border; a
+  similarity transform (rotation, uniform scale, translation) is fitted to them with RANSAC and
+  composed onto the object's transform, its scale change limited to 2 % per frame (a fit on points
+  crowded at one side, an object entering the view, gets the scale wrong, and the error compounds).
+  Few points (a small object): the median flow, as a translation.
+* **Who is on top.** Where two objects' masks overlap (an instrument over tissue), the one whose
+  fitted motion explains the flow there keeps the pixel: an object loses 5 of logit where its
+  motion and the flow disagree by more than 1.5 px (+10 %). Without this, ties go to the lower
+  class id and tissue swallowed the instruments sliding over it (instrument Dice 0.42 -> 0.72 on
+  the synthetic clip).
 * **One resampling.** The object's mask at ``t`` is its anchor warped once by the composed
   transform. Warping the mask from frame to frame would blur and threshold it at every step, so it
   would erode or grow without bound; warping the untouched anchor keeps its area and edges, and
   only the motion estimate accumulates error. Parts that leave the frame drop out.
-* **Logits.** The warped anchor m in [0, 1] becomes a logit ``(m - 0.5) * 20``.
+* **Logits.** The warped anchor m in [0, 1] becomes a logit ``(m - 0.5) * 20``, minus the
+  disagreement penalty above.
+* **Optionally** (``extend=True``), what touches the frame's edge continues past it (the anchor's
+  border pixels replicated outward): tissue under a panning camera gains (Dice 0.88 -> 0.91 on the
+  synthetic clip) but instruments sliding in lose (0.72 -> 0.61), so it is off by default.
 * **Point prompts** become a mask by a simple rule: the convex hull of the positive points (one or
   two points: discs), grown by ``point_radius`` (a fraction of the frame's shorter side), minus
   discs of that radius around the negative points.
@@ -37,6 +48,10 @@ import numpy as np
 from ..errors import InputError
 
 LOGIT_GAIN = 20.0
+#: logit taken off where an object's fitted motion does not explain the flow: enough to lose against
+#: an overlapping object whose motion does (a tie otherwise goes to the lower class id), not enough
+#: to cut the object where nothing else claims the pixel
+DISAGREE_PENALTY = 5.0
 METHODS = ("dis", "farneback")
 
 
@@ -112,12 +127,17 @@ class FlowTracker:
         max_side: the flow is computed on frames scaled so their longer side is at most this.
         point_radius: radius of the point-prompt rule, as a fraction of the frame's shorter side.
         erode: pixels the mask is eroded by before the flow is read inside it.
+        extend: continue what touches the frame's edge past it (the anchor's border pixels
+            replicated outward), so objects sliding into view are not cut at the old edge.
     """
 
     incremental = True
 
-    def __init__(self, method: str = "dis", max_side: int = 480, point_radius: float = 0.03, erode: int = 3):
+    def __init__(
+        self, method: str = "dis", max_side: int = 480, point_radius: float = 0.03, erode: int = 3, extend: bool = False
+    ):
         self._flow = _Flow(method, max_side)
+        self.extend = extend
         self.method = method
         self.max_side = max_side
         self.point_radius = point_radius
@@ -165,7 +185,7 @@ class FlowTracker:
             self._t, self._gray = start, self._flow.gray(self.frames.frame(start))
         for obj, (f, m) in list(self._pending.items()):
             if f == start:
-                self._objects[obj] = _Object(m)
+                self._objects[obj] = _Object(m, self.extend)
                 del self._pending[obj]
         yield start, self._logits()
         for t in range(start + 1, n):
@@ -179,6 +199,7 @@ class FlowTracker:
             "max_side": self.max_side,
             "point_radius": self.point_radius,
             "erode": self.erode,
+            "extend": self.extend,
             "logit_gain": LOGIT_GAIN,
         }
 
@@ -193,7 +214,13 @@ class FlowTracker:
         self._t, self._gray = t, gray
 
     def _logits(self) -> dict[int, np.ndarray]:
-        return {i: (o.soft - 0.5) * LOGIT_GAIN for i, o in self._objects.items()}
+        out = {}
+        for i, o in self._objects.items():
+            lg = (o.soft - 0.5) * LOGIT_GAIN
+            if o.disagree is not None:
+                lg -= DISAGREE_PENALTY * o.disagree  # loses where another object's motion fits better
+            out[i] = lg
+        return out
 
 
 class _Object:
@@ -201,11 +228,50 @@ class _Object:
     mask at the current frame."""
 
     MAX_POINTS = 800
+    EDGE = 4  # pixels at the frame's border whose flow is not read
+    MAX_SCALE_STEP = 0.02  # zoom per frame is slow; a larger fitted scale change is noise
 
-    def __init__(self, anchor: np.ndarray):
-        self.anchor = anchor.astype(np.float32)
-        self.transform = np.eye(3)
-        self.soft = self.anchor.copy()
+    def __init__(self, anchor: np.ndarray, extend: bool = False):
+        import cv2
+
+        h, w = anchor.shape
+        self.size = (w, h)
+        self.soft = anchor.astype(np.float32)
+        # what touches the frame's edge continues past it: the anchor is padded by replicating its
+        # border pixels outward, so an instrument sliding in (or tissue under a panning camera)
+        # brings its continuation into view instead of a hole
+        pad = max(h, w) // 2 if extend else 0
+        self.anchor = cv2.copyMakeBorder(self.soft, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        self.transform = np.array([[1.0, 0.0, -pad], [0.0, 1.0, -pad], [0.0, 0.0, 1.0]])  # padded anchor -> frame
+        self.disagree: np.ndarray | None = None  # 1 where the last step's motion did not fit the flow
+
+    def _limit_scale(self, step: np.ndarray, src: np.ndarray) -> np.ndarray:
+        """Clamp the fitted per-frame scale to 1 +- MAX_SCALE_STEP, keeping rotation, and re-centre
+        on the points so the object's centre moves as fitted. Points crowded at one side (an object
+        entering the view) fit the scale badly, and a scale error compounds frame after frame."""
+        a, b = step[0, 0], step[1, 0]
+        scale = float(np.hypot(a, b))
+        lo, hi = 1 - self.MAX_SCALE_STEP, 1 + self.MAX_SCALE_STEP
+        if lo <= scale <= hi or scale == 0:
+            return step
+        lin = step[:, :2] * (min(max(scale, lo), hi) / scale)
+        c = src.mean(0)
+        moved = step[:, :2] @ c + step[:, 2]  # where the fit sends the centre of the points
+        return np.hstack([lin, (moved - lin @ c)[:, None]])
+
+    def _disagreement(self, step: np.ndarray, flow: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Where, inside the object at t-1, the fitted step does not reproduce the flow (an
+        occluder crossing it, or the object sliding over a static one), carried to frame t."""
+        import cv2
+
+        ys, xs = np.nonzero(mask)
+        pts = np.stack([xs, ys], 1).astype(np.float32)
+        pred = pts @ step[:, :2].T + step[:, 2]
+        seen = pts + flow[ys, xs]
+        err = np.linalg.norm(pred - seen, axis=1)
+        bad = np.zeros(mask.shape, np.float32)
+        bad[ys, xs] = err > 1.5 + 0.1 * np.linalg.norm(flow[ys, xs], axis=1)
+        return cv2.warpAffine(bad, step, self.size, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
 
     def move(self, flow: np.ndarray, erode: int) -> None:
         import cv2
@@ -218,6 +284,8 @@ class _Object:
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
             eroded = cv2.erode(mask, k)
             inner = eroded if eroded.sum() >= 12 else mask
+        inner[: self.EDGE, :] = inner[-self.EDGE :, :] = 0  # flow at the frame's edge is unreliable
+        inner[:, : self.EDGE] = inner[:, -self.EDGE :] = 0
         ys, xs = np.nonzero(inner)
         if len(xs) > self.MAX_POINTS:
             pick = np.linspace(0, len(xs) - 1, self.MAX_POINTS).astype(int)
@@ -228,10 +296,14 @@ class _Object:
         if len(src) >= 12:
             step, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.0)
         if step is None:
+            if not len(src):
+                return  # only edge pixels left: hold still
             dx, dy = np.median(dst - src, 0)
             step = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+        else:
+            step = self._limit_scale(step, src)
         self.transform = np.vstack([step, [0, 0, 1]]) @ self.transform
-        h, w = self.anchor.shape
+        self.disagree = self._disagreement(step, flow, mask)
         self.soft = cv2.warpAffine(
-            self.anchor, self.transform[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            self.anchor, self.transform[:2], self.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
         )
