@@ -1,6 +1,6 @@
 """Trackers side by side, and what SASVi's re-prompting buys.
 
-    python benchmarks/bench_trackers.py speed [--frames 60] [--height 480] [--width 854]
+    python benchmarks/bench_trackers.py speed [--frames 60] [--height 480] [--width 854] [--only flow sam2 hf]
     python benchmarks/bench_trackers.py table [--frames 120] [--seeds 0 1 2]
 
 ``speed``: each tracker runs SASVi (default mode, replay overseer on the noisy synthetic clip) on
@@ -74,11 +74,13 @@ def speed(a) -> None:
         ("hf", "edgetam", 0, "transformers EdgeTamVideoModel, default config at 1024 (random weights)"),
         ("hf", "sam3", 0, "transformers Sam3TrackerVideoModel, default config at 1008 (random weights)"),
     ):
+        if a.only and kind not in a.only:
+            continue
         n = a.frames
         if kind == "hf":
-            n = min(n, 3 if model == "sam3" else 6)  # minutes per frame on 2 cores otherwise
+            n = min(n, 2 if model == "sam3" else 3)  # up to minutes per frame on 2 cores
         elif size == 1024:
-            n = min(n, 20)
+            n = min(n, 8)
         args = [kind, model, str(n), str(a.height), str(a.width), str(size)]
         res = subprocess.run([sys.executable, "-c", SPEED_RUN, *args], capture_output=True, text=True)
         if res.returncode:
@@ -163,6 +165,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=854)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--only", nargs="+", choices=["flow", "sam2", "hf"], help="speed: these trackers only")
     a = ap.parse_args()
     if a.what == "speed":
         a.frames = a.frames or 60
