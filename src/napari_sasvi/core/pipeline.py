@@ -125,6 +125,13 @@ def iter_sasvi(
         s, reason, previous = 0, "start", None
     events_out = [e.to_dict() for e in policy.events]
     written = 0
+
+    def summary(cancelled: bool, events: list[dict]) -> RunSummary:
+        elapsed = time.perf_counter() - t_start
+        return RunSummary(
+            str(out), n, written, resumed_from, cancelled, elapsed, events, dict(getattr(tracker, "encodes", {}))
+        )
+
     t_run = time.perf_counter()
     seg: SegmentStart | None = None
     while True:
@@ -168,16 +175,7 @@ def iter_sasvi(
                 yield FrameDone(t, done, n, written / elapsed if elapsed > 0 else 0.0)
             cache.release_before(t)
             if (cancel is not None and cancel()) or (stop_after is not None and done >= stop_after):
-                return RunSummary(
-                    str(out),
-                    n,
-                    written,
-                    resumed_from,
-                    True,
-                    time.perf_counter() - t_start,
-                    events_out,
-                    dict(getattr(tracker, "encodes", {})),
-                )
+                return summary(True, events_out)
         if restart_at is None:
             break
         s = restart_at
@@ -188,16 +186,7 @@ def iter_sasvi(
                 yield ev
     events_out = [e.to_dict() for e in policy.events]
     store.save_events(events_out)
-    return RunSummary(
-        str(out),
-        n,
-        written,
-        resumed_from,
-        False,
-        time.perf_counter() - t_start,
-        events_out,
-        dict(getattr(tracker, "encodes", {})),
-    )
+    return summary(False, events_out)
 
 
 def run_sasvi(*args, progress=None, **kwargs) -> RunSummary:
