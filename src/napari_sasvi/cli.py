@@ -84,8 +84,9 @@ def _add_segment(sub) -> None:
     g.add_argument(
         "--overseer-masks",
         type=Path,
-        help="replay: folder of label-id PNGs, .npy or zarr (for a root: one per video, same names)",
+        help="replay: folder of label PNGs, .npy or zarr (for a root: one per video, same names)",
     )
+    _add_encoding_option(g, "--masks-encoding", "replay: how the mask files store classes")
     g.add_argument(
         "--overseer-score-threshold",
         type=float,
@@ -215,7 +216,11 @@ def _run_segment(args) -> int:
         if trained is not None:
             overseer = trained
         else:
-            overseer = build_replay_overseer(masks_for(video, args.overseer_masks, single), classes, stack)
+            overseer = build_replay_overseer(
+                masks_for(video, args.overseer_masks, single), classes, stack, args.masks_encoding
+            )
+            lab = overseer.labels
+            print(f"{name}: overseer masks {lab.desc} read as {lab.encoding} ({lab.reason})")
         store = args.out if single else args.out / f"{name}.zarr"
         from tqdm.auto import tqdm
 
@@ -268,6 +273,7 @@ def _add_evaluate(sub) -> None:
         help="reference: reproduce the published scripts' numbers (D1, D6 kept)",
     )
     _add_class_table_options(t, "class table (ignore ids, no-label value); a store brings its own")
+    _add_encoding_option(t, "--masks-encoding", "how label files store classes")
     t.add_argument("--json", type=Path, help="write per-label, macro and per-frame figures here")
     t.set_defaults(func=_run_evaluate_temporal)
     f = esub.add_parser(
@@ -278,6 +284,14 @@ def _add_evaluate(sub) -> None:
     f.add_argument("pred", type=Path, help="a SASVi store or a folder of label PNGs (or a root of those)")
     f.add_argument("gt", type=Path, help="ground truth: a store or a folder of label PNGs (or a root, same names)")
     _add_class_table_options(f, "class table deciding which ids count (a store brings its own)")
+    _add_encoding_option(f, "--masks-encoding", "how the prediction's label files store classes")
+    _add_encoding_option(f, "--gt-encoding", "how the ground truth's label files store classes")
+    f.add_argument(
+        "--resize",
+        choices=["none", "nearest"],
+        default="none",
+        help="predictions of another size than the ground truth: refuse, or resize them (nearest neighbour)",
+    )
     f.add_argument("--csv", type=Path, help="per-class Dice and IoU and their macro mean as CSV")
     f.add_argument("--json", type=Path, help="the same as JSON, with per-frame macro Dice")
     f.set_defaults(func=_run_evaluate_frames)
@@ -290,47 +304,68 @@ def _add_class_table_options(p, dataset_help: str) -> None:
     p.add_argument("--array", choices=["labels", "overseer"], default="labels", help="which array of a store")
 
 
-def _label_sources(pred: Path, array: str):
-    """[(name, label stack, class table or None)] for a store, a label folder or a root of them."""
-    from .core.overseers.replay import open_label_stack
-    from .core.store import SasviStore
+def _add_encoding_option(p, flag: str, what: str) -> None:
+    p.add_argument(
+        flag,
+        choices=["auto", "class-ids", "source"],
+        default="auto",
+        help=f"{what}: auto decides from the files (and says what it chose); class-ids: pixel values are class ids; "
+        "source: the dataset's own values (CholecSeg8k watershed greys, a table's source_values)",
+    )
+
+
+def _is_label_folder(path: Path) -> bool:
+    from .core.labels import LABEL_EXTENSIONS
+
+    return path.is_dir() and any(p.suffix.lower() in LABEL_EXTENSIONS for p in path.iterdir())
+
+
+def _label_sources(pred: Path, array: str, classes, encoding: str):
+    """[(name, label stack)] for a store, a label folder, a .npy or a root of those, all read by
+    the one label reader (:func:`napari_sasvi.core.labels.open_labels`) with one class table."""
+    from .core.errors import InputError
+    from .core.labels import open_labels
 
     def one(path: Path):
-        if (path / "zarr.json").exists():
-            store = SasviStore.read(path)
-            return (path.stem, store.group[array], store.classes)
-        return (path.name, open_label_stack(path), None)
+        name = path.stem if path.suffix.lower() in (".zarr", ".npy") else path.name
+        return (name, open_labels(path, classes, encoding, array=array))
 
-    if (pred / "zarr.json").exists() or any(p.suffix.lower() == ".png" for p in pred.iterdir()):
+    if not pred.exists():
+        raise InputError(f"{pred} does not exist.")
+    if pred.is_file() or (pred / "zarr.json").exists() or _is_label_folder(pred):
         return [one(pred)]
-    subs = sorted(p for p in pred.iterdir() if p.is_dir())
+    subs = sorted(p for p in pred.iterdir() if (p / "zarr.json").exists() or _is_label_folder(p) or p.suffix == ".npy")
     if not subs:
-        from .core.errors import InputError
-
         raise InputError(
             f"{pred} holds no label stack: give a SASVi store, a folder of label PNGs, or a root of those."
         )
     return [one(p) for p in subs]
 
 
+def _class_table_arg(args):
+    from .core.datasets import get_class_table
+
+    return get_class_table(args.dataset or args.classes) if (args.dataset or args.classes) else None
+
+
 def _run_evaluate_temporal(args) -> int:
     import json
     import math
 
-    from .core.datasets import get_class_table
     from .core.errors import InputError
     from .core.frames import open_frames
     from .core.temporal import iter_temporal, opencv_flow, pool_results, raft_flow
 
-    sources = _label_sources(args.pred, args.array)
-    table = get_class_table(args.dataset or args.classes) if (args.dataset or args.classes) else None
+    table = _class_table_arg(args)
+    sources = _label_sources(args.pred, args.array, table, args.masks_encoding)
     flow = raft_flow(str(args.raft_weights) if args.raft_weights else None) if args.flow == "raft" else opencv_flow()
     results, report = [], {}
-    for name, labels, classes in sources:
-        classes = classes or table
-        ignore = set(classes.ignore_ids) if classes else set()
-        no_label = classes.no_label if classes else 255
-        if classes and no_label not in classes.ids:
+    for name, labels in sources:
+        classes = labels.classes
+        print(f"{name}: {labels.desc} read as {labels.encoding} ({labels.reason})")
+        ignore = set(classes.ignore_ids) | {255}
+        no_label = classes.no_label
+        if no_label not in classes.ids:
             ignore.add(no_label)
         frames = None
         if args.frames is not None:
@@ -380,44 +415,61 @@ def _run_evaluate_frames(args) -> int:
     import csv
     import json
 
-    from .core.datasets import get_class_table
     from .core.errors import InputError
     from .core.lazy import read_frame
-    from .core.metrics import OverlapCounts, macro, overlap_counts
+    from .core.metrics import OverlapCounts, macro, overlap_counts, resize_nearest
 
-    preds = _label_sources(args.pred, args.array)
-    gts = {name: (lab, cls) for name, lab, cls in _label_sources(args.gt, "labels")}
-    table = get_class_table(args.dataset or args.classes) if (args.dataset or args.classes) else None
-    total: OverlapCounts | None = None
+    table = _class_table_arg(args)
+    preds = _label_sources(args.pred, args.array, table, args.masks_encoding)
+    if table is None:  # a store brings its table: the ground truth is read with the same one
+        table = preds[0][1].classes
+    gts = dict(_label_sources(args.gt, "labels", table, args.gt_encoding))
+    total = OverlapCounts({}, {}, {})
     per_frame: dict[str, list[float]] = {}
-    classes = None
-    for name, pred, pcls in preds:
-        gt, gcls = gts.get(name) if len(preds) > 1 else next(iter(gts.values()))
+    classes = table
+    for name, pred in preds:
+        gt = gts.get(name) if len(preds) > 1 else next(iter(gts.values()))
         if gt is None:
             raise InputError(f"No ground truth for {name!r} in {args.gt}.")
-        classes = table or pcls or gcls
-        if classes is None:
-            raise InputError("Give --dataset or --classes: label folders do not say which ids are classes.")
-        if tuple(pred.shape) != tuple(gt.shape):
-            raise InputError(f"{name}: prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ.")
-        ids = classes.scored_ids()
+        if pred.classes.ids != classes.ids:
+            raise InputError(f"{name}: the prediction's classes ({pred.classes.name}) are not {classes.name}'s.")
+        for what, lab in (("prediction", pred), ("ground truth", gt)):
+            print(f"{name}: {what} {lab.desc} read as {lab.encoding} ({lab.reason})")
+        if pred.shape[0] != gt.shape[0]:
+            raise InputError(f"{name}: the prediction has {pred.shape[0]} frames, the ground truth {gt.shape[0]}.")
+        resize = None
+        if tuple(pred.shape[1:]) != tuple(gt.shape[1:]):
+            (ph, pw), (gh, gw) = pred.shape[1:], gt.shape[1:]
+            if args.resize != "nearest":
+                raise InputError(
+                    f"{name}: the prediction is {pw}x{ph} pixels, the ground truth {gw}x{gh}.\n"
+                    "  Export the prediction at the frame size (segment ... --export-png DIR --export-size 0 0), "
+                    "or add --resize nearest to resize the prediction to the ground truth (nearest neighbour)."
+                )
+            resize = (gh, gw)
+            print(f"{name}: prediction resized from {pw}x{ph} to {gw}x{gh} (nearest neighbour)")
         series = []
-        total = total or OverlapCounts({}, {}, {})
         for t in _tqdm_progress(range(pred.shape[0]), desc=name):
-            one = overlap_counts([read_frame(pred, t)], [read_frame(gt, t)], classes.ids)
-            series.append(macro(one.dice(), ids))
+            p = read_frame(pred, t)
+            one = overlap_counts([p if resize is None else resize_nearest(p, resize)], [read_frame(gt, t)], classes.ids)
+            series.append(macro(one.dice(), classes.scored_ids()))
             total.add(one)
         per_frame[name] = series
     dice, iou = total.dice(), total.iou()
     ids = classes.scored_ids()
     rows = [{"id": c.id, "name": c.name, "dice": dice.get(c.id), "iou": iou.get(c.id)} for c in classes if c.id in ids]
     summary = {"macro_dice": macro(dice, ids), "macro_iou": macro(iou, ids)}
+    if not any(c in dice for c in ids):
+        raise InputError(
+            f"No class of {classes.name!r} that counts (ids {ids}) occurs in the prediction or the ground truth.\n"
+            "  Check --dataset/--classes and the encodings printed above; nothing was scored."
+        )
     for r in rows:
         d = "  n/a" if r["dice"] is None else f"{r['dice']:.3f}"
         i = "  n/a" if r["iou"] is None else f"{r['iou']:.3f}"
         print(f"{r['id']:3d} {r['name']:<26s} Dice {d}  IoU {i}")
     print(
-        f"macro (over {len(ids)} classes, ignore ids left out): Dice {summary['macro_dice']:.3f}  IoU {summary['macro_iou']:.3f}"
+        f"macro (over the classes present, ignore ids and unlabelled ground-truth pixels left out): Dice {summary['macro_dice']:.3f}  IoU {summary['macro_iou']:.3f}"
     )
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)

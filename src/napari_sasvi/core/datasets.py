@@ -35,7 +35,9 @@ class ClassTable:
         ignore_ids: ids that metrics leave out (background or ignore labels).
         dummy_id: the id the reference prompts with an empty mask when nothing is in view.
         source_values: for datasets whose ground-truth files store other values than the class ids
-            (CholecSeg8k's watershed grey values): file value -> class id.
+            (CholecSeg8k's watershed grey values, DAVIS's 0/255): file value -> class id.
+        source_unlabelled: file values that mean "not annotated" in that encoding (CholecSeg8k's
+            white border, 255); they read as unlabelled (255), never as a class.
     """
 
     name: str
@@ -44,9 +46,13 @@ class ClassTable:
     ignore_ids: frozenset[int] = frozenset()
     dummy_id: int = 0
     source_values: Mapping[int, int] = field(default_factory=dict)
+    source_unlabelled: frozenset[int] = frozenset()
 
     def __post_init__(self):
         ids = [c.id for c in self.classes]
+        unknown = sorted(set(self.source_values.values()) - set(ids))
+        if unknown:
+            raise InputError(f"Class table {self.name!r}: source_values map to ids {unknown} that are not classes.")
         if len(set(ids)) != len(ids):
             raise InputError(f"Class table {self.name!r} lists an id twice: {sorted(ids)}.")
         if any(not 0 <= i <= 254 for i in ids):
@@ -96,6 +102,7 @@ class ClassTable:
             "dummy_id": self.dummy_id,
             "classes": [{"id": c.id, "name": c.name, "color": list(c.color)} for c in self.classes],
             "source_values": {str(k): v for k, v in self.source_values.items()},
+            "source_unlabelled": sorted(self.source_unlabelled),
         }
 
     @classmethod
@@ -118,7 +125,8 @@ class ClassTable:
             no_label=int(d.get("no_label", 255)),
             ignore_ids=frozenset(int(i) for i in d.get("ignore_ids", ())),
             dummy_id=int(d.get("dummy_id", 0)),
-            source_values={int(k): int(v) for k, v in dict(d.get("source_values", {})).items()},
+            source_values={int(k): int(v) for k, v in dict(d.get("source_values") or {}).items()},
+            source_unlabelled=frozenset(int(v) for v in d.get("source_unlabelled") or ()),
         )
 
 
@@ -174,6 +182,7 @@ CHOLECSEG8K = _table(
     dummy_id=0,
     # watershed grey value -> class id; 255 (white border) is unlabelled
     source_values={50: 0, 11: 1, 21: 2, 13: 3, 12: 4, 31: 5, 23: 6, 24: 7, 25: 8, 32: 9, 22: 10, 33: 11, 5: 12},
+    source_unlabelled=frozenset({255}),
 )
 
 CATARACT1K = _table(

@@ -27,6 +27,14 @@ class FrameSizeError(InputError):
     """Frames of one video do not all have the same size."""
 
 
+class LabelEncodingError(InputError):
+    """Label files whose values fit no encoding of the class table (the message lists them)."""
+
+
+class InputChangedError(InputError):
+    """An input changed since a store was made from it (a frame or mask with other content)."""
+
+
 class CheckpointError(SasviError):
     """A model checkpoint is missing, unreadable or does not fit the model."""
 

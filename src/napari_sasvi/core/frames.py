@@ -144,7 +144,7 @@ class FolderSource:
         if frame.shape[:2] != self._shape[1:3]:
             raise FrameSizeError(
                 f"Frame {t} ({path.name}) is {frame.shape[1]}x{frame.shape[0]} pixels but frame 0 "
-                f"({self.files[0].name}) is {self._shape[2]}x{self._shape[1]}. All frames of a video "
+                f"({self.files[0].name}) is {self._shape[2]}x{self._shape[1]}.\n  All frames of a video "
                 "must have one size: resize them, or move the odd ones out of the folder."
             )
         return frame
@@ -155,6 +155,19 @@ class FolderSource:
         for p in self.files:
             h.update(f"{p.name}:{p.stat().st_size}\n".encode())
         return h.hexdigest()
+
+    def validate(self) -> None:
+        """Read every file's header: a file that is no image or has another size is an error now,
+        before any output exists (decoding errors inside a file still show when it is read)."""
+        h, w = self._shape[1:3]
+        for t, path in enumerate(self.files):
+            fh, fw = self._header_size(path)
+            if (fh, fw) != (h, w):
+                raise FrameSizeError(
+                    f"Frame {t} ({path.name}) is {fw}x{fh} pixels but frame 0 ({self.files[0].name}) is {w}x{h}.\n"
+                    f"  In {self.folder}. All frames of a video must have one size: resize them, or move the odd "
+                    "ones out of the folder. Nothing was written."
+                )
 
     def __repr__(self) -> str:
         return f"FolderSource({str(self.folder)!r}, frames={len(self.files)})"
@@ -182,8 +195,8 @@ def _decode_image_file(path: Path) -> np.ndarray:
         arr = _decode_with_opencv(path) if path.suffix.lower() in (".tif", ".tiff") else None
         if arr is None:
             raise CorruptFrameError(
-                f"Cannot decode frame file {path}: {e}. The file is truncated or not an image; "
-                "replace it (re-extract the frame) or remove it from the folder."
+                f"Cannot decode frame file {path.name}: the file is truncated or not an image.\n"
+                f"  {path}: {e}\n  Replace it (re-extract the frame) or remove it from the folder."
             ) from e
     return to_rgb_uint8(arr, where=str(path))
 
@@ -248,6 +261,8 @@ class FrameStack:
         self.name = source.name
         self._data = None
         self._lock = threading.Lock()
+        #: called as ``on_read(t, frame)`` after every :meth:`frame` read (a run's content ledger)
+        self.on_read = None
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -288,7 +303,22 @@ class FrameStack:
         n = len(self)
         if not -n <= t < n:
             raise IndexError(f"frame {t} out of range for a video of {n} frames")
-        return self.source.read(t % n)
+        frame = self.source.read(t % n)
+        if self.on_read is not None:
+            self.on_read(t % n, frame)
+        return frame
+
+    @property
+    def path(self) -> Path | None:
+        """The frame folder or video file, or None for an array."""
+        return getattr(self.source, "folder", None) or getattr(self.source, "path", None)
+
+    def validate(self) -> None:
+        """Cheap checks of the whole input before a run writes anything (frame folders: every
+        file's header and size)."""
+        check = getattr(self.source, "validate", None)
+        if check is not None:
+            check()
 
     def __iter__(self):
         for t in range(len(self)):

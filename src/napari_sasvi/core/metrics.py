@@ -36,10 +36,26 @@ class OverlapCounts:
         return out
 
 
+def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label map to (H, W), with the index rule of
+    ``torch.nn.functional.interpolate(mode="nearest")``: source index = floor(i * in / out)."""
+    h, w = labels.shape[:2]
+    oh, ow = size
+    ys = np.minimum(np.floor(np.arange(oh, dtype=np.float32) * np.float32(h / oh)).astype(np.int64), h - 1)
+    xs = np.minimum(np.floor(np.arange(ow, dtype=np.float32) * np.float32(w / ow)).astype(np.int64), w - 1)
+    return labels[ys[:, None], xs[None, :]]
+
+
 def overlap_counts(
-    pred_frames: Iterable[np.ndarray], gt_frames: Iterable[np.ndarray], class_ids: Iterable[int]
+    pred_frames: Iterable[np.ndarray],
+    gt_frames: Iterable[np.ndarray],
+    class_ids: Iterable[int],
+    unlabelled: int | None = 255,
 ) -> OverlapCounts:
-    """Pool per-class counts over pairs of (H, W) label maps; one frame in memory at a time."""
+    """Pool per-class counts over pairs of (H, W) label maps; one frame in memory at a time.
+
+    Ground-truth pixels of value ``unlabelled`` (255: not annotated, never a class id) are not
+    scored: whatever the prediction says there counts neither for nor against it."""
     ids = list(class_ids)
     inter = dict.fromkeys(ids, 0)
     pred = dict.fromkeys(ids, 0)
@@ -48,8 +64,13 @@ def overlap_counts(
         p, g = np.asarray(p), np.asarray(g)
         if p.shape != g.shape:
             raise ValueError(f"prediction {p.shape} and ground truth {g.shape} differ in size")
+        valid = None if unlabelled is None else g != unlabelled
+        if valid is not None and valid.all():
+            valid = None
         for c in ids:
             pm, gm = p == c, g == c
+            if valid is not None:
+                pm &= valid
             inter[c] += int(np.count_nonzero(pm & gm))
             pred[c] += int(np.count_nonzero(pm))
             gt[c] += int(np.count_nonzero(gm))

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .datasets import ClassTable
+from .fingerprint import InputLedger, structural_fingerprint
 from .frames import FrameStack, open_frames
+from .fsutil import check_output_path
 from .overseers.base import OverseerCache, result_to_label_map
 from .policy import Event, Policy, PolicyParams, SegmentStart, event_from_dict
 from .store import SasviStore
@@ -56,9 +58,14 @@ class RunSummary:
 
 
 def run_signature(frames: FrameStack, overseer, tracker, classes: ClassTable, params: PolicyParams) -> dict:
-    """Everything that decides a run's result; a store refuses to resume under another one."""
+    """Everything that decides a run's result; a store refuses to resume under another one.
+
+    The frames enter by structure (kind, shape, file names); their content is checked frame by
+    frame as the run reads them (:class:`~.fingerprint.InputLedger`), so a corrected frame that
+    was never read (the one that failed) does not block a resume, and a changed one that was
+    read does."""
     return {
-        "input": {"name": frames.name, "shape": list(frames.shape), "fingerprint": frames.fingerprint()},
+        "input": {"name": frames.name, "shape": list(frames.shape), "fingerprint": structural_fingerprint(frames)},
         "overseer": overseer.describe(),
         "tracker": tracker.describe(),
         "classes": classes.to_dict(),
@@ -107,11 +114,30 @@ def iter_sasvi(
         raise ValueError("default mode needs a tracker that adds objects without a reset (sam2's current predictor)")
     n = len(stack)
     h, w = stack.frame_size
+    check_output_path(out, "output store")
+    stack.validate()  # every check that can run before the store exists runs now
     signature = run_signature(stack, overseer, tracker, classes, params)
-    store = SasviStore.open(out, n_frames=n, frame_size=(h, w), classes=classes, signature=signature)
+    store = SasviStore.open(
+        out, n_frames=n, frame_size=(h, w), classes=classes, signature=signature, frames_path=stack.path
+    )
     resumed_from = store.frames_done
     if store.complete:
         return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
+    ledger = InputLedger(store.group, stack, str(out))
+    if resumed_from:
+        ledger.verify_files(resumed_from)
+    stack.on_read = ledger.check
+    try:
+        return (yield from _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, stop_after, t_start))
+    finally:
+        stack.on_read = None
+
+
+def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, stop_after, t_start):
+    out = store.path
+    n = len(stack)
+    h, w = stack.frame_size
+    resumed_from = store.frames_done
     cache = OverseerCache(overseer, n, stack.frame, batch_size)
     policy = Policy(params, cache.masks, no_label=classes.no_label)
     tracker.bind(stack)

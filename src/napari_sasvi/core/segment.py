@@ -132,12 +132,13 @@ class OverseerSpec:
         )
 
 
-def build_replay_overseer(masks, classes: ClassTable, stack: FrameStack):
+def build_replay_overseer(masks, classes: ClassTable, stack: FrameStack, encoding: str = "auto"):
+    """The replay overseer of one video, its masks read and validated now (before any output)."""
     from .overseers.replay import ReplayOverseer
 
     if masks is None:
         raise InputError("--overseer replay needs --overseer-masks (a folder of label PNGs, a .npy or a zarr store).")
-    return ReplayOverseer(masks, classes, frame_count=len(stack), frame_size=stack.frame_size)
+    return ReplayOverseer(masks, classes, frame_count=len(stack), frame_size=stack.frame_size, encoding=encoding)
 
 
 def masks_for(video: Path, masks_root: Path | None, single: bool) -> Path | None:

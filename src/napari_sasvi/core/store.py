@@ -19,6 +19,7 @@ a store made from anything else is refused (:class:`StoreMismatchError`), never 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -28,18 +29,12 @@ import numpy as np
 from .. import __version__
 from .datasets import ClassTable
 from .errors import InputError, StoreMismatchError
+from .fsutil import atomic_write_text, check_output_path
+
+log = logging.getLogger(__name__)
 
 PROGRESS = "sasvi_progress.json"
 RESUME_ARRAY = "sasvi_resume.npy"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _normalise(obj: Any) -> Any:
@@ -77,21 +72,22 @@ class SasviStore:
         frame_size: tuple[int, int],
         classes: ClassTable,
         signature: dict,
+        frames_path: str | os.PathLike | None = None,
     ) -> SasviStore:
         """Create the store, or reopen it to resume when its signature matches.
+
+        A store of ours with no finished frame is replaced by a run with another signature
+        (nothing is lost: a run that failed on its first frame does not block its corrected re-run).
 
         Args:
             signature: everything that decides the result (input fingerprint, parameters, models);
                 compared as JSON with the stored one.
+            frames_path: where the frames are (recorded, so that opening the store in napari shows them).
         """
         import zarr
 
-        path = Path(path)
+        path = check_output_path(path, "output store")
         signature = _normalise(signature)
-        if path.exists() and not path.is_dir():
-            raise InputError(
-                f"The output path {path} is a file; give a folder path for the store (e.g. {path.with_suffix('.zarr')})."
-            )
         if path.is_dir() and any(path.iterdir()):
             if not (path / "zarr.json").exists():
                 raise InputError(
@@ -105,11 +101,14 @@ class SasviStore:
                 )
             if _normalise(stored) != signature:
                 diff = sorted(k for k in set(stored) | set(signature) if stored.get(k) != signature.get(k))
-                raise StoreMismatchError(
-                    f"{path} was made from other inputs or settings (differs in: {', '.join(diff)}). It is kept "
-                    "as it is: choose a new output path, or delete that store to start over."
-                )
-            return cls(path, group, signature)
+                if cls(path, group, stored).frames_done > 0:
+                    raise StoreMismatchError(
+                        f"{path} was made from other inputs or settings (differs in: {', '.join(diff)}).\n"
+                        "  It is kept as it is: choose a new output path, or delete that store to start over."
+                    )
+                log.info("replacing %s: it holds no finished frame (differs in: %s)", path, ", ".join(diff))
+            else:
+                return cls(path, group, signature)
         path.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(str(path), mode="w")
         h, w = frame_size
@@ -127,6 +126,7 @@ class SasviStore:
             "version": __version__,
             "classes": classes.to_dict(),
             "signature": signature,
+            "frames": str(Path(frames_path).resolve()) if frames_path is not None else None,
             "description": "labels: SASVi class ids; overseer: the overseer's frame-wise class ids; "
             f"{classes.no_label} = no label",
         }
@@ -180,7 +180,7 @@ class SasviStore:
 
     def _write_progress(self, progress: dict) -> None:
         self._progress = progress
-        _atomic_write_text(self.path / PROGRESS, json.dumps(progress))
+        atomic_write_text(self.path / PROGRESS, json.dumps(progress))
 
     # -- writing ------------------------------------------------------------------------------------
     def write_frame(self, t: int, labels: np.ndarray, overseer: np.ndarray, events: list[dict]) -> None:
@@ -209,7 +209,8 @@ class SasviStore:
             return None
         return np.load(self.path / RESUME_ARRAY, allow_pickle=False)
 
-    def set_attr(self, key: str, value: Any) -> None:
-        attrs = dict(self.group.attrs["sasvi"])
-        attrs[key] = _normalise(value)
-        self.group.attrs["sasvi"] = attrs
+    @property
+    def frames_path(self) -> Path | None:
+        """Where the frames were when the store was made (None for frames from an array)."""
+        p = self.group.attrs["sasvi"].get("frames")
+        return Path(p) if p else None

@@ -1,0 +1,119 @@
+"""What a store remembers of its input frames, so that a resumed run trusts content, not names.
+
+The run signature holds a cheap *structural* fingerprint of the frames (kind, shape, frame file
+names), which refuses another video at once. Content is checked frame by frame: every frame the
+run reads is hashed as it is read (16-byte blake2b of its RGB pixels) and the hash is kept in the
+store (``input_hashes``, (T, 16) uint8, zeros = not read yet). A frame read again, in this run or
+a resumed one, must hash the same, else :class:`~.errors.InputChangedError` stops the run with
+the store as it was. For frame folders the store also keeps each file's (size, mtime); on resume,
+every finished frame whose file changed on disk is decoded and checked, so a changed frame is
+noticed even where the resumed run would not read it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputChangedError
+
+log = logging.getLogger(__name__)
+
+HASHES, STATS = "input_hashes", "input_stats"
+_CHUNK = 4096  # frames per chunk of the hash arrays: a write per frame rewrites 64 KiB at most
+
+
+def frame_digest(frame: np.ndarray) -> np.ndarray:
+    """16-byte blake2b of a frame's pixels (shape and dtype included), as uint8."""
+    a = np.ascontiguousarray(frame)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{a.shape}{a.dtype}".encode())
+    h.update(a.tobytes())
+    return np.frombuffer(h.digest(), np.uint8)
+
+
+def structural_fingerprint(stack) -> dict:
+    """Kind, shape and (folders) the ordered file names: what refuses another video at once."""
+    src = stack.source
+    files = getattr(src, "files", None)
+    out = {"kind": type(src).__name__, "shape": list(stack.shape)}
+    if files is not None:
+        out["names"] = hashlib.sha256("\n".join(p.name for p in files).encode()).hexdigest()
+    return out
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+class InputLedger:
+    """Per-frame content hashes of a run's frames, kept in the store's zarr group.
+
+    Install it as the frame stack's read hook (``stack.on_read = ledger.check``); every frame the
+    tracker or the overseer reads then passes through :meth:`check`.
+    """
+
+    def __init__(self, group, stack, store_path: str):
+        self.stack = stack
+        self.store_path = store_path
+        n = len(stack)
+        if HASHES not in group:
+            group.create_array(HASHES, shape=(n, 16), chunks=(min(n, _CHUNK), 16), dtype="uint8", fill_value=0)
+        self._hashes = group[HASHES]
+        self._known = np.asarray(self._hashes[:])
+        self._files = getattr(stack.source, "files", None)
+        self._stats = None
+        if self._files is not None:
+            if STATS not in group:
+                group.create_array(STATS, shape=(n, 2), chunks=(min(n, _CHUNK), 2), dtype="int64", fill_value=-1)
+            self._stats = group[STATS]
+        self.checked = 0  # frames compared against a stored hash (tests count them)
+
+    def _name(self, t: int) -> str:
+        return f"frame {t} ({self._files[t].name})" if self._files is not None else f"frame {t}"
+
+    def _refuse(self, t: int) -> InputChangedError:
+        return InputChangedError(
+            f"{self._name(t)} differs from the frame the store {self.store_path} was made from.\n"
+            "  The store is kept as it is. Restore the original frame to continue, or choose a new output "
+            "path (or delete the store) to start over with the new frames."
+        )
+
+    def check(self, t: int, frame: np.ndarray) -> None:
+        """Hash frame t; compare with the stored hash, or store it when t is read the first time."""
+        d = frame_digest(frame)
+        known = self._known[t]
+        if known.any():
+            self.checked += 1
+            if not np.array_equal(known, d):
+                raise self._refuse(t)
+            return
+        self._known[t] = d
+        self._hashes[t] = d
+        if self._stats is not None:
+            self._stats[t] = _stat(self._files[t])
+
+    def verify_files(self, done: int) -> int:
+        """On resume: decode and check every finished frame whose file changed on disk (size or
+        modification time). Returns how many were checked."""
+        if self._stats is None or done == 0:
+            return 0
+        stored = np.asarray(self._stats[:done])
+        n = 0
+        for t in range(done):
+            if stored[t, 0] < 0:
+                continue
+            if tuple(int(x) for x in stored[t]) != _stat(self._files[t]):
+                n += 1
+                self.check(t, self.stack.source.read(t))
+                self._stats[t] = _stat(self._files[t])  # same content, newer time: trust it next time
+        if n:
+            log.info("%d finished frames changed on disk; their content is the same", n)
+        return n
+
+
+__all__ = ["InputLedger", "frame_digest", "structural_fingerprint"]

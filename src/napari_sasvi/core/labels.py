@@ -1,0 +1,449 @@
+"""One label reader for every place that reads label maps: the replay overseer, ``evaluate frames``,
+``evaluate temporal`` and the widgets.
+
+A label source is a folder of label images (one per frame, ordered like frames), a ``.npy``
+stack, a zarr array, one of our stores, or any (T, H, W) array (a napari labels layer's data). Its
+files may store the class ids themselves (``class-ids``: mode L or P PNGs, ``.npy``, our stores)
+or a dataset's own values (``source``: CholecSeg8k's watershed greys, DAVIS's 0/255), which the
+class table's ``source_values`` map to class ids.
+
+Nothing is guessed silently. :func:`open_labels` reads every frame once (values present, frame
+sizes, a content hash per frame), decides the encoding from what it found (``auto``) or checks
+the one asked for, logs the choice, and raises :class:`~.errors.LabelEncodingError` listing the
+values when they fit no encoding. Values outside the table are never dropped.
+
+Value 255 is never a class id (class ids are 0..254): in every encoding it reads as "unlabelled".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .datasets import ClassTable
+from .errors import CorruptFrameError, EmptyInputError, FrameSizeError, InputError, LabelEncodingError
+
+log = logging.getLogger(__name__)
+
+Encoding = Literal["auto", "class-ids", "source"]
+ENCODINGS: tuple[str, ...] = ("auto", "class-ids", "source")
+LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+#: the value every encoding reads as "unlabelled" (never a class id)
+UNLABELLED = 255
+
+_DAVIS_HINT = (
+    "To map other values to classes, give a class table file with source_values, e.g. for DAVIS "
+    "0/255 masks:\n    classes: [{id: 0, name: background}, {id: 1, name: object}]\n"
+    "    source_values: {0: 0, 255: 1}\n"
+    "and --masks-encoding source (docs/usage.md, 'Label files')."
+)
+
+
+def _fmt_values(values: Iterable[int], limit: int = 24) -> str:
+    v = sorted(int(x) for x in values)
+    head = ", ".join(str(x) for x in v[:limit])
+    return head + (f", ... ({len(v)} values)" if len(v) > limit else "")
+
+
+# -- raw sources ------------------------------------------------------------------------------------
+class _RawFolder:
+    """A folder of label images; ``raw(t)`` is the stored values (H, W) of frame t."""
+
+    def __init__(self, folder: Path):
+        from .frames import list_frame_files
+
+        try:
+            self.files = list_frame_files(folder, LABEL_EXTENSIONS)
+        except EmptyInputError as e:
+            raise EmptyInputError(
+                f"No label images in {folder}: expected one .png (or .bmp/.tif) per frame."
+            ) from e
+        self.desc = str(folder)
+        self.kinds: set[str] = set()
+        from PIL import Image
+
+        with Image.open(self.files[0]) as im:
+            w, h = im.size
+        self.shape = (len(self.files), h, w)
+
+    def name(self, t: int) -> str:
+        return self.files[t].name
+
+    def raw(self, t: int) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.files[t]
+        try:
+            with Image.open(path) as im:
+                im.load()
+                mode = im.mode
+                if mode in ("L", "P"):
+                    arr, kind = np.asarray(im), mode
+                elif mode == "1":
+                    arr, kind = np.asarray(im.convert("L")), "L"
+                elif mode in ("RGB", "RGBA", "LA"):
+                    a = np.asarray(im)
+                    if mode == "LA":
+                        arr, kind = a[..., 0], "L"
+                    else:
+                        rgb = a[..., :3]
+                        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+                            raise LabelEncodingError(
+                                f"{path.name} is a colour mask, not a label map.\n"
+                                f"  In {path.parent}: its red, green and blue differ, so it codes classes as colours. "
+                                "Give label images that store one value per pixel (class ids, mode L or P, or a "
+                                "dataset's grey values such as CholecSeg8k's *_watershed_mask.png). Colours are not "
+                                "inverted: some datasets give two classes one colour (Cataract-1K 4 and 11)."
+                            )
+                        arr, kind = rgb[..., 0], "grey-RGB"
+                elif mode.startswith("I"):
+                    arr, kind = np.asarray(im), "16-bit"
+                else:
+                    raise LabelEncodingError(
+                        f"{path.name}: image mode {mode} is not a label map.\n"
+                        f"  In {path.parent}. Give PNGs of mode L or P (one class id per pixel)."
+                    )
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise CorruptFrameError(
+                f"Cannot read label file {path.name}: {e}\n  In {path.parent}. Replace the file or remove it."
+            ) from e
+        self.kinds.add(kind)
+        return arr
+
+
+class _RawArray:
+    """A (T, H, W) array-like (numpy, memory-mapped ``.npy``, dask, zarr) of stored values."""
+
+    def __init__(self, array: Any, desc: str, kind: str = "array"):
+        shape = tuple(int(s) for s in array.shape)
+        if len(shape) == 4 and shape[3] == 1:
+            shape = shape[:3]
+        if len(shape) != 3:
+            raise InputError(f"Labels must be a (T, H, W) stack, got shape {tuple(array.shape)} ({desc}).")
+        self.array, self.desc, self.shape = array, desc, shape
+        self.kinds = {kind}
+
+    def name(self, t: int) -> str:
+        return f"frame {t}"
+
+    def raw(self, t: int) -> np.ndarray:
+        from .lazy import read_frame
+
+        a = read_frame(self.array, t)
+        if a.ndim == 3:
+            a = a[..., 0]
+        if a.dtype == bool:
+            a = a.astype(np.uint8)
+        if not np.issubdtype(a.dtype, np.integer):
+            if np.issubdtype(a.dtype, np.floating) and np.array_equal(a, np.round(a)):
+                a = a.astype(np.int64)
+            else:
+                raise LabelEncodingError(
+                    f"{self.desc}: labels of type {a.dtype} are not integer class ids.\n"
+                    "  Give integer label maps (one class id per pixel)."
+                )
+        return a
+
+
+def _store_array(path: Path, array: str):
+    """(array, class table) of one of our stores, or (zarr array, None) of a plain zarr."""
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Group):
+        if "sasvi" in node.attrs:
+            if array not in node:
+                raise InputError(f"{path} holds no {array!r} array (a SASVi store has 'labels' and 'overseer').")
+            return node[array], ClassTable.from_dict(node.attrs["sasvi"]["classes"])
+        for key in (array, "labels", "overseer"):
+            if key in node:
+                return node[key], None
+        raise InputError(f"{path} is a zarr group without a 'labels' or 'overseer' array.")
+    return node, None
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.is_dir() and any((path / n).exists() for n in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def _open_raw(source: Any, array: str) -> tuple[Any, ClassTable | None]:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"Labels {path} do not exist.")
+        if path.suffix.lower() == ".npy":
+            return _RawArray(np.load(path, mmap_mode="r", allow_pickle=False), str(path), "npy"), None
+        if _is_zarr(path):
+            arr, table = _store_array(path, array)
+            return _RawArray(arr, str(path), "store" if table is not None else "zarr"), table
+        if path.is_dir():
+            return _RawFolder(path), None
+        raise InputError(
+            f"Cannot read labels from {path}: give a folder of label PNGs, a .npy stack or a zarr store."
+        )
+    if isinstance(source, LabelStack):
+        return source.raw_source, None
+    if hasattr(source, "shape") and hasattr(source, "__getitem__"):
+        return _RawArray(source, f"{type(source).__name__} {tuple(source.shape)}"), None
+    raise InputError(f"Cannot read labels from a {type(source).__name__}.")
+
+
+# -- scan and decision ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LabelScan:
+    """What one pass over a label source found.
+
+    Attributes:
+        values: the stored values present anywhere.
+        frame_values: per frame, the stored values present.
+        hashes: per frame, a content hash of the stored values (16-byte blake2b, hex).
+        kinds: how the files store their values (``L``, ``P``, ``grey-RGB``, ``16-bit``, ``array``,
+            ``npy``, ``store``, ``zarr``).
+    """
+
+    values: frozenset[int]
+    frame_values: tuple[frozenset[int], ...]
+    hashes: tuple[str, ...]
+    kinds: frozenset[str]
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for x in self.hashes:
+            h.update(x.encode())
+        return h.hexdigest()
+
+
+def _present(a: np.ndarray) -> frozenset[int]:
+    if a.dtype == np.uint8:
+        return frozenset(np.flatnonzero(np.bincount(a.ravel(), minlength=256)).tolist())
+    return frozenset(int(v) for v in np.unique(a))
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).hexdigest()
+
+
+def scan_labels(raw, progress: Callable[[int, int], None] | None = None) -> LabelScan:
+    """Read every frame once: values, sizes (all equal), content hashes."""
+    n, h, w = raw.shape
+    if n == 0:
+        raise EmptyInputError(f"{raw.desc} holds no frame.")
+    frame_values, hashes = [], []
+    for t in range(n):
+        a = raw.raw(t)
+        if a.shape != (h, w):
+            raise FrameSizeError(
+                f"Label frame {t} ({raw.name(t)}) is {a.shape[1]}x{a.shape[0]} but frame 0 is {w}x{h}.\n"
+                f"  In {raw.desc}. All label maps of a video must have one size."
+            )
+        frame_values.append(_present(a))
+        hashes.append(_digest(a))
+        if progress is not None:
+            progress(t + 1, n)
+    values = frozenset().union(*frame_values)
+    return LabelScan(values, tuple(frame_values), tuple(hashes), frozenset(raw.kinds))
+
+
+def _where(scan: LabelScan, bad: set[int], raw) -> str:
+    frames = [t for t, v in enumerate(scan.frame_values) if v & bad]
+    names = ", ".join(raw.name(t) for t in frames[:5])
+    return f"{len(frames)} frames, first {names}" if len(frames) > 5 else names
+
+
+def decide_encoding(
+    scan: LabelScan, classes: ClassTable, encoding: str = "auto", raw=None
+) -> tuple[str, str]:
+    """The encoding of the scanned labels and why; raises when the values fit no encoding.
+
+    Returns:
+        (encoding, reason): ``class-ids`` or ``source``, and a sentence for the log.
+    """
+    if encoding not in ENCODINGS:
+        raise InputError(f"Unknown masks encoding {encoding!r}: use one of {', '.join(ENCODINGS)}.")
+    desc = raw.desc if raw is not None else "the labels"
+    ids = set(classes.ids)
+    as_ids = ids | {classes.no_label, UNLABELLED}
+    src = dict(classes.source_values)
+    as_src = set(src) | set(classes.source_unlabelled) | {UNLABELLED}
+    v = set(scan.values)
+    not_ids, not_src = v - as_ids, v - as_src
+    found = f"values found: {_fmt_values(v)}"
+    table = f"class table {classes.name!r} (ids {_fmt_values(ids)}, no label {classes.no_label})"
+
+    def refuse_ids() -> LabelEncodingError:
+        where = f" (in {_where(scan, not_ids, raw)})" if raw is not None else ""
+        return LabelEncodingError(
+            f"{desc}: values {_fmt_values(not_ids)} are not classes of {classes.name!r}.\n"
+            f"  {found}{where}; {table}.\n  Nothing was dropped and nothing was written. {_DAVIS_HINT}"
+        )
+
+    if encoding == "class-ids":
+        if not_ids:
+            raise refuse_ids()
+        return "class-ids", "asked for"
+    if encoding == "source":
+        if not src:
+            raise LabelEncodingError(
+                f"{desc}: --masks-encoding source needs a class table with source_values.\n"
+                f"  {table} has none. {_DAVIS_HINT}"
+            )
+        if not_src:
+            raise LabelEncodingError(
+                f"{desc}: values {_fmt_values(not_src)} are not in the source_values of {classes.name!r}.\n"
+                f"  {found}; source_values map {_fmt_values(src)}. Add them to source_values (or to "
+                "source_unlabelled) in a class table file."
+            )
+        return "source", "asked for"
+    fits_ids, fits_src = not not_ids, bool(src) and not not_src
+    if fits_ids and UNLABELLED not in ids and v == {0, UNLABELLED} and not fits_src:
+        raise LabelEncodingError(
+            f"{desc} holds only the values 0 and 255: binary masks, not class ids.\n"
+            f"  With {table}, 255 would read as 'unlabelled' and the object would vanish. {_DAVIS_HINT}\n"
+            "  If 255 really means 'no label' here, say --masks-encoding class-ids."
+        )
+    if fits_ids and fits_src:
+        # the table's source_values name a class for a value that, as a class id, would read as
+        # unlabelled (DAVIS 255 -> object): the table says what it means
+        named = sorted(x for x in v & set(src) if x == UNLABELLED or (x == classes.no_label and src[x] != x))
+        if named:
+            return "source", f"{found}; source_values map {_fmt_values(named)} to classes"
+        # the values fit both (CholecSeg8k's ids 5, 11, 12 are also watershed greys): the file
+        # type decides, as the datasets ship them: watershed greys as RGB, class ids as L/P
+        if scan.kinds <= {"grey-RGB"}:
+            return "source", f"values fit both encodings; RGB grey files are {classes.name}'s source masks"
+        if scan.kinds & {"L", "P", "store", "npy", "array", "zarr"} and "grey-RGB" not in scan.kinds:
+            return "class-ids", f"values fit both encodings; {'/'.join(sorted(scan.kinds))} data are class ids"
+        raise LabelEncodingError(
+            f"{desc}: the values fit both class ids and {classes.name}'s source values.\n"
+            f"  {found}. Say which with --masks-encoding class-ids or --masks-encoding source."
+        )
+    if fits_src:
+        return "source", f"{found} are {classes.name}'s source values"
+    if fits_ids:
+        return "class-ids", f"{found} are class ids"
+    if src:
+        raise LabelEncodingError(
+            f"{desc}: the values fit neither class ids nor {classes.name}'s source values.\n"
+            f"  {found}; as class ids, {_fmt_values(not_ids)} are unknown; as source values, "
+            f"{_fmt_values(not_src)} are unknown. {_DAVIS_HINT}"
+        )
+    raise refuse_ids()
+
+
+# -- the decoded stack ------------------------------------------------------------------------------
+class LabelStack:
+    """A lazy (T, H, W) uint8 stack of class ids, decoded with one encoding.
+
+    ``stack[t]`` reads and decodes frame t (255 where unlabelled). Build it with :func:`open_labels`.
+
+    Attributes:
+        encoding: ``class-ids`` or ``source``.
+        scan: what the validation pass found (values, per-frame hashes).
+        classes: the class table the ids belong to.
+        desc: where the labels come from.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 3
+
+    def __init__(self, raw, classes: ClassTable, encoding: str, scan: LabelScan):
+        self.raw_source = raw
+        self.classes = classes
+        self.encoding = encoding
+        self.scan = scan
+        self.desc = raw.desc
+        self.shape = tuple(raw.shape)
+        self._lut: np.ndarray | None = None
+        if encoding == "source":
+            lut = np.full(max(256, max(scan.values, default=0) + 1), UNLABELLED, np.uint8)
+            for k, c in classes.source_values.items():
+                if k < len(lut):
+                    lut[k] = c
+            self._lut = lut
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def files(self) -> list[Path] | None:
+        return getattr(self.raw_source, "files", None)
+
+    def __getitem__(self, t):
+        if not isinstance(t, (int, np.integer)):
+            raise TypeError("a LabelStack is indexed one frame at a time: stack[t]")
+        n = self.shape[0]
+        t = int(t)
+        if not -n <= t < n:
+            raise IndexError(f"frame {t} out of range for {n} label frames")
+        a = self.raw_source.raw(t % n)
+        if self._lut is not None:
+            return self._lut[a]
+        return a if a.dtype == np.uint8 else a.astype(np.uint8)
+
+    def fingerprint(self) -> str:
+        """A hash of every frame's content (from the validation pass)."""
+        return self.scan.fingerprint()
+
+    def describe(self) -> dict:
+        return {"source": self.desc, "encoding": self.encoding, "fingerprint": self.fingerprint()}
+
+    def __repr__(self) -> str:
+        return f"LabelStack({self.desc!r}, shape={self.shape}, encoding={self.encoding!r})"
+
+
+def open_labels(
+    source: Any,
+    classes: ClassTable | None,
+    encoding: str = "auto",
+    *,
+    array: str = "labels",
+    progress: Callable[[int, int], None] | None = None,
+    check_shape: Callable[[tuple[int, int, int]], None] | None = None,
+) -> LabelStack:
+    """Open and validate a label source as class ids of ``classes``.
+
+    Args:
+        source: a folder of label images, a ``.npy``, a zarr array or store, or a (T, H, W) array.
+        classes: the class table; None only for our stores, which bring their own.
+        encoding: ``auto`` (decide from the files and log it), ``class-ids`` or ``source``.
+        array: which array of one of our stores (``labels`` or ``overseer``).
+        progress: ``progress(done, total)`` during the validation pass.
+        check_shape: called with (T, H, W) before the pass (a caller's own size checks).
+
+    Raises:
+        LabelEncodingError: the values fit no encoding (the message lists them), or colour masks.
+        CorruptFrameError, FrameSizeError, EmptyInputError: unreadable, odd-sized or no files.
+    """
+    raw, store_table = _open_raw(source, array)
+    if store_table is not None:
+        if classes is not None and classes.ids != store_table.ids:
+            raise InputError(
+                f"{raw.desc} is a SASVi store of the {store_table.name!r} classes, not {classes.name!r}.\n"
+                "  Leave out --dataset/--classes (a store brings its own table) or give the matching one."
+            )
+        classes = store_table
+        encoding = "class-ids"
+    if classes is None:
+        raise InputError(
+            f"{raw.desc}: say which classes these labels hold (--dataset or --classes); label files do not say."
+        )
+    if check_shape is not None:
+        check_shape(tuple(raw.shape))
+    scan = scan_labels(raw, progress)
+    chosen, reason = decide_encoding(scan, classes, encoding, raw)
+    if store_table is not None:
+        reason = "a SASVi store holds class ids"
+    log.info("labels %s: encoding %s (%s)", raw.desc, chosen, reason)
+    stack = LabelStack(raw, classes, chosen, scan)
+    stack.reason = reason
+    return stack
+
+
+__all__ = ["ENCODINGS", "UNLABELLED", "LabelScan", "LabelStack", "decide_encoding", "open_labels", "scan_labels"]
