@@ -136,6 +136,7 @@ def _add_segment(sub) -> None:
     o.add_argument("--events-json", type=Path, help="write the re-prompt events (a JSON list) here")
     o.add_argument("--export-png", type=Path, help="also write <frame>_rgb_mask.png palette PNGs here")
     o.add_argument("--export-npz", action="store_true", help="with --export-png: also <frame>_binary_mask.npz")
+    o.add_argument("--overwrite", action="store_true", help="with --export-png: replace mask files already there")
     o.add_argument(
         "--export-size",
         type=int,
@@ -145,6 +146,21 @@ def _add_segment(sub) -> None:
         help="size of the exported PNGs (0 0: the frame size)",
     )
     p.set_defaults(func=_run_segment)
+
+
+def _refuse_existing_masks(folder: Path, overwrite: bool) -> None:
+    """--export-png into a folder (or a root of them) that already holds exported masks needs
+    --overwrite; checked before the run, so that an hour's run does not end in a refusal."""
+    from .core.errors import InputError
+
+    if overwrite or not folder.is_dir():
+        return
+    found = [p for p in folder.rglob("*_rgb_mask.png")][:3]
+    if found:
+        raise InputError(
+            f"{folder} already holds exported masks ({', '.join(p.name for p in found)}, ...).\n"
+            "  Pass --overwrite to replace them, or choose another --export-png folder. Nothing was run."
+        )
 
 
 def _run_segment(args) -> int:
@@ -207,6 +223,18 @@ def _run_segment(args) -> int:
         raise InputError("--overseer-checkpoint is for a trained overseer: add --overseer maskrcnn|detr|mask2former.")
     if not ospec.is_replay and args.overseer_masks:
         raise InputError(f"--overseer-masks is for --overseer replay; --overseer {args.overseer} predicts the masks.")
+    from .core.fsutil import check_output_path
+
+    for path, what in ((args.events_json, "events file"), (args.export_png, "PNG export folder")):
+        if path is not None:
+            check_output_path(path, what, folder=path is args.export_png)
+    if args.export_png:
+        _refuse_existing_masks(args.export_png, args.overwrite)
+    if args.tracker == "flow" and args.device not in ("auto", "cpu"):
+        print(
+            f"note: the flow tracker runs on the CPU; --device {args.device} applies to the overseer only",
+            file=sys.stderr,
+        )
     trained = None if ospec.is_replay else ospec.build_trained(classes)  # loaded once, before any work
     tracker = spec.build(legacy=args.mode == "reference")  # built once, reused for every video
     all_events = {}
@@ -632,8 +660,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SasviError as e:
         print(f"napari-sasvi {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the user gave that cannot be written or read
+        print(f"napari-sasvi {args.command}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"napari-sasvi {args.command}: interrupted; finished work is kept", file=sys.stderr)
+        print(
+            f"napari-sasvi {args.command}: interrupted; finished frames are kept. "
+            "Run the same command again to continue.",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -1,4 +1,6 @@
-"""Reader contribution: frame folders and video files as lazy RGB image layers."""
+"""Reader contribution: frame folders and video files as lazy RGB image layers, and SASVi stores
+as their labels layers (SASVi and overseer, in class colours, with class names) beside the
+frames they were made from."""
 
 from __future__ import annotations
 
@@ -19,13 +21,27 @@ def _is_frame_folder(path: Path) -> bool:
         return any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in it)
 
 
+def _is_sasvi_store(path: Path) -> bool:
+    if not (path.is_dir() and (path / "zarr.json").is_file()):
+        return False
+    try:
+        import json
+
+        return "sasvi" in json.loads((path / "zarr.json").read_text(encoding="utf-8")).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+
+
 def get_reader(path):
-    """Return a reader for a folder of frames or a video file, else None (napari tries others)."""
+    """Return a reader for a folder of frames, a video file or a SASVi store, else None (napari
+    tries others)."""
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
             return None
         path = path[0]
     p = Path(path)
+    if _is_sasvi_store(p):
+        return read_store
     if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file():
         return read_frames
     if _is_frame_folder(p):
@@ -46,3 +62,35 @@ def read_frames(path):
     if getattr(stack.source, "fps", None):
         meta["fps"] = stack.source.fps
     return [(stack.data, {"name": stack.name, "rgb": True, "contrast_limits": (0, 255), "metadata": meta}, "image")]
+
+
+def read_store(path):
+    """Layer data of a SASVi store: the frames (when the store records where they are and they are
+    still there), the SASVi labels and the overseer's labels (hidden), all lazy."""
+    from ..core.store import SasviStore
+    from .sample import labels_layer_kwargs
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    try:
+        store = SasviStore.read(path)
+    except SasviError as e:
+        raise ValueError(str(e)) from e
+    classes = store.classes
+    name = Path(path).stem
+    layers = []
+    frames = store.frames_path
+    if frames is not None and frames.exists():
+        try:
+            layers.extend(read_frames(str(frames)))
+        except ValueError as e:  # frames moved or damaged: the labels still open
+            log.warning("frames of %s not shown: %s", path, e)
+    elif frames is not None:
+        log.warning("frames of %s were at %s, which is gone; opening the labels only", path, frames)
+    meta = {"sasvi_store": str(Path(path).resolve()), "frames_done": store.frames_done}
+    for array, title, visible in (("labels", "SASVi", True), ("overseer", "overseer", False)):
+        kw = labels_layer_kwargs(classes, f"{name} {title}")
+        kw["metadata"] = {**kw["metadata"], **meta, "array": array}
+        kw["visible"] = visible
+        layers.append((store.group[array], kw, "labels"))
+    return layers

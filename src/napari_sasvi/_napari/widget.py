@@ -71,6 +71,7 @@ class SegmentWidget(Container):
         self._overseer = ComboBox(label="overseer", choices=[*TRAINED, REPLAY_LAYER, REPLAY_FOLDER], value=REPLAY_LAYER)
         self._overseer_layer = ComboBox(label="overseer labels", choices=lambda _: _layers_of(self._viewer, "labels"))
         self._overseer_path = FileEdit(label="overseer masks", mode="d")
+        self._encoding = ComboBox(label="masks encoding", choices=["auto", "class-ids", "source"], value="auto")
         self._overseer_ckpt = FileEdit(label="overseer checkpoint", mode="r", filter="*.pth *.pt")
         self._published = CheckBox(label="published checkpoint (downloads once)", value=False)
         self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value="synthetic")
@@ -118,6 +119,7 @@ class SegmentWidget(Container):
                 self._overseer,
                 self._overseer_layer,
                 self._overseer_path,
+                self._encoding,
                 self._overseer_ckpt,
                 self._published,
                 self._dataset,
@@ -164,6 +166,7 @@ class SegmentWidget(Container):
     def _update_visibility(self, *_):
         self._overseer_layer.visible = self._overseer.value == REPLAY_LAYER
         self._overseer_path.visible = self._overseer.value == REPLAY_FOLDER
+        self._encoding.visible = self._overseer.value in (REPLAY_LAYER, REPLAY_FOLDER)
         trained = self._overseer.value in TRAINED
         self._published.visible = trained
         self._overseer_ckpt.visible = trained and not self._published.value
@@ -195,11 +198,19 @@ class SegmentWidget(Container):
                     "No labels layer to replay as the overseer: add one, pick a folder or a trained model."
                 )
             return ReplayOverseer(
-                self._overseer_layer.value.data, classes, frame_count=len(stack), frame_size=stack.frame_size
+                self._overseer_layer.value.data,
+                classes,
+                frame_count=len(stack),
+                frame_size=stack.frame_size,
+                encoding=self._encoding.value,
             )
         if choice == REPLAY_FOLDER:
             return ReplayOverseer(
-                self._overseer_path.value, classes, frame_count=len(stack), frame_size=stack.frame_size
+                self._overseer_path.value,
+                classes,
+                frame_count=len(stack),
+                frame_size=stack.frame_size,
+                encoding=self._encoding.value,
             )
         if self._published.value:
             ckpt = "published"
@@ -283,9 +294,17 @@ class SegmentWidget(Container):
             frames_layer = self._frames.value
             if frames_layer is None:
                 raise SasviError("No frames layer: open a video or a frame folder first (File > Open).")
-            stack = open_frames(frames_layer.data, name=frames_layer.name)
+            meta = frames_layer.metadata or {}
+            src = meta.get("source") if meta.get("sasvi_frames") else None
+            # frames our reader opened: read them from where they are (the store records the path,
+            # and a CLI run on the same folder resumes the same store)
+            stack = (
+                open_frames(src) if src and Path(src).exists() else open_frames(frames_layer.data, name=frames_layer.name)
+            )
             classes = self._class_table()
             overseer = self._build_overseer(classes, stack)
+            if hasattr(overseer, "labels"):
+                log.info("overseer masks read as %s (%s)", overseer.labels.encoding, overseer.labels.reason)
             params = self._params(classes)
             tracker = self._tracker(legacy=params.mode == "reference")
             out = Path(self._out.value)

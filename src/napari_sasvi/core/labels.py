@@ -280,8 +280,8 @@ def decide_encoding(
     def refuse_ids() -> LabelEncodingError:
         where = f" (in {_where(scan, not_ids, raw)})" if raw is not None else ""
         return LabelEncodingError(
-            f"{desc}: values {_fmt_values(not_ids)} are not classes of {classes.name!r}.\n"
-            f"  {found}{where}; {table}.\n  Nothing was dropped and nothing was written. {_DAVIS_HINT}"
+            f"Label values {_fmt_values(not_ids, 8)} are not classes of {classes.name!r}.\n"
+            f"  {desc}: {found}{where}; {table}.\n  Nothing was dropped and nothing was written. {_DAVIS_HINT}"
         )
 
     if encoding == "class-ids":
@@ -291,21 +291,21 @@ def decide_encoding(
     if encoding == "source":
         if not src:
             raise LabelEncodingError(
-                f"{desc}: --masks-encoding source needs a class table with source_values.\n"
-                f"  {table} has none. {_DAVIS_HINT}"
+                f"--masks-encoding source needs a class table with source_values.\n"
+                f"  {desc}: {table} has none. {_DAVIS_HINT}"
             )
         if not_src:
             raise LabelEncodingError(
-                f"{desc}: values {_fmt_values(not_src)} are not in the source_values of {classes.name!r}.\n"
-                f"  {found}; source_values map {_fmt_values(src)}. Add them to source_values (or to "
+                f"Label values {_fmt_values(not_src, 8)} are not in the source_values of {classes.name!r}.\n"
+                f"  {desc}: {found}; source_values map {_fmt_values(src)}. Add them to source_values (or to "
                 "source_unlabelled) in a class table file."
             )
         return "source", "asked for"
     fits_ids, fits_src = not not_ids, bool(src) and not not_src
     if fits_ids and UNLABELLED not in ids and v == {0, UNLABELLED} and not fits_src:
         raise LabelEncodingError(
-            f"{desc} holds only the values 0 and 255: binary masks, not class ids.\n"
-            f"  With {table}, 255 would read as 'unlabelled' and the object would vanish. {_DAVIS_HINT}\n"
+            "The labels hold only the values 0 and 255: binary masks, not class ids.\n"
+            f"  {desc}: with {table}, 255 would read as 'unlabelled' and the object would vanish. {_DAVIS_HINT}\n"
             "  If 255 really means 'no label' here, say --masks-encoding class-ids."
         )
     if fits_ids and fits_src:
@@ -321,18 +321,21 @@ def decide_encoding(
         if scan.kinds & {"L", "P", "store", "npy", "array", "zarr"} and "grey-RGB" not in scan.kinds:
             return "class-ids", f"values fit both encodings; {'/'.join(sorted(scan.kinds))} data are class ids"
         raise LabelEncodingError(
-            f"{desc}: the values fit both class ids and {classes.name}'s source values.\n"
-            f"  {found}. Say which with --masks-encoding class-ids or --masks-encoding source."
+            f"The label values fit both class ids and {classes.name}'s source values.\n"
+            f"  {desc}: {found}. Say which with --masks-encoding class-ids or --masks-encoding source."
         )
     if fits_src:
         return "source", f"{found} are {classes.name}'s source values"
     if fits_ids:
         return "class-ids", f"{found} are class ids"
     if src:
+        closer = not_ids if len(not_ids) <= len(not_src) else not_src
+        where = f" (in {_where(scan, closer, raw)})" if raw is not None else ""
         raise LabelEncodingError(
-            f"{desc}: the values fit neither class ids nor {classes.name}'s source values.\n"
-            f"  {found}; as class ids, {_fmt_values(not_ids)} are unknown; as source values, "
-            f"{_fmt_values(not_src)} are unknown. {_DAVIS_HINT}"
+            f"The label values fit neither class ids nor {classes.name}'s source values.\n"
+            f"  {desc}: {found}; as class ids, {_fmt_values(not_ids)} are unknown; as source values, "
+            f"{_fmt_values(not_src)} are unknown{where}.\n  Nothing was dropped and nothing was written. "
+            f"{_DAVIS_HINT}"
         )
     raise refuse_ids()
 

@@ -116,6 +116,26 @@ def build_sam2_predictor(
     return model.to(dev).eval()
 
 
+def identify_sam2_checkpoint(state: dict) -> str | None:
+    """The official config a SAM2 state dict was trained with (``sam2.1_hiera_t``, ...), read off
+    its Hiera width and depth and SAM2.1's extra parameters; None when no config fits."""
+    import sam2
+    from omegaconf import OmegaConf
+
+    proj = state.get("image_encoder.trunk.patch_embed.proj.weight")
+    if proj is None:
+        return None
+    blocks = {k.split(".")[3] for k in state if k.startswith("image_encoder.trunk.blocks.")}
+    v21 = "no_obj_embed_spatial" in state
+    root = Path(sam2.__file__).parent / "configs"
+    for sub in ("sam2.1", "sam2") if v21 else ("sam2",):
+        for cfg_file in sorted((root / sub).glob("*.yaml")):
+            trunk = OmegaConf.load(cfg_file).model.image_encoder.trunk
+            if int(trunk.embed_dim) == int(proj.shape[0]) and sum(trunk.stages) == len(blocks):
+                return cfg_file.stem
+    return None
+
+
 def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
     """Load an official-format checkpoint strictly; returns its sha256."""
     import torch
@@ -134,9 +154,14 @@ def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
     state = blob["model"]
     problem = state_dict_mismatch(model.state_dict(), state)
     if problem:
+        fits = identify_sam2_checkpoint(state)
+        hint = (
+            f"This is a {fits} checkpoint: pass --sam2-config {fits}."
+            if fits
+            else "It fits none of the official configs: pass the YAML config it was trained with."
+        )
         raise CheckpointError(
-            f"SAM2 checkpoint {path} does not fit the chosen config ({problem}). "
-            "Pick the config that matches the checkpoint (e.g. sam2.1_hiera_t for sam2.1_hiera_tiny.pt)."
+            f"SAM2 checkpoint {path.name} does not fit the chosen config. {hint}\n  {path}: {problem}."
         )
     model.load_state_dict(state, strict=True)
     return sha256_of(path)
