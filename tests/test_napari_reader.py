@@ -50,3 +50,59 @@ def test_sample_data_layers(make_napari_viewer):
     assert frames.data.shape == (120, 256, 320, 3)
     assert gt.data.shape == noisy.data.shape == (120, 256, 320)
     assert gt.colormap.map(np.array([5]))[0][1] == pytest.approx(1.0)  # grasper is green
+
+
+def _store_of(tmp_path, frames_source, lab):
+    from napari_sasvi.core.datasets import SYNTHETIC
+    from napari_sasvi.core.overseers.replay import ReplayOverseer
+    from napari_sasvi.core.pipeline import run_sasvi
+    from napari_sasvi.core.policy import PolicyParams
+    from napari_sasvi.core.trackers.flow import FlowTracker
+
+    out = tmp_path / "case.zarr"
+    run_sasvi(frames_source, ReplayOverseer(lab, SYNTHETIC), FlowTracker(), str(out), SYNTHETIC, PolicyParams())
+    return out
+
+
+def test_open_a_store_gives_frames_labels_and_overseer(make_napari_viewer, tmp_path, frame_folder, small_frames):
+    """File > Open / drag-and-drop of a store: its two labels layers in class colours and names,
+    and the frames from where the store says they are."""
+    lab = np.zeros(small_frames.shape[:3], np.uint8)
+    lab[:, 10:30, 10:30] = 5
+    out = _store_of(tmp_path, frame_folder, lab)
+    viewer = make_napari_viewer()
+    # drag-and-drop asks napari with no plugin: ours is offered (napari's own zarr reader too, so
+    # napari shows its reader chooser, with "remember my choice")
+    from napari.errors import MultipleReaderError
+
+    with pytest.raises(MultipleReaderError) as e:
+        viewer.open(str(out), plugin=None)
+    assert "napari-sasvi" in e.value.available_plugins
+    layers = viewer.open(str(out), plugin="napari-sasvi")  # what the chooser then does
+    assert [la.name for la in layers] == ["video01", "case SASVi", "case overseer"]
+    frames, sasvi, overseer = layers
+    assert frames.rgb and frames.data.shape == small_frames.shape
+    assert type(sasvi.data).__module__.startswith("zarr") and sasvi.visible and not overseer.visible
+    np.testing.assert_array_equal(np.asarray(overseer.data), lab)
+    assert sasvi.colormap.map(np.array([5]))[0][1] == pytest.approx(1.0)  # grasper green
+    assert "Grasper" in list(sasvi.features["class"])
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot.std() > 0
+
+
+def test_open_a_store_whose_frames_are_gone(make_napari_viewer, tmp_path, small_frames):
+    import shutil
+
+    folder = tmp_path / "moved"
+    folder.mkdir()
+    from PIL import Image
+
+    for t, f in enumerate(small_frames):
+        Image.fromarray(f).save(folder / f"{t:04d}.png")
+    lab = np.zeros(small_frames.shape[:3], np.uint8)
+    lab[:, 5:20, 5:20] = 2
+    out = _store_of(tmp_path, folder, lab)
+    shutil.rmtree(folder)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(out), plugin="napari-sasvi")
+    assert [la.name for la in layers] == ["case SASVi", "case overseer"]
