@@ -242,6 +242,10 @@ class SegmentWidget(Container):
         from ..core.segment import TrackerSpec
 
         if self._sam2.value in FLOW_CHOICES:
+            if self._device.value not in ("auto", "cpu"):
+                from napari.utils.notifications import show_info
+
+                show_info(f"SASVi: the flow tracker runs on the CPU; device {self._device.value} is for the overseer.")
             spec = TrackerSpec(kind="flow", model=FLOW_CHOICES[self._sam2.value])
             return spec.build(legacy=legacy)  # cheap to build; holds per-run state only
         if self._sam2.value == HF_CHOICE:
