@@ -51,3 +51,27 @@ def test_curves_bars_table_slider_and_exports(make_napari_viewer, qtbot, tmp_pat
     assert table[0] == ["layer", "label", "t_iou", "t_assd", "f_iou", "f_dice"]
     assert any(r[1] == "macro" for r in table) and any(r[1] == "dice_vs_ground_truth" for r in table)
     assert np.isfinite(float(next(r for r in table if r[0] == "overseer" and r[1] == "macro")[2]))
+
+
+def test_layers_without_a_class_table_are_read_with_the_one_chosen(make_napari_viewer, qtbot):
+    """A painted layer carries no class table: the widget asks for one instead of guessing, and
+    reads the layer with the label reader (values outside the table are an error)."""
+    from napari_sasvi.core.synthetic import SyntheticVideo
+
+    viewer = make_napari_viewer()
+    _, gt = SyntheticVideo(n_frames=6, height=48, width=64).arrays()
+    viewer.add_labels(gt, name="ground truth")
+    _, w = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi temporal consistency")
+    w.compute()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert "does not say which classes" in w._status.value and not w.results
+    w._table_choice.value = "synthetic"
+    w.compute()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert w.results["ground truth"].macro["t_iou"] > 0.5
+    bad = gt.copy()
+    bad[2, 0, 0] = 99
+    viewer.layers["ground truth"].data = bad
+    w.compute()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert "99" in w._status.value

@@ -20,9 +20,11 @@ import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Table
 
-from ..core.datasets import ClassTable
+from ..core.datasets import PRESETS, ClassTable, get_class_table
+from ..core.errors import SasviError
 
 NONE = "(none)"
+FROM_LAYER = "from the layers"
 ROLES = ("SASVi", "overseer", "ground truth")
 
 
@@ -47,6 +49,8 @@ class TemporalWidget(Container):
         }
         self._frames = ComboBox(label="frames (for F)", choices=lambda _: _choices(self._viewer, "image"))
         self._convention = ComboBox(label="convention", choices=["default", "reference"], value="default")
+        # layers made by napari-sasvi carry their class table; for others the user says which
+        self._table_choice = ComboBox(label="classes", choices=[FROM_LAYER, *PRESETS], value=FROM_LAYER)
         self._compute = PushButton(text="Compute")
         self._status = Label(value="")
         self._table = Table(value={"layer": [], "T-IoU": [], "T-ASSD": [], "F-IoU": [], "F-Dice": [], "Dice vs GT": []})
@@ -54,7 +58,9 @@ class TemporalWidget(Container):
         self._save_png = PushButton(text="Save figure (PNG)")
         self._csv = FileEdit(label="numbers", mode="w", filter="*.csv", value=Path.home() / "sasvi_temporal.csv")
         self._save_csv = PushButton(text="Save numbers (CSV)")
-        self.extend([*self._layers.values(), self._frames, self._convention, self._compute, self._status])
+        self.extend(
+            [*self._layers.values(), self._frames, self._convention, self._table_choice, self._compute, self._status]
+        )
         self._build_plot()
         self.extend([self._table, self._png, self._save_png, self._csv, self._save_csv])
         self._compute.changed.connect(self.compute)
@@ -112,42 +118,47 @@ class TemporalWidget(Container):
             return None
         frames = None if self._frames.value in (None, NONE) else self._viewer.layers[self._frames.value].data
         convention = self._convention.value
+        fallback = None if self._table_choice.value == FROM_LAYER else get_class_table(self._table_choice.value)
         total = sum(int(layer.data.shape[0]) - 1 for layer in chosen.values())
         bar = progress(total=max(total, 1), desc="temporal consistency")
 
         def job():
-            results, accuracy = {}, {}
+            try:
+                return (yield from compute_all())
+            except (SasviError, ValueError) as e:  # bad input: a notification, not a traceback
+                return _Failed(str(e))  # (a returned exception object would be re-raised by the worker)
+
+        def compute_all():
+            from ..core.labels import open_labels
+            from ..core.lazy import read_frame
+            from ..core.metrics import macro
+
+            results, accuracy, stacks = {}, {}, {}
             for role, layer in chosen.items():
-                classes = _classes_of(layer)
-                ignore = set(classes.ignore_ids) | {classes.no_label} if classes else set()
-                gen = iter_temporal(
-                    layer.data,
-                    frames,
-                    convention=convention,
-                    ignore=ignore,
-                    no_label=classes.no_label if classes else 255,
-                )
+                classes = _classes_of(layer) or fallback
+                if classes is None:
+                    raise ValueError(
+                        f"Layer {layer.name!r} does not say which classes it holds: pick a class table under 'classes'."
+                    )
+                # the one label reader: values outside the table are an error, never dropped
+                stacks[role] = labels = open_labels(layer.data, classes)
+                ignore = set(classes.ignore_ids) | {classes.no_label, 255}
+                gen = iter_temporal(labels, frames, convention=convention, ignore=ignore, no_label=classes.no_label)
                 try:
                     while True:
                         next(gen)
                         yield 1
                 except StopIteration as stop:
                     results[role] = stop.value
-            gt = chosen.get("ground truth")
+            gt = stacks.get("ground truth")
             if gt is not None:
-                classes = _classes_of(gt)
-                ids = (
-                    classes.scored_ids() if classes else sorted(set(np.unique(np.asarray(gt.data[0])).tolist()) - {255})
-                )
-                from ..core.lazy import read_frame
-                from ..core.metrics import macro
-
-                for role, layer in chosen.items():
-                    if role == "ground truth" or layer.data.shape != gt.data.shape:
+                ids = gt.classes.scored_ids()
+                for role, labels in stacks.items():
+                    if role == "ground truth" or labels.shape != gt.shape:
                         continue
-                    n = int(layer.data.shape[0])
+                    n = int(labels.shape[0])
                     counts = overlap_counts(
-                        (read_frame(layer.data, t) for t in range(n)), (read_frame(gt.data, t) for t in range(n)), ids
+                        (read_frame(labels, t) for t in range(n)), (read_frame(gt, t) for t in range(n)), gt.classes.ids
                     )
                     accuracy[role] = macro(counts.dice(), ids)
             return results, accuracy
@@ -165,6 +176,12 @@ class TemporalWidget(Container):
 
     # -- showing -----------------------------------------------------------------------------------------
     def _show(self, payload):
+        if isinstance(payload, _Failed):
+            from napari.utils.notifications import show_error
+
+            show_error(f"SASVi: {payload}")
+            self._status.value = f"error: {payload}"
+            return
         self.results, self.accuracy = payload
         ax, bx = self._ax_series, self._ax_bars
         ax.clear()
@@ -224,6 +241,10 @@ class TemporalWidget(Container):
             for role, d in self.accuracy.items():
                 w.writerow([role, "dice_vs_ground_truth", d, "", "", ""])
         self._status.value = f"saved {path}"
+
+
+class _Failed(str):
+    """A worker's message for bad input."""
 
 
 def _classes_of(layer) -> ClassTable | None:
