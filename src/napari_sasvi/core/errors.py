@@ -31,16 +31,16 @@ class LabelEncodingError(InputError):
     """Label files whose values fit no encoding of the class table (the message lists them)."""
 
 
-class InputChangedError(InputError):
-    """An input changed since a store was made from it (a frame or mask with other content)."""
-
-
 class CheckpointError(SasviError):
     """A model checkpoint is missing, unreadable or does not fit the model."""
 
 
 class StoreMismatchError(SasviError):
     """An output store exists but was made from other inputs or parameters."""
+
+
+class InputChangedError(StoreMismatchError, InputError):
+    """An input changed since a store was made from it (a frame with other content)."""
 
 
 class DeviceError(SasviError):

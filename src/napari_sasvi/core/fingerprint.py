@@ -97,6 +97,16 @@ class InputLedger:
         if self._stats is not None:
             self._stats[t] = _stat(self._files[t])
 
+    def spot_check(self, done: int, k: int = 8) -> None:
+        """On reopening a store: decode up to ``k`` finished frames spread over the video and check
+        them (another video of the same shape, or a complete store's input swapped, is refused
+        even where nothing is read again)."""
+        if done == 0:
+            return
+        for t in sorted(set(np.linspace(0, done - 1, min(done, k)).round().astype(int).tolist())):
+            if self._known[t].any():
+                self.check(t, self.stack.source.read(t))
+
     def verify_files(self, done: int) -> int:
         """On resume: decode and check every finished frame whose file changed on disk (size or
         modification time). Returns how many were checked."""

@@ -121,11 +121,12 @@ def iter_sasvi(
         out, n_frames=n, frame_size=(h, w), classes=classes, signature=signature, frames_path=stack.path
     )
     resumed_from = store.frames_done
-    if store.complete:
-        return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
     ledger = InputLedger(store.group, stack, str(out))
     if resumed_from:
         ledger.verify_files(resumed_from)
+        ledger.spot_check(resumed_from)
+    if store.complete:
+        return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
     stack.on_read = ledger.check
     try:
         return (yield from _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, stop_after, t_start))

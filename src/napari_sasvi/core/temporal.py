@@ -2,20 +2,27 @@
 
 **T**: for every pair of consecutive frames and every label present in either, the IoU of the
 label's masks and the average symmetric contour distance (ASSD: contours at level 0.5 of each
-binary mask, mean nearest-point distance each way, averaged); a label is skipped on a pair where
-the union is empty or a mask has no contour.
+binary mask, mean nearest-point distance each way, averaged).
 
 **F**: the mask at t is warped onto t+1 with optical flow and compared per label (IoU, Dice).
 
 Scores are pooled per label over all pairs (and videos) and the per-label means macro-averaged.
 
 ``convention="default"`` leaves background and ignore labels out of the macro average, works at
-the frames' own size and warps correctly: the flow from t+1 back to t tells, for every pixel of
-t+1, where it was at t, so the warped mask is ``mask_t(p + flow_{t+1->t}(p))``.
-``convention="reference"`` reproduces the reference scripts: both label maps resized (nearest) to
-299 x 299, every label averaged (D6), frames squashed to 512 x 384 for the flow, the *forward*
-flow used as a backward lookup and bilinearly resized to 299 x 299 without rescaling its vectors
-(D1) - so a pure 5-pixel shift scores an F-IoU near 0.
+the frames' own size, closes contours at the image border, skips a label on a pair where the union
+is empty or a mask has no contour, and warps correctly: the flow from t+1 back to t tells, for
+every pixel of t+1, where it was at t, so the warped mask is ``mask_t(p + flow_{t+1->t}(p))``.
+
+``convention="reference"`` reproduces the published scripts (``eval_vid_T.py``,
+``eval_vid_OF.py``): label ids cast to uint8, both label maps resized to 299 x 299 with
+``torch.nn.functional.interpolate(mode="nearest")`` (source index ``floor(i * float32(in / out))``,
+see :func:`nearest_indices`), every label averaged (D6). A label in one frame only scores IoU 0
+(only an empty union is skipped); the contour distance is skipped where either mask has no contour
+(contours of the unpadded mask: a label covering the whole frame has none, one touching the border
+has open contours). F: frames as ``ToTensor`` + ``Resize((512, 384))`` (H x W: squashed to
+portrait, bilinear, antialiased), the *forward* flow t -> t+1 bilinearly resized to 299 x 299
+without rescaling its vectors and used as a backward lookup, ``floor`` of the looked-up position
+clamped to the image (D1) - so a pure 5-pixel shift scores an F-IoU near 0.
 
 Streaming: frames are read two at a time; a stack of any length never sits in memory whole.
 """
@@ -30,7 +37,7 @@ import numpy as np
 
 Convention = Literal["default", "reference"]
 REF_SIZE = (299, 299)  # (W, H) of the reference's label maps
-REF_FLOW_SIZE = (512, 384)  # (W, H) the reference squashes frames to for RAFT
+REF_FLOW_SIZE = (384, 512)  # (W, H) the reference squashes frames to for RAFT: Resize((512, 384)) is (H, W)
 
 
 @dataclass
@@ -44,26 +51,52 @@ class _Pool:
         return {k: float(np.mean(v)) for k, v in sorted(self.values.items()) if v}
 
 
-def _resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    import cv2
+def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
+    """Source indices of ``torch.nn.functional.interpolate(mode="nearest")`` along one axis.
 
-    return cv2.resize(labels.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    torch computes ``min(floor(i * scale), n_in - 1)`` with ``scale = float32(n_in) / n_out`` in
+    float32 arithmetic (not OpenCV's or PIL's rounding, nor exact integer floor: for n_in = 65, 91,
+    130, ... and n_out = 299 the float32 product falls just below an integer)."""
+    if n_in == n_out:
+        return np.arange(n_out, dtype=np.intp)
+    scale = np.float32(n_in) / np.float32(n_out)
+    src = np.floor(np.arange(n_out, dtype=np.float32) * scale)
+    return np.minimum(src.astype(np.intp), n_in - 1)
 
 
-def contour_points(mask: np.ndarray) -> np.ndarray:
-    """(N, 2) sub-pixel points of the mask's contours at level 0.5."""
+def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``labels`` (H, W) as uint8 ids (wrapped mod 256, like torch's ``.to(torch.uint8)``) resized
+    to ``size`` (W, H) exactly like ``torch.nn.functional.interpolate(mode="nearest")``."""
+    a = np.asarray(labels).astype(np.uint8)
+    w, h = size
+    return a[nearest_indices(a.shape[0], h)[:, None], nearest_indices(a.shape[1], w)[None, :]]
+
+
+def contour_points(mask: np.ndarray, close_at_border: bool = True) -> np.ndarray:
+    """(N, 2) sub-pixel (row, col) points of the mask's contours at level 0.5.
+
+    ``close_at_border``: pad the mask with background first, so that contours close along the
+    image border (default convention); False: the unpadded mask, as the reference (a mask filling
+    the frame has no contour, one touching the border has open contours)."""
     from skimage.measure import find_contours
 
-    padded = np.pad(mask.astype(np.float32), 1)  # contours close at the image border
-    cs = find_contours(padded, 0.5)
-    return (np.concatenate(cs) - 1.0) if cs else np.zeros((0, 2))
+    m = np.asarray(mask).astype(np.uint8)
+    if close_at_border:
+        cs = find_contours(np.pad(m, 1), 0.5)
+        return (np.concatenate(cs) - 1.0) if cs else np.zeros((0, 2))
+    if min(m.shape) < 2:  # find_contours needs 2 x 2
+        return np.zeros((0, 2))
+    cs = find_contours(m, 0.5)
+    return np.concatenate(cs) if cs else np.zeros((0, 2))
 
 
-def assd(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Average symmetric contour distance between two bool masks, or None without contours."""
+def assd(a: np.ndarray, b: np.ndarray, close_at_border: bool = True) -> float | None:
+    """Average symmetric contour distance between two bool masks (pixels): the mean distance of
+    a's contour points to the nearest of b's, and of b's to a's, averaged; None where either mask
+    has no contour (see :func:`contour_points`)."""
     from scipy.spatial import cKDTree
 
-    pa, pb = contour_points(a), contour_points(b)
+    pa, pb = contour_points(a, close_at_border), contour_points(b, close_at_border)
     if len(pa) == 0 or len(pb) == 0:
         return None
     da, _ = cKDTree(pb).query(pa)
@@ -82,16 +115,24 @@ def dice(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``flow(a, b)``: dense flow from frame a to frame b as (H, W, 2) float32 (dx, dy). Frames are
+(H, W, 3) RGB, uint8 or (in the reference convention) float32 in [0, 1]."""
+
+
+def _as_uint8(x: np.ndarray) -> np.ndarray:
+    if np.issubdtype(x.dtype, np.floating):
+        return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    return x.astype(np.uint8, copy=False)
 
 
 def opencv_flow(method: str = "dis") -> FlowFn:
-    """Dense flow from frame a to frame b (RGB uint8) as (H, W, 2) float32 (dx, dy): OpenCV's DIS
-    (``medium`` preset) or Farneback. No weights needed."""
+    """Dense flow from frame a to frame b (RGB, uint8 or float in [0, 1]) as (H, W, 2) float32
+    (dx, dy): OpenCV's DIS (``medium`` preset) or Farneback. No weights needed."""
     import cv2
 
     def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-        gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+        ga = cv2.cvtColor(_as_uint8(a), cv2.COLOR_RGB2GRAY)
+        gb = cv2.cvtColor(_as_uint8(b), cv2.COLOR_RGB2GRAY)
         if method == "farneback":
             return cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 4, 21, 5, 7, 1.5, 0)
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
@@ -114,6 +155,46 @@ def warp_labels(labels: np.ndarray, lookup: np.ndarray) -> np.ndarray:
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=255,
     )
+
+
+def warp_labels_reference(labels: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """The reference's warp: ``out(y, x) = labels(floor(clamp(y + dy)), floor(clamp(x + dx)))``,
+    the looked-up position clamped to the image (no fill value), then truncated (not rounded)."""
+    h, w = labels.shape
+    pos_x = np.arange(w, dtype=np.float64)[None, :] + lookup[..., 0].astype(np.float64)
+    pos_y = np.arange(h, dtype=np.float64)[:, None] + lookup[..., 1].astype(np.float64)
+    col = np.floor(np.minimum(np.maximum(pos_x, 0.0), w - 1)).astype(np.intp)
+    row = np.floor(np.minimum(np.maximum(pos_y, 0.0), h - 1)).astype(np.intp)
+    return labels[row, col]
+
+
+def reference_flow_frame(frame: np.ndarray) -> np.ndarray:
+    """A video frame as the reference feeds RAFT, before ``Normalize(0.5, 0.5)``: torchvision's
+    ``ToTensor()`` then ``Resize((512, 384))`` (bilinear, antialiased), as (512, 384, 3) float32
+    in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    x = np.asarray(frame)
+    if x.ndim == 2:
+        x = np.repeat(x[..., None], 3, axis=-1)
+    x = torch.from_numpy(np.ascontiguousarray(x[..., :3].astype(np.uint8, copy=False)))
+    x = x.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+    w, h = REF_FLOW_SIZE
+    y = F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
+    return y.permute(1, 2, 0).contiguous().numpy()
+
+
+def resize_flow_reference(flow: np.ndarray) -> np.ndarray:
+    """(h, w, 2) flow bilinearly resized to 299 x 299 (``align_corners=False``) with its vectors
+    left in the input's pixels, as the reference does (D1)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).permute(2, 0, 1)[None]
+    w, h = REF_SIZE
+    out = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)[0]
+    return out.permute(1, 2, 0).contiguous().numpy()
 
 
 @dataclass
@@ -157,6 +238,8 @@ def iter_temporal(
         frames: (T, H, W, 3) uint8 frames of the same video for F (None: T only).
         ignore: labels left out of the default macro average (background, ignore labels).
         no_label: the unlabelled value, never scored in ``default``.
+        flow: the optical flow for F (:data:`FlowFn`; None: :func:`opencv_flow`). In
+            ``reference`` it gets the frames as :func:`reference_flow_frame` makes them (t, t+1).
     """
     if len(labels.shape) != 3:
         raise ValueError(f"expected a (T, H, W) label stack, got shape {tuple(labels.shape)}")
@@ -175,11 +258,18 @@ def iter_temporal(
 
     from .lazy import read_frame as read
 
-    prev = read(labels, 0) if n else None
-    prev_frame = read(frames, 0) if frames is not None and n else None
+    def prepare(t):
+        """Labels (and frame) t as scored: resized (reference) or as they are (default)."""
+        lab = read(labels, t)
+        frame = read(frames, t) if frames is not None else None
+        if ref:
+            lab = resize_nearest(lab, REF_SIZE)
+            frame = reference_flow_frame(frame) if frame is not None else None
+        return lab, frame
+
+    a, fa = prepare(0) if n else (None, None)
     for t in range(n - 1):
-        cur = read(labels, t + 1)
-        a, b = (_resize_nearest(prev, REF_SIZE), _resize_nearest(cur, REF_SIZE)) if ref else (prev, cur)
+        b, fb = prepare(t + 1)
         present = sorted(set(np.unique(a).tolist()) | set(np.unique(b).tolist()))
         if not ref:
             present = [c for c in present if c != no_label]
@@ -187,22 +277,26 @@ def iter_temporal(
         for c in present:
             ma, mb = a == c, b == c
             v = iou(ma, mb)
-            if v is None:
+            if v is None:  # empty union
                 continue
-            d = assd(ma, mb)
-            if d is None:
-                continue
-            pools["t_iou"].add(c, v)
-            pools["t_assd"].add(c, d)
+            d = assd(ma, mb, close_at_border=not ref)
+            if ref:  # IoU whenever the union is not empty, the distance where both have contours
+                pools["t_iou"].add(c, v)
+                if d is not None:
+                    pools["t_assd"].add(c, d)
+            else:
+                if d is None:
+                    continue
+                pools["t_iou"].add(c, v)
+                pools["t_assd"].add(c, d)
             if ref or c not in ignore:
                 pair_iou.append(v)
         series["t_iou"].append(float(np.mean(pair_iou)) if pair_iou else float("nan"))
         if frames is not None:
-            cur_frame = read(frames, t + 1)
-            warped, target = _warp_pair(prev, cur, prev_frame, cur_frame, flow, ref)
+            warped = _warp(a, fa, fb, flow, ref)
             f_pair = []
             for c in present:
-                wa, wb = warped == c, target == c
+                wa, wb = warped == c, b == c
                 vi, vd = iou(wa, wb), dice(wa, wb)
                 if vi is None:
                     continue
@@ -211,8 +305,7 @@ def iter_temporal(
                 if ref or c not in ignore:
                     f_pair.append(vi)
             series["f_iou"].append(float(np.mean(f_pair)) if f_pair else float("nan"))
-            prev_frame = cur_frame
-        prev = cur
+        a, fa = b, fb
         yield t
     return _result({k: p.values for k, p in pools.items()}, series, convention, ignore, ref)
 
@@ -240,20 +333,14 @@ def pool_results(results: list[TemporalResult], ignore=frozenset()) -> TemporalR
     return _result(raw, {}, conv, ignore, conv == "reference")
 
 
-def _warp_pair(prev, cur, prev_frame, cur_frame, flow: FlowFn, ref: bool):
-    """The mask at t warped onto t+1, and the mask at t+1 it is compared with."""
-    import cv2
-
+def _warp(prev, prev_frame, cur_frame, flow: FlowFn, ref: bool) -> np.ndarray:
+    """The labels at t warped onto t+1 (``prev``, the frames: as :func:`iter_temporal` prepared)."""
     if ref:
-        # D1, as the reference: frames squashed to 512 x 384, forward flow t -> t+1, bilinearly
-        # resized to 299 x 299 with its vectors left in 512 x 384 pixels, used as a backward lookup
-        fa = cv2.resize(prev_frame, REF_FLOW_SIZE, interpolation=cv2.INTER_LINEAR)
-        fb = cv2.resize(cur_frame, REF_FLOW_SIZE, interpolation=cv2.INTER_LINEAR)
-        fwd = cv2.resize(flow(fa, fb), REF_SIZE, interpolation=cv2.INTER_LINEAR)
-        return warp_labels(_resize_nearest(prev, REF_SIZE), fwd), _resize_nearest(cur, REF_SIZE)
+        # D1, as the reference: forward flow t -> t+1 of the 384 x 512 frames, bilinearly resized
+        # to 299 x 299 with its vectors left in 384 x 512 pixels, used as a backward lookup
+        return warp_labels_reference(prev, resize_flow_reference(flow(prev_frame, cur_frame)))
     # correct: the flow from t+1 back to t, at the frames' own size and aspect
-    back = flow(cur_frame, prev_frame)
-    return warp_labels(prev, back), cur
+    return warp_labels(prev, flow(cur_frame, prev_frame))
 
 
 def temporal_consistency(labels, frames=None, **kw) -> TemporalResult:
@@ -267,9 +354,11 @@ def temporal_consistency(labels, frames=None, **kw) -> TemporalResult:
 
 
 def raft_flow(weights: str | None = None, device: str = "cpu", iterations: int = 12) -> FlowFn:
-    """torchvision's RAFT-small (what the reference used: 12 iterations). ``weights``: a local
-    state-dict file (loaded with ``weights_only=True``); None downloads torchvision's weights
-    when online (an offline failure says what to do)."""
+    """torchvision's RAFT-small (what the reference used: ``C_T_V2`` weights, 12 iterations).
+
+    Frames: uint8, or float in [0, 1] (normalised like the reference's ``Normalize(0.5, 0.5)``).
+    ``weights``: a local state-dict file (loaded with ``weights_only=True``); None downloads
+    torchvision's weights when online (an offline failure says what to do)."""
     import torch
     from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
 
@@ -298,6 +387,8 @@ def raft_flow(weights: str | None = None, device: str = "cpu", iterations: int =
 
         def prep(x):
             t = torch.from_numpy(np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="edge")).permute(2, 0, 1).float()
+            if np.issubdtype(x.dtype, np.floating):  # [0, 1], as ToTensor: Normalize(0.5, 0.5)
+                return ((t - 0.5) / 0.5)[None].to(device)
             return (t / 127.5 - 1.0)[None].to(device)
 
         with torch.inference_mode():
