@@ -71,8 +71,8 @@ def read_state_dict(path: str | os.PathLike, what: str = "overseer") -> dict:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, pickled objects other than tensors
         raise CheckpointError(
-            f"Cannot read {what} checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-            "The file is truncated, damaged or not a PyTorch state dict: download or copy it again."
+            f"Cannot read {what} checkpoint {path.name}: it is truncated, damaged or not a PyTorch state dict.\n"
+            f"  {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}\n  Download or copy it again."
         ) from e
     if isinstance(blob, Mapping):
         for key in ("state_dict", "model"):
@@ -123,8 +123,8 @@ def load_state_dict_strict(model, arch: str, state: Mapping, source: str = "chec
     problem = state_dict_mismatch(own, mapped, allowed_missing=lambda k: any(p.search(k) for p in unused))
     if problem:
         raise CheckpointError(
-            f"{source} does not fit the {arch} overseer ({problem}). Check the overseer type and "
-            "dataset, or that the file was saved from the same architecture."
+            f"The checkpoint does not fit the {arch} overseer: check the overseer type and dataset.\n"
+            f"  {source}: {problem}.\n  Or check that the file was saved from the same architecture."
         )
     model.load_state_dict(mapped, strict=False)  # strictness checked above, with the unused keys allowed
     return renamed
