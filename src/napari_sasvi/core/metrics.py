@@ -38,12 +38,11 @@ class OverlapCounts:
 
 def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a label map to (H, W), with the index rule of
-    ``torch.nn.functional.interpolate(mode="nearest")``: source index = floor(i * in / out)."""
+    ``torch.nn.functional.interpolate(mode="nearest")`` (see :func:`.temporal.nearest_indices`)."""
+    from .temporal import nearest_indices
+
     h, w = labels.shape[:2]
-    oh, ow = size
-    ys = np.minimum(np.floor(np.arange(oh, dtype=np.float32) * np.float32(h / oh)).astype(np.int64), h - 1)
-    xs = np.minimum(np.floor(np.arange(ow, dtype=np.float32) * np.float32(w / ow)).astype(np.int64), w - 1)
-    return labels[ys[:, None], xs[None, :]]
+    return labels[nearest_indices(h, size[0])[:, None], nearest_indices(w, size[1])[None, :]]
 
 
 def overlap_counts(
