@@ -424,3 +424,16 @@ def test_reference_resize_is_torch_nearest():
         assert not np.array_equal(np.asarray(Image.fromarray(a).resize(REF_SIZE, Image.NEAREST)), want)
     exact = np.minimum(np.arange(299) * 65 // 299, 64)
     assert not np.array_equal(exact, nearest_indices(65, 299))
+
+
+def test_default_convention_counts_a_label_that_flickers():
+    """A label present in one frame of a pair scores IoU 0 in the default convention too (it is
+    flicker), and gives no contour distance."""
+    from napari_sasvi.core.temporal import temporal_consistency
+
+    lab = np.zeros((3, 20, 20), np.uint8)
+    lab[:, 2:8, 2:8] = 1
+    lab[1, 12:16, 12:16] = 2  # class 2 only in the middle frame
+    r = temporal_consistency(lab, ignore={0})
+    assert r.t_iou[1] == 1.0 and r.t_iou[2] == 0.0
+    assert 2 not in r.t_assd

@@ -280,14 +280,10 @@ def iter_temporal(
             if v is None:  # empty union
                 continue
             d = assd(ma, mb, close_at_border=not ref)
-            if ref:  # IoU whenever the union is not empty, the distance where both have contours
-                pools["t_iou"].add(c, v)
-                if d is not None:
-                    pools["t_assd"].add(c, d)
-            else:
-                if d is None:
-                    continue
-                pools["t_iou"].add(c, v)
+            # both conventions: the IoU whenever the union is not empty (a label that appears or
+            # vanishes scores 0: that is flicker), the distance where both masks have a contour
+            pools["t_iou"].add(c, v)
+            if d is not None:
                 pools["t_assd"].add(c, d)
             if ref or c not in ignore:
                 pair_iou.append(v)
