@@ -57,7 +57,9 @@ def prepare(data: Path, work: Path) -> tuple[Path, Path, Path]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared/data/cholecseg8k_surgicalsam2_frames561-633")
+    ap.add_argument(
+        "--data", type=Path, default=HERE.parent.parent / "shared/data/cholecseg8k_surgicalsam2_frames561-633"
+    )
     ap.add_argument("--work", type=Path, default=HERE / "_work" / "real_labels")
     args = ap.parse_args()
     frames, ws, ids = prepare(args.data, args.work)
@@ -86,7 +88,9 @@ def main() -> None:
                 r["seconds"] = secs if array == "labels" else None
                 rows.append(r)
     print(f"# command: python benchmarks/bench_real_labels.py --data {args.data}")
-    print("# CholecSeg8k frames 561-632 (72 frames, 854 x 480), masks replayed as the overseer, flow tracker (DIS), CPU")
+    print(
+        "# CholecSeg8k frames 561-632 (72 frames, 854 x 480), masks replayed as the overseer, flow tracker (DIS), CPU"
+    )
     print("| masks | read as | labels | Dice (macro) | T-IoU def. | T-ASSD def. (px) | F-IoU def. | "
           "T-IoU ref. | T-ASSD ref. | F-IoU ref. | restarts | run (s) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

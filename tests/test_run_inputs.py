@@ -65,7 +65,9 @@ def test_bad_inputs_are_refused_before_a_store_exists(tmp_path, inputs, capsys):
     bad[7, 0, 0] = 99
     write_masks(tmp_path / "bad_masks", bad)
     out = tmp_path / "out.zarr"
-    assert main(["segment", str(frames), "--out", str(out), "--overseer-masks", str(tmp_path / "bad_masks"), *common]) == 2
+    assert (
+        main(["segment", str(frames), "--out", str(out), "--overseer-masks", str(tmp_path / "bad_masks"), *common]) == 2
+    )
     err = capsys.readouterr().err
     assert "99" in err and "0007.png" in err and not out.exists()
     # a frame of another size in the middle of the folder

@@ -303,7 +303,9 @@ class SegmentWidget(Container):
             # frames our reader opened: read them from where they are (the store records the path,
             # and a CLI run on the same folder resumes the same store)
             stack = (
-                open_frames(src) if src and Path(src).exists() else open_frames(frames_layer.data, name=frames_layer.name)
+                open_frames(src)
+                if src and Path(src).exists()
+                else open_frames(frames_layer.data, name=frames_layer.name)
             )
             classes = self._class_table()
             overseer = self._build_overseer(classes, stack)

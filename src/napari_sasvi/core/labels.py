@@ -62,9 +62,7 @@ class _RawFolder:
         try:
             self.files = list_frame_files(folder, LABEL_EXTENSIONS)
         except EmptyInputError as e:
-            raise EmptyInputError(
-                f"No label images in {folder}: expected one .png (or .bmp/.tif) per frame."
-            ) from e
+            raise EmptyInputError(f"No label images in {folder}: expected one .png (or .bmp/.tif) per frame.") from e
         self.desc = str(folder)
         self.kinds: set[str] = set()
         from PIL import Image
@@ -185,9 +183,7 @@ def _open_raw(source: Any, array: str) -> tuple[Any, ClassTable | None]:
             return _RawArray(arr, str(path), "store" if table is not None else "zarr"), table
         if path.is_dir():
             return _RawFolder(path), None
-        raise InputError(
-            f"Cannot read labels from {path}: give a folder of label PNGs, a .npy stack or a zarr store."
-        )
+        raise InputError(f"Cannot read labels from {path}: give a folder of label PNGs, a .npy stack or a zarr store.")
     if isinstance(source, LabelStack):
         return source.raw_source, None
     if hasattr(source, "shape") and hasattr(source, "__getitem__"):
@@ -257,9 +253,7 @@ def _where(scan: LabelScan, bad: set[int], raw) -> str:
     return f"{len(frames)} frames, first {names}" if len(frames) > 5 else names
 
 
-def decide_encoding(
-    scan: LabelScan, classes: ClassTable, encoding: str = "auto", raw=None
-) -> tuple[str, str]:
+def decide_encoding(scan: LabelScan, classes: ClassTable, encoding: str = "auto", raw=None) -> tuple[str, str]:
     """The encoding of the scanned labels and why; raises when the values fit no encoding.
 
     Returns:

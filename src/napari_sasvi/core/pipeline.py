@@ -129,7 +129,9 @@ def iter_sasvi(
         return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
     stack.on_read = ledger.check
     try:
-        return (yield from _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, stop_after, t_start))
+        return (
+            yield from _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, stop_after, t_start)
+        )
     finally:
         stack.on_read = None
 

@@ -76,4 +76,9 @@ class ReplayOverseer:
         return self.labels.fingerprint()
 
     def describe(self) -> dict:
-        return {"type": "replay", "source": self.source_desc, "encoding": self.labels.encoding, "fingerprint": self.fingerprint()}
+        return {
+            "type": "replay",
+            "source": self.source_desc,
+            "encoding": self.labels.encoding,
+            "fingerprint": self.fingerprint(),
+        }
