@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sasvi.core import policy as policy_module
+from napari_sasvi.core.policy import core as policy_module
 from napari_sasvi.core.policy import kmeans_points, snap_to_mask
 from policy_helpers import (
     H,

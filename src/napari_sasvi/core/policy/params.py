@@ -1,0 +1,57 @@
+"""The policy's parameters and the shapes of what it reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Mode = Literal["default", "reference"]
+#: Overseer result of one frame: class id -> bool mask (H, W), only classes with pixels.
+Masks = dict[int, np.ndarray]
+#: Look-ahead access: frame index -> overseer masks, or None past the end of the video.
+Lookup = Callable[[int], "Masks | None"]
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    """Parameters of the re-prompting policy; defaults are the reference's values.
+
+    Attributes:
+        mode: ``reference`` (the published behaviour) or ``default`` (defects fixed).
+        lookahead: frames of overseer look-ahead (t .. t+lookahead-1) for duplicate resolution.
+        persistence: a new label must also be present in the next ``persistence`` frames.
+        overlap: overlap ratio above which two masks are duplicates (both ways) or a partial
+            duplicate (one way).
+        buffer: frames after which a segment is re-seeded from the overseer.
+        n_points: k-means points sampled in a new label's mask for a point prompt.
+        tie_ratio: runner-up score / winner score at or above which a duplicate group is a tie
+            (recorded as an event; the reference's nnU-Net tie-breaker is dead code).
+        merge_unlabelled: CaDIS only: at a restart, unlabelled overseer pixels take the class the
+            previous SASVi output had there.
+        dummy_id: object id of the empty mask prompted when nothing is in view.
+        new_prompt: ``default`` mode: prompt new labels with their ``mask`` or with ``points``.
+        min_visible: ``default`` mode: pixels below which the tracker is taken not to see a class.
+        seed: random state of the k-means point sampling.
+    """
+
+    mode: Mode = "default"
+    lookahead: int = 10
+    persistence: int = 3
+    overlap: float = 0.70
+    buffer: int = 25
+    n_points: int = 20
+    tie_ratio: float = 0.95
+    merge_unlabelled: bool = False
+    dummy_id: int = 0
+    new_prompt: Literal["mask", "points"] = "mask"
+    min_visible: int = 20
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode not in ("default", "reference"):
+            raise ValueError(f"mode must be 'default' or 'reference', got {self.mode!r}")
+        if self.lookahead < 1 or self.persistence < 0 or self.buffer < 2 or not 0 < self.overlap <= 1:
+            raise ValueError("lookahead >= 1, persistence >= 0, buffer >= 2 and 0 < overlap <= 1 are required")
