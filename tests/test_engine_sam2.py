@@ -220,7 +220,7 @@ def test_checkpoint_with_code_is_refused(tmp_path):
 
 
 def test_offline_download_says_where_to_put_the_file(tmp_path, monkeypatch):
-    from napari_sasvi.core.checkpoints import RegisteredFile, fetch
+    from napari_sasvi.core.weights import RegisteredFile, fetch
 
     monkeypatch.setenv("NAPARI_SASVI_CACHE", str(tmp_path / "cache"))
     entry = RegisteredFile("sam2.1_hiera_tiny", "http://127.0.0.1:9/sam2.1_hiera_tiny.pt", "sam2.1_hiera_tiny.pt")
@@ -236,8 +236,8 @@ def test_offline_download_says_where_to_put_the_file(tmp_path, monkeypatch):
 
 
 def test_device_errors():
+    from napari_sasvi.core.devices import resolve_device
     from napari_sasvi.core.errors import DeviceError
-    from napari_sasvi.core.trackers.sam2 import resolve_device
 
     assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():

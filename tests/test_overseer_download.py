@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from napari_sasvi.core.checkpoints import SASVI_OVERSEERS, resolve_overseer_checkpoint
 from napari_sasvi.core.errors import CheckpointError
+from napari_sasvi.core.weights import SASVI_OVERSEERS, resolve_overseer_checkpoint
 
 PAYLOAD = b"not really weights, but bytes with a known hash" * 1000
 

@@ -14,9 +14,10 @@ import torch
 
 from napari_sasvi.core.datasets import ClassTable, get_class_table
 from napari_sasvi.core.errors import CheckpointError
-from napari_sasvi.core.overseers.checkpoint import RENAMES, load_state_dict_strict, map_keys, read_state_dict
 from napari_sasvi.core.overseers.models import REFERENCE_SPECS, build_model, presets_with
+from napari_sasvi.core.overseers.renames import RENAMES, load_state_dict_strict, map_keys
 from napari_sasvi.core.overseers.trained import Thresholds, TrainedOverseer, load_overseer
+from napari_sasvi.core.state_dict import read_state_dict
 
 REFERENCE = json.loads(gzip.open(Path(__file__).parent / "data" / "reference_keys.json.gz", "rt").read())["models"]
 COMBOS = sorted(REFERENCE_SPECS)

@@ -27,9 +27,9 @@ from magicgui.widgets import (
     Table,
 )
 
-from ..core.checkpoints import SAM2_CHECKPOINTS
 from ..core.datasets import PRESETS, get_class_table
 from ..core.errors import SasviError
+from ..core.weights import SAM2_CHECKPOINTS
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ import numpy as np
 
 from ..datasets import ClassTable
 from ..errors import CheckpointError
+from ..state_dict import read_state_dict
 from .base import ClassMask, OverseerResult
-from .checkpoint import load_state_dict_strict, read_state_dict
 from .models import (
     ARCH_TITLES,
     ArchSpec,
@@ -46,6 +46,7 @@ from .models import (
     reference_spec,
     spec_from_checkpoint,
 )
+from .renames import load_state_dict_strict
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class TrainedOverseer:
         checkpoint: str | None = None,
         checkpoint_sha256: str | None = None,
     ):
-        from ..trackers.sam2 import resolve_device
+        from ..devices import resolve_device
 
         self.spec = spec
         self.classes = classes
@@ -311,10 +312,10 @@ def load_overseer(
     """Build the overseer ``arch`` for ``classes`` and load ``checkpoint`` into it strictly.
 
     ``checkpoint`` is a file, or the name of a published SASVi checkpoint
-    (``cadis/maskrcnn``, ... see :data:`~napari_sasvi.core.checkpoints.SASVI_OVERSEERS`), which is
+    (``cadis/maskrcnn``, ... see :data:`~napari_sasvi.core.weights.SASVI_OVERSEERS`), which is
     downloaded into the user cache when missing.
     """
-    from ..checkpoints import resolve_overseer_checkpoint, sha256_of
+    from ..weights import resolve_overseer_checkpoint, sha256_of
 
     arch = check_arch(arch)
     path = resolve_overseer_checkpoint(checkpoint, arch, classes.name)

@@ -74,7 +74,7 @@ class HFVideoTracker:
     def __init__(self, model, processor, device: str = "auto", name: str | None = None, keep: int | None = None):
         import torch
 
-        from .sam2 import resolve_device
+        from ..devices import resolve_device
 
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()

@@ -23,32 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoints import SAM2_CHECKPOINTS, SAM2_CONFIG_OF, fetch, sha256_of, state_dict_mismatch
-from ..errors import CheckpointError, DeviceError, InputError
+from ..devices import resolve_device
+from ..errors import CheckpointError, InputError
+from ..state_dict import read_state_dict, state_dict_mismatch
+from ..weights import SAM2_CHECKPOINTS, SAM2_CONFIG_OF, fetch, sha256_of
 
 log = logging.getLogger(__name__)
 
 _MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-def resolve_device(device: str = "auto"):
-    """``auto``: CUDA, then MPS, then CPU. An explicit device that is not there is an error."""
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("CUDA was requested but no CUDA GPU is available: use --device cpu or auto.")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError("MPS was requested but is not available: use --device cpu or auto.")
-    if device not in ("cpu", "mps") and not device.startswith("cuda"):
-        raise DeviceError(f"Unknown device {device!r}: use auto, cpu, cuda or mps.")
-    return torch.device(device)
 
 
 def config_path(name_or_path: str) -> Path:
@@ -137,26 +120,14 @@ def identify_sam2_checkpoint(state: dict) -> str | None:
 
 
 def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
-    """Load an official-format checkpoint strictly; returns its sha256."""
-    import torch
-
+    """Load an official-format checkpoint (``{"model": state_dict}``) strictly; returns its sha256."""
     path = Path(checkpoint)
-    if not path.is_file():
-        raise CheckpointError(f"SAM2 checkpoint {path} does not exist.")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, pickled code objects
-        raise CheckpointError(
-            f"Cannot read SAM2 checkpoint {path}: {e}. It is damaged or not a SAM2 checkpoint; download it again."
-        ) from e
-    if not isinstance(blob, dict) or "model" not in blob:
-        raise CheckpointError(f"{path} is not a SAM2 checkpoint: expected a dict with a 'model' state dict.")
-    state = blob["model"]
+    state = read_state_dict(path, "SAM2")
     problem = state_dict_mismatch(model.state_dict(), state)
     if problem:
         fits = identify_sam2_checkpoint(state)
         hint = (
-            f"This is a {fits} checkpoint: pass --sam2-config {fits}."
+            f"This is a {fits} checkpoint: pass it as the SAM2 config (--sam2-config {fits})."
             if fits
             else "It fits none of the official configs: pass the YAML config it was trained with."
         )

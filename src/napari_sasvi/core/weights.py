@@ -46,31 +46,6 @@ SAM2_CONFIG_OF = {
 }
 
 
-def state_dict_mismatch(own: dict, state: dict, allowed_missing=lambda key: False) -> str | None:
-    """What keeps ``state`` from loading strictly into a model whose state dict is ``own``: the
-    keys the model needs that are missing, the keys that fit nothing, and the tensors of another
-    shape (a few of each named); None when everything fits."""
-
-    def few(keys: list[str], n: int = 6) -> str:
-        return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
-
-    missing = sorted(k for k in set(own) - set(state) if not allowed_missing(k))
-    unexpected = sorted(set(state) - set(own))
-    shape = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if tuple(own[k].shape) != tuple(state[k].shape)
-    )
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} keys the model needs are not in the file: {few(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} keys of the file fit nothing in the model: {few(unexpected)}")
-    if shape:
-        parts.append(f"{len(shape)} tensors have another shape (file vs model): {few(shape, 4)}")
-    return "; ".join(parts) or None
-
-
 def cache_dir() -> Path:
     """Where downloaded weights live: ``$NAPARI_SASVI_CACHE`` or ``~/.cache/napari-sasvi``."""
     env = os.environ.get("NAPARI_SASVI_CACHE")

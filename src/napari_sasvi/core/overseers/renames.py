@@ -1,5 +1,5 @@
-"""Reading overseer checkpoints: safe unpickling, the key renames between transformers releases
-(in one table), and strict loading with errors that name the keys that do not fit.
+"""Overseer checkpoints across transformers releases: the key renames (in one table) and strict
+loading (through :mod:`..state_dict`) with errors that name the keys that do not fit.
 
 The published SASVi checkpoints are plain ``state_dict``s saved in early 2025 with transformers 4.x.
 transformers 5 renamed parts of DETR and of the Swin backbone of Mask2Former; the tensors are the
@@ -10,12 +10,11 @@ parameters that current releases create but never use (so a 4.x file cannot hold
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 from ..errors import CheckpointError
+from ..state_dict import state_dict_mismatch
 
 #: (pattern of an old key, replacement): applied in order to a key the model does not know
 RENAMES: dict[str, list[tuple[str, str]]] = {
@@ -57,36 +56,6 @@ DERIVED_BUFFERS = {"mask2former": [r"\.attention\.self\.relative_position_index$
 UNUSED_PARAMETERS = {"mask2former": [r"^model\.pixel_level_module\.encoder\.swin\.layernorm\.(weight|bias)$"]}
 
 
-def read_state_dict(path: str | os.PathLike, what: str = "overseer") -> dict:
-    """The ``state_dict`` in a ``.pth``/``.pt`` file, read without running pickled code.
-
-    Accepts a bare state dict or one under ``state_dict``/``model`` (a training checkpoint).
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what.capitalize()} checkpoint {path} does not exist.")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, pickled objects other than tensors
-        raise CheckpointError(
-            f"Cannot read {what} checkpoint {path.name}: it is truncated, damaged or not a PyTorch state dict.\n"
-            f"  {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}\n  Download or copy it again."
-        ) from e
-    if isinstance(blob, Mapping):
-        for key in ("state_dict", "model"):
-            if key in blob and isinstance(blob[key], Mapping):
-                blob = blob[key]
-                break
-    if not isinstance(blob, Mapping) or not blob or not all(hasattr(v, "shape") for v in blob.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors: is it a {what} checkpoint?")
-    # DataParallel / DistributedDataParallel prefix
-    if all(k.startswith("module.") for k in blob):
-        blob = {k[len("module.") :]: v for k, v in blob.items()}
-    return dict(blob)
-
-
 def map_keys(arch: str, state: Mapping, model_keys: set[str]) -> tuple[dict, list[str]]:
     """Rename the keys of ``state`` the model does not know by :data:`RENAMES`; drop derived
     buffers the model lacks. Returns the new dict and the list of renames done (old -> new)."""
@@ -115,8 +84,6 @@ def load_state_dict_strict(model, arch: str, state: Mapping, source: str = "chec
     """Load ``state`` into ``model`` strictly after the key mapping; every key must match in name and
     shape, except :data:`UNUSED_PARAMETERS`. Returns the renames done. Raises
     :class:`CheckpointError` listing the keys that do not match."""
-    from ..checkpoints import state_dict_mismatch
-
     own = model.state_dict()
     mapped, renamed = map_keys(arch, state, set(own))
     unused = [re.compile(p) for p in UNUSED_PARAMETERS.get(arch, [])]
