@@ -10,14 +10,14 @@ from PIL import Image
 
 from .errors import InputError
 from .frames import IMAGE_EXTENSIONS, FrameStack, open_frames
+from .fsutil import atomic_path
 from .progress import ProgressFactory, no_progress
 
 
 def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:
     """Save through a temporary name and rename, so a crash never leaves a half-written file."""
-    tmp = path.with_name(f".{path.name}.partial")
-    image.save(tmp, format=kwargs.pop("format", None), **kwargs)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=kwargs.pop("format", None), **kwargs)
 
 
 def iter_export_frames(
@@ -122,7 +122,6 @@ def iter_export_label_pngs(
         if npz:
             binary = np.stack([lab == c for c in ids])
             binary[unlabelled_channel] |= ~np.isin(lab, ids)
-            tmp = out / f".{name}_binary_mask.partial.npz"
-            np.savez_compressed(tmp, arr=binary)
-            os.replace(tmp, out / f"{name}_binary_mask.npz")
+            with atomic_path(out / f"{name}_binary_mask.npz") as tmp:
+                np.savez_compressed(tmp, arr=binary)
         yield t

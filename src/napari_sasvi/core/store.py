@@ -29,7 +29,7 @@ import numpy as np
 from .. import __version__
 from .datasets import ClassTable
 from .errors import InputError, StoreMismatchError
-from .fsutil import atomic_write_text, check_output_path
+from .fsutil import atomic_path, atomic_write_text, check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +198,8 @@ class SasviStore:
     def save_snapshot(self, snapshot: dict, previous_output: np.ndarray | None) -> None:
         """Record a resumable segment start (the policy's state before it, and the previous output)."""
         if previous_output is not None:
-            tmp = self.path / f".{RESUME_ARRAY}.partial.npy"
-            np.save(tmp, previous_output)
-            os.replace(tmp, self.path / RESUME_ARRAY)
+            with atomic_path(self.path / RESUME_ARRAY) as tmp:
+                np.save(tmp, previous_output)
         self._write_progress({**self._progress, "snapshot": {**snapshot, "has_previous": previous_output is not None}})
 
     def load_previous_output(self) -> np.ndarray | None:

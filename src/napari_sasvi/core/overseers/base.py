@@ -83,7 +83,6 @@ class OverseerCache:
         self.batch_size = max(1, batch_size)
         self._results: dict[int, OverseerResult] = {}
         self._masks: dict[int, dict[int, np.ndarray]] = {}
-        self._released_before = 0
         self.computed: dict[int, int] = {}
 
     def _fill(self, t: int) -> None:
@@ -93,13 +92,6 @@ class OverseerCache:
             self._results[i] = res
             self._masks[i] = {c: cm.mask for c, cm in res.items() if cm.mask.any()}
             self.computed[i] = self.computed.get(i, 0) + 1
-
-    def result(self, t: int) -> OverseerResult | None:
-        if not 0 <= t < self.n_frames:
-            return None
-        if t not in self._results:
-            self._fill(t)
-        return self._results[t]
 
     def masks(self, t: int) -> dict[int, np.ndarray] | None:
         """class id -> bool mask at t (only classes with pixels), or None outside the video."""
@@ -115,7 +107,6 @@ class OverseerCache:
         for i in [i for i in self._results if i < t]:
             del self._results[i]
             self._masks.pop(i, None)
-        self._released_before = max(self._released_before, t)
 
     def __len__(self) -> int:
         return len(self._results)
