@@ -30,7 +30,8 @@ from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.pipeline import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
-from napari_sasvi.core.segment import TrackerSpec
+from napari_sasvi.core.config import TrackerConfig
+from napari_sasvi.core.segment import build_tracker
 from napari_sasvi.core.synthetic import SyntheticVideo
 
 kind, model, n, h, w, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
@@ -38,15 +39,15 @@ video = SyntheticVideo(n_frames=n, height=h, width=w, seed=0)
 frames, noisy = video.arrays(noisy=True)
 stack = open_frames(frames, name="synthetic")
 if kind == "flow":
-    spec = TrackerSpec(kind="flow", model=model)
+    spec = TrackerConfig(kind="flow", model=model)
 elif kind == "hf":
     from napari_sasvi.core.trackers.hf import HFVideoTracker
     spec = None
     tracker = HFVideoTracker.random(model, device="cpu")
 else:
-    spec = TrackerSpec(config=model, random_weights=True, image_size=size, device="cpu")
+    spec = TrackerConfig(kind="sam2", config=model, random_weights=True, image_size=size)
 if spec is not None:
-    tracker = spec.build(legacy=False)
+    tracker = build_tracker(spec, device="cpu")
 overseer = ReplayOverseer(noisy, SYNTHETIC)
 with tempfile.TemporaryDirectory() as d:
     t0 = time.perf_counter()

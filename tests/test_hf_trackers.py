@@ -13,7 +13,8 @@ from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.pipeline import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
-from napari_sasvi.core.segment import TrackerSpec
+from napari_sasvi.core.config import TrackerConfig
+from napari_sasvi.core.segment import build_tracker
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.hf import HFVideoTracker, save_pretrained
@@ -60,7 +61,7 @@ def test_runs_the_synthetic_sample_through_the_policy(tmp_path, saved, family):
 
 def test_saved_folder_loads_back_and_predicts_the_same(saved, family):
     tracker, folder = saved
-    loaded = TrackerSpec(kind="hf", model=str(folder), device="cpu").build(legacy=False)
+    loaded = build_tracker(TrackerConfig(kind="hf", model=str(folder)), device="cpu")
     assert type(loaded.model) is type(tracker.model)
     assert loaded.processor.target_size == tracker.processor.target_size
     video, frames, _ = _clip(3)
@@ -96,8 +97,8 @@ def test_cli_with_a_saved_folder(tmp_path, saved, family, capsys):
 
 
 def test_clear_errors(tmp_path):
-    with pytest.raises(InputError, match="needs --tracker-model"):
-        TrackerSpec(kind="hf").build(legacy=False)
+    with pytest.raises(InputError, match="needs tracker.model"):
+        build_tracker(TrackerConfig(kind="hf"))
     with pytest.raises(CheckpointError, match="save_pretrained"):
         HFVideoTracker.load(str(tmp_path))  # an empty folder
     (tmp_path / "config.json").write_text('{"model_type": "detr"}')

@@ -167,12 +167,13 @@ def test_output_paths_and_exports(tmp_path, inputs, capsys):
 
 def test_ctrl_c_says_how_to_continue(tmp_path, inputs, capsys, monkeypatch):
     frames, masks, arr, lab = inputs
-    import napari_sasvi.core.pipeline as pipeline
+    import napari_sasvi.core.segment as segment
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
+        yield
 
-    monkeypatch.setattr(pipeline, "run_sasvi", interrupted)
+    monkeypatch.setattr(segment, "iter_sasvi", interrupted)
     argv = ["segment", str(frames), "--out", str(tmp_path / "o.zarr"), "--dataset", "synthetic", "--tracker", "flow",
             "--overseer-masks", str(masks)]  # fmt: skip
     assert main(argv) == 130

@@ -98,7 +98,9 @@ def _add_segment(sub) -> None:
         help="mask probability (Mask R-CNN, reference 0.5) or logit (DETR 0.5, Mask2Former 0) threshold",
     )
     g.add_argument("--batch-size", type=int, default=8, help="overseer batch size over the look-ahead window")
-    c = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--config", type=Path, help="a run config (YAML/JSON, see docs/python.md); flags given override it")
+    p.add_argument("--save-config", type=Path, help="write the run's config (YAML/JSON) here, to run it again")
+    c = p.add_mutually_exclusive_group()
     c.add_argument("--dataset", choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"], help="class table preset")
     c.add_argument("--classes", type=Path, help="class table file (.yaml/.json: classes: [{id, name, color}])")
     s = p.add_argument_group("tracker")
@@ -148,136 +150,135 @@ def _add_segment(sub) -> None:
     p.set_defaults(func=_run_segment)
 
 
-def _refuse_existing_masks(folder: Path, overwrite: bool) -> None:
-    """--export-png into a folder (or a root of them) that already holds exported masks needs
-    --overwrite; checked before the run, so that an hour's run does not end in a refusal."""
+#: config name -> the segment flag that sets it (core errors name config options; the CLI shows flags)
+CONFIG_FLAGS = {
+    "overseer.checkpoint": "--overseer-checkpoint",
+    "overseer.masks_encoding": "--masks-encoding",
+    "overseer.masks": "--overseer-masks",
+    "overseer.kind": "--overseer",
+    "overseer.batch_size": "--batch-size",
+    "tracker.random_weights": "--sam2-random-weights",
+    "tracker.checkpoint": "--sam2-checkpoint",
+    "tracker.config": "--sam2-config",
+    "tracker.image_size": "--image-size",
+    "tracker.model": "--tracker-model",
+    "tracker.kind": "--tracker",
+    "export.overwrite": "--overwrite",
+    "export.png": "--export-png",
+    "export.events_json": "--events-json",
+    "policy.lookahead": "--lookahead",
+    "policy.persistence": "--persistence",
+    "policy.overlap": "--overlap",
+    "policy.buffer": "--buffer",
+}
+
+
+def _as_flags(message: str) -> str:
+    import re
+
+    for name, flag in CONFIG_FLAGS.items():
+        message = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w])", flag, message)
+    return message
+
+
+def config_from_args(args):
+    """The run's :class:`~napari_sasvi.core.config.RunConfig`: ``--config FILE`` as the base (if
+    given), then every option given on the command line."""
+    from .core.config import RunConfig
     from .core.errors import InputError
 
-    if overwrite or not folder.is_dir():
-        return
-    found = [p for p in folder.rglob("*_rgb_mask.png")][:3]
-    if found:
-        raise InputError(
-            f"{folder} already holds exported masks ({', '.join(p.name for p in found)}, ...).\n"
-            "  Pass --overwrite to replace them, or choose another --export-png folder. Nothing was run."
-        )
-
-
-def _run_segment(args) -> int:
-    import json
-
-    from .core.datasets import get_class_table
-    from .core.errors import InputError
-    from .core.export import iter_export_reference_masks
-    from .core.pipeline import run_sasvi
-    from .core.segment import (
-        OverseerSpec,
-        TrackerSpec,
-        build_replay_overseer,
-        find_videos,
-        frame_names,
-        masks_for,
-        open_frames,
-        params_for,
-        video_name,
-    )
-
-    classes = get_class_table(args.dataset or args.classes)
-    videos = find_videos(args.input)
-    single = len(videos) == 1 and (args.input.is_file() or videos[0] == args.input)
-    if not single:
-        if args.out.exists() and not args.out.is_dir():
-            raise InputError(f"{args.out} is a file; for a folder of videos --out must be a folder.")
-        args.out.mkdir(parents=True, exist_ok=True)
-    params = params_for(
-        args.mode,
-        classes,
-        lookahead=args.lookahead,
-        persistence=args.persistence,
-        overlap=args.overlap,
-        buffer=args.buffer,
-    )
+    base = RunConfig.load(args.config) if args.config else None
+    if base is None and not (args.dataset or args.classes):
+        raise InputError("Give the class table: --dataset NAME or --classes FILE (or --config FILE).")
     if args.tracker != "sam2" and (args.sam2_model or args.sam2_config):
         raise InputError(
             f"--sam2-model/--sam2-config are for --tracker sam2; the {args.tracker} tracker takes --tracker-model."
         )
     if args.tracker == "sam2" and args.tracker_model and args.sam2_model and args.tracker_model != args.sam2_model:
         raise InputError("Give the SAM2 model once: --tracker-model or --sam2-model.")
-    spec = TrackerSpec(
-        kind=args.tracker,
-        model=args.tracker_model or args.sam2_model,
-        config=args.sam2_config,
-        checkpoint=str(args.sam2_checkpoint) if args.sam2_checkpoint else None,
-        random_weights=args.sam2_random_weights,
-        image_size=args.image_size,
-        device=args.device,
-    )
-    ospec = OverseerSpec(
-        kind=args.overseer,
-        checkpoint=args.overseer_checkpoint,
-        score_threshold=args.overseer_score_threshold,
-        mask_threshold=args.overseer_mask_threshold,
-        device=args.device,
-    )
-    if ospec.is_replay and args.overseer_checkpoint:
-        raise InputError("--overseer-checkpoint is for a trained overseer: add --overseer maskrcnn|detr|mask2former.")
-    if not ospec.is_replay and args.overseer_masks:
-        raise InputError(f"--overseer-masks is for --overseer replay; --overseer {args.overseer} predicts the masks.")
-    from .core.fsutil import check_output_path
+    d = base.to_dict() if base else RunConfig().to_dict()
 
-    for path, what in ((args.events_json, "events file"), (args.export_png, "PNG export folder")):
-        if path is not None:
-            check_output_path(path, what, folder=path is args.export_png)
-    if args.export_png:
-        _refuse_existing_masks(args.export_png, args.overwrite)
-    if args.tracker == "flow" and args.device not in ("auto", "cpu"):
+    def put(section, key, value):
+        (d[section] if section else d)[key] = value
+
+    if args.dataset or args.classes:
+        put(None, "dataset", str(args.dataset or args.classes))
+    if base is None or args.mode != "default":
+        put(None, "mode", args.mode)
+    if base is None or args.device != "auto":
+        put(None, "device", args.device)
+    if base is None or args.overseer != "replay":
+        put("overseer", "kind", args.overseer)
+    if base is None or args.tracker != "sam2":
+        put("tracker", "kind", args.tracker)
+    for section, key, value in (
+        ("overseer", "checkpoint", args.overseer_checkpoint),
+        ("overseer", "masks", str(args.overseer_masks) if args.overseer_masks else None),
+        ("overseer", "score_threshold", args.overseer_score_threshold),
+        ("overseer", "mask_threshold", args.overseer_mask_threshold),
+        ("tracker", "model", args.tracker_model or args.sam2_model),
+        ("tracker", "config", args.sam2_config),
+        ("tracker", "checkpoint", str(args.sam2_checkpoint) if args.sam2_checkpoint else None),
+        ("tracker", "image_size", args.image_size),
+        ("policy", "lookahead", args.lookahead),
+        ("policy", "persistence", args.persistence),
+        ("policy", "overlap", args.overlap),
+        ("policy", "buffer", args.buffer),
+        ("export", "png", str(args.export_png) if args.export_png else None),
+        ("export", "events_json", str(args.events_json) if args.events_json else None),
+    ):
+        if value is not None:
+            put(section, key, value)
+    for section, key, value, default in (
+        ("overseer", "masks_encoding", args.masks_encoding, "auto"),
+        ("overseer", "batch_size", args.batch_size, 8),
+        ("tracker", "random_weights", args.sam2_random_weights, False),
+        ("export", "npz", args.export_npz, False),
+        ("export", "overwrite", args.overwrite, False),
+    ):
+        if base is None or value != default:
+            put(section, key, value)
+    if base is None or args.export_size != [299, 299]:
+        put("export", "size", None if args.export_size == [0, 0] else list(args.export_size))
+    return RunConfig.from_dict(d)
+
+
+def _run_segment(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .core.pipeline import FrameDone
+    from .core.segment import VideoDone, VideoStarted, segment_videos
+
+    config = config_from_args(args)
+    if config.tracker.kind == "flow" and config.device not in ("auto", "cpu"):
         print(
-            f"note: the flow tracker runs on the CPU; --device {args.device} applies to the overseer only",
+            f"note: the flow tracker runs on the CPU; --device {config.device} applies to the overseer only",
             file=sys.stderr,
         )
-    trained = None if ospec.is_replay else ospec.build_trained(classes)  # loaded once, before any work
-    tracker = spec.build(legacy=args.mode == "reference")  # built once, reused for every video
-    all_events = {}
-    for video in videos:
-        name = video_name(video)
-        stack = open_frames(video)
-        if trained is not None:
-            overseer = trained
-        else:
-            overseer = build_replay_overseer(
-                masks_for(video, args.overseer_masks, single), classes, stack, args.masks_encoding
-            )
-            lab = overseer.labels
-            print(f"{name}: overseer masks {lab.desc} read as {lab.encoding} ({lab.reason})")
-        store = args.out if single else args.out / f"{name}.zarr"
-        from tqdm.auto import tqdm
-
-        with tqdm(total=len(stack), desc=name, unit="frame", dynamic_ncols=True) as bar:
-
-            def progress(done, total, fps, bar=bar):
-                bar.update(done - bar.n)
-                bar.set_postfix_str(f"{fps:.2f} frames/s", refresh=False)
-
-            summary = run_sasvi(
-                stack, overseer, tracker, str(store), classes, params, batch_size=args.batch_size, progress=progress
-            )
-        restarts = [e["frame"] for e in summary.events if e["kind"] == "restart"]
-        state = f"resumed at frame {summary.resumed_from}, " if summary.resumed_from else ""
-        print(f"{name}: {state}{summary.frames_written} frames written to {store}; restarts at {restarts}")
-        all_events[name] = summary.events
-        if args.export_png:
-            out_png = args.export_png if single else args.export_png / name
-            size = None if args.export_size == [0, 0] else tuple(args.export_size)
-            for _ in _tqdm_progress(
-                iter_export_reference_masks(store, out_png, size, args.export_npz, frame_names(stack)),
-                total=len(stack),
-                desc="png",
-            ):
-                pass
-    if args.events_json:
-        payload = all_events[video_name(videos[0])] if single else all_events
-        args.events_json.parent.mkdir(parents=True, exist_ok=True)
-        args.events_json.write_text(json.dumps(payload, indent=1))
+    if args.save_config:
+        config.save(args.save_config)
+    bar = None
+    gen = segment_videos(args.input, config, args.out)
+    try:
+        for item in gen:
+            if isinstance(item, VideoStarted):
+                print(f"{item.name}: {item.note}")
+                bar = tqdm(total=item.n_frames, desc=item.name, unit="frame", dynamic_ncols=True)
+            elif isinstance(item, FrameDone) and bar is not None:
+                bar.update(item.done - bar.n)
+                bar.set_postfix_str(f"{item.fps:.2f} frames/s", refresh=False)
+            elif isinstance(item, VideoDone):
+                if bar is not None:
+                    bar.update(item.summary.frames_written + item.summary.resumed_from - bar.n)
+                    bar.close()
+                    bar = None
+                s = item.summary
+                restarts = [e["frame"] for e in s.events if e["kind"] == "restart"]
+                state = f"resumed at frame {s.resumed_from}, " if s.resumed_from else ""
+                print(f"{item.name}: {state}{s.frames_written} frames written to {s.store}; restarts at {restarts}")
+    finally:
+        if bar is not None:
+            bar.close()
     return 0
 
 
@@ -539,12 +540,11 @@ def _add_demo(sub) -> None:
 def _run_demo(args) -> int:
     from PIL import Image
 
+    from .core.config import RunConfig, TrackerConfig
     from .core.export import export_frames
     from .core.frames import open_frames
     from .core.metrics import macro, overlap_counts
-    from .core.pipeline import run_sasvi
-    from .core.policy import PolicyParams
-    from .core.segment import TrackerSpec, build_replay_overseer
+    from .core.segment import segment_video
     from .core.store import SasviStore
     from .core.synthetic import SyntheticVideo
 
@@ -568,30 +568,24 @@ def _run_demo(args) -> int:
         args.tracker = "sam2"
     if args.tracker == "flow":
         print(f"2/3 SASVi ({args.mode} mode), tracker: optical flow ({args.tracker_model or 'dis'}; no weights)")
-        spec = TrackerSpec(kind="flow", model=args.tracker_model)
+        tracker = TrackerConfig(kind="flow", model=args.tracker_model)
     else:
         weights = args.sam2_model or "random weights (offline: the labels show the pipeline, not SAM2's skill)"
         print(f"2/3 SASVi ({args.mode} mode), SAM2: {weights}")
-        spec = TrackerSpec(
+        tracker = TrackerConfig(
+            kind="sam2",
             model=args.sam2_model,
             config=None if args.sam2_model else "sam2.1_hiera_t",
             random_weights=not args.sam2_model,
             image_size=None if args.sam2_model else args.image_size,
         )
-    tracker = spec.build(legacy=args.mode == "reference")
-    overseer = build_replay_overseer(masks_dir, classes, stack)
+    config = RunConfig(dataset="synthetic", mode=args.mode, tracker=tracker)
     store_path = out / f"{video.name}_{args.mode}.zarr"
     from tqdm.auto import tqdm
 
     with tqdm(total=len(stack), desc="sasvi", unit="frame", dynamic_ncols=True) as bar:
-        summary = run_sasvi(
-            stack,
-            overseer,
-            tracker,
-            str(store_path),
-            classes,
-            PolicyParams(mode=args.mode),
-            progress=lambda done, total, fps: bar.update(done - bar.n),
+        summary = segment_video(
+            frames_dir, store_path, config, masks=masks_dir, progress=lambda done, total, fps: bar.update(done - bar.n)
         )
     store = SasviStore.read(store_path)
     print(
@@ -658,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SasviError as e:
-        print(f"napari-sasvi {args.command}: error: {e}", file=sys.stderr)
+        print(f"napari-sasvi {args.command}: error: {_as_flags(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:  # a path the user gave that cannot be written or read
         print(f"napari-sasvi {args.command}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The SASVi run: overseer + policy + tracker, streaming into a resumable store.
 
-:func:`iter_sasvi` is a generator: it yields :class:`FrameDone` after every finished frame (its
+:func:`iter_sasvi` is a generator: it yields :class:`StoreOpened` once the store exists, then
+:class:`FrameDone` after every finished frame (its
 labels are on disk by then) and :class:`~.policy.Event` for every decision, and returns a
 :class:`RunSummary`. The CLI and the tests drive it synchronously, the napari shell in a thread
 worker; stopping between frames (``cancel``) keeps everything written.
@@ -39,6 +40,16 @@ class FrameDone:
     done: int
     total: int
     fps: float
+
+
+@dataclass(frozen=True)
+class StoreOpened:
+    """The output store exists (created or reopened): ``done`` of ``total`` frames are on disk.
+    The first item a run yields, before any frame is computed."""
+
+    store: str
+    done: int
+    total: int
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,7 @@ def iter_sasvi(
     batch_size: int = 8,
     cancel: Callable[[], bool] | None = None,
     stop_after: int | None = None,
-) -> Generator[FrameDone | Event, None, RunSummary]:
+) -> Generator[StoreOpened | FrameDone | Event, None, RunSummary]:
     """Run SASVi over ``frames`` into the store at ``out`` (created, or resumed if it matches).
 
     Args:
@@ -125,6 +136,7 @@ def iter_sasvi(
     if resumed_from:
         ledger.verify_files(resumed_from)
         ledger.spot_check(resumed_from)
+    yield StoreOpened(str(out), resumed_from, n)
     if store.complete:
         return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
     stack.on_read = ledger.check
@@ -230,4 +242,4 @@ def run_sasvi(*args, progress=None, **kwargs) -> RunSummary:
             progress(item.done, item.total, item.fps)
 
 
-__all__ = ["FrameDone", "RunSummary", "iter_sasvi", "run_sasvi", "run_signature"]
+__all__ = ["FrameDone", "RunSummary", "StoreOpened", "iter_sasvi", "run_sasvi", "run_signature"]

@@ -1,73 +1,119 @@
-"""One entry point over the engine: build the overseer and the tracker from plain options, find the
-videos under an input, and run SASVi on each (what the CLI and the demo call)."""
+"""The engine's front door: build the models a :class:`~.config.RunConfig` names, find the videos
+under an input, and run SASVi on each of them.
+
+:func:`segment_videos` is a generator over a batch of videos (the CLI, the widget and the Python
+API drive it); :func:`segment_video` runs one video to the end. Models are built once per batch
+and memoised in a :class:`Models` that callers may keep between batches (the widget does).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from .config import TRAINED_OVERSEERS, OverseerConfig, RunConfig, TrackerConfig
 from .datasets import ClassTable
 from .errors import InputError
 from .frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameStack, open_frames
-from .policy import PolicyParams
+from .pipeline import FrameDone, RunSummary, StoreOpened, iter_sasvi
+from .policy import Event
 
-TRACKERS = ("sam2", "flow", "hf")
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrackerSpec:
-    """How to build the tracker.
+# -- models -----------------------------------------------------------------------------------------
+def build_tracker(cfg: TrackerConfig, device: str = "auto", legacy: bool = False):
+    """The tracker a :class:`TrackerConfig` names (``legacy``: the predictor ``reference`` mode needs)."""
+    if cfg.kind == "flow":
+        from .trackers.flow import FlowTracker
 
-    ``kind="sam2"``: a SAM2 model name (``model``), or a config with a checkpoint (or random
-    weights). ``kind="flow"``: the optical-flow tracker; ``model`` is its flow method (``dis``, the
-    default, or ``farneback``). ``kind="hf"``: a transformers video tracker (SAM2/SAM2.1, EdgeTAM,
-    SAM3 tracker); ``model`` is a folder saved with ``save_pretrained`` or a Hub repository id.
-    """
+        if device not in ("auto", "cpu"):
+            log.warning("the flow tracker runs on the CPU; device %s is for the overseer", device)
+        return FlowTracker(method=cfg.model or "dis")
+    if cfg.kind == "hf":
+        from .trackers.hf import HFVideoTracker
 
-    model: str | None = None
-    config: str | None = None
-    checkpoint: str | None = None
-    random_weights: bool = False
-    image_size: int | None = None
-    device: str = "auto"
-    kind: str = "sam2"
-
-    def build(self, legacy: bool):
-        if self.kind == "flow":
-            from .trackers.flow import FlowTracker
-
-            return FlowTracker(method=self.model or "dis")
-        if self.kind == "hf":
-            from .trackers.hf import HFVideoTracker
-
-            if not self.model:
-                raise InputError(
-                    "--tracker hf needs --tracker-model: a folder saved with save_pretrained, or a Hub repository "
-                    "id (facebook/sam2.1-hiera-tiny, yonigozlan/EdgeTAM-hf, facebook/sam3) while online."
-                )
-            return HFVideoTracker.load(self.model, device=self.device)
-        if self.kind != "sam2":
-            raise InputError(f"Unknown tracker {self.kind!r}: use one of {', '.join(TRACKERS)}.")
-        from .trackers.sam2 import SAM2Tracker
-
-        if self.model is None and self.config is None:
+        if not cfg.model:
             raise InputError(
-                "Choose SAM2: --sam2-model NAME, or --sam2-config NAME_OR_PATH with --sam2-checkpoint FILE "
-                "(or --tracker flow, which needs no weights)."
+                "tracker.kind hf needs tracker.model: a folder saved with save_pretrained, or a Hub repository "
+                "id (facebook/sam2.1-hiera-tiny, yonigozlan/EdgeTAM-hf, facebook/sam3) while online."
             )
-        if self.model is None and self.checkpoint is None and not self.random_weights:
-            raise InputError("--sam2-config needs --sam2-checkpoint FILE (or --sam2-random-weights for a test run).")
-        return SAM2Tracker(
-            model=self.model,
-            config=self.config,
-            checkpoint=self.checkpoint,
-            device=self.device,
-            legacy=legacy,
-            image_size=self.image_size,
+        return HFVideoTracker.load(cfg.model, device=device)
+    from .trackers.sam2 import SAM2Tracker
+
+    if cfg.model is None and cfg.config is None:
+        raise InputError(
+            "Choose SAM2: tracker.model NAME, or tracker.config NAME_OR_PATH with tracker.checkpoint FILE "
+            "(or tracker.kind flow, which needs no weights)."
         )
+    if cfg.model is None and cfg.checkpoint is None and not cfg.random_weights:
+        raise InputError("tracker.config needs tracker.checkpoint FILE (or tracker.random_weights for a test run).")
+    return SAM2Tracker(
+        model=cfg.model,
+        config=cfg.config,
+        checkpoint=cfg.checkpoint,
+        device=device,
+        legacy=legacy,
+        image_size=cfg.image_size,
+    )
 
 
+def build_trained_overseer(cfg: OverseerConfig, classes: ClassTable, device: str = "auto"):
+    """A trained overseer (Mask R-CNN, DETR, Mask2Former) from its checkpoint file or published name."""
+    from .overseers.trained import load_overseer
+
+    if cfg.checkpoint is None:
+        raise InputError(
+            f"overseer.kind {cfg.kind} needs overseer.checkpoint: a .pth file or a published name "
+            f"({classes.name}/{cfg.kind}, or 'published')."
+        )
+    return load_overseer(cfg.kind, cfg.checkpoint, classes, device, cfg.score_threshold, cfg.mask_threshold)
+
+
+def replay_overseer(masks: Any, classes: ClassTable, stack: FrameStack, encoding: str = "auto"):
+    """The replay overseer of one video, its masks read and validated now (before any output)."""
+    from .overseers.replay import ReplayOverseer
+
+    if masks is None:
+        raise InputError("overseer.kind replay needs overseer.masks (a folder of label PNGs, a .npy or a zarr store).")
+    return ReplayOverseer(masks, classes, frame_count=len(stack), frame_size=stack.frame_size, encoding=encoding)
+
+
+class Models:
+    """Built models, memoised by what decides them (a tracker by its config, device and predictor;
+    a trained overseer by its config, classes, device and checkpoint file time). One of each is kept."""
+
+    def __init__(self):
+        self._tracker: tuple[tuple, Any] | None = None
+        self._overseer: tuple[tuple, Any] | None = None
+
+    def tracker(self, config: RunConfig):
+        legacy = config.mode == "reference"
+        key = (config.tracker, config.device, legacy)
+        if config.tracker.kind == "flow":  # cheap, holds per-run state only
+            return build_tracker(config.tracker, config.device, legacy)
+        if self._tracker is None or self._tracker[0] != key:
+            self._tracker = None  # free the old model before building the next
+            self._tracker = (key, build_tracker(config.tracker, config.device, legacy))
+        return self._tracker[1]
+
+    def overseer(self, config: RunConfig, classes: ClassTable):
+        cfg = config.overseer
+        ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
+        stamp = ckpt.stat().st_mtime_ns if ckpt is not None and ckpt.is_file() else None
+        key = (replace(cfg, batch_size=0, masks=None, masks_encoding="auto"), classes.name, config.device, stamp)
+        if self._overseer is None or self._overseer[0] != key:
+            self._overseer = None
+            self._overseer = (key, build_trained_overseer(cfg, classes, config.device))
+        return self._overseer[1]
+
+
+# -- videos -----------------------------------------------------------------------------------------
 def _has_frames(folder: Path) -> bool:
     with os.scandir(folder) as it:
         return any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in it)
@@ -79,9 +125,7 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.exists():
         raise InputError(f"{root} does not exist.")
-    if root.is_file():
-        return [root]
-    if _has_frames(root):
+    if root.is_file() or _has_frames(root):
         return [root]
     found = sorted(
         p
@@ -103,44 +147,6 @@ def frame_names(stack: FrameStack) -> list[str] | None:
     return [f.stem for f in files] if files is not None else None
 
 
-@dataclass(frozen=True)
-class OverseerSpec:
-    """How to get the overseer: ``replay`` (existing frame-wise predictions) or a trained model
-    (``maskrcnn``, ``detr``, ``mask2former``) with its checkpoint file or published name."""
-
-    kind: str = "replay"
-    checkpoint: str | None = None
-    score_threshold: float | None = None
-    mask_threshold: float | None = None
-    device: str = "auto"
-
-    @property
-    def is_replay(self) -> bool:
-        return self.kind == "replay"
-
-    def build_trained(self, classes: ClassTable):
-        """Load the trained overseer (once; it is reused for every video)."""
-        from .overseers.trained import load_overseer
-
-        if self.checkpoint is None:
-            raise InputError(
-                f"--overseer {self.kind} needs --overseer-checkpoint: a .pth file or a published name "
-                f"({classes.name}/{self.kind}, or 'published')."
-            )
-        return load_overseer(
-            self.kind, self.checkpoint, classes, self.device, self.score_threshold, self.mask_threshold
-        )
-
-
-def build_replay_overseer(masks, classes: ClassTable, stack: FrameStack, encoding: str = "auto"):
-    """The replay overseer of one video, its masks read and validated now (before any output)."""
-    from .overseers.replay import ReplayOverseer
-
-    if masks is None:
-        raise InputError("--overseer replay needs --overseer-masks (a folder of label PNGs, a .npy or a zarr store).")
-    return ReplayOverseer(masks, classes, frame_count=len(stack), frame_size=stack.frame_size, encoding=encoding)
-
-
 def masks_for(video: Path, masks_root: Path | None, single: bool) -> Path | None:
     """The overseer masks of one video: the given path for a single video, else the sub-folder,
     ``.npy`` or ``.zarr`` named after the video."""
@@ -155,21 +161,232 @@ def masks_for(video: Path, masks_root: Path | None, single: bool) -> Path | None
     raise InputError(f"No overseer masks for video {name!r} in {masks_root} (expected {masks_root / name}).")
 
 
-def params_for(mode: str, classes: ClassTable, **overrides) -> PolicyParams:
-    """Policy parameters for a dataset: the CaDIS merge and dummy id follow the class table."""
-    kw = {k: v for k, v in overrides.items() if v is not None}
-    kw.setdefault("merge_unlabelled", classes.name == "cadis")
-    kw.setdefault("dummy_id", classes.dummy_id)
-    return PolicyParams(mode=mode, **kw)
+@dataclass(frozen=True)
+class VideoJob:
+    """One video of a batch: its frames (a path or an array), its replay masks (a path, an array or
+    None), its output store and, for the PNG export, its folder."""
+
+    name: str
+    frames: Any
+    store: Path
+    masks: Any = None
+    png: Path | None = None
+
+
+def plan_videos(inputs: Any, out: str | os.PathLike, config: RunConfig) -> list[VideoJob]:
+    """The jobs of a batch: ``inputs`` is a video file, a frame folder or a root of those (then
+    ``out`` is a folder of ``<video>.zarr`` stores), or a list of :class:`VideoJob`."""
+    if isinstance(inputs, VideoJob):
+        return [inputs]
+    if (
+        isinstance(inputs, Sequence)
+        and not isinstance(inputs, (str, bytes))
+        and all(isinstance(j, VideoJob) for j in inputs)
+    ):
+        return list(inputs)
+    from .fsutil import check_output_path
+
+    root = Path(inputs)
+    if not str(out):
+        raise InputError("Give the output store (out): a .zarr folder, or a folder of stores for a root of videos.")
+    out = check_output_path(out, "output store")
+    videos = find_videos(root)
+    single = len(videos) == 1 and (root.is_file() or videos[0] == root)
+    masks_root = Path(config.overseer.masks) if config.overseer.masks else None
+    png = Path(config.export.png) if config.export.png else None
+    jobs = []
+    for v in videos:
+        name = video_name(v)
+        jobs.append(
+            VideoJob(
+                name=name,
+                frames=v,
+                store=out if single else out / f"{name}.zarr",
+                masks=masks_for(v, masks_root, single) if config.overseer.kind == "replay" else None,
+                png=None if png is None else (png if single else png / name),
+            )
+        )
+    return jobs
+
+
+# -- the batch --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VideoStarted:
+    """Video ``index`` of ``total`` starts: its frames are open, its overseer is ready."""
+
+    index: int
+    total: int
+    name: str
+    store: str
+    n_frames: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class VideoDone:
+    """A video's run ended (``summary.cancelled`` when it was stopped)."""
+
+    name: str
+    summary: RunSummary
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    videos: dict[str, RunSummary] = field(default_factory=dict)
+
+    @property
+    def cancelled(self) -> bool:
+        return any(s.cancelled for s in self.videos.values())
+
+
+def _check_exports(config: RunConfig, jobs: list[VideoJob]) -> None:
+    """Export paths refused before any run: inside a file, or a folder holding exported masks
+    without ``export.overwrite`` (an hour's run must not end in a refusal)."""
+    from .fsutil import check_output_path
+
+    ex = config.export
+    if ex.events_json:
+        check_output_path(ex.events_json, "events file", folder=False)
+    for job in jobs:
+        if job.png is None:
+            continue
+        check_output_path(job.png, "PNG export folder")
+        if not ex.overwrite and job.png.is_dir():
+            found = sorted(job.png.glob("*_rgb_mask.png"))[:3]
+            if found:
+                raise InputError(
+                    f"{job.png} already holds exported masks ({', '.join(p.name for p in found)}, ...).\n"
+                    "  Set export.overwrite to replace them, or choose another export.png folder. Nothing was run."
+                )
+
+
+def segment_videos(
+    inputs: Any,
+    config: RunConfig | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    models: Models | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[VideoStarted | StoreOpened | FrameDone | Event | VideoDone, None, BatchSummary]:
+    """Run SASVi on every video of ``inputs`` (see :func:`plan_videos`), one after another.
+
+    Yields :class:`VideoStarted`, then the run's items (:class:`~.pipeline.StoreOpened`,
+    :class:`~.pipeline.FrameDone`, policy :class:`~.policy.Event`), then :class:`VideoDone`, per
+    video; returns a :class:`BatchSummary`. Everything is checked before the first store is made:
+    the config, the class table, the export paths; each video's masks and frames before its store.
+    ``cancel`` is polled between frames; a cancelled video ends the batch, its frames kept.
+    """
+    from .export import iter_export_reference_masks
+
+    config = config or RunConfig()
+    classes = config.class_table()
+    params = config.policy_params(classes)
+    jobs = plan_videos(inputs, out if out is not None else "", config)
+    _check_exports(config, jobs)
+    models = models or Models()
+    trained = models.overseer(config, classes) if config.overseer.kind in TRAINED_OVERSEERS else None
+    tracker = models.tracker(config)
+    results: dict[str, RunSummary] = {}
+    for i, job in enumerate(jobs):
+        stack = open_frames(job.frames, name=job.name)
+        if trained is not None:
+            overseer, note = trained, f"overseer {config.overseer.kind}"
+        else:
+            overseer = replay_overseer(job.masks, classes, stack, config.overseer.masks_encoding)
+            lab = overseer.labels
+            note = f"overseer masks {lab.desc} read as {lab.encoding} ({lab.reason})"
+        yield VideoStarted(i, len(jobs), job.name, str(job.store), len(stack), note)
+        summary = yield from iter_sasvi(
+            stack,
+            overseer,
+            tracker,
+            str(job.store),
+            classes,
+            params,
+            batch_size=config.overseer.batch_size,
+            cancel=cancel,
+        )
+        results[job.name] = summary
+        yield VideoDone(job.name, summary)
+        if summary.cancelled:
+            break
+        if job.png is not None:
+            size = tuple(config.export.size) if config.export.size else None
+            for _ in iter_export_reference_masks(job.store, job.png, size, config.export.npz, frame_names(stack)):
+                pass
+    if config.export.events_json and not any(s.cancelled for s in results.values()):
+        from .fsutil import atomic_write_text
+
+        payload = next(iter(results.values())).events if len(jobs) == 1 else {n: s.events for n, s in results.items()}
+        path = Path(config.export.events_json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(payload, indent=1))
+    return BatchSummary(results)
+
+
+def segment_video(
+    frames: Any,
+    out: str | os.PathLike,
+    config: RunConfig | None = None,
+    *,
+    masks: Any = None,
+    models: Models | None = None,
+    cancel: Callable[[], bool] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    **options: Any,
+) -> RunSummary:
+    """Run SASVi on one video to the end (or to ``cancel``) and return its summary.
+
+    Args:
+        frames: a frame folder, a video file, or a (T, H, W, 3) array.
+        out: the output store (a ``.zarr`` folder); an existing store of the same run resumes.
+        config: the run's options (default: :class:`RunConfig`, the flow tracker replaying ``masks``).
+        masks: replay: the frame-wise masks (a path or a (T, H, W) array); overrides ``overseer.masks``.
+        options: config options by dotted name, e.g. ``**{"tracker.kind": "sam2"}``, or ``dataset="cadis"``.
+        progress: ``progress(done, total, frames_per_second)`` after every frame.
+    """
+    config = (config or RunConfig()).replace(**options) if options else (config or RunConfig())
+    if masks is not None and not isinstance(masks, (str, os.PathLike)):
+        job_masks = masks
+    else:
+        job_masks = masks if masks is not None else config.overseer.masks
+    name = Path(frames).stem if isinstance(frames, (str, os.PathLike)) else "frames"
+    job = VideoJob(name=name, frames=frames, store=Path(out), masks=job_masks)
+    if config.export.png:
+        job = replace(job, png=Path(config.export.png))
+    gen = segment_videos([job], config, models=models, cancel=cancel)
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value.videos[name]
+        if progress is not None and isinstance(item, FrameDone):
+            progress(item.done, item.total, item.fps)
+
+
+def load_store(path: str | os.PathLike):
+    """Open a SASVi store read-only: ``store.labels`` and ``store.overseer`` are (T, H, W) zarr
+    arrays, ``store.classes`` the class table, ``store.events`` the re-prompt log."""
+    from .store import SasviStore
+
+    return SasviStore.read(path)
 
 
 __all__ = [
-    "OverseerSpec",
-    "TrackerSpec",
+    "BatchSummary",
+    "Models",
+    "VideoDone",
+    "VideoJob",
+    "VideoStarted",
+    "build_tracker",
+    "build_trained_overseer",
     "find_videos",
     "frame_names",
+    "load_store",
     "masks_for",
-    "open_frames",
-    "params_for",
+    "plan_videos",
+    "replay_overseer",
+    "segment_video",
+    "segment_videos",
     "video_name",
 ]
