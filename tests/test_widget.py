@@ -38,7 +38,9 @@ def test_run_fills_a_zarr_labels_layer(viewer_with_clip, qtbot, tmp_path):
     widget._out.value = tmp_path / "run.zarr"
     worker = widget.run()
     assert worker is not None
-    assert "run SASVi" in viewer.layers  # the layer appears at once, before the run ends
+    # Run returns at once: models, masks and the store are the worker's business
+    assert widget._status.value.startswith("starting")
+    qtbot.waitUntil(lambda: "run SASVi" in viewer.layers, timeout=120_000)  # the layer appears while it runs
     _wait(qtbot, widget)
     store = SasviStore.read(tmp_path / "run.zarr")
     assert store.complete
@@ -90,14 +92,17 @@ def test_errors_are_notifications_and_lose_nothing(viewer_with_clip, qtbot, tmp_
     _wait(qtbot, widget)
     before = (tmp_path / "r.zarr" / "sasvi_progress.json").read_bytes()
     viewer.layers["frame-wise"].data = noisy[::-1].copy()  # other overseer masks, same store
-    assert widget.run() is None
+    widget.run()
+    _wait(qtbot, widget)
     assert "error" in widget._status.value and "other inputs" in widget._status.value
     assert (tmp_path / "r.zarr" / "sasvi_progress.json").read_bytes() == before
     widget._sam2.value = "config + checkpoint"
     widget._random.value = False
     widget._sam2_ckpt.value = tmp_path / "missing.pt"
     widget._out.value = tmp_path / "s.zarr"
-    assert widget.run() is None and "does not exist" in widget._status.value
+    widget.run()
+    _wait(qtbot, widget)
+    assert "does not exist" in widget._status.value and not (tmp_path / "s.zarr").exists()
     viewer.layers.remove("clip")
     assert widget.run() is None and "No frames layer" in widget._status.value
 
@@ -121,7 +126,9 @@ def test_trained_overseer_from_a_checkpoint(viewer_with_clip, qtbot, tmp_path):
     widget._overseer.value = "DETR"
     widget._overseer_ckpt.value = ckpt
     widget._out.value = tmp_path / "wrong.zarr"
-    assert widget.run() is None and "no DETR classifier" in widget._status.value
+    widget.run()
+    _wait(qtbot, widget)
+    assert "no DETR classifier" in widget._status.value
     assert not (tmp_path / "wrong.zarr").exists()
     widget._overseer.value = "Mask R-CNN"
     widget._score_thr.value = 0.01
@@ -162,7 +169,9 @@ def test_transformers_tracker_choice(viewer_with_clip, qtbot, tmp_path):
     assert not widget._hf_model.native.isHidden() and widget._image_size.native.isHidden()
     widget._hf_model.value = str(tmp_path / "nowhere")
     widget._out.value = tmp_path / "hf.zarr"
-    assert widget.run() is None and "save_pretrained" in widget._status.value
+    widget.run()
+    _wait(qtbot, widget)
+    assert "save_pretrained" in widget._status.value
     widget._hf_model.value = str(tmp_path / "sam2-small")
     assert widget.run() is not None
     _wait(qtbot, widget)
@@ -220,3 +229,25 @@ def test_run_on_lazy_sample_layers_while_scrubbing(make_napari_viewer, qtbot, tm
     _wait(qtbot, widget)
     timer.stop()
     assert SasviStore.read(tmp_path / "lazy.zarr").complete
+
+
+def test_offline_defaults_and_closing(make_napari_viewer, tmp_path, frame_folder):
+    """A new user's defaults run offline (the flow tracker) and write next to the input; a closed
+    dock stops listening to the viewer."""
+    viewer = make_napari_viewer()
+    viewer.open(str(frame_folder), plugin="napari-sasvi")
+    viewer.add_labels(np.zeros((12, 48, 64), np.uint8), name="masks")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
+    assert widget._config().tracker.kind == "flow"
+    assert widget._out.value == frame_folder.parent / "video01_sasvi.zarr"
+    widget._out.value = tmp_path / "mine.zarr"  # the user's choice sticks
+    viewer.layers.selection.clear()
+    widget._suggest_out()
+    assert widget._out.value == tmp_path / "mine.zarr"
+
+    def ours():
+        return [cb for cb in viewer.layers.events.inserted.callbacks if "_refresh_choices" in str(cb)]
+
+    assert ours()
+    viewer.window.remove_dock_widget(dock)
+    assert not widget._connected and not ours()

@@ -27,7 +27,7 @@ from magicgui.widgets import (
     Table,
 )
 
-from ..core.datasets import PRESETS, get_class_table
+from ..core.datasets import PRESETS
 from ..core.errors import SasviError
 from ..core.weights import SAM2_CHECKPOINTS
 
@@ -58,7 +58,9 @@ class SegmentWidget(Container):
 
         keep_triton_out()
         self._viewer = viewer
-        self._trackers: dict[tuple, object] = {}  # built models, memoised by what decides them
+        from ..core.segment import Models
+
+        self._models = Models()  # built models, memoised by what decides them; built in the worker
         self._worker = None
         self._cancel = threading.Event()
         self._progress = None
@@ -67,7 +69,6 @@ class SegmentWidget(Container):
         self.last_summary = None
 
         self._frames = ComboBox(label="frames", choices=lambda _: _layers_of(self._viewer, "image"))
-        self._overseers: dict[tuple, object] = {}
         self._overseer = ComboBox(label="overseer", choices=[*TRAINED, REPLAY_LAYER, REPLAY_FOLDER], value=REPLAY_LAYER)
         self._overseer_layer = ComboBox(label="overseer labels", choices=lambda _: _layers_of(self._viewer, "labels"))
         self._overseer_path = FileEdit(label="overseer masks", mode="d")
@@ -79,7 +80,7 @@ class SegmentWidget(Container):
         self._sam2 = ComboBox(
             label="tracker",
             choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE, HF_CHOICE, *FLOW_CHOICES],
-            value="sam2.1_hiera_tiny",
+            value=next(iter(FLOW_CHOICES)),  # runs offline, no weights to download
         )
         self._hf_model = LineEdit(label="model folder or repo id", value="facebook/sam2.1-hiera-tiny")
         self._sam2_config = LineEdit(label="SAM2 config", value="sam2.1_hiera_t")
@@ -88,6 +89,7 @@ class SegmentWidget(Container):
         self._image_size = SpinBox(label="image size (0: model's)", value=0, min=0, max=2048, step=32)
         self._device = ComboBox(label="device", choices=["auto", "cuda", "cpu", "mps"], value="auto")
         self._out = FileEdit(label="output store", mode="w", filter="*.zarr", value=Path.home() / "sasvi.zarr")
+        self._out_suggested = True  # follows the frames layer until the user picks a path
         self._show_adv = CheckBox(label="advanced", value=False)
         self._mode = ComboBox(label="mode", choices=["default", "reference"], value="default")
         self._lookahead = SpinBox(label="look-ahead", value=10, min=1, max=100)
@@ -153,10 +155,18 @@ class SegmentWidget(Container):
         self._run.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
         self._table.native.cellClicked.connect(self._row_clicked)
+        self._frames.changed.connect(self._suggest_out)
+        self._out.changed.connect(self._out_edited)
+        self._connected = False
         if viewer is not None:
             viewer.layers.events.inserted.connect(self._refresh_choices)
             viewer.layers.events.removed.connect(self._refresh_choices)
+            self._connected = True
+        from ._lifecycle import on_detach
+
+        self._detach_filter = on_detach(self.native, self._disconnect)
         self._update_visibility()
+        self._suggest_out()
 
     # -- form ------------------------------------------------------------------------------------------
     def _refresh_choices(self, event=None):
@@ -186,154 +196,157 @@ class SegmentWidget(Container):
             score, mask = DEFAULT_THRESHOLDS[TRAINED[self._overseer.value]]
             self._score_thr.value, self._mask_thr.value = score, mask
 
-    def _build_overseer(self, classes, stack):
-        """The overseer chosen in the form; trained models are loaded once and memoised."""
-        from ..core.overseers.replay import ReplayOverseer
-        from ..core.segment import OverseerSpec
+    def _suggest_out(self, *_):
+        """The output store next to the input (``<video>_sasvi.zarr``), until the user picks one."""
+        layer = self._frames.value
+        if not self._out_suggested or layer is None:
+            return
+        src = (layer.metadata or {}).get("source")
+        path = Path(src) if src else None
+        target = (
+            path.parent / f"{path.stem}_sasvi.zarr" if path is not None else Path.home() / f"{layer.name}_sasvi.zarr"
+        )
+        self._setting_out = True
+        try:
+            self._out.value = target
+        finally:
+            self._setting_out = False
+
+    def _out_edited(self, *_):
+        if not getattr(self, "_setting_out", False):
+            self._out_suggested = False
+
+    def _config(self):
+        """The form as a :class:`~napari_sasvi.core.config.RunConfig` (cheap: nothing is built)."""
+        from ..core.config import OverseerConfig, PolicyConfig, RunConfig, TrackerConfig
 
         choice = self._overseer.value
-        if choice == REPLAY_LAYER:
-            if self._overseer_layer.value is None:
-                raise SasviError(
-                    "No labels layer to replay as the overseer: add one, pick a folder or a trained model."
-                )
-            return ReplayOverseer(
-                self._overseer_layer.value.data,
-                classes,
-                frame_count=len(stack),
-                frame_size=stack.frame_size,
-                encoding=self._encoding.value,
-            )
-        if choice == REPLAY_FOLDER:
-            return ReplayOverseer(
-                self._overseer_path.value,
-                classes,
-                frame_count=len(stack),
-                frame_size=stack.frame_size,
-                encoding=self._encoding.value,
-            )
-        if self._published.value:
-            ckpt = "published"
-        else:
-            ckpt = str(self._overseer_ckpt.value)
-            if not Path(ckpt).is_file():
+        overseer = OverseerConfig(
+            kind="replay",
+            masks=str(self._overseer_path.value) if choice == REPLAY_FOLDER else None,
+            masks_encoding=self._encoding.value,
+            batch_size=self._batch.value,
+        )
+        if choice in TRAINED:
+            ckpt = "published" if self._published.value else str(self._overseer_ckpt.value)
+            if ckpt != "published" and not Path(ckpt).is_file():
                 raise SasviError(
                     f"Overseer checkpoint {ckpt} is not a file: choose the .pth file, or tick 'published checkpoint'."
                 )
-        spec = OverseerSpec(
-            kind=TRAINED[choice],
-            checkpoint=ckpt,
-            score_threshold=round(self._score_thr.value, 4),
-            mask_threshold=round(self._mask_thr.value, 4),
-            device=self._device.value,
-        )
-        key = (spec, classes.name, ckpt != "published" and Path(ckpt).stat().st_mtime)
-        if key not in self._overseers:
-            self._overseers.clear()  # one model in memory at a time
-            self._overseers[key] = spec.build_trained(classes)
-        return self._overseers[key]
-
-    def _class_table(self):
-        if self._dataset.value == "class table file":
-            return get_class_table(self._classes_file.value)
-        return get_class_table(self._dataset.value)
-
-    def _tracker(self, legacy: bool):
-        from ..core.segment import TrackerSpec
-
+            overseer = OverseerConfig(
+                kind=TRAINED[choice],
+                checkpoint=ckpt,
+                score_threshold=round(self._score_thr.value, 4),
+                mask_threshold=round(self._mask_thr.value, 4),
+                batch_size=self._batch.value,
+            )
+        elif choice == REPLAY_LAYER and self._overseer_layer.value is None:
+            raise SasviError("No labels layer to replay as the overseer: add one, pick a folder or a trained model.")
         if self._sam2.value in FLOW_CHOICES:
-            if self._device.value not in ("auto", "cpu"):
-                from napari.utils.notifications import show_info
-
-                show_info(f"SASVi: the flow tracker runs on the CPU; device {self._device.value} is for the overseer.")
-            spec = TrackerSpec(kind="flow", model=FLOW_CHOICES[self._sam2.value])
-            return spec.build(legacy=legacy)  # cheap to build; holds per-run state only
-        if self._sam2.value == HF_CHOICE:
-            spec = TrackerSpec(kind="hf", model=self._hf_model.value.strip(), device=self._device.value)
-            if spec not in self._trackers:
-                self._trackers[spec] = spec.build(legacy=legacy)
-            return self._trackers[spec]
-        custom = self._sam2.value == CONFIG_CHOICE
-        ckpt = str(self._sam2_ckpt.value) if custom and not self._random.value else None
-        spec = TrackerSpec(
-            model=None if custom else self._sam2.value,
-            config=self._sam2_config.value if custom else None,
-            checkpoint=ckpt,
-            random_weights=custom and self._random.value,
-            image_size=self._image_size.value or None,
+            tracker = TrackerConfig(kind="flow", model=FLOW_CHOICES[self._sam2.value])
+        elif self._sam2.value == HF_CHOICE:
+            tracker = TrackerConfig(kind="hf", model=self._hf_model.value.strip())
+        elif self._sam2.value == CONFIG_CHOICE:
+            tracker = TrackerConfig(
+                kind="sam2",
+                config=self._sam2_config.value,
+                checkpoint=None if self._random.value else str(self._sam2_ckpt.value),
+                random_weights=self._random.value,
+                image_size=self._image_size.value or None,
+            )
+        else:
+            tracker = TrackerConfig(kind="sam2", model=self._sam2.value, image_size=self._image_size.value or None)
+        dataset = str(self._classes_file.value) if self._dataset.value == "class table file" else self._dataset.value
+        return RunConfig(
+            dataset=dataset,
+            mode=self._mode.value,
             device=self._device.value,
+            overseer=overseer,
+            tracker=tracker,
+            policy=PolicyConfig(
+                lookahead=self._lookahead.value,
+                persistence=self._persistence.value,
+                overlap=round(self._overlap.value, 4),
+                buffer=self._buffer.value,
+                min_visible=self._min_visible.value,
+            ),
         )
-        key = (spec, legacy)
-        if key not in self._trackers:
-            self._trackers[key] = spec.build(legacy=legacy)
-        return self._trackers[key]
 
-    def _params(self, classes):
-        from ..core.segment import params_for
+    def _job(self):
+        """The video to run: the frames layer (read from its file or folder when our reader opened
+        it, so that the store records where the frames are) and the replayed labels layer."""
+        from ..core.segment import VideoJob
 
-        return params_for(
-            self._mode.value,
-            classes,
-            lookahead=self._lookahead.value,
-            persistence=self._persistence.value,
-            overlap=round(self._overlap.value, 4),
-            buffer=self._buffer.value,
-            min_visible=self._min_visible.value,
-        )
+        frames_layer = self._frames.value
+        if frames_layer is None:
+            raise SasviError("No frames layer: open a video or a frame folder first (File > Open).")
+        meta = frames_layer.metadata or {}
+        src = meta.get("source") if meta.get("sasvi_frames") else None
+        frames = src if src and Path(src).exists() else frames_layer.data
+        masks = None
+        if self._overseer.value == REPLAY_LAYER:
+            masks = self._overseer_layer.value.data
+        elif self._overseer.value == REPLAY_FOLDER:
+            masks = str(self._overseer_path.value)
+        return VideoJob(name=frames_layer.name, frames=frames, store=Path(self._out.value), masks=masks)
 
     # -- running ---------------------------------------------------------------------------------------
     def run(self, *_):
-        """Start (or resume) a run in a worker thread; returns the worker (tests wait on it)."""
+        """Start (or resume) a run; returns its worker at once (tests wait on it), or None when the
+        form itself is incomplete. Everything heavy (model builds and downloads, reading and
+        checking the masks, opening the store, the first overseer batch) happens in the worker;
+        its errors come back as notifications."""
         from napari.qt.threading import thread_worker
-        from napari.utils.notifications import show_error
+        from napari.utils.notifications import show_error, show_info
 
-        from ..core.frames import open_frames
-        from ..core.pipeline import iter_sasvi
-        from ..core.store import SasviStore
-        from .sample import labels_layer_kwargs
+        from ..core.segment import segment_videos
 
         if self._worker is not None:
             return self._worker
         try:
-            frames_layer = self._frames.value
-            if frames_layer is None:
-                raise SasviError("No frames layer: open a video or a frame folder first (File > Open).")
-            meta = frames_layer.metadata or {}
-            src = meta.get("source") if meta.get("sasvi_frames") else None
-            # frames our reader opened: read them from where they are (the store records the path,
-            # and a CLI run on the same folder resumes the same store)
-            stack = (
-                open_frames(src)
-                if src and Path(src).exists()
-                else open_frames(frames_layer.data, name=frames_layer.name)
-            )
-            classes = self._class_table()
-            overseer = self._build_overseer(classes, stack)
-            if hasattr(overseer, "labels"):
-                log.info("overseer masks read as %s (%s)", overseer.labels.encoding, overseer.labels.reason)
-            params = self._params(classes)
-            tracker = self._tracker(legacy=params.mode == "reference")
-            out = Path(self._out.value)
-            gen = iter_sasvi(
-                stack,
-                overseer,
-                tracker,
-                str(out),
-                classes,
-                params,
-                batch_size=self._batch.value,
-                cancel=self._cancel.is_set,
-            )
-            first = next(gen, None)  # opens (or refuses) the store before any layer appears
+            config = self._config()
+            job = self._job()
         except (SasviError, ValueError, OSError) as e:
             show_error(f"SASVi: {e}")
             self._status.value = f"error: {e}"
             return None
-        store = SasviStore.read(out)
-        if first is None:  # the store was complete already: show it
-            self._status.value = f"{out} is complete ({store.frames_done} frames)"
+        if config.tracker.kind == "flow" and config.device not in ("auto", "cpu"):
+            show_info(f"SASVi: the flow tracker runs on the CPU; device {config.device} is for the overseer.")
+        self._cancel.clear()
+        self._job_name = job.name
+        models, cancel = self._models, self._cancel.is_set
+
+        def work():
+            try:
+                return (yield from segment_videos([job], config, models=models, cancel=cancel))
+            except (SasviError, ValueError, OSError) as e:  # bad input: a notification, nothing lost
+                return _Failed(str(e))
+
+        worker = thread_worker(work, start_thread=False)()
+        self._limit_torch_threads()
+        worker.yielded.connect(self._on_item)
+        worker.returned.connect(self._on_done)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._run.enabled = False
+        self._cancel_btn.enabled = True
+        self._status.value = "starting: loading the models and checking the inputs..."
+        self._t_start = time.perf_counter()
+        worker.start()
+        return worker
+
+    def _show_store(self, item):
+        """The store exists: its labels layers (zarr-backed, filling as the run writes) and events."""
+        from napari.utils import progress
+
+        from ..core.store import SasviStore
+        from .sample import labels_layer_kwargs
+
+        store = SasviStore.read(item.store)
+        classes = store.classes
         self._store = store
-        name = out.stem
+        name = Path(item.store).stem
         self._labels_layer = self._layer_for(
             f"{name} SASVi", store.labels, labels_layer_kwargs(classes, f"{name} SASVi")
         )
@@ -343,37 +356,14 @@ class SegmentWidget(Container):
         self._overseer_layer_out.visible = False
         self._events = list(store.events)
         self._show_events()
-        self._strip.set_events(self._events, len(stack))
-        if first is None:
-            return None
-        self._cancel.clear()
-        from napari.utils import progress
-
-        self._progress = progress(total=len(stack), desc="SASVi")
-        self._progress.n = store.frames_done
-        self._t_start = time.perf_counter()
-
-        def chain():
-            if first is not None:
-                yield first
-            try:
-                while True:
-                    yield next(gen)
-            except StopIteration as stop:
-                return stop.value
-
-        worker = thread_worker(chain, start_thread=False)()
-        self._limit_torch_threads()
-        worker.yielded.connect(self._on_item)
-        worker.returned.connect(self._on_done)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self._run.enabled = False
-        self._cancel_btn.enabled = True
-        self._status.value = "running..."
-        worker.start()
-        return worker
+        self._strip.set_events(self._events, item.total)
+        if item.done >= item.total:
+            self._status.value = f"{item.store} is complete ({item.done} frames)"
+            return
+        if self._progress is None:
+            self._progress = progress(total=item.total, desc="SASVi")
+        self._progress.n = item.done
+        self._status.value = f"running: {item.done}/{item.total} frames on disk"
 
     def _limit_torch_threads(self):
         """Leave one core to the GUI while a run goes: torch's OpenMP workers wait at every op's
@@ -402,9 +392,17 @@ class SegmentWidget(Container):
         self._status.value = "cancelling after this frame..."
 
     def _on_item(self, item):
-        from ..core.pipeline import FrameDone
+        from ..core.pipeline import FrameDone, StoreOpened
+        from ..core.segment import VideoDone, VideoStarted
 
-        if isinstance(item, FrameDone):
+        if isinstance(item, StoreOpened):
+            self._show_store(item)
+        elif isinstance(item, VideoStarted):
+            self._status.value = f"{item.note}; opening the store..."
+            log.info("%s", item.note)
+        elif isinstance(item, VideoDone):
+            pass  # the worker's return value says how the run ended
+        elif isinstance(item, FrameDone):
             bar = self._progress  # signals of a finished worker can still arrive after it closed
             if bar is not None:
                 bar.update(item.done - bar.n)
@@ -419,7 +417,16 @@ class SegmentWidget(Container):
             self._show_events()
             self._strip.set_events(self._events, self._store.n_frames)
 
-    def _on_done(self, summary):
+    def _on_done(self, result):
+        from napari.utils.notifications import show_error
+
+        if isinstance(result, _Failed):
+            show_error(f"SASVi: {result}")
+            self._status.value = f"error: {result}"
+            return
+        summary = result.videos.get(self._job_name)
+        if summary is None:
+            return
         self.last_summary = summary
         self._labels_layer.refresh()
         self._overseer_layer_out.refresh()
@@ -427,7 +434,10 @@ class SegmentWidget(Container):
 
         state = "cancelled" if summary.cancelled else "done"
         done = SasviStore.read(self._store.path).frames_done  # re-read: the run's progress, not the start's
-        self._status.value = f"{state}: {done}/{summary.n_frames} frames in {summary.seconds:.0f} s"
+        if summary.frames_written == 0 and not summary.cancelled and done >= summary.n_frames:
+            self._status.value = f"{self._store.path} is complete ({done} frames)"
+        else:
+            self._status.value = f"{state}: {done}/{summary.n_frames} frames in {summary.seconds:.0f} s"
         self._events = summary.events
         self._show_events()
 
@@ -487,9 +497,21 @@ class SegmentWidget(Container):
     def _jump_to(self, frame: int):
         self._viewer.dims.set_current_step(0, frame)
 
-    def __del__(self):  # pragma: no cover - Qt tears down in any order
-        try:
-            self._viewer.layers.events.inserted.disconnect(self._refresh_choices)
-            self._viewer.layers.events.removed.disconnect(self._refresh_choices)
-        except Exception:
-            pass
+    def _disconnect(self):
+        """Stop listening to the viewer (the dock was closed or removed) and stop a run between frames."""
+        self._cancel.set()
+        if self._connected:
+            self._connected = False
+            for ev, cb in (
+                (self._viewer.layers.events.inserted, self._refresh_choices),
+                (self._viewer.layers.events.removed, self._refresh_choices),
+            ):
+                ev.disconnect(cb)
+
+    def close(self):
+        self._disconnect()
+        super().close()
+
+
+class _Failed(str):
+    """A run's message for bad input (a returned exception object would be re-raised by the worker)."""
