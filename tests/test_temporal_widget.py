@@ -75,3 +75,18 @@ def test_layers_without_a_class_table_are_read_with_the_one_chosen(make_napari_v
     w.compute()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert "99" in w._status.value
+
+
+def test_plots_follow_the_theme_and_closing_disconnects(make_napari_viewer):
+    from matplotlib.colors import to_hex
+    from napari.utils.theme import get_theme
+
+    viewer = make_napari_viewer()
+    dock, w = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi temporal consistency")
+    for name in ("light", "dark"):
+        viewer.theme = name
+        assert to_hex(w.figure.get_facecolor()) == get_theme(name).background.as_hex()
+        assert to_hex(w._ax_series.get_facecolor()) == get_theme(name).background.as_hex()
+    viewer.window.remove_dock_widget(dock)
+    assert not w._connected
+    assert not [cb for cb in viewer.events.theme.callbacks if "_apply_theme" in str(cb)]

@@ -69,6 +69,10 @@ class TemporalWidget(Container):
         viewer.dims.events.current_step.connect(self._move_cursor)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
+        from ._lifecycle import on_detach
+
+        self._connected = True
+        self._detach_filter = on_detach(self.native, self._disconnect)
         self._guess_roles()
         self.results: dict[str, object] = {}
         self.accuracy: dict[str, float] = {}
@@ -100,6 +104,8 @@ class TemporalWidget(Container):
         self._canvas.setMinimumHeight(360)
         self._canvas.mpl_connect("button_press_event", self._clicked)
         self._cursor = None
+        self._apply_theme()
+        self._viewer.events.theme.connect(self._apply_theme)
         self.native.layout().addWidget(self._canvas)
 
     # -- computing -------------------------------------------------------------------------------------
@@ -204,7 +210,7 @@ class TemporalWidget(Container):
         bx.set_xlabel("class id")
         bx.set_ylabel("T-IoU per class")
         bx.set_ylim(0, 1.02)
-        self._canvas.draw_idle()
+        self._apply_theme()
         self._table.value = {
             "layer": list(self.results),
             **{
@@ -214,6 +220,50 @@ class TemporalWidget(Container):
             "Dice vs GT": [_fmt(self.accuracy.get(role)) for role in self.results],
         }
         self._status.value = f"done ({self._convention.value} convention)"
+
+    def _disconnect(self):
+        """The dock was closed or removed: stop listening to the viewer."""
+        if not self._connected:
+            return
+        self._connected = False
+        v = self._viewer
+        for ev, cb in (
+            (v.dims.events.current_step, self._move_cursor),
+            (v.layers.events.inserted, self._refresh),
+            (v.layers.events.removed, self._refresh),
+            (v.events.theme, self._apply_theme),
+        ):
+            ev.disconnect(cb)
+
+    def close(self):
+        self._disconnect()
+        super().close()
+
+    def _apply_theme(self, *_):
+        """The figure in napari's theme (background, text, grid), redrawn when the theme changes."""
+        from napari.utils.theme import get_theme
+
+        try:
+            theme = get_theme(self._viewer.theme)
+        except (KeyError, ValueError):  # a theme name napari no longer knows
+            return
+        bg, fg, text = theme.background.as_hex(), theme.foreground.as_hex(), theme.text.as_hex()
+        self.figure.set_facecolor(bg)
+        for ax in (self._ax_series, self._ax_bars):
+            ax.set_facecolor(bg)
+            ax.tick_params(colors=text, which="both")
+            ax.xaxis.label.set_color(text)
+            ax.yaxis.label.set_color(text)
+            ax.title.set_color(text)
+            for spine in ax.spines.values():
+                spine.set_color(fg)
+            legend = ax.get_legend()
+            if legend is not None:
+                legend.get_frame().set_facecolor(bg)
+                legend.get_frame().set_edgecolor(fg)
+                for t in legend.get_texts():
+                    t.set_color(text)
+        self._canvas.draw_idle()
 
     def _move_cursor(self, event=None):
         if self._cursor is not None:
