@@ -343,96 +343,67 @@ def _add_encoding_option(p, flag: str, what: str) -> None:
     )
 
 
-def _is_label_folder(path: Path) -> bool:
-    from .core.labels import LABEL_EXTENSIONS
-
-    return path.is_dir() and any(p.suffix.lower() in LABEL_EXTENSIONS for p in path.iterdir())
-
-
-def _label_sources(pred: Path, array: str, classes, encoding: str):
-    """[(name, label stack)] for a store, a label folder, a .npy or a root of those, all read by
-    the one label reader (:func:`napari_sasvi.core.labels.open_labels`) with one class table."""
-    from .core.errors import InputError
-    from .core.labels import open_labels
-
-    def one(path: Path):
-        name = path.stem if path.suffix.lower() in (".zarr", ".npy") else path.name
-        return (name, open_labels(path, classes, encoding, array=array))
-
-    if not pred.exists():
-        raise InputError(f"{pred} does not exist.")
-    if pred.is_file() or (pred / "zarr.json").exists() or _is_label_folder(pred):
-        return [one(pred)]
-    subs = sorted(p for p in pred.iterdir() if (p / "zarr.json").exists() or _is_label_folder(p) or p.suffix == ".npy")
-    if not subs:
-        raise InputError(
-            f"{pred} holds no label stack: give a SASVi store, a folder of label PNGs, or a root of those."
-        )
-    return [one(p) for p in subs]
-
-
 def _class_table_arg(args):
     from .core.datasets import get_class_table
 
     return get_class_table(args.dataset or args.classes) if (args.dataset or args.classes) else None
 
 
-def _run_evaluate_temporal(args) -> int:
-    import json
+def _drive(gen):
+    """Run an evaluation generator: its notes printed, a progress bar per video; returns its result."""
+    from tqdm.auto import tqdm
+
+    from .core.evaluate import Progress, Reading
+
+    bars: dict[str, object] = {}
+    try:
+        while True:
+            item = next(gen)
+            if isinstance(item, Reading):
+                print(item.message)
+            elif isinstance(item, Progress):
+                bar = bars.get(item.name)
+                if bar is None:
+                    bar = bars[item.name] = tqdm(total=item.total, desc=item.name, unit="frame", dynamic_ncols=True)
+                bar.update(item.done - bar.n)
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+def _fmt(v) -> str:
     import math
 
-    from .core.errors import InputError
-    from .core.frames import open_frames
-    from .core.temporal import iter_temporal, opencv_flow, pool_results, raft_flow
+    return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
-    table = _class_table_arg(args)
-    sources = _label_sources(args.pred, args.array, table, args.masks_encoding)
+
+def _run_evaluate_temporal(args) -> int:
+    import json
+
+    from .core.evaluate import iter_evaluate_temporal
+    from .core.temporal import opencv_flow, raft_flow
+
     flow = raft_flow(str(args.raft_weights) if args.raft_weights else None) if args.flow == "raft" else opencv_flow()
-    results, report = [], {}
-    for name, labels in sources:
-        classes = labels.classes
-        print(f"{name}: {labels.desc} read as {labels.encoding} ({labels.reason})")
-        ignore = set(classes.ignore_ids) | {255}
-        no_label = classes.no_label
-        if no_label not in classes.ids:
-            ignore.add(no_label)
-        frames = None
-        if args.frames is not None:
-            fpath = (
-                args.frames
-                if len(sources) == 1
-                else next((p for p in (args.frames / name, *args.frames.glob(f"{name}.*")) if p.exists()), None)
-            )
-            if fpath is None:
-                raise InputError(f"No frames for {name!r} under {args.frames}.")
-            frames = open_frames(fpath).data
-        try:
-            gen = iter_temporal(labels, frames, convention=args.convention, ignore=ignore, no_label=no_label, flow=flow)
-            bar = _tqdm_progress(range(max(0, labels.shape[0] - 1)), desc=name)
-            it = iter(bar)
-            while True:
-                next(gen)
-                next(it, None)
-        except StopIteration as stop:
-            result = stop.value
-        except ValueError as e:
-            raise InputError(f"{name}: {e}") from e
-        results.append(result)
-        report[name] = result.to_dict()
-    pooled = pool_results(results, ignore=ignore) if len(results) > 1 else results[0]
-
-    def fmt(v):
-        return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
+    pooled, report = _drive(
+        iter_evaluate_temporal(
+            args.pred,
+            _class_table_arg(args),
+            frames=args.frames,
+            convention=args.convention,
+            flow=flow,
+            encoding=args.masks_encoding,
+            array=args.array,
+        )
+    )
     print(f"convention: {args.convention}; labels scored: {pooled.labels_scored}")
     print("label    T-IoU  T-ASSD  F-IoU  F-Dice")
     for c in pooled.labels_scored:
-        print(
-            f"{c:5d}    {fmt(pooled.t_iou.get(c))}  {fmt(pooled.t_assd.get(c))}  {fmt(pooled.f_iou.get(c))}  "
-            f"{fmt(pooled.f_dice.get(c))}"
-        )
+        cols = (pooled.t_iou.get(c), pooled.t_assd.get(c), pooled.f_iou.get(c), pooled.f_dice.get(c))
+        print(f"{c:5d}    " + "  ".join(_fmt(v) for v in cols))
     m = pooled.macro
-    print(f"macro    {fmt(m['t_iou'])}  {fmt(m['t_assd'])}  {fmt(m['f_iou'])}  {fmt(m['f_dice'])}")
+    print("macro    " + "  ".join(_fmt(m[k]) for k in ("t_iou", "t_assd", "f_iou", "f_dice")))
     if args.json:
         payload = {"pooled": pooled.to_dict() | {"series": None}, "videos": report}
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -444,61 +415,25 @@ def _run_evaluate_frames(args) -> int:
     import csv
     import json
 
-    from .core.errors import InputError
-    from .core.lazy import read_frame
-    from .core.metrics import OverlapCounts, macro, overlap_counts, resize_nearest
+    from .core.evaluate import iter_evaluate_frames
 
-    table = _class_table_arg(args)
-    preds = _label_sources(args.pred, args.array, table, args.masks_encoding)
-    if table is None:  # a store brings its table: the ground truth is read with the same one
-        table = preds[0][1].classes
-    gts = dict(_label_sources(args.gt, "labels", table, args.gt_encoding))
-    total = OverlapCounts({}, {}, {})
-    per_frame: dict[str, list[float]] = {}
-    classes = table
-    for name, pred in preds:
-        gt = gts.get(name) if len(preds) > 1 else next(iter(gts.values()))
-        if gt is None:
-            raise InputError(f"No ground truth for {name!r} in {args.gt}.")
-        if pred.classes.ids != classes.ids:
-            raise InputError(f"{name}: the prediction's classes ({pred.classes.name}) are not {classes.name}'s.")
-        for what, lab in (("prediction", pred), ("ground truth", gt)):
-            print(f"{name}: {what} {lab.desc} read as {lab.encoding} ({lab.reason})")
-        if pred.shape[0] != gt.shape[0]:
-            raise InputError(f"{name}: the prediction has {pred.shape[0]} frames, the ground truth {gt.shape[0]}.")
-        resize = None
-        if tuple(pred.shape[1:]) != tuple(gt.shape[1:]):
-            (ph, pw), (gh, gw) = pred.shape[1:], gt.shape[1:]
-            if args.resize != "nearest":
-                raise InputError(
-                    f"{name}: the prediction is {pw}x{ph} pixels, the ground truth {gw}x{gh}.\n"
-                    "  Export the prediction at the frame size (segment ... --export-png DIR --export-size 0 0), "
-                    "or add --resize nearest to resize the prediction to the ground truth (nearest neighbour)."
-                )
-            resize = (gh, gw)
-            print(f"{name}: prediction resized from {pw}x{ph} to {gw}x{gh} (nearest neighbour)")
-        series = []
-        for t in _tqdm_progress(range(pred.shape[0]), desc=name):
-            p = read_frame(pred, t)
-            one = overlap_counts([p if resize is None else resize_nearest(p, resize)], [read_frame(gt, t)], classes.ids)
-            series.append(macro(one.dice(), classes.scored_ids()))
-            total.add(one)
-        per_frame[name] = series
-    dice, iou = total.dice(), total.iou()
-    ids = classes.scored_ids()
-    rows = [{"id": c.id, "name": c.name, "dice": dice.get(c.id), "iou": iou.get(c.id)} for c in classes if c.id in ids]
-    summary = {"macro_dice": macro(dice, ids), "macro_iou": macro(iou, ids)}
-    if not any(c in dice for c in ids):
-        raise InputError(
-            f"No class of {classes.name!r} that counts (ids {ids}) occurs in the prediction or the ground truth.\n"
-            "  Check --dataset/--classes and the encodings printed above; nothing was scored."
+    report = _drive(
+        iter_evaluate_frames(
+            args.pred,
+            args.gt,
+            _class_table_arg(args),
+            pred_encoding=args.masks_encoding,
+            gt_encoding=args.gt_encoding,
+            array=args.array,
+            resize=args.resize == "nearest",
         )
+    )
+    rows = report["per_class"]
     for r in rows:
-        d = "  n/a" if r["dice"] is None else f"{r['dice']:.3f}"
-        i = "  n/a" if r["iou"] is None else f"{r['iou']:.3f}"
-        print(f"{r['id']:3d} {r['name']:<26s} Dice {d}  IoU {i}")
+        print(f"{r['id']:3d} {r['name']:<26s} Dice {_fmt(r['dice'])}  IoU {_fmt(r['iou'])}")
     print(
-        f"macro (over the classes present, ignore ids and unlabelled ground-truth pixels left out): Dice {summary['macro_dice']:.3f}  IoU {summary['macro_iou']:.3f}"
+        "macro (over the classes present, ignore ids and unlabelled ground-truth pixels left out): "
+        f"Dice {report['macro_dice']:.3f}  IoU {report['macro_iou']:.3f}"
     )
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
@@ -506,10 +441,10 @@ def _run_evaluate_frames(args) -> int:
             w = csv.DictWriter(fh, fieldnames=["id", "name", "dice", "iou"])
             w.writeheader()
             w.writerows(rows)
-            w.writerow({"id": "", "name": "macro", "dice": summary["macro_dice"], "iou": summary["macro_iou"]})
+            w.writerow({"id": "", "name": "macro", "dice": report["macro_dice"], "iou": report["macro_iou"]})
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"per_class": rows, **summary, "per_frame_macro_dice": per_frame}, indent=1))
+        args.json.write_text(json.dumps({k: v for k, v in report.items() if k != "classes"}, indent=1))
     return 0
 
 
@@ -538,40 +473,13 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> int:
-    from PIL import Image
+    from tqdm.auto import tqdm
 
-    from .core.config import RunConfig, TrackerConfig
-    from .core.export import export_frames
-    from .core.frames import open_frames
-    from .core.metrics import macro, overlap_counts
-    from .core.segment import segment_video
-    from .core.store import SasviStore
-    from .core.synthetic import SyntheticVideo
+    from .core.config import TrackerConfig
+    from .core.demo import iter_demo
+    from .core.pipeline import FrameDone
 
-    video = SyntheticVideo(n_frames=args.frames, seed=args.seed)
-    classes = video.classes
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    print(
-        f"1/3 synthetic clip: {video.n_frames} frames of {video.height} x {video.width}; "
-        f"classes {', '.join(c.name for c in classes)}"
-    )
-    frames_dir, masks_dir = out / "frames", out / "overseer_masks"
-    export_frames(
-        open_frames(video.frames_dask(), name=video.name), frames_dir, overwrite=True, progress=_tqdm_progress
-    )
-    masks_dir.mkdir(exist_ok=True)
-    for t in range(video.n_frames):  # the "overseer": ground truth with realistic frame-wise errors
-        Image.fromarray(video.noisy_labels(t)).save(masks_dir / f"{t:010d}.png")
-    stack = open_frames(frames_dir)
-    if args.sam2_model:
-        args.tracker = "sam2"
-    if args.tracker == "flow":
-        print(f"2/3 SASVi ({args.mode} mode), tracker: optical flow ({args.tracker_model or 'dis'}; no weights)")
-        tracker = TrackerConfig(kind="flow", model=args.tracker_model)
-    else:
-        weights = args.sam2_model or "random weights (offline: the labels show the pipeline, not SAM2's skill)"
-        print(f"2/3 SASVi ({args.mode} mode), SAM2: {weights}")
+    if args.sam2_model or args.tracker == "sam2":
         tracker = TrackerConfig(
             kind="sam2",
             model=args.sam2_model,
@@ -579,48 +487,46 @@ def _run_demo(args) -> int:
             random_weights=not args.sam2_model,
             image_size=None if args.sam2_model else args.image_size,
         )
-    config = RunConfig(dataset="synthetic", mode=args.mode, tracker=tracker)
-    store_path = out / f"{video.name}_{args.mode}.zarr"
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(stack), desc="sasvi", unit="frame", dynamic_ncols=True) as bar:
-        summary = segment_video(
-            frames_dir, store_path, config, masks=masks_dir, progress=lambda done, total, fps: bar.update(done - bar.n)
-        )
-    store = SasviStore.read(store_path)
+    else:
+        tracker = TrackerConfig(kind="flow", model=args.tracker_model)
+    gen = iter_demo(args.out, args.frames, args.seed, args.mode, tracker)
+    bar = None
+    try:
+        while True:
+            item = next(gen)
+            if isinstance(item, FrameDone):
+                bar = bar or tqdm(total=item.total, desc="sasvi", unit="frame", dynamic_ncols=True)
+                bar.update(item.done - bar.n)
+            else:
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                print(item)
+    except StopIteration as stop:
+        report = stop.value
+    classes = report["video"].classes
+    ov, sv = report["dice"]["overseer"], report["dice"]["sasvi"]
     print(
-        f"3/3 wrote {store_path}: {store.frames_done} frames; "
-        f"{len(summary.restarts)} restarts at {[e['frame'] for e in summary.restarts]}, "
-        f"{sum(e['kind'] == 'add_objects' for e in summary.events)} objects added without a reset"
-    )
-    ids = classes.scored_ids()
-    gt = (video.labels(t) for t in range(video.n_frames))
-    ov = overlap_counts((store.overseer[t] for t in range(video.n_frames)), gt, classes.ids).dice()
-    gt = (video.labels(t) for t in range(video.n_frames))
-    sv = overlap_counts((store.labels[t] for t in range(video.n_frames)), gt, classes.ids).dice()
-    print(
-        f"   Dice against the ground truth (macro over {len(ids)} classes): overseer {macro(ov, ids):.3f}, "
-        f"SASVi {macro(sv, ids):.3f}"
+        f"   Dice against the ground truth (macro over {len(classes.scored_ids())} classes): "
+        f"overseer {report['macro']['overseer']:.3f}, SASVi {report['macro']['sasvi']:.3f}"
     )
     for c in classes:
         print(
             f"   {c.id:2d} {c.name:<24s} overseer {ov.get(c.id, float('nan')):.3f}  SASVi {sv.get(c.id, float('nan')):.3f}"
         )
-    from .core.temporal import temporal_consistency
-
-    ignore = set(classes.ignore_ids) | {classes.no_label}
     print("   temporal consistency (macro, default convention):   T-IoU  T-ASSD  F-IoU")
-    for name, lab in (("ground truth", video.labels_dask()), ("overseer", store.overseer), ("SASVi", store.labels)):
-        m = temporal_consistency(lab, stack.data, ignore=ignore, no_label=classes.no_label).macro
+    for name, m in report["temporal"].items():
         print(f"   {name:<48s}  {m['t_iou']:.3f}  {m['t_assd']:6.2f}  {m['f_iou']:.3f}")
     if args.view:
         import napari
 
         from ._napari.sample import labels_layer_kwargs
+        from .core.store import SasviStore
 
+        store = SasviStore.read(report["store"])
         viewer = napari.Viewer()
-        viewer.open(str(frames_dir), plugin="napari-sasvi")
-        viewer.add_labels(video.labels_dask(), **labels_layer_kwargs(classes, "Ground truth"))
+        viewer.open(str(report["frames"]), plugin="napari-sasvi")
+        viewer.add_labels(report["video"].labels_dask(), **labels_layer_kwargs(classes, "Ground truth"))
         viewer.add_labels(store.overseer, **labels_layer_kwargs(classes, "Overseer"))
         viewer.add_labels(store.labels, **labels_layer_kwargs(classes, "SASVi"))
         napari.run()

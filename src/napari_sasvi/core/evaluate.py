@@ -1,0 +1,200 @@
+"""Evaluating label stacks: frame-wise accuracy against ground truth, and temporal consistency.
+
+Both read every label source through the one label reader (:func:`.labels.open_labels`) with one
+class table, and are generators: they yield :class:`Reading` (how a source was read, and any
+resize) and :class:`Progress` per frame, and return their report. The CLI's ``evaluate`` commands
+drive them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .datasets import ClassTable
+from .errors import InputError
+from .labels import LABEL_EXTENSIONS, LabelStack, open_labels
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A note for the user: how ``name``'s label source was read (or resized)."""
+
+    name: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    name: str
+    done: int
+    total: int
+
+
+def _is_label_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() in LABEL_EXTENSIONS for p in path.iterdir())
+
+
+def label_sources(
+    path: str | os.PathLike, classes: ClassTable | None, encoding: str = "auto", array: str = "labels"
+) -> list[tuple[str, LabelStack]]:
+    """[(name, label stack)] for a store, a label folder, a ``.npy`` or a root of those."""
+    path = Path(path)
+
+    def one(p: Path):
+        name = p.stem if p.suffix.lower() in (".zarr", ".npy") else p.name
+        return (name, open_labels(p, classes, encoding, array=array))
+
+    if not path.exists():
+        raise InputError(f"{path} does not exist.")
+    if path.is_file() or (path / "zarr.json").exists() or _is_label_folder(path):
+        return [one(path)]
+    subs = sorted(p for p in path.iterdir() if (p / "zarr.json").exists() or _is_label_folder(p) or p.suffix == ".npy")
+    if not subs:
+        raise InputError(
+            f"{path} holds no label stack: give a SASVi store, a folder of label PNGs, or a root of those."
+        )
+    return [one(p) for p in subs]
+
+
+def _read_note(name: str, what: str, lab: LabelStack) -> Reading:
+    return Reading(name, f"{name}: {what}{lab.desc} read as {lab.encoding} ({lab.reason})")
+
+
+def iter_evaluate_frames(
+    pred: str | os.PathLike,
+    gt: str | os.PathLike,
+    classes: ClassTable | None = None,
+    *,
+    pred_encoding: str = "auto",
+    gt_encoding: str = "auto",
+    array: str = "labels",
+    resize: bool = False,
+) -> Generator[Reading | Progress, None, dict]:
+    """Per-class Dice and IoU of predictions against ground truth, pooled over all frames.
+
+    Args:
+        classes: the class table; None when ``pred`` is a store (it brings its own, and the ground
+            truth is read with it).
+        resize: predictions of another size are resized to the ground truth's (nearest
+            neighbour, torch's index rule), stated in a :class:`Reading`; else refused.
+
+    Returns:
+        ``{"per_class": [{id, name, dice, iou}], "macro_dice", "macro_iou", "per_frame_macro_dice"}``
+        (macro over the scored ids present; ground-truth pixels that are unlabelled are not scored).
+    """
+    from .lazy import read_frame
+    from .metrics import OverlapCounts, macro, overlap_counts, resize_nearest
+
+    preds = label_sources(pred, classes, pred_encoding, array)
+    table = classes or preds[0][1].classes
+    gts = dict(label_sources(gt, table, gt_encoding, "labels"))
+    total = OverlapCounts({}, {}, {})
+    per_frame: dict[str, list[float]] = {}
+    for name, p in preds:
+        g = gts.get(name) if len(preds) > 1 else next(iter(gts.values()))
+        if g is None:
+            raise InputError(f"No ground truth for {name!r} in {gt}.")
+        if p.classes.ids != table.ids:
+            raise InputError(f"{name}: the prediction's classes ({p.classes.name}) are not {table.name}'s.")
+        yield _read_note(name, "prediction ", p)
+        yield _read_note(name, "ground truth ", g)
+        if p.shape[0] != g.shape[0]:
+            raise InputError(f"{name}: the prediction has {p.shape[0]} frames, the ground truth {g.shape[0]}.")
+        size = None
+        if tuple(p.shape[1:]) != tuple(g.shape[1:]):
+            (ph, pw), (gh, gw) = p.shape[1:], g.shape[1:]
+            if not resize:
+                raise InputError(
+                    f"{name}: the prediction is {pw}x{ph} pixels, the ground truth {gw}x{gh}.\n"
+                    "  Export the prediction at the frame size (segment ... --export-png DIR --export-size 0 0), "
+                    "or add --resize nearest to resize the prediction to the ground truth (nearest neighbour)."
+                )
+            size = (gh, gw)
+            yield Reading(name, f"{name}: prediction resized from {pw}x{ph} to {gw}x{gh} (nearest neighbour)")
+        series = []
+        n = p.shape[0]
+        for t in range(n):
+            a = read_frame(p, t)
+            one = overlap_counts([a if size is None else resize_nearest(a, size)], [read_frame(g, t)], table.ids)
+            series.append(macro(one.dice(), table.scored_ids()))
+            total.add(one)
+            yield Progress(name, t + 1, n)
+        per_frame[name] = series
+    dice, iou = total.dice(), total.iou()
+    ids = table.scored_ids()
+    if not any(c in dice for c in ids):
+        raise InputError(
+            f"No class of {table.name!r} that counts (ids {ids}) occurs in the prediction or the ground truth.\n"
+            "  Check --dataset/--classes and the encodings printed above; nothing was scored."
+        )
+    rows = [{"id": c.id, "name": c.name, "dice": dice.get(c.id), "iou": iou.get(c.id)} for c in table if c.id in ids]
+    return {
+        "per_class": rows,
+        "macro_dice": macro(dice, ids),
+        "macro_iou": macro(iou, ids),
+        "per_frame_macro_dice": per_frame,
+        "classes": table.name,
+    }
+
+
+def iter_evaluate_temporal(
+    pred: str | os.PathLike,
+    classes: ClassTable | None = None,
+    *,
+    frames: str | os.PathLike | None = None,
+    convention: str = "default",
+    flow: Any = None,
+    encoding: str = "auto",
+    array: str = "labels",
+) -> Generator[Reading | Progress, None, tuple[Any, dict]]:
+    """T (and with ``frames`` F) of a store, a label folder or a root of those.
+
+    Returns:
+        (pooled :class:`~.temporal.TemporalResult`, {video name: its result as a dict}).
+    """
+    from .frames import open_frames
+    from .temporal import iter_temporal, pool_results
+
+    sources = label_sources(pred, classes, encoding, array)
+    results, report = [], {}
+    ignore: set[int] = set()
+    for name, labels in sources:
+        table = labels.classes
+        yield _read_note(name, "", labels)
+        ignore = set(table.ignore_ids) | {255}
+        if table.no_label not in table.ids:
+            ignore.add(table.no_label)
+        video = None
+        if frames is not None:
+            root = Path(frames)
+            fpath = (
+                root
+                if len(sources) == 1
+                else next((p for p in (root / name, *root.glob(f"{name}.*")) if p.exists()), None)
+            )
+            if fpath is None:
+                raise InputError(f"No frames for {name!r} under {frames}.")
+            video = open_frames(fpath).data
+        n = max(0, labels.shape[0] - 1)
+        gen = iter_temporal(labels, video, convention=convention, ignore=ignore, no_label=table.no_label, flow=flow)
+        done = 0
+        try:
+            while True:
+                next(gen)
+                done += 1
+                yield Progress(name, done, n)
+        except StopIteration as stop:
+            result = stop.value
+        except ValueError as e:
+            raise InputError(f"{name}: {e}") from e
+        results.append(result)
+        report[name] = result.to_dict()
+    pooled = pool_results(results, ignore=ignore) if len(results) > 1 else results[0]
+    return pooled, report
+
+
+__all__ = ["Progress", "Reading", "iter_evaluate_frames", "iter_evaluate_temporal", "label_sources"]
