@@ -1,0 +1,246 @@
+"""``napari-sasvi segment``: its options, and the :class:`~napari_sasvi.core.config.RunConfig`
+they make (core errors name config options; :func:`as_flags` shows them as these flags)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_encoding_option(p, flag: str, what: str) -> None:
+    p.add_argument(
+        flag,
+        choices=["auto", "class-ids", "source"],
+        default="auto",
+        help=f"{what}: auto decides from the files (and says what it chose); class-ids: pixel values are class ids; "
+        "source: the dataset's own values (CholecSeg8k watershed greys, a table's source_values)",
+    )
+
+
+# -- segment ---------------------------------------------------------------------------------------
+def add_segment(sub) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="run SASVi on a video, a frame folder, or a folder of videos",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("input", type=Path, help="frame folder, video file, or a root folder of videos")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output store (.zarr folder); for a root of videos, a folder with one store per video",
+    )
+    g = p.add_argument_group("overseer")
+    g.add_argument(
+        "--overseer",
+        choices=["replay", "maskrcnn", "detr", "mask2former"],
+        default="replay",
+        help="a trained frame-wise model, or replay: existing frame-wise predictions act as the overseer",
+    )
+    g.add_argument(
+        "--overseer-checkpoint",
+        help="maskrcnn/detr/mask2former: a .pth state dict, or a published checkpoint's name "
+        "(cadis/maskrcnn, cholecseg8k/detr, ...; 'published': the one of --overseer and --dataset), "
+        "downloaded into the user cache when online",
+    )
+    g.add_argument(
+        "--overseer-masks",
+        type=Path,
+        help="replay: folder of label PNGs, .npy or zarr (for a root: one per video, same names)",
+    )
+    add_encoding_option(g, "--masks-encoding", "replay: how the mask files store classes")
+    g.add_argument(
+        "--overseer-score-threshold",
+        type=float,
+        help="keep instances scoring above this (reference: Mask R-CNN 0.05, DETR 0, Mask2Former 0)",
+    )
+    g.add_argument(
+        "--overseer-mask-threshold",
+        type=float,
+        help="mask probability (Mask R-CNN, reference 0.5) or logit (DETR 0.5, Mask2Former 0) threshold",
+    )
+    g.add_argument("--batch-size", type=int, default=8, help="overseer batch size over the look-ahead window")
+    p.add_argument("--config", type=Path, help="a run config (YAML/JSON, see docs/python.md); flags given override it")
+    p.add_argument("--save-config", type=Path, help="write the run's config (YAML/JSON) here, to run it again")
+    c = p.add_mutually_exclusive_group()
+    c.add_argument("--dataset", choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"], help="class table preset")
+    c.add_argument("--classes", type=Path, help="class table file (.yaml/.json: classes: [{id, name, color}])")
+    s = p.add_argument_group("tracker")
+    s.add_argument(
+        "--tracker",
+        choices=["sam2", "flow", "hf"],
+        default="sam2",
+        help="sam2: the sam2 package's video predictor; flow: optical flow carries the prompts (no weights, "
+        "CPU); hf: SAM2/SAM2.1, EdgeTAM or the SAM3 tracker through transformers",
+    )
+    s.add_argument(
+        "--tracker-model",
+        help="sam2: an official model name (as --sam2-model); flow: the flow method, dis (default) or farneback; "
+        "hf: a folder saved with save_pretrained, or a Hub repository id (downloaded when online)",
+    )
+    m = s.add_mutually_exclusive_group()
+    m.add_argument("--sam2-model", help="official model name (sam2.1_hiera_tiny, ...); downloaded when online")
+    m.add_argument("--sam2-config", help="config name (sam2.1_hiera_t, sam2_hiera_l, ...) or YAML path")
+    s.add_argument("--sam2-checkpoint", type=Path, help="checkpoint file for --sam2-config ({'model': state_dict})")
+    s.add_argument("--sam2-random-weights", action="store_true", help="no checkpoint: random weights (tests, demos)")
+    s.add_argument("--image-size", type=int, help="override SAM2's input size (a multiple of 32)")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    pol = p.add_argument_group("policy")
+    pol.add_argument(
+        "--mode",
+        choices=["default", "reference"],
+        default="default",
+        help="reference: the published behaviour decision for decision; default: its defects fixed",
+    )
+    pol.add_argument("--lookahead", type=int, help="overseer look-ahead frames (reference 10)")
+    pol.add_argument("--persistence", type=int, help="frames a new class must persist (reference 3)")
+    pol.add_argument("--overlap", type=float, help="duplicate overlap threshold (reference 0.70)")
+    pol.add_argument("--buffer", type=int, help="frames between forced re-seeds (reference 25)")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--events-json", type=Path, help="write the re-prompt events (a JSON list) here")
+    o.add_argument("--export-png", type=Path, help="also write <frame>_rgb_mask.png palette PNGs here")
+    o.add_argument("--export-npz", action="store_true", help="with --export-png: also <frame>_binary_mask.npz")
+    o.add_argument("--overwrite", action="store_true", help="with --export-png: replace mask files already there")
+    o.add_argument(
+        "--export-size",
+        type=int,
+        nargs=2,
+        default=[299, 299],
+        metavar=("W", "H"),
+        help="size of the exported PNGs (0 0: the frame size)",
+    )
+    p.set_defaults(func=_run_segment)
+
+
+#: config name -> the segment flag that sets it (core errors name config options; the CLI shows flags)
+CONFIG_FLAGS = {
+    "overseer.checkpoint": "--overseer-checkpoint",
+    "overseer.masks_encoding": "--masks-encoding",
+    "overseer.masks": "--overseer-masks",
+    "overseer.kind": "--overseer",
+    "overseer.batch_size": "--batch-size",
+    "tracker.random_weights": "--sam2-random-weights",
+    "tracker.checkpoint": "--sam2-checkpoint",
+    "tracker.config": "--sam2-config",
+    "tracker.image_size": "--image-size",
+    "tracker.model": "--tracker-model",
+    "tracker.kind": "--tracker",
+    "export.overwrite": "--overwrite",
+    "export.png": "--export-png",
+    "export.events_json": "--events-json",
+    "policy.lookahead": "--lookahead",
+    "policy.persistence": "--persistence",
+    "policy.overlap": "--overlap",
+    "policy.buffer": "--buffer",
+}
+
+
+def as_flags(message: str) -> str:
+    import re
+
+    for name, flag in CONFIG_FLAGS.items():
+        message = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w])", flag, message)
+    return message
+
+
+def config_from_args(args):
+    """The run's :class:`~napari_sasvi.core.config.RunConfig`: ``--config FILE`` as the base (if
+    given), then every option given on the command line."""
+    from .core.config import RunConfig
+    from .core.errors import InputError
+
+    base = RunConfig.load(args.config) if args.config else None
+    if base is None and not (args.dataset or args.classes):
+        raise InputError("Give the class table: --dataset NAME or --classes FILE (or --config FILE).")
+    if args.tracker != "sam2" and (args.sam2_model or args.sam2_config):
+        raise InputError(
+            f"--sam2-model/--sam2-config are for --tracker sam2; the {args.tracker} tracker takes --tracker-model."
+        )
+    if args.tracker == "sam2" and args.tracker_model and args.sam2_model and args.tracker_model != args.sam2_model:
+        raise InputError("Give the SAM2 model once: --tracker-model or --sam2-model.")
+    d = base.to_dict() if base else RunConfig().to_dict()
+
+    def put(section, key, value):
+        (d[section] if section else d)[key] = value
+
+    if args.dataset or args.classes:
+        put(None, "dataset", str(args.dataset or args.classes))
+    if base is None or args.mode != "default":
+        put(None, "mode", args.mode)
+    if base is None or args.device != "auto":
+        put(None, "device", args.device)
+    if base is None or args.overseer != "replay":
+        put("overseer", "kind", args.overseer)
+    if base is None or args.tracker != "sam2":
+        put("tracker", "kind", args.tracker)
+    for section, key, value in (
+        ("overseer", "checkpoint", args.overseer_checkpoint),
+        ("overseer", "masks", str(args.overseer_masks) if args.overseer_masks else None),
+        ("overseer", "score_threshold", args.overseer_score_threshold),
+        ("overseer", "mask_threshold", args.overseer_mask_threshold),
+        ("tracker", "model", args.tracker_model or args.sam2_model),
+        ("tracker", "config", args.sam2_config),
+        ("tracker", "checkpoint", str(args.sam2_checkpoint) if args.sam2_checkpoint else None),
+        ("tracker", "image_size", args.image_size),
+        ("policy", "lookahead", args.lookahead),
+        ("policy", "persistence", args.persistence),
+        ("policy", "overlap", args.overlap),
+        ("policy", "buffer", args.buffer),
+        ("export", "png", str(args.export_png) if args.export_png else None),
+        ("export", "events_json", str(args.events_json) if args.events_json else None),
+    ):
+        if value is not None:
+            put(section, key, value)
+    for section, key, value, default in (
+        ("overseer", "masks_encoding", args.masks_encoding, "auto"),
+        ("overseer", "batch_size", args.batch_size, 8),
+        ("tracker", "random_weights", args.sam2_random_weights, False),
+        ("export", "npz", args.export_npz, False),
+        ("export", "overwrite", args.overwrite, False),
+    ):
+        if base is None or value != default:
+            put(section, key, value)
+    if base is None or args.export_size != [299, 299]:
+        put("export", "size", None if args.export_size == [0, 0] else list(args.export_size))
+    return RunConfig.from_dict(d)
+
+
+def _run_segment(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .core.pipeline import FrameDone
+    from .core.segment import VideoDone, VideoStarted, segment_videos
+
+    config = config_from_args(args)
+    if config.tracker.kind == "flow" and config.device not in ("auto", "cpu"):
+        print(
+            f"note: the flow tracker runs on the CPU; --device {config.device} applies to the overseer only",
+            file=sys.stderr,
+        )
+    if args.save_config:
+        config.save(args.save_config)
+    bar = None
+    gen = segment_videos(args.input, config, args.out)
+    try:
+        for item in gen:
+            if isinstance(item, VideoStarted):
+                print(f"{item.name}: {item.note}")
+                bar = tqdm(total=item.n_frames, desc=item.name, unit="frame", dynamic_ncols=True)
+            elif isinstance(item, FrameDone) and bar is not None:
+                bar.update(item.done - bar.n)
+                bar.set_postfix_str(f"{item.fps:.2f} frames/s", refresh=False)
+            elif isinstance(item, VideoDone):
+                if bar is not None:
+                    bar.update(item.summary.frames_written + item.summary.resumed_from - bar.n)
+                    bar.close()
+                    bar = None
+                s = item.summary
+                restarts = [e["frame"] for e in s.events if e["kind"] == "restart"]
+                state = f"resumed at frame {s.resumed_from}, " if s.resumed_from else ""
+                print(f"{item.name}: {state}{s.frames_written} frames written to {s.store}; restarts at {restarts}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return 0
