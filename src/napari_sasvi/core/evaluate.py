@@ -16,7 +16,8 @@ from typing import Any
 
 from .datasets import ClassTable
 from .errors import InputError
-from .labels import LABEL_EXTENSIONS, LabelStack, open_labels
+from .label_files import LABEL_EXTENSIONS
+from .labels import LabelStack, open_labels
 
 
 @dataclass(frozen=True)

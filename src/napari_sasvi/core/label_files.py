@@ -1,0 +1,153 @@
+"""Label files as stored: the raw values of a folder of label images, a ``.npy``, a zarr array or
+one of our stores, before any encoding is applied (see :mod:`.labels`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datasets import ClassTable
+from .errors import CorruptFrameError, EmptyInputError, InputError, LabelEncodingError
+
+LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+
+
+class RawFolder:
+    """A folder of label images; ``raw(t)`` is the stored values (H, W) of frame t."""
+
+    def __init__(self, folder: Path):
+        from .frames import list_frame_files
+
+        try:
+            self.files = list_frame_files(folder, LABEL_EXTENSIONS)
+        except EmptyInputError as e:
+            raise EmptyInputError(f"No label images in {folder}: expected one .png (or .bmp/.tif) per frame.") from e
+        self.desc = str(folder)
+        self.kinds: set[str] = set()
+        from PIL import Image
+
+        with Image.open(self.files[0]) as im:
+            w, h = im.size
+        self.shape = (len(self.files), h, w)
+
+    def name(self, t: int) -> str:
+        return self.files[t].name
+
+    def raw(self, t: int) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.files[t]
+        try:
+            with Image.open(path) as im:
+                im.load()
+                mode = im.mode
+                if mode in ("L", "P"):
+                    arr, kind = np.asarray(im), mode
+                elif mode == "1":
+                    arr, kind = np.asarray(im.convert("L")), "L"
+                elif mode in ("RGB", "RGBA", "LA"):
+                    a = np.asarray(im)
+                    if mode == "LA":
+                        arr, kind = a[..., 0], "L"
+                    else:
+                        rgb = a[..., :3]
+                        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+                            raise LabelEncodingError(
+                                f"{path.name} is a colour mask, not a label map.\n"
+                                f"  In {path.parent}: its red, green and blue differ, so it codes classes as colours. "
+                                "Give label images that store one value per pixel (class ids, mode L or P, or a "
+                                "dataset's grey values such as CholecSeg8k's *_watershed_mask.png). Colours are not "
+                                "inverted: some datasets give two classes one colour (Cataract-1K 4 and 11)."
+                            )
+                        arr, kind = rgb[..., 0], "grey-RGB"
+                elif mode.startswith("I"):
+                    arr, kind = np.asarray(im), "16-bit"
+                else:
+                    raise LabelEncodingError(
+                        f"{path.name}: image mode {mode} is not a label map.\n"
+                        f"  In {path.parent}. Give PNGs of mode L or P (one class id per pixel)."
+                    )
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise CorruptFrameError(
+                f"Cannot read label file {path.name}: {e}\n  In {path.parent}. Replace the file or remove it."
+            ) from e
+        self.kinds.add(kind)
+        return arr
+
+
+class RawArray:
+    """A (T, H, W) array-like (numpy, memory-mapped ``.npy``, dask, zarr) of stored values."""
+
+    def __init__(self, array: Any, desc: str, kind: str = "array"):
+        shape = tuple(int(s) for s in array.shape)
+        if len(shape) == 4 and shape[3] == 1:
+            shape = shape[:3]
+        if len(shape) != 3:
+            raise InputError(f"Labels must be a (T, H, W) stack, got shape {tuple(array.shape)} ({desc}).")
+        self.array, self.desc, self.shape = array, desc, shape
+        self.kinds = {kind}
+
+    def name(self, t: int) -> str:
+        return f"frame {t}"
+
+    def raw(self, t: int) -> np.ndarray:
+        from .lazy import read_frame
+
+        a = read_frame(self.array, t)
+        if a.ndim == 3:
+            a = a[..., 0]
+        if a.dtype == bool:
+            a = a.astype(np.uint8)
+        if not np.issubdtype(a.dtype, np.integer):
+            if np.issubdtype(a.dtype, np.floating) and np.array_equal(a, np.round(a)):
+                a = a.astype(np.int64)
+            else:
+                raise LabelEncodingError(
+                    f"{self.desc}: labels of type {a.dtype} are not integer class ids.\n"
+                    "  Give integer label maps (one class id per pixel)."
+                )
+        return a
+
+
+def _store_array(path: Path, array: str):
+    """(array, class table) of one of our stores, or (zarr array, None) of a plain zarr."""
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Group):
+        if "sasvi" in node.attrs:
+            if array not in node:
+                raise InputError(f"{path} holds no {array!r} array (a SASVi store has 'labels' and 'overseer').")
+            return node[array], ClassTable.from_dict(node.attrs["sasvi"]["classes"])
+        for key in (array, "labels", "overseer"):
+            if key in node:
+                return node[key], None
+        raise InputError(f"{path} is a zarr group without a 'labels' or 'overseer' array.")
+    return node, None
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.is_dir() and any((path / n).exists() for n in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def open_raw(source: Any, array: str) -> tuple[Any, ClassTable | None]:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"Labels {path} do not exist.")
+        if path.suffix.lower() == ".npy":
+            return RawArray(np.load(path, mmap_mode="r", allow_pickle=False), str(path), "npy"), None
+        if _is_zarr(path):
+            arr, table = _store_array(path, array)
+            return RawArray(arr, str(path), "store" if table is not None else "zarr"), table
+        if path.is_dir():
+            return RawFolder(path), None
+        raise InputError(f"Cannot read labels from {path}: give a folder of label PNGs, a .npy stack or a zarr store.")
+    if hasattr(source, "raw_source"):  # a LabelStack: read its files again
+        return source.raw_source, None
+    if hasattr(source, "shape") and hasattr(source, "__getitem__"):
+        return RawArray(source, f"{type(source).__name__} {tuple(source.shape)}"), None
+    raise InputError(f"Cannot read labels from a {type(source).__name__}.")
