@@ -217,78 +217,14 @@ class SegmentWidget(Container):
             self._out_suggested = False
 
     def _config(self):
-        """The form as a :class:`~napari_sasvi.core.config.RunConfig` (cheap: nothing is built)."""
-        from ..core.config import OverseerConfig, PolicyConfig, RunConfig, TrackerConfig
+        from ._form import config_from_form
 
-        choice = self._overseer.value
-        overseer = OverseerConfig(
-            kind="replay",
-            masks=str(self._overseer_path.value) if choice == REPLAY_FOLDER else None,
-            masks_encoding=self._encoding.value,
-            batch_size=self._batch.value,
-        )
-        if choice in TRAINED:
-            ckpt = "published" if self._published.value else str(self._overseer_ckpt.value)
-            if ckpt != "published" and not Path(ckpt).is_file():
-                raise SasviError(
-                    f"Overseer checkpoint {ckpt} is not a file: choose the .pth file, or tick 'published checkpoint'."
-                )
-            overseer = OverseerConfig(
-                kind=TRAINED[choice],
-                checkpoint=ckpt,
-                score_threshold=round(self._score_thr.value, 4),
-                mask_threshold=round(self._mask_thr.value, 4),
-                batch_size=self._batch.value,
-            )
-        elif choice == REPLAY_LAYER and self._overseer_layer.value is None:
-            raise SasviError("No labels layer to replay as the overseer: add one, pick a folder or a trained model.")
-        if self._sam2.value in FLOW_CHOICES:
-            tracker = TrackerConfig(kind="flow", model=FLOW_CHOICES[self._sam2.value])
-        elif self._sam2.value == HF_CHOICE:
-            tracker = TrackerConfig(kind="hf", model=self._hf_model.value.strip())
-        elif self._sam2.value == CONFIG_CHOICE:
-            tracker = TrackerConfig(
-                kind="sam2",
-                config=self._sam2_config.value,
-                checkpoint=None if self._random.value else str(self._sam2_ckpt.value),
-                random_weights=self._random.value,
-                image_size=self._image_size.value or None,
-            )
-        else:
-            tracker = TrackerConfig(kind="sam2", model=self._sam2.value, image_size=self._image_size.value or None)
-        dataset = str(self._classes_file.value) if self._dataset.value == "class table file" else self._dataset.value
-        return RunConfig(
-            dataset=dataset,
-            mode=self._mode.value,
-            device=self._device.value,
-            overseer=overseer,
-            tracker=tracker,
-            policy=PolicyConfig(
-                lookahead=self._lookahead.value,
-                persistence=self._persistence.value,
-                overlap=round(self._overlap.value, 4),
-                buffer=self._buffer.value,
-                min_visible=self._min_visible.value,
-            ),
-        )
+        return config_from_form(self)
 
     def _job(self):
-        """The video to run: the frames layer (read from its file or folder when our reader opened
-        it, so that the store records where the frames are) and the replayed labels layer."""
-        from ..core.segment import VideoJob
+        from ._form import job_from_form
 
-        frames_layer = self._frames.value
-        if frames_layer is None:
-            raise SasviError("No frames layer: open a video or a frame folder first (File > Open).")
-        meta = frames_layer.metadata or {}
-        src = meta.get("source") if meta.get("sasvi_frames") else None
-        frames = src if src and Path(src).exists() else frames_layer.data
-        masks = None
-        if self._overseer.value == REPLAY_LAYER:
-            masks = self._overseer_layer.value.data
-        elif self._overseer.value == REPLAY_FOLDER:
-            masks = str(self._overseer_path.value)
-        return VideoJob(name=frames_layer.name, frames=frames, store=Path(self._out.value), masks=masks)
+        return job_from_form(self)
 
     # -- running ---------------------------------------------------------------------------------------
     def run(self, *_):
