@@ -1,39 +1,159 @@
-"""Event-loop latency of napari while the SASVi widget runs, and the README screenshot.
+"""Event-loop latency of napari while the SASVi widget starts and runs, and the README screenshot.
 
     xvfb-run -a python benchmarks/bench_gui.py [--frames 40] [--image-size 128] [--screenshot docs/screenshot.png]
+        [--overseer replay|maskrcnn] [--maskrcnn-backbone resnet50_fpn_v2|resnet18_fpn]
+        [--tracker sam2|flow] [--sam2-config sam2.1_hiera_t] [--models cold|warm] [--scrub-ms 100]
 
 A QTimer asks to fire every 20 ms on the GUI thread during a run of the "SASVi segment video"
-widget (synthetic clip 256 x 320, replay overseer, SAM2.1 tiny with random weights, CPU); how late
-it fires is how long the viewer was unresponsive. The time slider is moved every 100 ms as a user
-would scrub, so napari also reads frames and the zarr labels while the worker writes them.
+widget (synthetic clip 256 x 320, CPU); how late it fires is how long the viewer was unresponsive.
+The time slider is moved every 100 ms as a user would scrub, so napari also reads frames and the
+zarr labels while the worker writes them.
+
+Overseer: ``replay`` (the clip's noisy labels layer, as before) or ``maskrcnn``: a checkpoint in
+the published Mask R-CNN layout (default: the CholecSeg8k architecture, ResNet50-FPN v2) with
+random weights for the synthetic class table (8 classes), written once to ``--ckpt-dir`` by a
+subprocess (so this process has not imported torchvision before the widget loads it), and chosen
+in the form as a user would. Tracker: SAM2 (``--sam2-config``, random weights, ``--image-size``)
+or the DIS optical-flow tracker.
+
+The run is cut in two phases (issue 12 item 2: goal p95 < 50 ms, max < 200 ms at the start):
+
+* startup: from just before ``run()`` is called (a click on Run) until the first frame is done (the
+  first ``FrameDone`` the worker yields reaches the GUI, or the status reads "frame 1/..."). The
+  QTimer cannot fire while ``run()`` itself blocks the GUI thread (today it builds the models
+  there), so that blocked time is counted as ONE lateness sample equal to its duration: what a user
+  experiences as a frozen window.
+* rest: every tick after the first frame.
+
+``--models cold`` (default) measures the first Run of a session: the models are built by that
+Run. ``--models warm`` first does a throw-away run into ``<out>_warmup`` cancelled after its first
+frame, so the measured Run finds the widget's memoised models (a second Run; close to what this
+script measured before it had phases, when it pre-built the tracker).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shlex
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+FIELDS = (
+    "_frames",
+    "_overseer",
+    "_overseer_layer",
+    "_overseer_ckpt",
+    "_published",
+    "_dataset",
+    "_sam2",
+    "_sam2_config",
+    "_random",
+    "_image_size",
+    "_device",
+    "_out",
+    "_status",
+)
+TERMINAL = re.compile(r"\s*(done|cancelled|error|.* is complete)\b", re.I)
+FRAME_STATUS = re.compile(r"\s*frame (\d+)/(\d+)")
+
+MAKE_CKPT = r"""
+import sys
+from dataclasses import replace
+from pathlib import Path
+import torch
+from napari_sasvi.core.datasets import SYNTHETIC
+from napari_sasvi.core.overseers.models import REFERENCE_SPECS, build_model
+path, backbone = Path(sys.argv[1]), sys.argv[2]
+ref = next(s for (d, a), s in REFERENCE_SPECS.items() if a == "maskrcnn" and s.backbone == backbone)
+spec = replace(ref, num_labels=len(SYNTHETIC), label_offset=0)  # 8 labels, label 0 = background
+torch.manual_seed(0)
+tmp = path.with_suffix(".tmp")
+torch.save(build_model(spec).state_dict(), tmp)
+tmp.replace(path)
+print(spec)
+"""
+
+
+def fail(msg: str) -> None:
+    raise SystemExit(f"bench_gui: {msg}")
+
+
+def field(w, name: str):
+    if not hasattr(w, name):
+        fail(
+            f"the widget {type(w).__name__} has no field {name!r} (fields this script uses: {', '.join(FIELDS)}); "
+            "the widget changed: update benchmarks/bench_gui.py"
+        )
+    return getattr(w, name)
+
+
+def choose(w, name: str, want) -> None:
+    """Set ComboBox ``name`` to the first choice that ``want`` (a string: equal, or a predicate) accepts."""
+    combo = field(w, name)
+    choices = list(combo.choices)
+    ok = [c for c in choices if (want(c) if callable(want) else c == want)]
+    if not ok:
+        fail(f"no choice {want if isinstance(want, str) else '(as wanted)'} in the widget's {name}: {choices}")
+    combo.value = ok[0]
+
+
+def maskrcnn_checkpoint(ckpt_dir: Path, backbone: str) -> Path:
+    path = ckpt_dir / f"bench_gui_maskrcnn_{backbone}_synthetic.pth"
+    if not path.is_file():
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        res = subprocess.run([sys.executable, "-c", MAKE_CKPT, str(path), backbone], capture_output=True, text=True)
+        if res.returncode:
+            fail(f"could not write the Mask R-CNN checkpoint:\n{res.stderr}")
+        print(f"# wrote {path} ({path.stat().st_size / 2**20:.0f} MiB, {time.perf_counter() - t0:.1f} s)")
+    return path
+
+
+def stats(ms: list[float]) -> tuple[str, dict]:
+    if not ms:
+        return "- / - / - (0)", {}
+    a = np.asarray(ms)
+    d = {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)), "max": float(a.max()), "n": len(a)}
+    return f"{d['median']:.1f} / {d['p95']:.1f} / {d['max']:.0f} ({d['n']})", d
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=40)
-    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--image-size", type=int, default=128, help="SAM2 input size (a multiple of 32)")
     ap.add_argument("--screenshot", default=None)
     ap.add_argument("--scrub-ms", type=int, default=100, help="move the time slider this often (0: never)")
     ap.add_argument("--out", default="/tmp/sasvi_bench_gui.zarr")
+    ap.add_argument("--overseer", choices=["replay", "maskrcnn"], default="replay")
+    ap.add_argument("--maskrcnn-backbone", choices=["resnet50_fpn_v2", "resnet18_fpn"], default="resnet50_fpn_v2")
+    ap.add_argument("--ckpt-dir", default="/tmp/sasvi_bench_gui_ckpt", help="where the Mask R-CNN checkpoint goes")
+    ap.add_argument("--tracker", choices=["sam2", "flow"], default="sam2")
+    ap.add_argument("--sam2-config", default="sam2.1_hiera_t")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--models", choices=["cold", "warm"], default="cold", help="first Run (cold) or a second (warm)")
+    ap.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
+    ap.add_argument("--profile-run", type=int, default=0, metavar="N", help="print the N slowest calls inside run()")
     a = ap.parse_args()
+    command = "xvfb-run -a python benchmarks/bench_gui.py " + shlex.join(sys.argv[1:])
 
     import shutil
 
+    ckpt = maskrcnn_checkpoint(Path(a.ckpt_dir), a.maskrcnn_backbone) if a.overseer == "maskrcnn" else None
+
     import napari
-    from qtpy.QtCore import QTimer
+    from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
+    import napari_sasvi
     from napari_sasvi.core.synthetic import SyntheticVideo
 
-    shutil.rmtree(a.out, ignore_errors=True)
+    for p in (a.out, a.out + "_warmup"):
+        shutil.rmtree(p, ignore_errors=True)
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1400, 900)
     video = SyntheticVideo(n_frames=a.frames)
@@ -43,22 +163,58 @@ def main() -> None:
     viewer.add_labels(video.noisy_labels_dask(), **labels_layer_kwargs(video.classes, "frame-wise overseer"))
     viewer.layers["frame-wise overseer"].visible = False
     _, w = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
-    w._overseer_layer.value = viewer.layers["frame-wise overseer"]
-    w._sam2.value = "config + checkpoint"
-    w._random.value = True
-    w._image_size.value = a.image_size
-    w._device.value = "cpu"
-    w._out.value = a.out
+    for name in FIELDS:
+        field(w, name)
+    if not callable(getattr(w, "run", None)):
+        fail("the widget has no run() method")
+    choose(w, "_frames", lambda c: getattr(c, "name", None) == "synthetic surgery")
+    choose(w, "_overseer_layer", lambda c: getattr(c, "name", None) == "frame-wise overseer")
+    if a.overseer == "replay":
+        choose(w, "_overseer", lambda c: str(c).startswith("replay: labels"))
+    else:
+        choose(w, "_overseer", "Mask R-CNN")
+        w._published.value = False
+        w._overseer_ckpt.value = str(ckpt)
+        choose(w, "_dataset", "synthetic")
+    if a.tracker == "sam2":
+        choose(w, "_sam2", lambda c: str(c).startswith("config"))
+        w._sam2_config.value = a.sam2_config
+        w._random.value = True
+        w._image_size.value = a.image_size
+    else:
+        choose(w, "_sam2", lambda c: str(c).startswith("optical flow (DIS"))
+    choose(w, "_device", a.device)
     app = QApplication.instance()
-    w._tracker(legacy=False)  # build the model before timing (memoised by the widget)
 
-    lateness: list[float] = []
+    # -- the probes ------------------------------------------------------------------------------------
+    ticks: list[tuple[float, float]] = []  # (when, lateness in s)
     last = [time.perf_counter()]
+    st: dict = {}
+
+    def status() -> str:
+        return str(w._status.value or "")
+
+    def check_progress(now: float) -> None:
+        s = status()
+        if st.get("t_first") is None and FRAME_STATUS.match(s):
+            st["t_first"] = now
+        if st.get("loop") is not None and s != st["status0"] and TERMINAL.match(s):
+            st["loop"].quit()
 
     def tick():
         now = time.perf_counter()
-        lateness.append(max(0.0, now - last[0] - 0.020))
+        ticks.append((now, max(0.0, now - last[0] - 0.020)))
         last[0] = now
+        check_progress(now)
+        if now - st["t_call"] > a.timeout:
+            st["timed_out"] = True
+            st["loop"].quit()
+
+    def on_yielded(item):
+        if type(item).__name__ == "FrameDone":
+            st["frames_done"] = st.get("frames_done", 0) + 1
+            if st.get("t_first") is None:
+                st["t_first"] = time.perf_counter()
 
     timer = QTimer()
     timer.timeout.connect(tick)
@@ -70,31 +226,122 @@ def main() -> None:
 
     scrubber = QTimer()
     scrubber.timeout.connect(scrub)
-    t0 = time.perf_counter()
-    worker = w.run()
-    last[0] = time.perf_counter()
-    timer.start(20)
-    if a.scrub_ms:
-        scrubber.start(a.scrub_ms)
-    from qtpy.QtCore import QEventLoop
 
-    loop = QEventLoop()
-    worker.finished.connect(loop.quit)
-    loop.exec()  # a real event loop: no busy polling that would compete for the GIL
-    app.processEvents()
-    timer.stop()
-    scrubber.stop()
-    secs = time.perf_counter() - t0
-    lat = np.array(lateness) * 1000
+    def one_run(out: str, stop_after_first: bool = False) -> dict:
+        """Click Run once; returns the phase times. With ``stop_after_first``, Cancel at frame 1."""
+        w._out.value = out
+        st.clear()
+        st.update(status0=status(), loop=None, t_first=None)
+        ticks.clear()
+        for _ in range(5):
+            app.processEvents()
+        st["t_call"] = last[0] = time.perf_counter()
+        timer.start(20)
+        if a.scrub_ms:
+            scrubber.start(a.scrub_ms)
+        if a.profile_run and not stop_after_first:
+            import cProfile
+            import pstats
+
+            prof = cProfile.Profile()
+            worker = prof.runcall(w.run)
+            t_ret = time.perf_counter()
+            print(f"# the {a.profile_run} slowest calls inside run() (cumulative; profiling slows it down):")
+            pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(a.profile_run)
+        else:
+            worker = w.run()  # the GUI thread is in here: no tick, no repaint
+            t_ret = time.perf_counter()
+        blocked = t_ret - st["t_call"]
+        ticks.append((t_ret, blocked))  # the frozen time as one sample
+        last[0] = t_ret
+        worker = worker if worker is not None else getattr(w, "_worker", None)
+        if worker is None and not TERMINAL.match(status()):
+            fail(f"run() started nothing; status: {status()!r}")
+        if worker is not None:
+            worker.yielded.connect(on_yielded)
+
+            def finished():
+                check_progress(time.perf_counter())
+                if getattr(w, "_worker", None) is not worker and st["loop"] is not None:
+                    st["loop"].quit()  # the widget let go of its worker: the run is over
+
+            worker.finished.connect(lambda: QTimer.singleShot(0, finished))
+        st["status0"] = status()  # "running..." (or whatever run() leaves)
+        watcher = QTimer()
+        if stop_after_first:
+            cancel = getattr(w, "cancel", None) or field(w, "_cancel_btn").clicked.emit
+
+            def cancel_at_first():
+                if st.get("t_first") is not None and not st.get("cancelled"):
+                    st["cancelled"] = True
+                    cancel()
+
+            watcher.timeout.connect(cancel_at_first)
+            watcher.start(20)
+        loop = QEventLoop()
+        st["loop"] = loop
+        if not TERMINAL.match(status()):
+            loop.exec()  # a real event loop: no busy polling that would compete for the GIL
+        app.processEvents()
+        timer.stop()
+        scrubber.stop()
+        t_end = time.perf_counter()
+        watcher.stop()
+        if st.get("timed_out"):
+            fail(f"no end after {a.timeout:.0f} s; status: {status()!r}")
+        if status().lower().startswith("error"):
+            fail(f"the run failed: {status()}")
+        t_first = st["t_first"] if st.get("t_first") is not None else t_end
+        return {
+            "blocked": blocked,
+            "t_call": st["t_call"],
+            "t_first": t_first,
+            "t_end": t_end,
+            "frames": st.get("frames_done") or a.frames,
+            "ticks": list(ticks),
+            "status": status(),
+        }
+
+    if a.models == "warm":
+        one_run(a.out + "_warmup", stop_after_first=True)
+    r = one_run(a.out)
+
+    # -- the figures -----------------------------------------------------------------------------------
+    start_ms = [lat * 1000 for t, lat in r["ticks"] if t <= r["t_first"]]
+    rest_ms = [lat * 1000 for t, lat in r["ticks"] if t > r["t_first"]]
+    all_ms = start_ms + rest_ms
+    secs = r["t_end"] - r["t_call"]
+    to_first = r["t_first"] - r["t_call"]
+    n_rest = r["frames"] - 1
+    fps_rest = n_rest / (r["t_end"] - r["t_first"]) if n_rest > 0 and r["t_end"] > r["t_first"] else float("nan")
+    s_start, d_start = stats(start_ms)
+    s_rest, _ = stats(rest_ms)
+    goal = "yes" if d_start and d_start["p95"] < 50 and d_start["max"] < 200 else "no"
+    tracker = f"SAM2 {a.sam2_config} at {a.image_size} (random)" if a.tracker == "sam2" else "optical flow (DIS)"
+    overseer = "replay" if a.overseer == "replay" else f"Mask R-CNN {a.maskrcnn_backbone} (random)"
+
+    print(f"# command: {command}")
+    print(f"# code: {Path(napari_sasvi.__file__).parent}; models {a.models}; device {a.device}")
+    print(f"# final status: {r['status']}")
+    scrubbing = f"while scrubbing every {a.scrub_ms} ms" if a.scrub_ms else "without touching the viewer"
+    print(f"run: {r['frames']} frames in {secs:.1f} s ({r['frames'] / secs:.2f} frames/s) {scrubbing}")
     print(
-        f"# command: xvfb-run -a python benchmarks/bench_gui.py --frames {a.frames} --image-size {a.image_size} "
-        f"--scrub-ms {a.scrub_ms}"
+        f"event-loop lateness over {len(all_ms)} ticks of 20 ms: median {np.median(all_ms):.1f} ms, "
+        f"95th percentile {np.percentile(all_ms, 95):.1f} ms, max {max(all_ms):.1f} ms"
     )
-    scrub = f"while scrubbing every {a.scrub_ms} ms" if a.scrub_ms else "without touching the viewer"
-    print(f"run: {a.frames} frames in {secs:.1f} s ({a.frames / secs:.2f} frames/s) {scrub}")
     print(
-        f"event-loop lateness over {len(lat)} ticks of 20 ms: median {np.median(lat):.1f} ms, "
-        f"95th percentile {np.percentile(lat, 95):.1f} ms, max {lat.max():.1f} ms"
+        f"run() returned after {1000 * r['blocked']:.0f} ms (the GUI thread was blocked that long: counted as one "
+        f"lateness sample of the startup phase); first frame done {to_first:.1f} s after the click"
+    )
+    print(
+        "| overseer | tracker | frames | run() blocked (ms) | click to first frame (s) "
+        "| startup lateness median / p95 / max ms (ticks) | rest lateness median / p95 / max ms (ticks) "
+        "| frames/s after the first | frames/s whole run | startup goal p95 < 50, max < 200 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {overseer} | {tracker} | {r['frames']} | {1000 * r['blocked']:.0f} | {to_first:.1f} | {s_start} | {s_rest} "
+        f"| {fps_rest:.2f} | {r['frames'] / secs:.2f} | {goal} |"
     )
     if a.screenshot:
         viewer.layers["frame-wise overseer"].visible = False
@@ -106,7 +353,6 @@ def main() -> None:
 
         Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(a.screenshot)
         print(f"screenshot: {a.screenshot}")
-    del worker
     viewer.close()
 
 

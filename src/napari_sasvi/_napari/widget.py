@@ -253,13 +253,13 @@ class SegmentWidget(Container):
         models, cancel = self._models, self._cancel.is_set
 
         def work():
+            self._limit_torch_threads()  # imports torch here, not on napari's thread (~2-3 s the first time)
             try:
                 return (yield from segment_videos([job], config, models=models, cancel=cancel))
             except (SasviError, ValueError, OSError) as e:  # bad input: a notification, nothing lost
                 return _Failed(str(e))
 
         worker = thread_worker(work, start_thread=False)()
-        self._limit_torch_threads()
         worker.yielded.connect(self._on_item)
         worker.returned.connect(self._on_done)
         worker.errored.connect(self._on_error)

@@ -41,7 +41,7 @@ _DAVIS_HINT = (
     "To map other values to classes, give a class table file with source_values, e.g. for DAVIS "
     "0/255 masks:\n    classes: [{id: 0, name: background}, {id: 1, name: object}]\n"
     "    source_values: {0: 0, 255: 1}\n"
-    "and --masks-encoding source (docs/usage.md, 'Label files')."
+    "and overseer.masks_encoding source (docs/usage.md, 'Label files')."
 )
 
 
@@ -146,7 +146,7 @@ def decide_encoding(scan: LabelScan, classes: ClassTable, encoding: str = "auto"
     if encoding == "source":
         if not src:
             raise LabelEncodingError(
-                f"--masks-encoding source needs a class table with source_values.\n"
+                f"overseer.masks_encoding source needs a class table with source_values.\n"
                 f"  {desc}: {table} has none. {_DAVIS_HINT}"
             )
         if not_src:
@@ -161,7 +161,7 @@ def decide_encoding(scan: LabelScan, classes: ClassTable, encoding: str = "auto"
         raise LabelEncodingError(
             "The labels hold only the values 0 and 255: binary masks, not class ids.\n"
             f"  {desc}: with {table}, 255 would read as 'unlabelled' and the object would vanish. {_DAVIS_HINT}\n"
-            "  If 255 really means 'no label' here, say --masks-encoding class-ids."
+            "  If 255 really means 'no label' here, set overseer.masks_encoding class-ids."
         )
     if fits_ids and fits_src:
         # the table's source_values name a class for a value that, as a class id, would read as
@@ -177,7 +177,7 @@ def decide_encoding(scan: LabelScan, classes: ClassTable, encoding: str = "auto"
             return "class-ids", f"values fit both encodings; {'/'.join(sorted(scan.kinds))} data are class ids"
         raise LabelEncodingError(
             f"The label values fit both class ids and {classes.name}'s source values.\n"
-            f"  {desc}: {found}. Say which with --masks-encoding class-ids or --masks-encoding source."
+            f"  {desc}: {found}. Say which: overseer.masks_encoding class-ids or source."
         )
     if fits_src:
         return "source", f"{found} are {classes.name}'s source values"
@@ -284,13 +284,13 @@ def open_labels(
         if classes is not None and classes.ids != store_table.ids:
             raise InputError(
                 f"{raw.desc} is a SASVi store of the {store_table.name!r} classes, not {classes.name!r}.\n"
-                "  Leave out --dataset/--classes (a store brings its own table) or give the matching one."
+                "  Leave the class table out (a store brings its own) or give the matching one."
             )
         classes = store_table
         encoding = "class-ids"
     if classes is None:
         raise InputError(
-            f"{raw.desc}: say which classes these labels hold (--dataset or --classes); label files do not say."
+            f"{raw.desc}: say which classes these labels hold (the class table: a preset or a file); label files do not say."
         )
     if check_shape is not None:
         check_shape(tuple(raw.shape))

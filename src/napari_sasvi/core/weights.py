@@ -184,7 +184,7 @@ def fetch_published_overseer(entry: PublishedOverseer, timeout: float = 30.0) ->
         raise CheckpointError(
             f"Cannot reach the Hugging Face Hub to download the published {entry.name} overseer ({e}). Offline? "
             f"Download best_val_*.pth from {entry.page()} on a machine with network access and pass the file "
-            f"with --overseer-checkpoint FILE, or put it in {folder}."
+            f"with overseer.checkpoint FILE, or put it in {folder}."
         ) from e
     files = sorted(
         (f for f in listing if f.get("type") == "file" and fnmatch.fnmatch(Path(f["path"]).name, entry.pattern)),
@@ -215,7 +215,7 @@ def resolve_overseer_checkpoint(checkpoint: str | os.PathLike, arch: str, datase
     if name in SASVI_OVERSEERS:
         entry = SASVI_OVERSEERS[name]
         if entry.arch != arch:
-            raise CheckpointError(f"{name} is a {entry.arch} checkpoint, not {arch}: pass --overseer {entry.arch}.")
+            raise CheckpointError(f"{name} is a {entry.arch} checkpoint, not {arch}: set overseer.kind {entry.arch}.")
         return fetch_published_overseer(entry)
     raise CheckpointError(
         f"Overseer checkpoint {path} does not exist. Give a .pth file, or a published checkpoint's name: "

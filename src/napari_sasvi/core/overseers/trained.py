@@ -296,8 +296,8 @@ def _fits_message(arch: str, n: int, classes: ClassTable, spec: ArchSpec, source
     )
     return (
         f"{source} is a {ARCH_TITLES[arch]} checkpoint with {n} labels, but the {classes.name} preset needs "
-        f"{spec.num_labels}: {where}. Choose the dataset it was trained for (--dataset), or give its own "
-        "class table (--classes)."
+        f"{spec.num_labels}: {where}. Choose the dataset it was trained for, or give its own "
+        "class table file."
     )
 
 

@@ -127,7 +127,7 @@ def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
     if problem:
         fits = identify_sam2_checkpoint(state)
         hint = (
-            f"This is a {fits} checkpoint: pass it as the SAM2 config (--sam2-config {fits})."
+            f"This is a {fits} checkpoint: set tracker.config {fits}."
             if fits
             else "It fits none of the official configs: pass the YAML config it was trained with."
         )
