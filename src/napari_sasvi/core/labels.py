@@ -84,7 +84,9 @@ def _present(a: np.ndarray) -> frozenset[int]:
 
 
 def _digest(a: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).hexdigest()
+    from .fingerprint import frame_digest  # the one content hash, for frames and masks alike
+
+    return frame_digest(a).tobytes().hex()
 
 
 def scan_labels(raw, progress: Callable[[int, int], None] | None = None) -> LabelScan:
