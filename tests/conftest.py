@@ -1,7 +1,54 @@
 from __future__ import annotations
 
+import copy
+import os
+
 import numpy as np
 import pytest
+
+# One torch (OpenMP) thread per test process, unless the environment says otherwise. On this
+# project's 2-core machines the models under test are small (SAM2 at 64 px: thousands of tiny ops a
+# frame), and two OpenMP threads spin while they wait: alone they win little (a 30-frame SAM2 run:
+# 7.0 s with 2 threads, 7.4 s with 1), beside any other busy process they lose badly (33 s against
+# 8.4 s: the spinning thread takes the core the other needs). Big convolutions (Mask R-CNN at 299 px)
+# are about 1.8x slower with one thread; the whole suite, alone, 4 % slower. A GUI test's render
+# thread gets the other core. Set before torch loads (nothing imports it before this file).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+#: SAM2's input size in tests (a multiple of 32; the tiny model, random weights)
+SAM2_SIZE = 64
+#: the transformers trackers in tests: random weights, small inputs (SAM2/EdgeTAM: a multiple of 64;
+#: SAM3: of 28) and small configs (every module the families' code runs, fewer and narrower layers:
+#: 7-8 M parameters instead of 14-39 M)
+HF_SIZES = {"sam2": 64, "edgetam": 64, "sam3": 112}
+_SMALL_MEMORY = {
+    "memory_attention_num_layers": 1,
+    "memory_attention_feed_forward_hidden_size": 256,
+    "memory_fuser_num_layers": 1,
+}
+_SMALL_HIERA = {
+    "backbone_channel_list": [256, 128, 64, 32],
+    "backbone_config": {
+        "model_type": "sam2_hiera_det_model",
+        "hidden_size": 32,
+        "embed_dim_per_stage": [32, 64, 128, 256],
+        "num_attention_heads_per_stage": [1, 1, 2, 2],
+        "blocks_per_stage": [1, 1, 2, 1],
+        "global_attention_blocks": [3],  # not a stage's first block (transformers cannot pool those)
+    },
+}
+HF_CONFIG = {
+    "sam2": {**_SMALL_MEMORY, "vision_config": _SMALL_HIERA},
+    # EdgeTAM's perceiver defaults assume 256 px (a 16 x 16 grid of 2D latents): 4 x 4 at 64 px
+    "edgetam": {
+        **_SMALL_MEMORY,
+        "vision_config": _SMALL_HIERA,
+        "perceiver_resampler_num_latents_2d": 16,
+        "perceiver_resampler_num_latents": 64,
+        "memory_attention_rope_k_sizes": [4, 4],
+    },
+    "sam3": _SMALL_MEMORY,  # its ViT is already shrunk for small inputs (trackers/hf.py)
+}
 
 
 def _checker_frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -28,3 +75,78 @@ def frame_folder(tmp_path, small_frames):
     for t, f in enumerate(small_frames):
         Image.fromarray(f).save(folder / f"frame_{t:04d}.png")
     return folder
+
+
+# -- models built once per session -------------------------------------------------------------------
+# A tracker keeps its per-run state in what bind() makes anew (SAM2: the inference state and the
+# image cache; transformers: the session and pending prompts), so tests share one instance each.
+
+
+@pytest.fixture(scope="session")
+def sam2_tracker():
+    """``sam2_tracker(legacy=False)``: SAM2.1 tiny, random weights (seeded), SAM2_SIZE input, CPU."""
+    cache = {}
+
+    def get(legacy: bool = False):
+        if legacy not in cache:
+            from napari_sasvi.core.trackers.sam2 import SAM2Tracker
+
+            cache[legacy] = SAM2Tracker(config="sam2.1_hiera_t", device="cpu", image_size=SAM2_SIZE, legacy=legacy)
+        return cache[legacy]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def hf_tracker(tmp_path_factory):
+    """``hf_tracker(family)``: (tracker, folder) for a transformers tracker with random weights
+    (seed 0, HF_SIZES and HF_CONFIG) and the folder it was saved to with ``save_pretrained``."""
+    cache = {}
+
+    def get(family: str):
+        if family not in cache:
+            from napari_sasvi.core.trackers.hf import HFVideoTracker, save_pretrained
+
+            config = copy.deepcopy(HF_CONFIG[family])
+            tracker = HFVideoTracker.random(family, image_size=HF_SIZES[family], **config)
+            folder = save_pretrained(tracker, tmp_path_factory.mktemp(f"hf_{family}"))
+            cache[family] = (tracker, folder)
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def overseer_model():
+    """``overseer_model(dataset, arch)``: the published architecture, random weights (seed 0).
+    Shared: a test that changes a model's weights sets all it relies on itself."""
+    cache = {}
+
+    def get(dataset: str, arch: str):
+        if (dataset, arch) not in cache:
+            import torch
+
+            from napari_sasvi.core.overseers.models import REFERENCE_SPECS, build_model
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                cache[(dataset, arch)] = build_model(REFERENCE_SPECS[(dataset, arch)])
+        return cache[(dataset, arch)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def maskrcnn_checkpoint(tmp_path_factory):
+    """A small Mask R-CNN checkpoint (ResNet18-FPN, 8 labels, random weights, seed 0) in the
+    layout ``--overseer-checkpoint`` reads."""
+    import torch
+
+    from napari_sasvi.core.overseers.models import ArchSpec, build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(ArchSpec("maskrcnn", 8, 0, backbone="resnet18_fpn", dim_reduced=32))
+    path = tmp_path_factory.mktemp("maskrcnn") / "best_val_maskrcnn.pth"
+    torch.save(model.state_dict(), path)
+    return path

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -165,8 +167,86 @@ def test_array_source_numpy_and_dask(small_frames):
         open_frames(np.zeros((3, 4)))
 
 
-def test_fingerprint_changes_with_content(frame_folder):
-    a = FolderSource(frame_folder).fingerprint()
-    assert a == FolderSource(frame_folder).fingerprint()
-    (sorted(frame_folder.iterdir())[0]).unlink()
-    assert FolderSource(frame_folder).fingerprint() != a
+def _ledger(tmp_path, stack):
+    """The content ledger a run keeps in its store (here: a bare zarr group), reopened on each call."""
+    import zarr
+
+    from napari_sasvi.core.fingerprint import InputLedger
+
+    return InputLedger(zarr.open_group(tmp_path / "store.zarr", mode="a"), stack, "store.zarr")
+
+
+def test_a_changed_frame_file_same_name_and_size_is_noticed(tmp_path, small_frames):
+    """FolderSource.fingerprint (and the run signature's structural fingerprint) hash names and
+    sizes: a removed file changes them, a file whose pixels changed in place does not. The store's
+    per-frame hashes and file stats notice that one: on resume, verify_files decodes the finished
+    frames whose file changed on disk and refuses the changed content."""
+    from napari_sasvi.core.errors import InputChangedError
+    from napari_sasvi.core.fingerprint import structural_fingerprint
+
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for t, f in enumerate(small_frames):
+        Image.fromarray(f).save(folder / f"{t:04d}.bmp")  # BMP: the byte size does not depend on the pixels
+    stack = open_frames(folder)
+    fingerprint, structure = FolderSource(folder).fingerprint(), structural_fingerprint(stack)
+    assert FolderSource(folder).fingerprint() == fingerprint
+    ledger = _ledger(tmp_path, stack)
+    stack.on_read = ledger.check  # what a run does: every frame read is hashed into the store
+    for t in range(len(stack)):
+        stack.frame(t)
+
+    victim = folder / "0007.bmp"  # neither the first, the middle nor the last frame
+    before = victim.stat()
+    changed = small_frames[7].copy()
+    changed[20, 30] ^= 0xFF
+    Image.fromarray(changed).save(victim)
+    # an edit made after the run (a rewrite within the same clock tick would keep the old mtime)
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns + 2 * 10**9))
+    assert victim.stat().st_size == before.st_size
+    assert FolderSource(folder).fingerprint() == fingerprint  # names and sizes: no change
+    assert structural_fingerprint(open_frames(folder)) == structure
+
+    resumed = open_frames(folder)
+    again = _ledger(tmp_path, resumed)
+    with pytest.raises(InputChangedError, match=r"frame 7 \(0007.bmp\) differs"):
+        again.verify_files(len(resumed))
+    # the original pixels back (a newer mtime still): decoded once, found the same, trusted after
+    Image.fromarray(small_frames[7]).save(victim)
+    assert again.verify_files(len(resumed)) == 1
+    assert again.verify_files(len(resumed)) == 0
+
+    (folder / "0000.bmp").unlink()  # another set of files: the fingerprints refuse it at once
+    assert FolderSource(folder).fingerprint() != fingerprint
+    assert structural_fingerprint(open_frames(folder)) != structure
+
+
+def test_a_changed_frame_of_an_array_is_noticed_whichever_frame(tmp_path, small_frames):
+    """Arrays have no files to stat: their content is checked frame by frame as it is read again.
+    One bit of any frame, not only of a sampled first/middle/last one, is refused; the same
+    pixels pass."""
+    from napari_sasvi.core.errors import InputChangedError
+    from napari_sasvi.core.fingerprint import frame_digest
+
+    data = small_frames.copy()
+    stack = open_frames(data)
+    stack.on_read = _ledger(tmp_path, stack).check
+    for t in range(len(stack)):
+        stack.frame(t)  # the first read of each frame: hashed and kept
+    resumed = open_frames(data)
+    ledger = _ledger(tmp_path, resumed)  # the hashes come back from the store
+    resumed.on_read = ledger.check
+    for t in range(len(data)):
+        y, x, c = (5 * t) % data.shape[1], (7 * t) % data.shape[2], t % 3
+        data[t, y, x, c] ^= 0x01
+        with pytest.raises(InputChangedError, match=f"frame {t} differs"):
+            resumed.frame(t)
+        data[t, y, x, c] ^= 0x01
+        resumed.frame(t)
+    assert ledger.checked == 2 * len(data)
+    # the digest covers every pixel, and the shape: the same bytes in another shape are another frame
+    d = frame_digest(small_frames[4])
+    assert np.array_equal(d, frame_digest(small_frames[4].copy())) and d.dtype == np.uint8 and d.shape == (16,)
+    assert not np.array_equal(d, frame_digest(small_frames[4, :, :-1]))
+    flat = np.zeros((4, 6, 3), np.uint8)
+    assert not np.array_equal(frame_digest(flat), frame_digest(flat.reshape(6, 4, 3)))

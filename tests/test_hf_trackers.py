@@ -1,5 +1,5 @@
 """The transformers video trackers (SAM2/SAM2.1, EdgeTAM, SAM3 tracker): built from their configs
-with random weights (shrunk input sizes so the CPU copes), run through the policy on the synthetic
+with random weights (64-112 px inputs so the CPU copes; tests/conftest.py), run through the policy on the synthetic
 sample, saved in Hugging Face format and loaded back through the public path (also the CLI)."""
 
 from __future__ import annotations
@@ -17,22 +17,18 @@ from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.segment import build_tracker
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
-from napari_sasvi.core.trackers.hf import HFVideoTracker, save_pretrained
-
-SIZES = {"sam2": 128, "edgetam": 256, "sam3": 224}
+from napari_sasvi.core.trackers.hf import HFVideoTracker
 
 
-@pytest.fixture(scope="module", params=sorted(SIZES))
+@pytest.fixture(scope="module", params=["edgetam", "sam2", "sam3"])
 def family(request):
     return request.param
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory, family):
-    folder = tmp_path_factory.mktemp(f"hf_{family}")
-    tracker = HFVideoTracker.random(family, image_size=SIZES[family])
-    save_pretrained(tracker, folder)
-    return tracker, folder
+@pytest.fixture
+def saved(hf_tracker, family):
+    """The family's tracker (built once per session, shared) and the folder it was saved to."""
+    return hf_tracker(family)
 
 
 def _clip(n=5):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import SAM2_SIZE
 from napari_sasvi.cli import main
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
@@ -19,7 +20,7 @@ COMMON = [
     "sam2.1_hiera_t",
     "--sam2-random-weights",
     "--image-size",
-    "128",
+    str(SAM2_SIZE),
     "--device",
     "cpu",
 ]
@@ -37,9 +38,8 @@ def _write_video_dirs(root, names, n=6, seed=0):
     return frames_root, masks_root
 
 
-@pytest.mark.slow
 def test_segment_root_of_videos(tmp_path, capsys):
-    videos, masks = _write_video_dirs(tmp_path, ["Video1", "Video2"])
+    videos, masks = _write_video_dirs(tmp_path, ["Video1", "Video2"], n=3)
     out = tmp_path / "out"
     rc = main(
         [
@@ -60,7 +60,7 @@ def test_segment_root_of_videos(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     for name in ("Video1", "Video2"):
         store = SasviStore.read(out / f"{name}.zarr")
-        assert store.complete and store.labels.shape == (6, 64, 80)
+        assert store.complete and store.labels.shape == (3, 64, 80)
         pngs = sorted((tmp_path / "png" / name).glob("*_rgb_mask.png"))
         assert [p.name for p in pngs][0] == f"{name}_frame000000_rgb_mask.png"
         im = Image.open(pngs[0])
@@ -118,17 +118,12 @@ def test_replay_from_label_pngs_maps_watershed_values(tmp_path):
         ReplayOverseer(tmp_path / "c", CHOLECSEG8K).predict(None, [0])
 
 
-def test_segment_with_a_trained_overseer(tmp_path, capsys):
+@pytest.mark.slow  # Mask R-CNN at its 299 px input: over a second a frame on one CPU thread
+def test_segment_with_a_trained_overseer(tmp_path, capsys, maskrcnn_checkpoint):
     """`--overseer maskrcnn --overseer-checkpoint FILE`: the checkpoint loads, the model predicts on
     the frames, SAM2 propagates; the store records the overseer and its checkpoint's hash."""
-    import torch
-
-    from napari_sasvi.core.overseers.models import ArchSpec, build_model
-
-    videos, _ = _write_video_dirs(tmp_path, ["Video1"], n=5)
-    torch.manual_seed(0)
-    ckpt = tmp_path / "best_val_maskrcnn.pth"
-    torch.save(build_model(ArchSpec("maskrcnn", 8, 0, backbone="resnet18_fpn", dim_reduced=32)).state_dict(), ckpt)
+    videos, _ = _write_video_dirs(tmp_path, ["Video1"], n=2)
+    ckpt = maskrcnn_checkpoint
     out = tmp_path / "out.zarr"
     argv = ["segment", str(videos / "Video1"), "--out", str(out), "--overseer", "maskrcnn"]
     rc = main([*argv, "--overseer-checkpoint", str(ckpt), "--overseer-score-threshold", "0.01", *COMMON])
@@ -139,10 +134,15 @@ def test_segment_with_a_trained_overseer(tmp_path, capsys):
     assert desc["type"] == "maskrcnn" and desc["thresholds"]["score"] == 0.01
     assert desc["checkpoint_sha256"] and desc["spec"]["num_labels"] == 8
     overseer = np.asarray(store.overseer[:])
-    assert overseer.shape == (5, 64, 80)
+    assert overseer.shape == (2, 64, 80)
     assert set(np.unique(overseer)) - {255} <= set(range(1, 8)), "class 0 (background) is never predicted"
     assert (overseer != 255).any(), "random Mask R-CNN weights detect something above 0.01"
-    # the wrong pairing of options is refused before anything is written
+
+
+def test_trained_overseer_options_are_checked_before_anything_is_written(tmp_path, capsys, maskrcnn_checkpoint):
+    videos, _ = _write_video_dirs(tmp_path, ["Video1"], n=2)
+    ckpt = maskrcnn_checkpoint
+    argv = ["segment", str(videos / "Video1"), "--out"]
     out2 = tmp_path / "out2.zarr"
     assert main([*argv[:3], str(out2), "--overseer-checkpoint", str(ckpt), *COMMON]) == 2
     assert "add --overseer maskrcnn" in capsys.readouterr().err

@@ -154,6 +154,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # 5-7 s, nearly all of it a fresh process importing torch and torchvision
 def test_raft_loads_local_weights_and_runs(tmp_path):
     # In a fresh process: torchvision.models imports triton, whose bundled LLVM crashes a process
     # in which Mesa's LLVM is already loaded (any napari GUI test before this one).

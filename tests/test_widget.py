@@ -11,10 +11,9 @@ from napari_sasvi.core.synthetic import SyntheticVideo
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def viewer_with_clip(make_napari_viewer):
+def _viewer_with_clip(make_napari_viewer, n_frames=12):
     viewer = make_napari_viewer()
-    video = SyntheticVideo(n_frames=12, height=64, width=80, seed=1)
+    video = SyntheticVideo(n_frames=n_frames, height=64, width=80, seed=1)
     frames, noisy = video.arrays(noisy=True)
     viewer.add_image(frames, name="clip", rgb=True)
     viewer.add_labels(noisy, name="frame-wise")
@@ -26,6 +25,11 @@ def viewer_with_clip(make_napari_viewer):
     widget._image_size.value = 64
     widget._device.value = "cpu"
     return viewer, widget, frames, noisy
+
+
+@pytest.fixture
+def viewer_with_clip(make_napari_viewer):
+    return _viewer_with_clip(make_napari_viewer)
 
 
 def _wait(qtbot, widget, timeout=180_000):
@@ -61,6 +65,7 @@ def test_run_fills_a_zarr_labels_layer(viewer_with_clip, qtbot, tmp_path):
     assert shot.std() > 0
 
 
+@pytest.mark.slow  # three runs
 def test_cancel_keeps_frames_and_run_resumes(viewer_with_clip, qtbot, tmp_path):
     viewer, widget, frames, noisy = viewer_with_clip
     widget._out.value = tmp_path / "a.zarr"
@@ -107,17 +112,13 @@ def test_errors_are_notifications_and_lose_nothing(viewer_with_clip, qtbot, tmp_
     assert widget.run() is None and "No frames layer" in widget._status.value
 
 
-def test_trained_overseer_from_a_checkpoint(viewer_with_clip, qtbot, tmp_path):
+@pytest.mark.slow  # Mask R-CNN at 299 px
+def test_trained_overseer_from_a_checkpoint(make_napari_viewer, qtbot, tmp_path, maskrcnn_checkpoint):
     """Pick Mask R-CNN and a checkpoint: the model predicts every frame, SAM2 propagates, the
     overseer's own labels appear beside; a checkpoint of the wrong model is a notification."""
-    import torch
-
-    from napari_sasvi.core.overseers.models import ArchSpec, build_model
-
-    viewer, widget, frames, noisy = viewer_with_clip
-    torch.manual_seed(0)
-    ckpt = tmp_path / "best_val_maskrcnn.pth"
-    torch.save(build_model(ArchSpec("maskrcnn", 8, 0, backbone="resnet18_fpn", dim_reduced=32)).state_dict(), ckpt)
+    # 2 frames: Mask R-CNN at its 299 px input takes over a second a frame on a CPU
+    viewer, widget, frames, noisy = _viewer_with_clip(make_napari_viewer, n_frames=2)
+    ckpt = maskrcnn_checkpoint
     widget._overseer.value = "Mask R-CNN"
     assert not widget._overseer_ckpt.native.isHidden() and widget._overseer_layer.native.isHidden()
     assert (widget._score_thr.value, widget._mask_thr.value) == (0.05, 0.5)  # the reference's
@@ -159,12 +160,11 @@ def test_flow_tracker_choice(viewer_with_clip, qtbot, tmp_path):
     assert (labels[0] == noisy[0]).mean() > 0.95  # the prompt frame is the overseer's labels
 
 
-def test_transformers_tracker_choice(viewer_with_clip, qtbot, tmp_path):
+def test_transformers_tracker_choice(viewer_with_clip, qtbot, tmp_path, hf_tracker):
     from napari_sasvi._napari.widget import HF_CHOICE
-    from napari_sasvi.core.trackers.hf import HFVideoTracker, save_pretrained
 
     viewer, widget, frames, noisy = viewer_with_clip
-    save_pretrained(HFVideoTracker.random("sam2", image_size=128), tmp_path / "sam2-small")
+    _, saved = hf_tracker("sam2")  # random weights, saved with save_pretrained
     widget._sam2.value = HF_CHOICE
     assert not widget._hf_model.native.isHidden() and widget._image_size.native.isHidden()
     widget._hf_model.value = str(tmp_path / "nowhere")
@@ -172,7 +172,7 @@ def test_transformers_tracker_choice(viewer_with_clip, qtbot, tmp_path):
     widget.run()
     _wait(qtbot, widget)
     assert "save_pretrained" in widget._status.value
-    widget._hf_model.value = str(tmp_path / "sam2-small")
+    widget._hf_model.value = str(saved)
     assert widget.run() is not None
     _wait(qtbot, widget)
     store = SasviStore.read(tmp_path / "hf.zarr")
@@ -199,6 +199,7 @@ def test_writers(make_napari_viewer, tmp_path):
     assert im.mode == "P" and np.array_equal(np.asarray(im), layer.data[1])
 
 
+@pytest.mark.slow  # software rendering shares the CPU with the run
 def test_run_on_lazy_sample_layers_while_scrubbing(make_napari_viewer, qtbot, tmp_path):
     """dask-backed layers (the reader's and the samples') while napari slices them on the main thread."""
     from qtpy.QtCore import QTimer
@@ -224,7 +225,9 @@ def test_run_on_lazy_sample_layers_while_scrubbing(make_napari_viewer, qtbot, tm
 
     timer = QTimer()
     timer.timeout.connect(scrub)
-    timer.start(15)
+    # a fast scrub (25 steps/s, ~200 slices during the run); at 15 ms Mesa's software rendering takes
+    # the CPU from the run, and the test only gets slower (22 s against 9 s), not more searching
+    timer.start(40)
     widget.run()
     _wait(qtbot, widget)
     timer.stop()
