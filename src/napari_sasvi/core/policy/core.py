@@ -57,6 +57,14 @@ class Policy(ReferenceRules, DefaultRules):
         self.events.append(event)
         return event
 
+    def _emit_duplicate(self, t: int, group, winner: int, best: float, runner: float) -> None:
+        """A resolved duplicate group (both modes), and a tie when the runner-up comes close."""
+        losers = tuple(sorted(set(group) - {winner}))
+        self._emit(Event(t, "duplicate", f"winner {winner}", labels=(winner, *losers)))
+        if best > 0 and runner >= self.p.tie_ratio * best:
+            reason = f"runner-up {runner:.0f} >= {self.p.tie_ratio} x {best:.0f}"
+            self._emit(Event(t, "tie", reason, labels=tuple(sorted(group))))
+
     # -- segment start ------------------------------------------------------------------------------
     def start_segment(self, s: int, reason: str, previous_output: np.ndarray | None = None) -> SegmentStart:
         """The prompts at a segment start (s = 0, a forced re-seed, or a trigger).

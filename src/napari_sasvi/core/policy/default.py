@@ -122,13 +122,7 @@ class DefaultRules:
         for g in groups:
             winner, best, runner = self._resolve_group(t, g)
             losers = tuple(sorted(g - {winner}))
-            self._emit(Event(t, "duplicate", f"winner {winner}", labels=(winner, *losers)))
-            if best > 0 and runner >= self.p.tie_ratio * best:
-                self._emit(
-                    Event(
-                        t, "tie", f"runner-up {runner:.0f} >= {self.p.tie_ratio} x {best:.0f}", labels=tuple(sorted(g))
-                    )
-                )
+            self._emit_duplicate(t, g, winner, best, runner)
             if winner not in known:
                 st.prompt_new.append(winner)
             st.negatives |= set(losers)

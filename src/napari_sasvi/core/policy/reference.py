@@ -71,14 +71,7 @@ class ReferenceRules:
         for g in groups:
             winner, best, runner = self._resolve_group_reference(t, g)
             winners.append(winner)
-            losers = tuple(sorted(set(g) - {winner}))
-            self._emit(Event(t, "duplicate", f"winner {winner}", labels=(winner, *losers)))
-            if best > 0 and runner >= self.p.tie_ratio * best:
-                self._emit(
-                    Event(
-                        t, "tie", f"runner-up {runner:.0f} >= {self.p.tie_ratio} x {best:.0f}", labels=tuple(sorted(g))
-                    )
-                )
+            self._emit_duplicate(t, g, winner, best, runner)
             if winner not in old:
                 st.prompt_new.append(winner)
         grouped = {x for g in groups for x in g}
