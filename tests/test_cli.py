@@ -66,7 +66,7 @@ def test_frames_bad_input(tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 4-5 s: the demo's 12 frames at 256 x 320, flow and T/F scoring
 def test_demo_runs_offline(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--frames", "12", "--image-size", "64"]) == 0
     out = capsys.readouterr().out

@@ -39,7 +39,7 @@ def _clip(n=5):
 
 def test_runs_the_synthetic_sample_through_the_policy(tmp_path, saved, family):
     tracker, _ = saved
-    video, frames, noisy = _clip()
+    video, frames, noisy = _clip(3)
     for mode in ("default", "reference"):
         out = tmp_path / f"{mode}.zarr"
         summary = run_sasvi(

@@ -25,7 +25,9 @@ def test_npe2_validate():
 
     pm = PluginManifest.from_file(MANIFEST)
     pm.validate_imports()
-    out = subprocess.run(["npe2", "validate", str(MANIFEST)], capture_output=True, text=True)
+    # the npe2 of this environment, not whichever one is first on PATH
+    npe2 = Path(sys.executable).with_name("npe2")
+    out = subprocess.run([str(npe2), "validate", str(MANIFEST)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 

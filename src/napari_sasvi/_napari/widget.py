@@ -40,6 +40,14 @@ HF_CHOICE = "transformers: SAM2.1 / EdgeTAM / SAM3 tracker"
 REPLAY_LAYER, REPLAY_FOLDER = "replay: labels layer", "replay: folder / .npy / zarr"
 #: overseer choice -> architecture of a trained overseer
 TRAINED = {"Mask R-CNN": "maskrcnn", "DETR": "detr", "Mask2Former": "mask2former"}
+#: what a run with each model imports first (warmed in the background once the form names it)
+WARM_OVERSEER = {
+    "maskrcnn": ["torchvision.models.detection"],
+    "detr": ["transformers.models.detr.modeling_detr"],
+    "mask2former": ["transformers.models.mask2former.modeling_mask2former"],
+}
+WARM_SAM2 = ["hydra.utils", "sam2.build_sam", "sam2.sam2_video_predictor"]
+WARM_HF = ["transformers.models.sam2_video.modeling_sam2_video"]
 
 
 def _layers_of(viewer, kind: str):
@@ -151,6 +159,8 @@ class SegmentWidget(Container):
         self._published.changed.connect(self._update_visibility)
         self._dataset.changed.connect(self._update_visibility)
         self._sam2.changed.connect(self._update_visibility)
+        self._sam2.changed.connect(self._warm_up)
+        self._overseer.changed.connect(self._warm_up)
         self._show_adv.changed.connect(self._update_visibility)
         self._run.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
@@ -187,6 +197,21 @@ class SegmentWidget(Container):
         self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
         for w in self._advanced:
             w.visible = self._show_adv.value and (trained or w not in (self._score_thr, self._mask_thr))
+
+    def _warm_up(self, *_):
+        """As soon as the form names a model, its libraries import in the background (torch's
+        import holds the GIL for a while wherever it runs; better now than at Run)."""
+        from ..core.background import warm_imports
+
+        modules = []
+        if self._overseer.value in TRAINED:
+            modules += WARM_OVERSEER[TRAINED[self._overseer.value]]
+        if self._sam2.value == HF_CHOICE:
+            modules += WARM_HF
+        elif self._sam2.value not in FLOW_CHOICES:
+            modules += WARM_SAM2
+        if modules:
+            warm_imports(["torch", *modules])
 
     def _reference_thresholds(self, *_):
         """A new overseer type starts from the reference's thresholds for it."""
@@ -235,6 +260,8 @@ class SegmentWidget(Container):
         from napari.qt.threading import thread_worker
         from napari.utils.notifications import show_error, show_info
 
+        from ..core.background import frozen_heap, preload_torch, wait_warm
+        from ..core.pipeline import FrameDone, StoreOpened
         from ..core.segment import segment_videos
 
         if self._worker is not None:
@@ -251,13 +278,41 @@ class SegmentWidget(Container):
         self._cancel.clear()
         self._job_name = job.name
         models, cancel = self._models, self._cancel.is_set
+        shown = self._shown = threading.Event()
 
         def work():
-            self._limit_torch_threads()  # imports torch here, not on napari's thread (~2-3 s the first time)
+            # keep napari's thread running meanwhile (core/background.py: what stalls it, measured)
+            heap = frozen_heap()
+            heap.freeze()  # napari's objects: out of the collector's walks while the run goes
+            heap.pause()  # and no collection while torch is imported and the models are built
+            gen = None
             try:
-                return (yield from segment_videos([job], config, models=models, cancel=cancel))
+                wait_warm()  # the imports the form started (never two threads importing torch)
+                preload_torch()  # torch's libraries load without holding the GIL
+                self._limit_torch_threads()  # imports torch here, not on napari's thread
+                gen = segment_videos([job], config, models=models, cancel=cancel)
+                refreeze = 2  # once the models exist (store opened) and after the first batch
+                while True:
+                    try:
+                        item = next(gen)
+                    except StopIteration as stop:
+                        return stop.value
+                    if refreeze and isinstance(item, (StoreOpened, FrameDone)):
+                        heap.freeze()  # also resumes collection
+                        refreeze -= 1
+                    if isinstance(item, StoreOpened):
+                        shown.clear()
+                    yield item
+                    if isinstance(item, StoreOpened):
+                        # napari adds the two labels layers now (0.2-0.5 s of its thread): leave it
+                        # the CPU for that rather than start the first overseer batch beside it
+                        shown.wait(5.0)
             except (SasviError, ValueError, OSError) as e:  # bad input: a notification, nothing lost
                 return _Failed(str(e))
+            finally:
+                if gen is not None:
+                    gen.close()
+                heap.release()
 
         worker = thread_worker(work, start_thread=False)()
         worker.yielded.connect(self._on_item)
@@ -272,9 +327,13 @@ class SegmentWidget(Container):
         worker.start()
         return worker
 
-    def _show_store(self, item):
-        """The store exists: its labels layers (zarr-backed, filling as the run writes) and events."""
-        from napari.utils import progress
+    def _show_store(self, item, then=None):
+        """The store exists: its labels layers (zarr-backed, filling as the run writes) and events.
+
+        Adding a napari layer costs its thread 0.1-0.2 s (more while a worker computes), so the
+        two layers and the rest are added in separate turns of the event loop, with paints in
+        between, and ``then`` is called after the last (the worker waits for it)."""
+        from qtpy.QtCore import QTimer
 
         from ..core.store import SasviStore
         from .sample import labels_layer_kwargs
@@ -283,23 +342,47 @@ class SegmentWidget(Container):
         classes = store.classes
         self._store = store
         name = Path(item.store).stem
-        self._labels_layer = self._layer_for(
-            f"{name} SASVi", store.labels, labels_layer_kwargs(classes, f"{name} SASVi")
-        )
-        self._overseer_layer_out = self._layer_for(
-            f"{name} overseer", store.overseer, labels_layer_kwargs(classes, f"{name} overseer")
-        )
-        self._overseer_layer_out.visible = False
-        self._events = list(store.events)
-        self._show_events()
-        self._strip.set_events(self._events, item.total)
-        if item.done >= item.total:
-            self._status.value = f"{item.store} is complete ({item.done} frames)"
-            return
-        if self._progress is None:
-            self._progress = progress(total=item.total, desc="SASVi")
-        self._progress.n = item.done
-        self._status.value = f"running: {item.done}/{item.total} frames on disk"
+
+        def sasvi_layer():
+            self._labels_layer = self._layer_for(
+                f"{name} SASVi", store.labels, labels_layer_kwargs(classes, f"{name} SASVi")
+            )
+
+        def overseer_layer():  # hidden from the start: napari does not slice or draw it
+            self._overseer_layer_out = self._layer_for(
+                f"{name} overseer", store.overseer, {**labels_layer_kwargs(classes, f"{name} overseer"), "visible": False}
+            )
+            self._overseer_layer_out.visible = False
+
+        def the_rest():
+            from napari.utils import progress
+
+            self._events = list(store.events)
+            self._show_events()
+            self._strip.set_events(self._events, item.total)
+            if item.done >= item.total:
+                self._status.value = f"{item.store} is complete ({item.done} frames)"
+                return
+            if self._progress is None:
+                self._progress = progress(total=item.total, desc="SASVi")
+            self._progress.n = item.done
+            self._status.value = f"running: {item.done}/{item.total} frames on disk"
+
+        steps = [sasvi_layer, overseer_layer, the_rest]
+
+        def step(i):
+            try:
+                steps[i]()
+            except Exception:
+                if then is not None:
+                    then()
+                raise
+            if i + 1 < len(steps):
+                QTimer.singleShot(0, lambda: step(i + 1))
+            elif then is not None:
+                QTimer.singleShot(0, then)
+
+        step(0)
 
     def _limit_torch_threads(self):
         """Leave one core to the GUI while a run goes: torch's OpenMP workers wait at every op's
@@ -332,7 +415,7 @@ class SegmentWidget(Container):
         from ..core.segment import VideoDone, VideoStarted
 
         if isinstance(item, StoreOpened):
-            self._show_store(item)
+            self._show_store(item, then=self._shown.set)  # the worker waits for it before computing
         elif isinstance(item, VideoStarted):
             self._status.value = f"{item.note}; opening the store..."
             log.info("%s", item.note)

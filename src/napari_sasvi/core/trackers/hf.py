@@ -134,6 +134,8 @@ class HFVideoTracker:
         self.session.video_height, self.session.video_width = frames.frame_size
         self._pending_masks.clear()
         self._pending_points.clear()
+        self.encodes = {}  # a tracker is reused across videos (Models): counts and cache are per video
+        self._last = None
 
     def reset(self) -> None:
         self.session.reset_tracking_data()
