@@ -350,7 +350,9 @@ class SegmentWidget(Container):
 
         def overseer_layer():  # hidden from the start: napari does not slice or draw it
             self._overseer_layer_out = self._layer_for(
-                f"{name} overseer", store.overseer, {**labels_layer_kwargs(classes, f"{name} overseer"), "visible": False}
+                f"{name} overseer",
+                store.overseer,
+                {**labels_layer_kwargs(classes, f"{name} overseer"), "visible": False},
             )
             self._overseer_layer_out.visible = False
 
