@@ -83,6 +83,21 @@ def test_bad_inputs_are_refused_before_a_store_exists(tmp_path, inputs, capsys):
     assert (out / "zarr.json").exists()
 
 
+def test_masks_for_fewer_frames_name_the_frames_without_one(tmp_path, inputs, capsys):
+    frames, masks, arr, lab = inputs
+    (masks / "0003.png").unlink()
+    (masks / "0099.png").write_bytes((masks / "0004.png").read_bytes())
+    (masks / "0004.png").unlink()
+    out = tmp_path / "out.zarr"
+    common = ["--dataset", "synthetic", "--tracker", "flow", "--overseer-masks", str(masks)]
+    assert main(["segment", str(frames), "--out", str(out), *common]) == 2
+    err = capsys.readouterr().err
+    assert f"hold {N - 1} frames but the video has {N}" in err
+    assert "Frames without a mask (matched by file name): 0003.bmp, 0004.bmp" in err
+    assert "Masks without a frame (matched by file name): 0099.png" in err
+    assert not out.exists()
+
+
 def test_corrected_frame_after_a_mid_run_failure_resumes(tmp_path, inputs):
     frames, masks, arr, lab = inputs
     good = (frames / "0006.bmp").read_bytes()

@@ -81,7 +81,38 @@ def replay_overseer(masks: Any, classes: ClassTable, stack: FrameStack, encoding
 
     if masks is None:
         raise InputError("overseer.kind replay needs overseer.masks (a folder of label PNGs, a .npy or a zarr store).")
-    return ReplayOverseer(masks, classes, frame_count=len(stack), frame_size=stack.frame_size, encoding=encoding)
+    try:
+        return ReplayOverseer(masks, classes, frame_count=len(stack), frame_size=stack.frame_size, encoding=encoding)
+    except InputError as e:
+        detail = _unmatched_names(masks, stack) if "frames but the video has" in str(e) else ""
+        if detail:
+            raise InputError(f"{e}\n{detail}") from None
+        raise
+
+
+def _unmatched_names(masks: Any, stack: FrameStack, show: int = 5) -> str:
+    """For a frame folder and a mask folder of different lengths: which frames have no mask and
+    which masks no frame, matched by file name without extension ("" when not both folders)."""
+    from .frames import list_frame_files
+    from .label_files import LABEL_EXTENSIONS
+
+    files = getattr(getattr(stack, "source", None), "files", None)
+    if not files or not isinstance(masks, (str, os.PathLike)) or not Path(masks).is_dir():
+        return ""
+    try:
+        mask_files = list_frame_files(masks, LABEL_EXTENSIONS)
+    except (OSError, InputError):
+        return ""
+    mask_stems, frame_stems = {m.stem for m in mask_files}, {f.stem for f in files}
+    lines = []
+    for what, names in (
+        ("Frames without a mask", [f.name for f in files if f.stem not in mask_stems]),
+        ("Masks without a frame", [m.name for m in mask_files if m.stem not in frame_stems]),
+    ):
+        if names:
+            more = f", ... ({len(names)} in all)" if len(names) > show else ""
+            lines.append(f"  {what} (matched by file name): {', '.join(names[:show])}{more}")
+    return "\n".join(lines)
 
 
 class Models:
