@@ -35,9 +35,10 @@ def add_segment(sub) -> None:
     g = p.add_argument_group("overseer")
     g.add_argument(
         "--overseer",
-        choices=["replay", "maskrcnn", "detr", "mask2former"],
+        choices=["replay", "maskrcnn", "detr", "mask2former", "none"],
         default="replay",
-        help="a trained frame-wise model, or replay: existing frame-wise predictions act as the overseer",
+        help="a trained frame-wise model; replay: existing frame-wise predictions act as the overseer; "
+        "none: propagate the annotated frames of --anchors alone",
     )
     g.add_argument(
         "--overseer-checkpoint",
@@ -51,6 +52,13 @@ def add_segment(sub) -> None:
         help="replay: folder of label PNGs, .npy or zarr (for a root: one per video, same names)",
     )
     add_encoding_option(g, "--masks-encoding", "replay: how the mask files store classes")
+    g.add_argument(
+        "--anchors",
+        type=Path,
+        help="--overseer none: annotated frames, label files for some frames named after them "
+        "(for a root of videos: one sub-folder per video)",
+    )
+    add_encoding_option(g, "--anchors-encoding", "how the anchor files store classes")
     g.add_argument(
         "--overseer-score-threshold",
         type=float,
@@ -119,6 +127,8 @@ CONFIG_FLAGS = {
     "overseer.checkpoint": "--overseer-checkpoint",
     "overseer.masks_encoding": "--masks-encoding",
     "overseer.masks": "--overseer-masks",
+    "overseer.anchors_encoding": "--anchors-encoding",
+    "overseer.anchors": "--anchors",
     "overseer.kind": "--overseer",
     "overseer.batch_size": "--batch-size",
     "tracker.random_weights": "--sam2-random-weights",
@@ -178,6 +188,7 @@ def config_from_args(args):
     for section, key, value in (
         ("overseer", "checkpoint", args.overseer_checkpoint),
         ("overseer", "masks", str(args.overseer_masks) if args.overseer_masks else None),
+        ("overseer", "anchors", str(args.anchors) if args.anchors else None),
         ("overseer", "score_threshold", args.overseer_score_threshold),
         ("overseer", "mask_threshold", args.overseer_mask_threshold),
         ("tracker", "model", args.tracker_model or args.sam2_model),
@@ -195,6 +206,7 @@ def config_from_args(args):
             put(section, key, value)
     for section, key, value, default in (
         ("overseer", "masks_encoding", args.masks_encoding, "auto"),
+        ("overseer", "anchors_encoding", args.anchors_encoding, "auto"),
         ("overseer", "batch_size", args.batch_size, 8),
         ("tracker", "random_weights", args.sam2_random_weights, False),
         ("export", "npz", args.export_npz, False),

@@ -34,6 +34,7 @@ OVERSEERS: dict[str, str] = {
     "maskrcnn": "Mask R-CNN (torchvision), the published SASVi layout",
     "detr": "DETR (transformers DetrForSegmentation), the published SASVi layout",
     "mask2former": "Mask2Former (transformers), the published SASVi layout",
+    "none": "no overseer: the tracker propagates the annotated frames (overseer.anchors) forward and backward",
 }
 TRAINED_OVERSEERS = ("maskrcnn", "detr", "mask2former")
 #: tracker kind -> what it is
@@ -56,6 +57,9 @@ class OverseerConfig:
         masks: replay: a folder of label files, a ``.npy`` or a zarr store (for a root of videos, a
             folder with one entry per video, named like it).
         masks_encoding: replay: how the mask files store classes (:data:`ENCODINGS`).
+        anchors: kind ``none``: the annotated frames, a folder of label files for some frames named
+            after them (for a root of videos, one sub-folder per video), read like ``masks``.
+        anchors_encoding: how the anchor files store classes (:data:`ENCODINGS`).
         score_threshold, mask_threshold: trained overseers; None: the reference's values.
         batch_size: frames per overseer call over the look-ahead window.
     """
@@ -64,6 +68,8 @@ class OverseerConfig:
     checkpoint: str | None = None
     masks: str | None = None
     masks_encoding: str = "auto"
+    anchors: str | None = None
+    anchors_encoding: str = "auto"
     score_threshold: float | None = None
     mask_threshold: float | None = None
     batch_size: int = 8
@@ -146,6 +152,7 @@ class RunConfig:
             ("device", self.device.split(":")[0], DEVICES),
             ("overseer.kind", self.overseer.kind, tuple(OVERSEERS)),
             ("overseer.masks_encoding", self.overseer.masks_encoding, ENCODINGS),
+            ("overseer.anchors_encoding", self.overseer.anchors_encoding, ENCODINGS),
             ("tracker.kind", self.tracker.kind, tuple(TRACKERS)),
         )
         for name, value, allowed in checks:
@@ -156,6 +163,15 @@ class RunConfig:
         if self.overseer.kind == "replay" and self.overseer.checkpoint:
             raise InputError(
                 "overseer.checkpoint is for a trained overseer: add overseer.kind maskrcnn|detr|mask2former."
+            )
+        if self.overseer.kind == "none" and not self.overseer.anchors:
+            raise InputError(
+                "overseer.kind none propagates annotated frames: give overseer.anchors (label files named after their frames)."
+            )
+        if self.overseer.anchors and self.overseer.kind != "none":
+            raise InputError(
+                f"overseer.anchors with overseer.kind {self.overseer.kind}: not supported yet; "
+                "anchors work with overseer.kind none (propagation from the annotated frames alone)."
             )
         if self.overseer.kind != "replay" and self.overseer.masks:
             raise InputError(f"overseer.masks is for overseer.kind replay; {self.overseer.kind} predicts the masks.")

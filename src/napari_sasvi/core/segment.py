@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .anchors import anchors_for
 from .config import TRAINED_OVERSEERS, OverseerConfig, RunConfig, TrackerConfig
 from .datasets import ClassTable
 from .errors import InputError
@@ -202,6 +203,7 @@ class VideoJob:
     store: Path
     masks: Any = None
     png: Path | None = None
+    anchors: Any = None
 
 
 def plan_videos(inputs: Any, out: str | os.PathLike, config: RunConfig) -> list[VideoJob]:
@@ -224,6 +226,7 @@ def plan_videos(inputs: Any, out: str | os.PathLike, config: RunConfig) -> list[
     videos = find_videos(root)
     single = len(videos) == 1 and (root.is_file() or videos[0] == root)
     masks_root = Path(config.overseer.masks) if config.overseer.masks else None
+    anchors_root = Path(config.overseer.anchors) if config.overseer.anchors else None
     png = Path(config.export.png) if config.export.png else None
     jobs = []
     for v in videos:
@@ -234,6 +237,7 @@ def plan_videos(inputs: Any, out: str | os.PathLike, config: RunConfig) -> list[
                 frames=v,
                 store=out if single else out / f"{name}.zarr",
                 masks=masks_for(v, masks_root, single) if config.overseer.kind == "replay" else None,
+                anchors=anchors_for(v, anchors_root, single),
                 png=None if png is None else (png if single else png / name),
             )
         )
@@ -307,8 +311,6 @@ def segment_videos(
     the config, the class table, the export paths; each video's masks and frames before its store.
     ``cancel`` is polled between frames; a cancelled video ends the batch, its frames kept.
     """
-    from .export import iter_export_reference_masks
-
     config = config or RunConfig()
     classes = config.class_table()
     params = config.policy_params(classes)
@@ -320,6 +322,24 @@ def segment_videos(
     results: dict[str, RunSummary] = {}
     for i, job in enumerate(jobs):
         stack = open_frames(job.frames, name=job.name)
+        if config.overseer.kind == "none":
+            from .anchors import iter_from_anchors, read_anchors
+
+            if job.anchors is None:
+                raise InputError(f"overseer.kind none: no overseer.anchors for video {job.name!r}.")
+            anchors = read_anchors(job.anchors, stack, classes, config.overseer.anchors_encoding)
+            note = (
+                f"no overseer: {len(anchors.masks)} annotated frame(s) {anchors.frames[:8]}"
+                f"{'...' if len(anchors.masks) > 8 else ''} from {anchors.desc} read as {anchors.encoding}"
+            )
+            yield VideoStarted(i, len(jobs), job.name, str(job.store), len(stack), note)
+            summary = yield from iter_from_anchors(stack, anchors, tracker, str(job.store), classes, cancel=cancel)
+            results[job.name] = summary
+            yield VideoDone(job.name, summary)
+            if summary.cancelled:
+                break
+            _export_png(job, config, stack)
+            continue
         if trained is not None:
             overseer, note = trained, f"overseer {config.overseer.kind}"
         else:
@@ -341,10 +361,7 @@ def segment_videos(
         yield VideoDone(job.name, summary)
         if summary.cancelled:
             break
-        if job.png is not None:
-            size = tuple(config.export.size) if config.export.size else None
-            for _ in iter_export_reference_masks(job.store, job.png, size, config.export.npz, frame_names(stack)):
-                pass
+        _export_png(job, config, stack)
     if config.export.events_json and not any(s.cancelled for s in results.values()):
         from .fsutil import atomic_write_text
 
@@ -353,6 +370,15 @@ def segment_videos(
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(payload, indent=1))
     return BatchSummary(results)
+
+
+def _export_png(job: VideoJob, config: RunConfig, stack: FrameStack) -> None:
+    from .export import iter_export_reference_masks
+
+    if job.png is not None:
+        size = tuple(config.export.size) if config.export.size else None
+        for _ in iter_export_reference_masks(job.store, job.png, size, config.export.npz, frame_names(stack)):
+            pass
 
 
 def segment_video(

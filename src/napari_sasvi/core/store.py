@@ -191,6 +191,20 @@ class SasviStore:
         self.overseer[t] = overseer
         self._write_progress({**self._progress, "frames_done": t + 1, "events": events})
 
+    def write_unfinished(self, t: int, labels: np.ndarray, overseer: np.ndarray) -> None:
+        """Write frame t (at or after the next frame due) without recording it as done: a span
+        computed backwards, recorded with :meth:`mark_done` once all of it is written."""
+        if t < self.frames_done:
+            raise RuntimeError(f"frame {t} is already done (frames done: {self.frames_done})")
+        self.labels[t] = labels
+        self.overseer[t] = overseer
+
+    def mark_done(self, n: int, events: list[dict]) -> None:
+        """Record frames up to ``n`` (exclusive) as done; the caller wrote them all."""
+        if not self.frames_done <= n <= self.n_frames:
+            raise RuntimeError(f"cannot mark {n} frames done (done: {self.frames_done}, frames: {self.n_frames})")
+        self._write_progress({**self._progress, "frames_done": n, "events": events})
+
     def save_events(self, events: list[dict]) -> None:
         """Record the event log (the run's last decisions come after its last frame)."""
         self._write_progress({**self._progress, "events": events})
