@@ -26,7 +26,7 @@ def clip():
 
 def _write(folder, arrays, names, ext):
     folder.mkdir(parents=True, exist_ok=True)
-    for a, name in zip(arrays, names):
+    for a, name in zip(arrays, names, strict=True):
         Image.fromarray(a).save(folder / f"{name}.{ext}")
     return folder
 
