@@ -12,7 +12,9 @@ from napari_sasvi.core.anchors import Anchors, iter_from_anchors, read_anchors
 from napari_sasvi.core.datasets import SYNTHETIC
 from napari_sasvi.core.errors import InputError, StoreMismatchError
 from napari_sasvi.core.frames import open_frames
-from napari_sasvi.core.pipeline import FrameDone
+from napari_sasvi.core.overseers.replay import ReplayOverseer
+from napari_sasvi.core.pipeline import FrameDone, iter_sasvi
+from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.flow import FlowTracker
@@ -142,8 +144,6 @@ def test_cli_overseer_none_with_anchors(tmp_path, clip, capsys):
     common = ["segment", str(folder), "--out", str(out), "--dataset", "synthetic", "--tracker", "flow"]
     assert main([*common, "--overseer", "none"]) == 2
     assert "--anchors" in capsys.readouterr().err and not out.exists()
-    assert main([*common, "--anchors", str(ann)]) == 2  # anchors with the replay overseer: not yet
-    assert "overseer" in capsys.readouterr().err and not out.exists()
     assert main([*common, "--overseer", "none", "--anchors", str(ann)]) == 0
     assert "1 annotated frame(s) [4]" in capsys.readouterr().out
     store = SasviStore.read(out)
@@ -160,3 +160,54 @@ def test_real_sam2_propagates_anchors_both_ways(tmp_path, sam2_tracker):
     out = np.asarray(store.labels)
     np.testing.assert_array_equal(out[3], labels[3])
     assert out.shape == labels.shape and out.dtype == np.uint8
+
+
+class _Counting:
+    """A replay overseer that remembers which frames it was asked for (bookkeeping only)."""
+
+    def __init__(self, base):
+        self.base, self.asked = base, []
+        self.needs_frames, self.name = base.needs_frames, base.name
+
+    def predict(self, frames, indices):
+        self.asked += list(indices)
+        return self.base.predict(frames, indices)
+
+    def describe(self):
+        return self.base.describe()
+
+
+@pytest.mark.parametrize("mode", ["default", "reference"])
+def test_anchors_override_the_overseer_and_reprompt_there(tmp_path, clip, mode, sam2_tracker):
+    frames, labels = clip
+    _, noisy = SyntheticVideo(n_frames=12, height=96, width=128, seed=4).arrays(noisy=True)
+    anchors = Anchors({0: labels[0], 6: labels[6]}, "mem", "class-ids")
+    base = _Counting(ReplayOverseer(noisy, SYNTHETIC))
+    tracker = FlowTracker() if mode == "default" else sam2_tracker(legacy=True)
+    params = PolicyParams(mode=mode)
+
+    def go(out, **kw):
+        gen = iter_sasvi(frames, base, tracker, str(out), SYNTHETIC, params, anchors=anchors, **kw)
+        return _drive(gen)
+
+    summary, items = go(tmp_path / "a.zarr")
+    assert 6 not in base.asked and 0 not in base.asked  # the model is not asked at annotated frames
+    restarts = [(e["frame"], e["reason"]) for e in summary.restarts]
+    assert (6, "anchor") in restarts
+    store = SasviStore.read(tmp_path / "a.zarr")
+    for t in (0, 6):
+        np.testing.assert_array_equal(np.asarray(store.labels[t]), labels[t])  # exactly as annotated
+        np.testing.assert_array_equal(np.asarray(store.overseer[t]), labels[t])
+    assert store.signature["overseer"]["anchors"]["frames"] == [0, 6]
+    # resume: stopped after 8 frames, run again: the same store as in one go
+    if mode == "default":
+        go(tmp_path / "b.zarr", stop_after=8)
+        assert SasviStore.read(tmp_path / "b.zarr").frames_done == 8
+        with pytest.raises(StoreMismatchError):  # the same overseer under other anchors: refused
+            gen = iter_sasvi(
+                frames, base, tracker, str(tmp_path / "b.zarr"), SYNTHETIC, params,
+                anchors=Anchors({0: labels[0]}, "mem", "class-ids"),
+            )  # fmt: skip
+            _drive(gen)
+        go(tmp_path / "b.zarr")
+        np.testing.assert_array_equal(np.asarray(SasviStore.read(tmp_path / "b.zarr").labels), np.asarray(store.labels))

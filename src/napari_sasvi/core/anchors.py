@@ -57,6 +57,12 @@ class Anchors:
             h.update(np.ascontiguousarray(self.masks[t]).tobytes())
         return {"source": self.desc, "encoding": self.encoding, "frames": self.frames, "sha": h.hexdigest()}
 
+    def exact(self, t: int, no_label: int) -> np.ndarray:
+        """Frame t's annotation as a store writes it (unlabelled pixels as the table's no-label)."""
+        out = self.masks[t].copy()
+        out[out == UNLABELLED] = no_label
+        return out
+
     def segments(self, n: int) -> list[tuple[int, int, int]]:
         """(anchor, first, last) per anchor: the frames nearer to it than to any other (ties go to
         the earlier anchor, so they are propagated forward)."""
@@ -135,6 +141,38 @@ def read_anchors(
     return Anchors(masks, labels.desc, labels.encoding)
 
 
+class AnchoredOverseer:
+    """An overseer whose answer at the annotated frames is the annotation (score 1); the model
+    is not asked there. Its description (hence the store's signature) holds the anchors."""
+
+    def __init__(self, base, anchors: Anchors, classes: ClassTable):
+        self.base, self.anchors, self.classes = base, anchors, classes
+        self.needs_frames = base.needs_frames
+        self.name = f"{base.name} + {len(anchors.masks)} anchor(s)"
+        self.anchor_frames = frozenset(anchors.masks)
+
+    def predict(self, frames, indices):
+        from .overseers.base import label_map_to_result
+
+        ask = [k for k, t in enumerate(indices) if t not in self.anchor_frames]
+        answers = (
+            self.base.predict(None if frames is None else [frames[k] for k in ask], [indices[k] for k in ask])
+            if ask
+            else []
+        )
+        out, it = [], iter(answers)
+        for t in indices:
+            if t in self.anchor_frames:
+                ids, no_label = self.classes.ids, self.classes.no_label
+                out.append(label_map_to_result(self.anchors.masks[t], ids, no_label if no_label not in ids else None))
+            else:
+                out.append(next(it))
+        return out
+
+    def describe(self) -> dict:
+        return {**self.base.describe(), "anchors": self.anchors.describe()}
+
+
 class ReversedFrames:
     """Frames ``start, start-1, ..., stop`` of ``stack`` as a video of their own (index 0 is
     frame ``start``): a tracker propagating forward over it goes backward in time."""
@@ -181,7 +219,7 @@ class ForwardFrames(ReversedFrames):
 def _prompt(tracker, view, mask: np.ndarray, classes: ClassTable) -> list[int]:
     tracker.bind(view)
     tracker.reset()
-    ids = [int(c) for c in np.unique(mask) if int(c) in set(classes.ids) and c not in (classes.no_label, UNLABELLED)]
+    ids = _ids(mask, classes)
     for c in ids:
         tracker.add_mask(0, c, mask == c)
     return ids
@@ -281,9 +319,11 @@ def iter_from_anchors(
                 t = view.time(i)
                 if t < store.frames_done:
                     continue
-                labels = mask.copy() if i == 0 else compose_labels(logits, (h, w), classes.no_label, classes.ids)
-                if i == 0:
-                    labels[labels == UNLABELLED] = classes.no_label
+                labels = (
+                    anchors.exact(a, classes.no_label)
+                    if i == 0
+                    else compose_labels(logits, (h, w), classes.no_label, classes.ids)
+                )
                 store.write_frame(t, labels, overseer_at.get(t, empty), events_out)
                 written += 1
                 elapsed = time.perf_counter() - t_run
@@ -297,7 +337,9 @@ def iter_from_anchors(
 
 
 def _ids(mask: np.ndarray, classes: ClassTable) -> list[int]:
-    return [int(c) for c in np.unique(mask) if int(c) in set(classes.ids) and c not in (classes.no_label, UNLABELLED)]
+    """The classes an annotation prompts: those of the table present in it, as the replay overseer
+    has them (the no-label value only when it is a class of the table, e.g. CholecSeg8k's 0)."""
+    return [int(c) for c in np.unique(mask) if int(c) in set(classes.ids)]
 
 
 def anchors_for(video: Path, root: Path | None, single: bool) -> Path | None:
@@ -312,4 +354,12 @@ def anchors_for(video: Path, root: Path | None, single: bool) -> Path | None:
     raise InputError(f"No anchors for video {video.name!r} in {root} (expected the folder {cand}).")
 
 
-__all__ = ["Anchors", "ForwardFrames", "ReversedFrames", "anchors_for", "iter_from_anchors", "read_anchors"]
+__all__ = [
+    "AnchoredOverseer",
+    "Anchors",
+    "ForwardFrames",
+    "ReversedFrames",
+    "anchors_for",
+    "iter_from_anchors",
+    "read_anchors",
+]

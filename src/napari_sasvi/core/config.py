@@ -57,8 +57,9 @@ class OverseerConfig:
         masks: replay: a folder of label files, a ``.npy`` or a zarr store (for a root of videos, a
             folder with one entry per video, named like it).
         masks_encoding: replay: how the mask files store classes (:data:`ENCODINGS`).
-        anchors: kind ``none``: the annotated frames, a folder of label files for some frames named
-            after them (for a root of videos, one sub-folder per video), read like ``masks``.
+        anchors: annotated frames, a folder of label files for some frames named after them (for a
+            root of videos, one sub-folder per video), read like ``masks``. With an overseer they
+            replace it at those frames and SASVi re-prompts there; kind ``none``: propagated alone.
         anchors_encoding: how the anchor files store classes (:data:`ENCODINGS`).
         score_threshold, mask_threshold: trained overseers; None: the reference's values.
         batch_size: frames per overseer call over the look-ahead window.
@@ -167,11 +168,6 @@ class RunConfig:
         if self.overseer.kind == "none" and not self.overseer.anchors:
             raise InputError(
                 "overseer.kind none propagates annotated frames: give overseer.anchors (label files named after their frames)."
-            )
-        if self.overseer.anchors and self.overseer.kind != "none":
-            raise InputError(
-                f"overseer.anchors with overseer.kind {self.overseer.kind}: not supported yet; "
-                "anchors work with overseer.kind none (propagation from the annotated frames alone)."
             )
         if self.overseer.kind != "replay" and self.overseer.masks:
             raise InputError(f"overseer.masks is for overseer.kind replay; {self.overseer.kind} predicts the masks.")

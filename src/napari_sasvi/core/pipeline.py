@@ -107,6 +107,7 @@ def iter_sasvi(
     batch_size: int = 8,
     cancel: Callable[[], bool] | None = None,
     stop_after: int | None = None,
+    anchors=None,
 ) -> Generator[StoreOpened | FrameDone | Event, None, RunSummary]:
     """Run SASVi over ``frames`` into the store at ``out`` (created, or resumed if it matches).
 
@@ -117,6 +118,8 @@ def iter_sasvi(
             one (the legacy SAM2 predictor), ``default`` mode an incremental one.
         cancel: polled between frames; True stops the run, keeping what is written.
         stop_after: stop once this many frames are on disk (tests of resuming).
+        anchors: :class:`~.anchors.Anchors`, annotated frames: they replace the overseer there, and
+            SASVi re-prompts at each of them with the annotation (recorded in the store).
     """
     t_start = time.perf_counter()
     stack = open_frames(frames)
@@ -127,6 +130,10 @@ def iter_sasvi(
     h, w = stack.frame_size
     check_output_path(out, "output store")
     stack.validate()  # every check that can run before the store exists runs now
+    if anchors is not None:
+        from .anchors import AnchoredOverseer
+
+        overseer = AnchoredOverseer(overseer, anchors, classes)
     signature = run_signature(stack, overseer, tracker, classes, params)
     store = SasviStore.open(
         out, n_frames=n, frame_size=(h, w), classes=classes, signature=signature, frames_path=stack.path
@@ -154,8 +161,9 @@ def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, s
     h, w = stack.frame_size
     resumed_from = store.frames_done
     cache = OverseerCache(overseer, n, stack.frame, batch_size)
-    policy = Policy(params, cache.masks, no_label=classes.no_label)
+    policy = Policy(params, cache.masks, no_label=classes.no_label, anchors=getattr(overseer, "anchor_frames", ()))
     tracker.bind(stack)
+    annotated = getattr(overseer, "anchors", None)
     done = store.frames_done
     snap = store.snapshot if done > 0 else None
     if snap is not None:
@@ -207,6 +215,8 @@ def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, s
                 previous = labels
                 break
             if t >= done:
+                if annotated is not None and t in annotated.masks:  # an annotated frame is the user's
+                    labels = annotated.exact(t, classes.no_label)
                 ov = result_to_label_map(cache.masks(t) or {}, (h, w), classes.no_label)
                 events_out = [e.to_dict() for e in policy.events]
                 store.write_frame(t, labels, ov, events_out)
@@ -220,7 +230,7 @@ def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, s
         if restart_at is None:
             break
         s = restart_at
-        if reason != "buffer" and params.mode == "default":
+        if reason not in ("buffer", "anchor") and params.mode == "default":
             n_before = len(policy.events)
             seg = policy.add_objects(s, reason)
             for ev in policy.events[n_before:]:

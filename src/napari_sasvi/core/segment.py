@@ -346,6 +346,12 @@ def segment_videos(
             overseer = replay_overseer(job.masks, classes, stack, config.overseer.masks_encoding)
             lab = overseer.labels
             note = f"overseer masks {lab.desc} read as {lab.encoding} ({lab.reason})"
+        anchors = None
+        if job.anchors is not None:
+            from .anchors import read_anchors
+
+            anchors = read_anchors(job.anchors, stack, classes, config.overseer.anchors_encoding)
+            note += f"; {len(anchors.masks)} annotated frame(s) {anchors.frames[:8]}{'...' if len(anchors.masks) > 8 else ''}"
         yield VideoStarted(i, len(jobs), job.name, str(job.store), len(stack), note)
         summary = yield from iter_sasvi(
             stack,
@@ -356,6 +362,7 @@ def segment_videos(
             params,
             batch_size=config.overseer.batch_size,
             cancel=cancel,
+            anchors=anchors,
         )
         results[job.name] = summary
         yield VideoDone(job.name, summary)

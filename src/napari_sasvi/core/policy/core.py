@@ -38,10 +38,13 @@ class Policy(ReferenceRules, DefaultRules):
         no_label: value of unlabelled pixels in label maps (for the CaDIS merge).
     """
 
-    def __init__(self, params: PolicyParams, lookup: Lookup, no_label: int = 255):
+    def __init__(
+        self, params: PolicyParams, lookup: Lookup, no_label: int = 255, anchors: frozenset[int] = frozenset()
+    ):
         self.p = params
         self.lookup = lookup
         self.no_label = no_label
+        self.anchors = frozenset(anchors)  # annotated frames: a full re-prompt from them, always
         self.s = _State()
         self.events: list[Event] = []
 
@@ -80,6 +83,8 @@ class Policy(ReferenceRules, DefaultRules):
         point_labels: list[int] = []
         mask_labels: list[int] = []
         remove: tuple[int, ...] = ()
+        if s > 0 and s in self.anchors:
+            return self._start_from_anchor(s, P)
         if s > 0 and not self.reference:
             return self._reseed_default(s, reason, P, previous_output)
         if s > 0:
@@ -118,6 +123,26 @@ class Policy(ReferenceRules, DefaultRules):
         st.buffer = self.p.buffer
         st.segment_start = s
         return SegmentStart(frame=s, reset=True, prompts=tuple(prompts), remove=remove)
+
+    def _start_from_anchor(self, s: int, P: Masks) -> SegmentStart:
+        """An annotated frame: reset, and every class of the annotation prompted with its mask
+        (as at frame 0); what the tracker carried is replaced by the user's word."""
+        st = self.s
+        prompts = [Prompt(c, "mask", mask=P[c]) for c in sorted(P)]
+        if not prompts:
+            prompts.append(Prompt(self.p.dummy_id, "mask", mask=None))
+            self._emit(Event(s, "dummy", "nothing to prompt: empty mask for the dummy id", labels=(self.p.dummy_id,)))
+        ids = tuple(p.obj_id for p in prompts if p.mask is not None)
+        self._emit(Event(s, "restart", "anchor", ids, ()))
+        st.old = set(ids)
+        st.current = set(ids)
+        st.tracked = {p.obj_id for p in prompts}
+        st.added = {}
+        st.prompt_new, st.negatives = [], set()
+        st.skip_next_trigger = False
+        st.buffer = self.p.buffer
+        st.segment_start = s
+        return SegmentStart(frame=s, reset=True, prompts=tuple(prompts))
 
     def _merge_unlabelled(self, P: Masks, previous: np.ndarray, keep: set[int]) -> None:
         covered = np.zeros(previous.shape, bool)
@@ -158,6 +183,8 @@ class Policy(ReferenceRules, DefaultRules):
             return None
         current = self._labels(t) or set()
         st.current = current
+        if t in self.anchors and t != st.segment_start:
+            return "anchor"
         if self.reference:
             # the reference recomputes the labels to prompt and the duplicates to drop on every
             # frame: a restart uses those of its own frame only (none at a forced re-seed), and a
