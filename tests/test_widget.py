@@ -254,3 +254,29 @@ def test_offline_defaults_and_closing(make_napari_viewer, tmp_path, frame_folder
     assert ours()
     viewer.window.remove_dock_widget(dock)
     assert not widget._connected and not ours()
+
+
+def test_no_overseer_propagates_a_painted_frame(make_napari_viewer, qtbot, tmp_path):
+    from napari_sasvi._napari.widget import ANCHOR_LAYER, NO_ANCHORS, NO_OVERSEER
+
+    viewer, widget, frames, noisy = _viewer_with_clip(make_napari_viewer, n_frames=8)
+    truth = SyntheticVideo(n_frames=8, height=64, width=80, seed=1).arrays()[1]
+    painted = np.zeros_like(truth)
+    painted[5] = truth[5]  # the user painted frame 5 only
+    viewer.add_labels(painted, name="my annotations")
+    widget._sam2.value = next(c for c in widget._sam2.choices if str(c).startswith("optical flow (DIS"))
+    widget._overseer.value = NO_OVERSEER
+    widget._anchor_src.value = NO_ANCHORS
+    widget._out.value = tmp_path / "a.zarr"
+    assert widget.run() is None and "annotated frames" in widget._status.value  # none chosen: told so
+    widget._anchor_src.value = ANCHOR_LAYER
+    assert not widget._anchor_layer.native.isHidden() and widget._anchor_path.native.isHidden()
+    widget._anchor_layer.value = viewer.layers["my annotations"]
+    assert widget.run() is not None
+    _wait(qtbot, widget)
+    store = SasviStore.read(tmp_path / "a.zarr")
+    assert store.complete and store.events[0]["kind"] == "anchor"
+    out = np.asarray(store.labels)
+    np.testing.assert_array_equal(out[5], truth[5])
+    assert (out[0] != store.classes.no_label).any()  # propagated backward to frame 0
+    assert widget._table.data[0][:2] == [5, "anchor"]

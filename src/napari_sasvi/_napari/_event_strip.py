@@ -1,6 +1,6 @@
 """A thin strip under the widget showing where along the video SASVi re-prompted.
 
-One tick per event across the video's length (restarts red, objects added green, others grey);
+One tick per event across the video's length (restarts red, objects added green, annotated frames blue, others grey);
 clicking the strip jumps the time slider to the nearest event.
 """
 
@@ -10,7 +10,7 @@ from qtpy.QtCore import QRect
 from qtpy.QtGui import QColor, QPainter
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-_COLOURS = {"restart": QColor(220, 50, 47), "add_objects": QColor(60, 180, 75)}
+_COLOURS = {"restart": QColor(220, 50, 47), "add_objects": QColor(60, 180, 75), "anchor": QColor(38, 139, 210)}
 
 
 class EventStrip(QWidget):
@@ -18,13 +18,15 @@ class EventStrip(QWidget):
         super().__init__(parent)
         self.setMinimumHeight(18)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip("SASVi re-prompts along the video: red = restart, green = object added. Click to jump.")
+        self.setToolTip(
+            "SASVi re-prompts along the video: red = restart, green = object added, blue = annotated frame. Click to jump."
+        )
         self._events: list[dict] = []
         self._n = 1
         self._on_click = on_click
 
     def set_events(self, events: list[dict], n_frames: int) -> None:
-        self._events = [e for e in events if e["kind"] in ("restart", "add_objects", "trigger_deferred")]
+        self._events = [e for e in events if e["kind"] in ("restart", "anchor", "add_objects", "trigger_deferred")]
         self._n = max(1, n_frames)
         self.update()
 

@@ -3,10 +3,22 @@ video job (frames and replayed labels from the viewer's layers). Cheap: nothing 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.errors import SasviError
-from .widget import CONFIG_CHOICE, FLOW_CHOICES, HF_CHOICE, REPLAY_FOLDER, REPLAY_LAYER, TRAINED
+from .widget import (
+    ANCHOR_FOLDER,
+    ANCHOR_LAYER,
+    CONFIG_CHOICE,
+    FLOW_CHOICES,
+    HF_CHOICE,
+    NO_ANCHORS,
+    NO_OVERSEER,
+    REPLAY_FOLDER,
+    REPLAY_LAYER,
+    TRAINED,
+)
 
 
 def config_from_form(w):
@@ -35,6 +47,20 @@ def config_from_form(w):
         )
     elif choice == REPLAY_LAYER and w._overseer_layer.value is None:
         raise SasviError("No labels layer to replay as the overseer: add one, pick a folder or a trained model.")
+    elif choice == NO_OVERSEER:
+        overseer = OverseerConfig(kind="none")
+        if w._anchor_src.value == NO_ANCHORS:
+            raise SasviError(
+                "No overseer: pick the annotated frames (a labels layer with some frames painted, or a folder)."
+            )
+    src = w._anchor_src.value
+    if src == ANCHOR_LAYER and w._anchor_layer.value is None:
+        raise SasviError("No labels layer of annotated frames: add one and paint some frames, or pick a folder.")
+    if src == ANCHOR_FOLDER:
+        folder = Path(str(w._anchor_path.value))
+        if not folder.is_dir():
+            raise SasviError(f"Annotation files: {folder} is not a folder of label files named after their frames.")
+        overseer = replace(overseer, anchors=str(folder))
     if w._sam2.value in FLOW_CHOICES:
         tracker = TrackerConfig(kind="flow", model=FLOW_CHOICES[w._sam2.value])
     elif w._sam2.value == HF_CHOICE:
@@ -82,4 +108,9 @@ def job_from_form(w):
         masks = w._overseer_layer.value.data
     elif w._overseer.value == REPLAY_FOLDER:
         masks = str(w._overseer_path.value)
-    return VideoJob(name=frames_layer.name, frames=frames, store=Path(w._out.value), masks=masks)
+    anchors = None
+    if w._anchor_src.value == ANCHOR_LAYER and w._anchor_layer.value is not None:
+        anchors = w._anchor_layer.value.data
+    elif w._anchor_src.value == ANCHOR_FOLDER:
+        anchors = str(w._anchor_path.value)
+    return VideoJob(name=frames_layer.name, frames=frames, store=Path(w._out.value), masks=masks, anchors=anchors)

@@ -38,6 +38,9 @@ CONFIG_CHOICE = "config + checkpoint"
 FLOW_CHOICES = {"optical flow (DIS, no weights)": "dis", "optical flow (Farneback, no weights)": "farneback"}
 HF_CHOICE = "transformers: SAM2.1 / EdgeTAM / SAM3 tracker"
 REPLAY_LAYER, REPLAY_FOLDER = "replay: labels layer", "replay: folder / .npy / zarr"
+NO_OVERSEER = "none: propagate the annotated frames"
+#: where the annotated frames (anchors) come from
+NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER = "none", "labels layer (painted frames)", "folder (files named after frames)"
 #: overseer choice -> architecture of a trained overseer
 TRAINED = {"Mask R-CNN": "maskrcnn", "DETR": "detr", "Mask2Former": "mask2former"}
 #: what a run with each model imports first (warmed in the background once the form names it)
@@ -77,10 +80,17 @@ class SegmentWidget(Container):
         self.last_summary = None
 
         self._frames = ComboBox(label="frames", choices=lambda _: _layers_of(self._viewer, "image"))
-        self._overseer = ComboBox(label="overseer", choices=[*TRAINED, REPLAY_LAYER, REPLAY_FOLDER], value=REPLAY_LAYER)
+        self._overseer = ComboBox(
+            label="overseer", choices=[*TRAINED, REPLAY_LAYER, REPLAY_FOLDER, NO_OVERSEER], value=REPLAY_LAYER
+        )
         self._overseer_layer = ComboBox(label="overseer labels", choices=lambda _: _layers_of(self._viewer, "labels"))
         self._overseer_path = FileEdit(label="overseer masks", mode="d")
         self._encoding = ComboBox(label="masks encoding", choices=["auto", "class-ids", "source"], value="auto")
+        self._anchor_src = ComboBox(
+            label="annotated frames", choices=[NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER], value=NO_ANCHORS
+        )
+        self._anchor_layer = ComboBox(label="annotations", choices=lambda _: _layers_of(self._viewer, "labels"))
+        self._anchor_path = FileEdit(label="annotation files", mode="d")
         self._overseer_ckpt = FileEdit(label="overseer checkpoint", mode="r", filter="*.pth *.pt")
         self._published = CheckBox(label="published checkpoint (downloads once)", value=False)
         self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value="synthetic")
@@ -130,6 +140,9 @@ class SegmentWidget(Container):
                 self._overseer_layer,
                 self._overseer_path,
                 self._encoding,
+                self._anchor_src,
+                self._anchor_layer,
+                self._anchor_path,
                 self._overseer_ckpt,
                 self._published,
                 self._dataset,
@@ -162,6 +175,7 @@ class SegmentWidget(Container):
         self._sam2.changed.connect(self._warm_up)
         self._overseer.changed.connect(self._warm_up)
         self._show_adv.changed.connect(self._update_visibility)
+        self._anchor_src.changed.connect(self._update_visibility)
         self._run.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
         self._table.native.cellClicked.connect(self._row_clicked)
@@ -182,11 +196,14 @@ class SegmentWidget(Container):
     def _refresh_choices(self, event=None):
         self._frames.reset_choices()
         self._overseer_layer.reset_choices()
+        self._anchor_layer.reset_choices()
 
     def _update_visibility(self, *_):
         self._overseer_layer.visible = self._overseer.value == REPLAY_LAYER
         self._overseer_path.visible = self._overseer.value == REPLAY_FOLDER
         self._encoding.visible = self._overseer.value in (REPLAY_LAYER, REPLAY_FOLDER)
+        self._anchor_layer.visible = self._anchor_src.value == ANCHOR_LAYER
+        self._anchor_path.visible = self._anchor_src.value == ANCHOR_FOLDER
         trained = self._overseer.value in TRAINED
         self._published.visible = trained
         self._overseer_ckpt.visible = trained and not self._published.value
@@ -492,6 +509,7 @@ class SegmentWidget(Container):
             if e["kind"]
             in (
                 "restart",
+                "anchor",
                 "add_objects",
                 "trigger_deferred",
                 "duplicate",

@@ -165,10 +165,6 @@ class RunConfig:
             raise InputError(
                 "overseer.checkpoint is for a trained overseer: add overseer.kind maskrcnn|detr|mask2former."
             )
-        if self.overseer.kind == "none" and not self.overseer.anchors:
-            raise InputError(
-                "overseer.kind none propagates annotated frames: give overseer.anchors (label files named after their frames)."
-            )
         if self.overseer.kind != "replay" and self.overseer.masks:
             raise InputError(f"overseer.masks is for overseer.kind replay; {self.overseer.kind} predicts the masks.")
         if self.tracker.kind != "sam2" and (self.tracker.config or self.tracker.checkpoint):

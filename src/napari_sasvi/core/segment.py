@@ -326,7 +326,10 @@ def segment_videos(
             from .anchors import iter_from_anchors, read_anchors
 
             if job.anchors is None:
-                raise InputError(f"overseer.kind none: no overseer.anchors for video {job.name!r}.")
+                raise InputError(
+                    "overseer.kind none propagates annotated frames: give overseer.anchors "
+                    f"(label files named after their frames) for video {job.name!r}."
+                )
             anchors = read_anchors(job.anchors, stack, classes, config.overseer.anchors_encoding)
             note = (
                 f"no overseer: {len(anchors.masks)} annotated frame(s) {anchors.frames[:8]}"
@@ -394,6 +397,7 @@ def segment_video(
     config: RunConfig | None = None,
     *,
     masks: Any = None,
+    anchors: Any = None,
     models: Models | None = None,
     cancel: Callable[[], bool] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
@@ -406,6 +410,8 @@ def segment_video(
         out: the output store (a ``.zarr`` folder); an existing store of the same run resumes.
         config: the run's options (default: :class:`RunConfig`, the flow tracker replaying ``masks``).
         masks: replay: the frame-wise masks (a path or a (T, H, W) array); overrides ``overseer.masks``.
+        anchors: annotated frames (a folder of label files named after their frames, or a
+            (T, H, W) array with the annotated frames painted); overrides ``overseer.anchors``.
         options: config options by dotted name, e.g. ``**{"tracker.kind": "sam2"}``, or ``dataset="cadis"``.
         progress: ``progress(done, total, frames_per_second)`` after every frame.
     """
@@ -415,7 +421,8 @@ def segment_video(
     else:
         job_masks = masks if masks is not None else config.overseer.masks
     name = Path(frames).stem if isinstance(frames, (str, os.PathLike)) else "frames"
-    job = VideoJob(name=name, frames=frames, store=Path(out), masks=job_masks)
+    job_anchors = anchors if anchors is not None else config.overseer.anchors
+    job = VideoJob(name=name, frames=frames, store=Path(out), masks=job_masks, anchors=job_anchors)
     if config.export.png:
         job = replace(job, png=Path(config.export.png))
     gen = segment_videos([job], config, models=models, cancel=cancel)
