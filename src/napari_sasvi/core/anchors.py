@@ -243,12 +243,10 @@ def iter_from_anchors(
     backward part of an anchor's span, then the forward part), so a resumed run redoes at most
     one anchor's backward part; the store records the anchors and refuses a resume under others.
     """
-    from .fingerprint import InputLedger
     from .frames import open_frames
     from .fsutil import check_output_path
-    from .pipeline import FrameDone, RunSummary, StoreOpened
+    from .pipeline import FrameDone, RunSummary, StoreOpened, open_checked_store
     from .policy import Event
-    from .store import SasviStore
     from .trackers.base import compose_labels
 
     t_start = time.perf_counter()
@@ -266,14 +264,8 @@ def iter_from_anchors(
         "classes": classes.to_dict(),
         "params": {"mode": "anchors"},
     }
-    store = SasviStore.open(
-        out, n_frames=n, frame_size=(h, w), classes=classes, signature=signature, frames_path=stack.path
-    )
+    store, ledger = open_checked_store(stack, out, classes, signature)
     resumed_from = store.frames_done
-    ledger = InputLedger(store.group, stack, str(out))
-    if resumed_from:
-        ledger.verify_files(resumed_from)
-        ledger.spot_check(resumed_from)
     yield StoreOpened(str(out), resumed_from, n)
     events = [
         Event(

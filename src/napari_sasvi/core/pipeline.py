@@ -84,6 +84,20 @@ def run_signature(frames: FrameStack, overseer, tracker, classes: ClassTable, pa
     }
 
 
+def open_checked_store(stack: FrameStack, out: str, classes: ClassTable, signature: dict):
+    """Create the store at ``out``, or reopen it for a resume (refused under another signature),
+    with its input ledger; a reopened store's finished frames are checked against the input."""
+    store = SasviStore.open(
+        out, n_frames=len(stack), frame_size=stack.frame_size, classes=classes, signature=signature,
+        frames_path=stack.path,
+    )  # fmt: skip
+    ledger = InputLedger(store.group, stack, str(out))
+    if store.frames_done:
+        ledger.verify_files(store.frames_done)
+        ledger.spot_check(store.frames_done)
+    return store, ledger
+
+
 def _apply(tracker, seg: SegmentStart) -> None:
     if seg.reset:
         tracker.reset()
@@ -135,14 +149,8 @@ def iter_sasvi(
 
         overseer = AnchoredOverseer(overseer, anchors, classes)
     signature = run_signature(stack, overseer, tracker, classes, params)
-    store = SasviStore.open(
-        out, n_frames=n, frame_size=(h, w), classes=classes, signature=signature, frames_path=stack.path
-    )
+    store, ledger = open_checked_store(stack, out, classes, signature)
     resumed_from = store.frames_done
-    ledger = InputLedger(store.group, stack, str(out))
-    if resumed_from:
-        ledger.verify_files(resumed_from)
-        ledger.spot_check(resumed_from)
     yield StoreOpened(str(out), resumed_from, n)
     if store.complete:
         return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
