@@ -14,7 +14,7 @@ messages), so a folder of watershed masks or of class ids reads as it does for t
 :func:`iter_from_anchors` is SASVi with no overseer: each frame takes the segment of the nearer
 anchor, propagated forward from the anchor before it or backward from the anchor after it (a tie
 goes forward). Backward propagation runs the tracker forward over the frames in reverse order
-(:class:`ReversedFrames`), so every tracker works both ways.
+(:class:`FrameRange`), so every tracker works both ways.
 """
 
 from __future__ import annotations
@@ -173,47 +173,28 @@ class AnchoredOverseer:
         return {**self.base.describe(), "anchors": self.anchors.describe()}
 
 
-class ReversedFrames:
-    """Frames ``start, start-1, ..., stop`` of ``stack`` as a video of their own (index 0 is
-    frame ``start``): a tracker propagating forward over it goes backward in time."""
+class FrameRange:
+    """Frames ``start`` to ``stop`` (inclusive, either direction) of ``stack`` as a video of their
+    own (index 0 is frame ``start``): a tracker propagating forward over a range with
+    ``stop < start`` goes backward in time."""
 
     def __init__(self, stack, start: int, stop: int):
         self.stack, self.start, self.stop = stack, start, stop
+        self.step = 1 if stop >= start else -1
         self.frame_size = stack.frame_size
         self.name = f"{getattr(stack, 'name', 'frames')} [{start}..{stop}]"
-        self.shape = (start - stop + 1, *stack.shape[1:])
+        self.shape = (len(self), *stack.shape[1:])
 
     def __len__(self) -> int:
-        return self.start - self.stop + 1
+        return abs(self.stop - self.start) + 1
 
     def frame(self, i: int) -> np.ndarray:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return self.stack.frame(self.start - i)
+        return self.stack.frame(self.time(i))
 
     def time(self, i: int) -> int:
-        return self.start - i
-
-
-class ForwardFrames(ReversedFrames):
-    """Frames ``start..stop`` (forward), index 0 is frame ``start``."""
-
-    def __init__(self, stack, start: int, stop: int):
-        self.stack, self.start, self.stop = stack, start, stop
-        self.frame_size = stack.frame_size
-        self.name = f"{getattr(stack, 'name', 'frames')} [{start}..{stop}]"
-        self.shape = (stop - start + 1, *stack.shape[1:])
-
-    def __len__(self) -> int:
-        return self.stop - self.start + 1
-
-    def frame(self, i: int) -> np.ndarray:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return self.stack.frame(self.start + i)
-
-    def time(self, i: int) -> int:
-        return self.start + i
+        return self.start + self.step * i
 
 
 def _prompt(tracker, view, mask: np.ndarray, classes: ClassTable) -> list[int]:
@@ -292,7 +273,7 @@ def iter_from_anchors(
             mask = anchors.masks[a]
             overseer_at = {a: mask}  # the store's overseer array: the annotation where there is one
             if lo < a and store.frames_done <= a - 1:  # backward part: a-1 down to lo, then done up to a
-                view = ReversedFrames(stack, a, lo)
+                view = FrameRange(stack, a, lo)
                 _prompt(tracker, view, mask, classes)
                 for i, logits in tracker.propagate(0):
                     if i == 0:
@@ -305,7 +286,7 @@ def iter_from_anchors(
                 written += a - max(lo, resumed_from)
                 elapsed = time.perf_counter() - t_run
                 yield FrameDone(a - 1, a, n, written / elapsed if elapsed > 0 else 0.0)
-            view = ForwardFrames(stack, a, hi)
+            view = FrameRange(stack, a, hi)
             _prompt(tracker, view, mask, classes)
             for i, logits in tracker.propagate(0):
                 t = view.time(i)
@@ -349,8 +330,7 @@ def anchors_for(video: Path, root: Path | None, single: bool) -> Path | None:
 __all__ = [
     "AnchoredOverseer",
     "Anchors",
-    "ForwardFrames",
-    "ReversedFrames",
+    "FrameRange",
     "anchors_for",
     "iter_from_anchors",
     "read_anchors",
