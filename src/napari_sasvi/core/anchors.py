@@ -5,6 +5,7 @@ An anchor is one frame's full label map, in class ids. Anchors come from
 * a folder with label files for *some* frames, matched to the frames by file name (without the
   extension) when the frames are a folder, else by the frame number in the name (``0042.png`` is
   frame 42; a video's frames have no names);
+* a SASVi store: its annotated frames (the anchors of its run, the frames corrected in it);
 * a (T, H, W) array with some frames painted, a napari labels layer: a frame is an anchor when
   any pixel is non-zero (napari's unpainted value); the other frames are not annotated.
 
@@ -91,6 +92,9 @@ def read_anchors(
             size; the label reader's errors (values that fit no encoding, unreadable files).
     """
     n, (h, w) = len(stack), stack.frame_size
+    store = _sasvi_store(source)
+    if store is not None:
+        return _store_anchors(store, n, (h, w))
 
     def check_size(shape):
         if tuple(shape[1:]) != (h, w):
@@ -139,6 +143,35 @@ def read_anchors(
             "or give a folder with label files named after their frames."
         )
     return Anchors(masks, labels.desc, labels.encoding)
+
+
+def _sasvi_store(source: Any):
+    from .store import SasviStore
+
+    if isinstance(source, (str, Path)) and (Path(source) / "zarr.json").is_file():
+        try:
+            return SasviStore.read(source)
+        except InputError:
+            return None  # another zarr store: the label reader's
+    return None
+
+
+def _store_anchors(store, n: int, size: tuple[int, int]) -> Anchors:
+    """A SASVi store's annotated frames: the anchors of its run and its corrections (edits.py)."""
+    from .edits import store_anchor_frames
+
+    if store.n_frames != n or tuple(store.labels.shape[1:]) != size:
+        raise InputError(
+            f"The store {store.path} is {store.n_frames} frames of {store.labels.shape[2]}x{store.labels.shape[1]} "
+            f"pixels but the video is {n} frames of {size[1]}x{size[0]}."
+        )
+    frames = [t for t in store_anchor_frames(store) if t < store.frames_done]
+    if not frames:
+        raise InputError(
+            f"The store {store.path} holds no annotated frame (no anchors, no corrections): "
+            "correct a frame and re-propagate, or give the annotations themselves."
+        )
+    return Anchors({t: np.asarray(store.labels[t]) for t in frames}, str(store.path), "class-ids")
 
 
 class AnchoredOverseer:

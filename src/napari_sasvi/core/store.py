@@ -11,6 +11,8 @@ Layout (zarr v3)::
       sasvi_progress.json    frames finished, the event log, the last resumable segment start;
                              rewritten atomically after every finished frame
       sasvi_resume.npy       the previous output at that segment start (CaDIS merge only)
+      sasvi_edits.json       corrections and pinned/skipped re-prompts made afterwards (see edits.py);
+      sasvi_undo/            the labels each edit replaced; the attribute "edited" says there are some
 
 Reopening a store made from the same inputs and parameters continues after the last finished frame;
 a store made from anything else is refused (:class:`StoreMismatchError`), never overwritten.
@@ -135,14 +137,15 @@ class SasviStore:
         return store
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> SasviStore:
-        """Open an existing store read-only (viewing, exporting, evaluating)."""
+    def read(cls, path: str | os.PathLike, *, writable: bool = False) -> SasviStore:
+        """Open an existing store read-only (viewing, exporting, evaluating), or ``writable`` for
+        :mod:`~.edits` (which writes the labels of finished frames only)."""
         import zarr
 
         path = Path(path)
         if not (path / "zarr.json").exists():
             raise InputError(f"{path} is not a SASVi store (no zarr.json).")
-        group = zarr.open_group(str(path), mode="r")
+        group = zarr.open_group(str(path), mode="r+" if writable else "r")
         if "sasvi" not in group.attrs:
             raise InputError(f"{path} is a zarr store but not one napari-sasvi wrote.")
         return cls(path, group, group.attrs["sasvi"]["signature"])
