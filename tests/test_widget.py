@@ -50,7 +50,7 @@ def test_run_fills_a_zarr_labels_layer(viewer_with_clip, qtbot, tmp_path):
     assert store.complete
     layer = viewer.layers["run SASVi"]
     assert layer.data.shape == noisy.shape
-    assert type(layer.data).__module__.startswith("zarr")
+    assert type(layer.data.base).__module__.startswith("zarr")  # the store's array, paintable (PaintOverlay)
     assert (np.asarray(layer.data) != store.classes.no_label).any()
     assert "run overseer" in viewer.layers
     np.testing.assert_array_equal(np.asarray(viewer.layers["run overseer"].data), noisy)

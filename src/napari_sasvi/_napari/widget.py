@@ -167,6 +167,10 @@ class SegmentWidget(Container):
 
         self._strip = EventStrip(on_click=self._jump_to)
         self.native.layout().addWidget(self._strip)
+        from ._corrections import CorrectionsPanel
+
+        self._corrections = CorrectionsPanel(self)
+        self.native.layout().addWidget(self._corrections.native)
         self._overseer.changed.connect(self._update_visibility)
         self._overseer.changed.connect(self._reference_thresholds)
         self._published.changed.connect(self._update_visibility)
@@ -360,9 +364,11 @@ class SegmentWidget(Container):
         self._store = store
         name = Path(item.store).stem
 
-        def sasvi_layer():
+        def sasvi_layer():  # paintable: painted frames stay in memory until Re-propagate
+            from ..core.edits import PaintOverlay
+
             self._labels_layer = self._layer_for(
-                f"{name} SASVi", store.labels, labels_layer_kwargs(classes, f"{name} SASVi")
+                f"{name} SASVi", PaintOverlay(store.labels), labels_layer_kwargs(classes, f"{name} SASVi")
             )
 
         def overseer_layer():  # hidden from the start: napari does not slice or draw it
@@ -378,7 +384,6 @@ class SegmentWidget(Container):
 
             self._events = list(store.events)
             self._show_events()
-            self._strip.set_events(self._events, item.total)
             if item.done >= item.total:
                 self._status.value = f"{item.store} is complete ({item.done} frames)"
                 return
@@ -453,7 +458,6 @@ class SegmentWidget(Container):
         else:
             self._events.append(item.to_dict())
             self._show_events()
-            self._strip.set_events(self._events, self._store.n_frames)
 
     def _on_done(self, result):
         from napari.utils.notifications import show_error
@@ -519,6 +523,7 @@ class SegmentWidget(Container):
                 "dummy",
             )
         ]
+        rows = sorted(rows + self._corrections.timeline(), key=lambda e: e["frame"])
         self._table.value = {
             "frame": [e["frame"] for e in rows],
             "kind": [e["kind"] for e in rows],
@@ -528,6 +533,10 @@ class SegmentWidget(Container):
                 for e in rows
             ],
         }
+
+        store = getattr(self, "_store", None)
+        if store is not None:
+            self._strip.set_events(rows, store.n_frames)
 
     def _row_clicked(self, row, _col):
         frame = int(self._table.data[row][0])

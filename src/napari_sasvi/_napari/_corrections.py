@@ -1,0 +1,273 @@
+"""The corrections part of "SASVi segment video": paint a frame of the SASVi layer, pin or skip a
+re-prompt, press Re-propagate; Undo edit takes the last edit back.
+
+A thin shell over :mod:`napari_sasvi.core.edits`: the SASVi layer's data is a
+:class:`~napari_sasvi.core.edits.PaintOverlay` (painting stays in memory until Re-propagate), the
+edits run in a ``thread_worker`` with a progress bar, and the segment widget's Cancel stops them
+between frames (the frames written stay; Undo restores them too).
+"""
+
+from __future__ import annotations
+
+import time
+
+from magicgui.widgets import Container, Label, PushButton
+
+from ..core.errors import SasviError
+
+SKIPPABLE = ("restart", "add_objects")
+
+
+class CorrectionsPanel(Container):
+    def __init__(self, seg):
+        super().__init__(labels=False, layout="vertical")
+        self._seg = seg
+        self._queue: list = []  # pins and skips waiting for Re-propagate (EditRequest)
+        self._worker = None
+        self._progress = None
+        self.last_summaries: list = []
+        self._info = Label(value="Corrections: paint on the SASVi layer, or pin / skip re-prompts; then Re-propagate.")
+        self._pin = PushButton(text="Pin re-prompt at this frame")
+        self._skip = PushButton(text="Skip selected re-prompt")
+        self._repropagate = PushButton(text="Re-propagate")
+        self._undo = PushButton(text="Undo edit")
+        row1 = Container(widgets=[self._pin, self._skip], layout="horizontal", labels=False)
+        row2 = Container(widgets=[self._repropagate, self._undo], layout="horizontal", labels=False)
+        for c in (row1, row2):
+            c.margins = (0, 0, 0, 0)
+        self.extend([self._info, row1, row2])
+        self._pin.changed.connect(self.pin_here)
+        self._skip.changed.connect(self.skip_selected)
+        self._repropagate.changed.connect(self.repropagate)
+        self._undo.changed.connect(self.undo)
+
+    # -- what is edited ----------------------------------------------------------------------------------
+    def _target(self):
+        """The store shown by the segment widget and its SASVi layer's overlay, or an error."""
+        seg = self._seg
+        store = getattr(seg, "_store", None)
+        layer = getattr(seg, "_labels_layer", None)
+        if store is None or layer is None:
+            raise SasviError("No SASVi result to edit yet: Run first (or Run again on a finished store to open it).")
+        if seg._worker is not None:
+            raise SasviError("A run is going: wait for it, or Cancel it, before editing.")
+        if self._worker is not None:
+            raise SasviError("Re-propagation is going: wait for it, or Cancel it.")
+        from ..core.store import SasviStore
+
+        return SasviStore.read(store.path), layer.data  # read again: the run may have gone on since
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self._info.value = text
+        if error:
+            from napari.utils.notifications import show_error
+
+            show_error(f"SASVi: {text}")
+
+    def pending(self) -> list:
+        """What Re-propagate would do, in the order it does it: painted frames and queued pins and
+        skips, from the last frame back (a later edit is then a boundary for an earlier one)."""
+        from ..core.edits import EditRequest
+
+        seg = self._seg
+        reqs = list(self._queue)
+        overlay = getattr(getattr(seg, "_labels_layer", None), "data", None)
+        if hasattr(overlay, "changed"):
+            reqs += [EditRequest("correction", t, overlay.frame(t).copy()) for t in overlay.changed()]
+        return sorted(reqs, key=lambda r: -r.frame)
+
+    def timeline(self) -> list[dict]:
+        """Rows for the events table and strip: edits made, pins/skips queued, painted frames."""
+        from ..core.edits import reprompts
+        from ..core.store import SasviStore
+
+        shown = getattr(self._seg, "_store", None)
+        rows = []
+        if shown is not None:
+            for r in reprompts(SasviStore.read(shown.path)):  # read again: events and edits as on disk
+                if r["source"] == "edit":
+                    rows.append({"frame": r["frame"], "kind": r["kind"], "reason": r["reason"]})
+                elif r["skipped"]:
+                    rows.append({"frame": r["frame"], "kind": "skipped", "reason": f"{r['kind']} skipped"})
+        for q in self.pending():
+            what = {"correction": "corrected", "pin": "pinned", "skip": "skipped"}[q.kind]
+            rows.append({"frame": q.frame, "kind": f"{what} (pending)", "reason": "press Re-propagate"})
+        return rows
+
+    def _refresh_table(self):
+        self._seg._show_events()
+
+    # -- the timeline ------------------------------------------------------------------------------------
+    def pin_here(self, *_):
+        from ..core.edits import EditRequest, plan_edit
+
+        try:
+            store, _ = self._target()
+            t = int(self._seg._viewer.dims.current_step[0])
+            plan_edit(store, EditRequest("pin", t))  # refused now rather than at Re-propagate
+        except SasviError as e:
+            return self._say(str(e), error=True)
+        self._queue = [q for q in self._queue if q.frame != t] + [EditRequest("pin", t)]
+        self._say(f"re-prompt pinned at frame {t}: Re-propagate recomputes frames from it.")
+        self._refresh_table()
+
+    def skip_selected(self, *_):
+        from ..core.edits import EditRequest, plan_edit
+
+        table = self._seg._table
+        row = table.native.currentRow()
+        try:
+            store, _ = self._target()
+            if row < 0:
+                raise SasviError("Select a restart or an object added in the events table first.")
+            t, kind = int(table.data[row][0]), str(table.data[row][1])
+            if kind not in SKIPPABLE:
+                raise SasviError(f"Frame {t} is a {kind!r} row: only a restart or an object added can be skipped.")
+            plan_edit(store, EditRequest("skip", t))
+        except SasviError as e:
+            return self._say(str(e), error=True)
+        self._queue = [q for q in self._queue if q.frame != t] + [EditRequest("skip", t)]
+        self._say(f"re-prompt at frame {t} skipped: Re-propagate continues the segment before it.")
+        self._refresh_table()
+
+    # -- running -----------------------------------------------------------------------------------------
+    def repropagate(self, *_):
+        """Run the pending edits in a worker; returns it (tests wait on it), or None."""
+        from napari.qt.threading import thread_worker
+
+        from ..core.edits import EditStarted, iter_edit
+
+        seg = self._seg
+        try:
+            store, overlay = self._target()
+            reqs = self.pending()
+            if not reqs:
+                raise SasviError(
+                    "Nothing to re-propagate: paint a frame of the SASVi layer, or pin / skip a re-prompt."
+                )
+            config = seg._config()
+        except (SasviError, ValueError, OSError) as e:
+            self._say(str(e), error=True)
+            return None
+        frames = store.frames_path if store.frames_path is not None and store.frames_path.exists() else None
+        if frames is None:
+            layer = seg._frames.value
+            if layer is None:
+                return self._say("No frames layer: open the store's video first.", error=True)
+            frames = layer.data
+        models, cancel = seg._models, seg._cancel
+        cancel.clear()
+
+        def work():
+            from ..core.edits import EditSummary
+
+            try:
+                tracker = models.tracker(config)
+                for req in reqs:
+                    gen = iter_edit(store.path, frames, tracker, req, cancel=cancel.is_set)
+                    while True:
+                        try:
+                            yield next(gen)
+                        except StopIteration as stop:
+                            summary: EditSummary = stop.value
+                            break
+                    yield (req, summary)
+                    if summary.cancelled:
+                        return "cancelled"
+            except (SasviError, ValueError, OSError) as e:
+                return _Message(str(e))
+            return "done"
+
+        def on_item(item):
+            from ..core.pipeline import FrameDone
+
+            if isinstance(item, EditStarted):
+                self._start_bar(item)
+            elif isinstance(item, FrameDone):
+                if self._progress is not None:
+                    self._progress.update(item.done - self._progress.n)
+                if int(seg._viewer.dims.current_step[0]) == item.frame:
+                    seg._labels_layer.refresh()
+            elif isinstance(item, tuple):
+                req, summary = item
+                self.last_summaries.append(summary)
+                if req.kind == "correction" and summary.written:
+                    overlay.pending.pop(req.frame, None)  # the store holds it now
+                elif req in self._queue:
+                    self._queue.remove(req)
+                self._close_bar()
+                seg._labels_layer.refresh()
+                self._refresh_table()
+
+        def on_done(result):
+            if isinstance(result, _Message):
+                return self._say(result, error=True)
+            spans = ", ".join(f"{s.start}-{s.start + s.written - 1}" for s in self.last_summaries[-len(reqs) :])
+            secs = time.perf_counter() - self._t0
+            self._say(f"re-propagation {result}: frames {spans} recomputed in {secs:.1f} s; Undo edit takes one back.")
+
+        def on_finished():
+            self._close_bar()
+            self._worker = None
+            seg._cancel_btn.enabled = False
+            seg._run.enabled = True
+            self._set_enabled(True)
+            seg._labels_layer.refresh()
+            self._refresh_table()
+
+        worker = thread_worker(work, start_thread=False)()
+        worker.yielded.connect(on_item)
+        worker.returned.connect(on_done)
+        worker.errored.connect(lambda e: self._say(str(e), error=True))
+        worker.finished.connect(on_finished)
+        self._worker = worker
+        self._t0 = time.perf_counter()
+        self._set_enabled(False)
+        seg._run.enabled = False
+        seg._cancel_btn.enabled = True
+        self._say(f"re-propagating {len(reqs)} edit(s)...")
+        worker.start()
+        return worker
+
+    def _set_enabled(self, on: bool) -> None:
+        for b in (self._pin, self._skip, self._repropagate, self._undo):
+            b.enabled = on
+
+    def _start_bar(self, item):
+        from napari.utils import progress
+
+        self._close_bar()
+        plan = item.plan
+        self._progress = progress(total=plan.n_frames, desc=f"SASVi {plan.kind} at frame {plan.frame}")
+        self._say(f"edit {item.edit_id}: {plan.kind} at frame {plan.frame}, frames {plan.start}-{plan.stop}...")
+
+    def _close_bar(self):
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+    def undo(self, *_):
+        """Take the last edit back (its frames get their labels from before it)."""
+        from ..core.edits import undo_edit
+
+        try:
+            store, _ = self._target()
+            rec = undo_edit(store.path)
+        except SasviError as e:
+            return self._say(str(e), error=True)
+        if rec is None:
+            return self._say("Nothing to undo: the store has no edit in effect.")
+        a = rec["span"][0]
+        self._say(
+            f"undone: edit {rec['id']} ({rec['kind']} at frame {rec['frame']}), frames {a}-{a + rec['written'] - 1}"
+        )
+        self._seg._labels_layer.refresh()
+        self._refresh_table()
+        return rec
+
+
+class _Message(str):
+    """A worker's message for bad input (a returned exception would be re-raised)."""
+
+
+__all__ = ["CorrectionsPanel"]
