@@ -177,6 +177,19 @@ def test_skip_objects_added_in_default_mode(tmp_path, clip):
     assert sum((after[f] == c).sum() for c in added) < sum((before[f] == c).sum() for c in added)
 
 
+def test_unlabelled_pixels_of_a_correction_are_written_as_no_label(tmp_path, clip):
+    frames, labels, _ = clip
+    path = tmp_path / "s.zarr"
+    store = _store(path, clip)
+    t, _ = _a_free_frame(store)
+    gt = labels[t].copy()
+    gt[:8, :8] = 255  # a ground truth's ignore value
+    run_edit(path, frames, FlowTracker(), EditRequest("correction", t, gt))
+    out = np.asarray(SasviStore.read(path).labels[t])
+    assert (out[:8, :8] == SYNTHETIC.no_label).all()
+    np.testing.assert_array_equal(out[8:], labels[t][8:])
+
+
 def test_edits_refuse_bad_requests_and_write_nothing(tmp_path, clip):
     frames, labels, _ = clip
     path = tmp_path / "s.zarr"

@@ -40,6 +40,7 @@ import numpy as np
 
 from .errors import InputError
 from .fsutil import atomic_path, atomic_write_text
+from .labels import UNLABELLED
 
 EDITS = "sasvi_edits.json"
 UNDO_DIR = "sasvi_undo"
@@ -230,7 +231,7 @@ def _check_mask(mask: np.ndarray, store) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.shape != (h, w):
         raise InputError(f"The corrected frame is {mask.shape[1]}x{mask.shape[0]} pixels but the store's are {w}x{h}.")
-    allowed = set(classes.ids) | {classes.no_label}
+    allowed = set(classes.ids) | {classes.no_label, UNLABELLED}
     bad = sorted(set(np.unique(mask).tolist()) - allowed)
     if bad:
         raise InputError(
@@ -368,7 +369,9 @@ def _propagate(store, stack, tracker, request, plan, prompt, ids, record, edits,
             if t < plan.start:
                 continue
             if request.kind == "correction" and t == plan.frame:
-                labels = prompt
+                # unlabelled pixels (255, e.g. a ground truth's ignore value) prompt nothing and
+                # are written as the table's no-label, as for anchors
+                labels = np.where(prompt == UNLABELLED, np.uint8(classes.no_label), prompt)
             else:
                 labels = compose_labels(logits, (h, w), classes.no_label, classes.ids)
             store.labels[t] = labels
