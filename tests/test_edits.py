@@ -267,3 +267,36 @@ def test_real_sam2_correction(tmp_path, sam2_tracker):
     outside = [f for f in range(6) if not s.start <= f <= s.stop]
     np.testing.assert_array_equal(after[outside], before[outside])
     assert read_edits(path)[0]["tracker"]["type"] == tracker.describe()["type"]
+
+
+def test_cli_edit_correct_list_undo(tmp_path, clip, capsys):
+    from PIL import Image
+
+    from napari_sasvi.cli import main
+
+    frames, labels, noisy = clip
+    folder, masks = tmp_path / "frames", tmp_path / "masks"
+    folder.mkdir()
+    masks.mkdir()
+    for t in range(N):
+        Image.fromarray(frames[t]).save(folder / f"{t:04d}.png")
+        Image.fromarray(noisy[t]).save(masks / f"{t:04d}.png")
+    out = tmp_path / "out.zarr"
+    assert main(["segment", str(folder), "--out", str(out), "--dataset", "synthetic", "--tracker", "flow",
+                 "--overseer-masks", str(masks)]) == 0  # fmt: skip
+    before = np.asarray(SasviStore.read(out).labels)
+    Image.fromarray(labels[5]).save(tmp_path / "fix.png")
+    capsys.readouterr()
+    assert main(["edit", str(out), "--correct", "5"]) == 2  # no --labels: told what to give
+    assert "--labels" in capsys.readouterr().err
+    assert main(["edit", str(out), "--correct", "5", "--labels", str(tmp_path / "fix.png")]) == 0
+    said = capsys.readouterr().out
+    assert "correction at frame 5: frames 5-" in said and "--undo" in said
+    np.testing.assert_array_equal(np.asarray(SasviStore.read(out).labels[5]), labels[5])  # the store's tracker
+    assert main(["edit", str(out), "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "corrected" in listed and "edit 1: correction at 5" in listed
+    assert main(["edit", str(out), "--skip", "3"]) == 2
+    assert "did not re-prompt at frame 3" in capsys.readouterr().err
+    assert main(["edit", str(out), "--undo"]) == 0
+    np.testing.assert_array_equal(np.asarray(SasviStore.read(out).labels), before)

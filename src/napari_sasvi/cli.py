@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from ._cli_edit import add_edit
 from ._cli_segment import add_encoding_option, add_segment, as_flags
 from .core.errors import SasviError
 
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_frames(sub)
     add_segment(sub)
+    add_edit(sub)
     _add_evaluate(sub)
     return parser
 

@@ -21,10 +21,15 @@ class RawFolder:
     def __init__(self, folder: Path):
         from .frames import list_frame_files
 
-        try:
-            self.files = list_frame_files(folder, LABEL_EXTENSIONS)
-        except EmptyInputError as e:
-            raise EmptyInputError(f"No label images in {folder}: expected one .png (or .bmp/.tif) per frame.") from e
+        if folder.is_file():  # one label image (a corrected frame)
+            self.files = [folder]
+        else:
+            try:
+                self.files = list_frame_files(folder, LABEL_EXTENSIONS)
+            except EmptyInputError as e:
+                raise EmptyInputError(
+                    f"No label images in {folder}: expected one .png (or .bmp/.tif) per frame."
+                ) from e
         self.desc = str(folder)
         self.kinds: set[str] = set()
         from PIL import Image
@@ -143,7 +148,7 @@ def open_raw(source: Any, array: str) -> tuple[Any, ClassTable | None]:
         if _is_zarr(path):
             arr, table = _store_array(path, array)
             return RawArray(arr, str(path), "store" if table is not None else "zarr"), table
-        if path.is_dir():
+        if path.is_dir() or (path.is_file() and path.suffix.lower() in LABEL_EXTENSIONS):
             return RawFolder(path), None
         raise InputError(f"Cannot read labels from {path}: give a folder of label PNGs, a .npy stack or a zarr store.")
     if hasattr(source, "raw_source"):  # a LabelStack: read its files again

@@ -1,0 +1,144 @@
+"""``napari-sasvi edit``: corrections and pinned/skipped re-prompts of a finished store, headless
+(the same edits as the widget's Re-propagate; :mod:`napari_sasvi.core.edits`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ._cli_segment import add_encoding_option
+
+
+def add_edit(sub) -> None:
+    p = sub.add_parser(
+        "edit",
+        help="correct a frame of a store, pin or skip a re-prompt (only the span it affects is recomputed), undo",
+        description="Edit a SASVi store. A correction writes your labels at FRAME and propagates them to the "
+        "next re-prompt; --pin re-prompts from the overseer's labels at FRAME; --skip continues the segment "
+        "before a re-prompt of the run through it. Every edit can be undone (--undo, the last one first).",
+    )
+    p.add_argument("store", type=Path, help="a store written by napari-sasvi segment")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--correct", type=int, metavar="FRAME", help="correct frame FRAME with --labels")
+    what.add_argument("--pin", type=int, metavar="FRAME", help="re-prompt at FRAME from the overseer's labels there")
+    what.add_argument("--skip", type=int, metavar="FRAME", help="skip the run's re-prompt at FRAME")
+    what.add_argument("--undo", action="store_true", help="undo the last edit in effect")
+    what.add_argument("--list", action="store_true", help="list the re-prompts and edits")
+    p.add_argument("--labels", type=Path, help="the corrected frame: a label image (.png) or .npy (H, W)")
+    add_encoding_option(p, "--labels-encoding", "the corrected frame")
+    p.add_argument("--frames", type=Path, help="the store's video (default: where the store says it is)")
+    t = p.add_argument_group("tracker (default: the store's own when it can be rebuilt: flow, or an official SAM2)")
+    t.add_argument("--tracker", choices=["sam2", "flow", "hf"])
+    t.add_argument("--tracker-model", help="as for segment: an official SAM2 name, dis/farneback, or a HF model")
+    t.add_argument("--sam2-config")
+    t.add_argument("--sam2-checkpoint", type=Path)
+    t.add_argument("--sam2-random-weights", action="store_true")
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.set_defaults(func=run_edit_command)
+
+
+def _tracker_config(args, store):
+    from .core.config import TrackerConfig
+    from .core.errors import InputError
+
+    if args.tracker:
+        return TrackerConfig(
+            kind=args.tracker,
+            model=args.tracker_model,
+            config=args.sam2_config,
+            checkpoint=str(args.sam2_checkpoint) if args.sam2_checkpoint else None,
+            random_weights=args.sam2_random_weights,
+            image_size=args.image_size,
+        )
+    rec = store.signature.get("tracker", {})
+    if rec.get("type") == "flow":
+        return TrackerConfig(kind="flow", model=rec.get("method"))
+    if rec.get("type") == "sam2" and rec.get("model") and not rec.get("checkpoint"):
+        return TrackerConfig(kind="sam2", model=rec["model"], image_size=rec.get("image_size"))
+    raise InputError(
+        f"The store was made with the tracker {rec.get('type')} ({rec.get('config') or rec.get('model')}, "
+        f"checkpoint {rec.get('checkpoint')}), which cannot be rebuilt from the store alone: give it with "
+        "--tracker and its flags (as for segment)."
+    )
+
+
+def _read_correction(args, store):
+    from .core.errors import InputError
+    from .core.labels import open_labels
+
+    if args.labels is None:
+        raise InputError("--correct needs --labels FILE: the corrected frame (a label .png or .npy).")
+    src = args.labels
+    if src.suffix.lower() == ".npy":
+        import numpy as np
+
+        arr = np.load(src, allow_pickle=False)
+        src = arr[None] if arr.ndim == 2 else arr
+    labels = open_labels(src, store.classes, args.labels_encoding)
+    if len(labels) != 1:
+        raise InputError(f"--labels {args.labels} holds {len(labels)} frames; give the one corrected frame.")
+    return labels[0]
+
+
+def run_edit_command(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .core.edits import EditRequest, EditStarted, iter_edit, read_edits, reprompts, undo_edit
+    from .core.errors import InputError
+    from .core.pipeline import FrameDone
+    from .core.segment import build_tracker
+    from .core.store import SasviStore
+
+    store = SasviStore.read(args.store)
+    if args.list:
+        for r in reprompts(store):
+            skipped = " (skipped)" if r["skipped"] else ""
+            print(f"{r['frame']:6d}  {r['kind']}{skipped}  {r['reason']}")
+        for e in read_edits(store.path):
+            print(f"edit {e['id']}: {e['kind']} at {e['frame']}, frames {e['span'][0]}-{e['span'][1]}, {e['state']}")
+        return 0
+    if args.undo:
+        rec = undo_edit(store.path)
+        if rec is None:
+            print("nothing to undo: the store has no edit in effect")
+            return 0
+        a = rec["span"][0]
+        print(f"undone: edit {rec['id']} ({rec['kind']} at frame {rec['frame']}), frames {a}-{a + rec['written'] - 1}")
+        return 0
+    if args.correct is not None:
+        request = EditRequest("correction", args.correct, _read_correction(args, store))
+    elif args.pin is not None:
+        request = EditRequest("pin", args.pin)
+    else:
+        request = EditRequest("skip", args.skip)
+    frames = args.frames or store.frames_path
+    if frames is None or not Path(frames).exists():
+        raise InputError(f"Where are the store's frames? It records {store.frames_path}; give them with --frames PATH.")
+    tracker = build_tracker(
+        _tracker_config(args, store), args.device, legacy=store.signature["params"].get("mode") == "reference"
+    )
+    bar = None
+    gen = iter_edit(store.path, str(frames), tracker, request)
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            summary = stop.value
+            break
+        if isinstance(item, EditStarted):
+            p = item.plan
+            print(
+                f"edit {item.edit_id}: {p.kind} at frame {p.frame}: recomputing frames {p.start}-{p.stop}",
+                file=sys.stderr,
+            )
+            bar = tqdm(total=p.n_frames, desc="re-propagate", unit="frame")
+        elif isinstance(item, FrameDone) and bar is not None:
+            bar.update(item.done - bar.n)
+    if bar is not None:
+        bar.close()
+    print(
+        f"{summary.kind} at frame {summary.frame}: frames {summary.start}-{summary.start + summary.written - 1} "
+        f"recomputed in {summary.seconds:.1f} s (undo: napari-sasvi edit {args.store} --undo)"
+    )
+    return 0
