@@ -92,6 +92,14 @@ def test_pin_skip_from_the_table_and_cancel(make_napari_viewer, qtbot, tmp_path)
     viewer.dims.set_current_step(0, f)
     panel.pin_here()
     assert sorted(r2["kind"] for r2 in panel.timeline()) == ["pinned (pending)", "skipped (pending)"]
+    # the strip's right-click menu offers the same: pin at the frame under the cursor, skip the
+    # re-prompt there
+    strip = widget._strip
+    actions = dict(strip.menu_actions(strip._x(r)))
+    assert f"Skip the restart at frame {r}" in actions and any(k.startswith("Pin re-prompt at frame") for k in actions)
+    panel._queue.clear()
+    actions[f"Skip the restart at frame {r}"]()
+    panel.pin_at(f)
     # a row that is no re-prompt cannot be skipped: told so, nothing queued
     widget._table.native.setCurrentCell(0, 0)  # frame 0: the start
     panel.skip_selected()

@@ -298,5 +298,11 @@ def test_cli_edit_correct_list_undo(tmp_path, clip, capsys):
     assert "corrected" in listed and "edit 1: correction at 5" in listed
     assert main(["edit", str(out), "--skip", "3"]) == 2
     assert "did not re-prompt at frame 3" in capsys.readouterr().err
+    # the edited store as the annotated frames of another run: its corrected frame is the anchor
+    again = tmp_path / "again.zarr"
+    assert main(["segment", str(folder), "--out", str(again), "--dataset", "synthetic", "--tracker", "flow",
+                 "--overseer", "none", "--anchors", str(out)]) == 0  # fmt: skip
+    assert SasviStore.read(again).signature["overseer"]["anchors"]["frames"] == [5]
+    np.testing.assert_array_equal(np.asarray(SasviStore.read(again).labels[5]), labels[5])
     assert main(["edit", str(out), "--undo"]) == 0
     np.testing.assert_array_equal(np.asarray(SasviStore.read(out).labels), before)

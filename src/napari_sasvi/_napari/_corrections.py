@@ -99,35 +99,37 @@ class CorrectionsPanel(Container):
 
     # -- the timeline ------------------------------------------------------------------------------------
     def pin_here(self, *_):
-        from ..core.edits import EditRequest, plan_edit
+        """Pin a re-prompt at the current frame (queued for Re-propagate)."""
+        return self.pin_at(int(self._seg._viewer.dims.current_step[0]))
 
-        try:
-            store, _ = self._target()
-            t = int(self._seg._viewer.dims.current_step[0])
-            plan_edit(store, EditRequest("pin", t))  # refused now rather than at Re-propagate
-        except SasviError as e:
-            return self._say(str(e), error=True)
-        self._queue = [q for q in self._queue if q.frame != t] + [EditRequest("pin", t)]
-        self._say(f"re-prompt pinned at frame {t}: Re-propagate recomputes frames from it.")
-        self._refresh_table()
+    def pin_at(self, t: int):
+        self._queue_edit("pin", t, f"re-prompt pinned at frame {t}: Re-propagate recomputes frames from it.")
 
     def skip_selected(self, *_):
-        from ..core.edits import EditRequest, plan_edit
-
+        """Skip the re-prompt selected in the events table (queued for Re-propagate)."""
         table = self._seg._table
         row = table.native.currentRow()
+        if row < 0:
+            return self._say("Select a restart or an object added in the events table first.", error=True)
+        t, kind = int(table.data[row][0]), str(table.data[row][1])
+        if kind not in SKIPPABLE:
+            msg = f"Frame {t} is a {kind!r} row: only a restart or an object added can be skipped."
+            return self._say(msg, error=True)
+        self.skip_at(t)
+
+    def skip_at(self, t: int):
+        self._queue_edit("skip", t, f"re-prompt at frame {t} skipped: Re-propagate continues the segment before it.")
+
+    def _queue_edit(self, kind: str, t: int, said: str):
+        from ..core.edits import EditRequest, plan_edit
+
         try:
             store, _ = self._target()
-            if row < 0:
-                raise SasviError("Select a restart or an object added in the events table first.")
-            t, kind = int(table.data[row][0]), str(table.data[row][1])
-            if kind not in SKIPPABLE:
-                raise SasviError(f"Frame {t} is a {kind!r} row: only a restart or an object added can be skipped.")
-            plan_edit(store, EditRequest("skip", t))
+            plan_edit(store, EditRequest(kind, t))  # refused now rather than at Re-propagate
         except SasviError as e:
             return self._say(str(e), error=True)
-        self._queue = [q for q in self._queue if q.frame != t] + [EditRequest("skip", t)]
-        self._say(f"re-prompt at frame {t} skipped: Re-propagate continues the segment before it.")
+        self._queue = [q for q in self._queue if q.frame != t] + [EditRequest(kind, t)]
+        self._say(said)
         self._refresh_table()
 
     # -- running -----------------------------------------------------------------------------------------
@@ -159,10 +161,18 @@ class CorrectionsPanel(Container):
         cancel.clear()
 
         def work():
+            import sys
+
+            from ..core.background import frozen_heap, wait_warm
             from ..core.edits import EditSummary
 
+            heap = frozen_heap()  # as for a run: napari's objects out of the collector's walks
+            heap.freeze()
             try:
+                wait_warm()
                 tracker = models.tracker(config)
+                if "torch" in sys.modules:
+                    seg._limit_torch_threads()  # leave a core to napari (restored when it ends)
                 for req in reqs:
                     gen = iter_edit(store.path, frames, tracker, req, cancel=cancel.is_set)
                     while True:
@@ -176,6 +186,8 @@ class CorrectionsPanel(Container):
                         return "cancelled"
             except (SasviError, ValueError, OSError) as e:
                 return _Message(str(e))
+            finally:
+                heap.release()
             return "done"
 
         def on_item(item):
@@ -207,6 +219,11 @@ class CorrectionsPanel(Container):
             self._say(f"re-propagation {result}: frames {spans} recomputed in {secs:.1f} s; Undo edit takes one back.")
 
         def on_finished():
+            if getattr(seg, "_torch_threads", None):
+                import torch
+
+                torch.set_num_threads(seg._torch_threads)
+                seg._torch_threads = None
             self._close_bar()
             self._worker = None
             seg._cancel_btn.enabled = False

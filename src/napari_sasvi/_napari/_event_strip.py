@@ -3,7 +3,9 @@
 One tick per event across the video's length (restarts red, objects added green, annotated and
 corrected frames blue, pinned re-prompts orange, skipped ones dark grey, others light grey; edits
 waiting for Re-propagate as short pale ticks);
-clicking the strip jumps the time slider to the nearest event.
+clicking the strip jumps the time slider to the nearest event; a right click offers to pin a
+re-prompt at the frame under the cursor or to skip the run's re-prompt there (the corrections panel
+queues them for Re-propagate).
 """
 
 from __future__ import annotations
@@ -24,18 +26,19 @@ _SHOWN = ("restart", "anchor", "add_objects", "trigger_deferred", "corrected", "
 
 
 class EventStrip(QWidget):
-    def __init__(self, on_click=None, parent=None):
+    def __init__(self, on_click=None, parent=None, on_pin=None, on_skip=None):
         super().__init__(parent)
         self.setMinimumHeight(18)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip(
             "SASVi re-prompts along the video: red = restart, green = object added, blue = annotated or "
             "corrected frame, orange = pinned, dark grey = skipped (short ticks: waiting for Re-propagate). "
-            "Click to jump."
+            "Click to jump; right-click to pin a re-prompt there or skip the one under the cursor."
         )
         self._events: list[dict] = []
         self._n = 1
         self._on_click = on_click
+        self._on_pin, self._on_skip = on_pin, on_skip  # right click: the timeline's edits
 
     def set_events(self, events: list[dict], n_frames: int) -> None:
         self._events = [e for e in events if e["kind"].split(" ")[0] in _SHOWN]
@@ -61,9 +64,42 @@ class EventStrip(QWidget):
             p.fillRect(QRect(self._x(e["frame"]) - 1, 0, 3, self.height()), colour)
         p.end()
 
+    def frame_at(self, x: float) -> int:
+        return int(round((x - 1) / max(1, self.width() - 3) * max(1, self._n - 1)))
+
+    def nearest(self, x: float, kinds=None) -> dict | None:
+        events = [e for e in self._events if kinds is None or e["kind"] in kinds]
+        return min(events, key=lambda e: abs(self._x(e["frame"]) - x)) if events else None
+
+    def menu_actions(self, x: float) -> list[tuple[str, object]]:
+        """What a right click at ``x`` offers: pin a re-prompt at the frame there, skip the nearest
+        re-prompt of the run (restart or object added) within 6 pixels."""
+        out = []
+        if self._on_pin is not None:
+            f = min(max(self.frame_at(x), 0), self._n - 1)
+            out.append((f"Pin re-prompt at frame {f}", lambda: self._on_pin(f)))
+        near = self.nearest(x, ("restart", "add_objects"))
+        if self._on_skip is not None and near is not None and abs(self._x(near["frame"]) - x) <= 6:
+            f = int(near["frame"])
+            out.append((f"Skip the {near['kind']} at frame {f}", lambda: self._on_skip(f)))
+        return out
+
     def mousePressEvent(self, event):  # noqa: N802 - Qt's name
+        from qtpy.QtCore import Qt
+
+        x = event.position().x() if hasattr(event, "position") else event.x()
+        if event.button() == Qt.MouseButton.RightButton:
+            actions = self.menu_actions(x)
+            if actions:
+                from qtpy.QtWidgets import QMenu
+
+                menu = QMenu(self)
+                for text, fn in actions:
+                    menu.addAction(text).triggered.connect(lambda _=False, fn=fn: fn())
+                pos = event.globalPosition().toPoint() if hasattr(event, "globalPosition") else event.globalPos()
+                menu.exec(pos)
+            return
         if not self._events or self._on_click is None:
             return
-        x = event.position().x() if hasattr(event, "position") else event.x()
-        nearest = min(self._events, key=lambda e: abs(self._x(e["frame"]) - x))
+        nearest = self.nearest(x)
         self._on_click(int(nearest["frame"]))

@@ -163,13 +163,14 @@ class SegmentWidget(Container):
                 self._table,
             ]
         )
+        from ._corrections import CorrectionsPanel
         from ._event_strip import EventStrip
 
-        self._strip = EventStrip(on_click=self._jump_to)
-        self.native.layout().addWidget(self._strip)
-        from ._corrections import CorrectionsPanel
-
         self._corrections = CorrectionsPanel(self)
+        self._strip = EventStrip(
+            on_click=self._jump_to, on_pin=self._corrections.pin_at, on_skip=self._corrections.skip_at
+        )
+        self.native.layout().addWidget(self._strip)
         self.native.layout().addWidget(self._corrections.native)
         self._overseer.changed.connect(self._update_visibility)
         self._overseer.changed.connect(self._reference_thresholds)
