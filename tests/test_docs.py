@@ -11,8 +11,12 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "python.md"
 def test_python_api_example_runs(capsys):
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
     example = next(b for b in blocks if "SyntheticVideo" in b)
-    exec(compile(example, str(DOC), "exec"), {"__name__": "docs_example"})
+    scope = {"__name__": "docs_example"}
+    exec(compile(example, str(DOC), "exec"), scope)
     assert "frames;" in capsys.readouterr().out
+    corrections = next(b for b in blocks if "run_edit" in b)  # continues the example
+    exec(compile(corrections, str(DOC), "exec"), scope)
+    assert "recomputed" in capsys.readouterr().out
 
 
 def test_config_round_trip_and_names(tmp_path):
