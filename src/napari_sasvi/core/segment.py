@@ -372,14 +372,21 @@ def segment_videos(
         if summary.cancelled:
             break
         _export_png(job, config, stack)
-    if config.export.events_json and not any(s.cancelled for s in results.values()):
-        from .fsutil import atomic_write_text
-
-        payload = next(iter(results.values())).events if len(jobs) == 1 else {n: s.events for n, s in results.items()}
-        path = Path(config.export.events_json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(payload, indent=1))
+    write_events_json(config, results, len(jobs))
     return BatchSummary(results)
+
+
+def write_events_json(config: RunConfig, results: dict[str, RunSummary], n_jobs: int) -> None:
+    """``export.events_json``: the event log of one video, or ``{video: events}`` for a batch
+    (not written when a video was cancelled or none finished)."""
+    if not config.export.events_json or not results or any(s.cancelled for s in results.values()):
+        return
+    from .fsutil import atomic_write_text
+
+    payload = next(iter(results.values())).events if n_jobs == 1 else {n: s.events for n, s in results.items()}
+    path = Path(config.export.events_json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(payload, indent=1))
 
 
 def _export_png(job: VideoJob, config: RunConfig, stack: FrameStack) -> None:
