@@ -258,12 +258,6 @@ def _check_frames(stack, store):
     return ledger
 
 
-def _prompt_ids(mask: np.ndarray, classes) -> list[int]:
-    from .anchors import _ids
-
-    return _ids(mask, classes)
-
-
 def iter_edit(
     store_path: str | Path,
     frames,
@@ -296,7 +290,9 @@ def iter_edit(
         prompt = np.asarray(store.overseer[plan.prompt_frame])
     else:
         prompt = np.asarray(store.labels[plan.prompt_frame])
-    ids = _prompt_ids(prompt, classes)
+    from .anchors import _ids
+
+    ids = _ids(prompt, classes)  # the classes an annotation prompts, as for anchors
     if not ids:
         where = "the overseer's labels" if request.kind == "pin" else "the labels"
         raise InputError(f"Nothing to prompt with: {where} at frame {plan.prompt_frame} hold no class.")
