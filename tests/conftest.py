@@ -150,3 +150,20 @@ def maskrcnn_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("maskrcnn") / "best_val_maskrcnn.pth"
     torch.save(model.state_dict(), path)
     return path
+
+
+def write_video_dirs(root, names, n=6, seed=0):
+    """Frame folders and noisy overseer mask folders of synthetic videos: root/videos/<name>, root/masks/<name>."""
+    from PIL import Image
+
+    from napari_sasvi.core.synthetic import SyntheticVideo
+
+    frames_root, masks_root = root / "videos", root / "masks"
+    for k, name in enumerate(names):
+        video = SyntheticVideo(n_frames=n, height=64, width=80, seed=seed + k)
+        (frames_root / name).mkdir(parents=True)
+        (masks_root / name).mkdir(parents=True)
+        for t in range(n):
+            Image.fromarray(video.frame(t)).save(frames_root / name / f"{name}_frame{t:06d}.png")
+            Image.fromarray(video.noisy_labels(t)).save(masks_root / name / f"{name}_frame{t:06d}.png")
+    return frames_root, masks_root

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SAM2_SIZE
+from conftest import SAM2_SIZE, write_video_dirs
 from napari_sasvi.cli import main
 from napari_sasvi.core.store import SasviStore
-from napari_sasvi.core.synthetic import SyntheticVideo
 
 COMMON = [
     "--dataset",
@@ -26,20 +25,8 @@ COMMON = [
 ]
 
 
-def _write_video_dirs(root, names, n=6, seed=0):
-    frames_root, masks_root = root / "videos", root / "masks"
-    for k, name in enumerate(names):
-        video = SyntheticVideo(n_frames=n, height=64, width=80, seed=seed + k)
-        (frames_root / name).mkdir(parents=True)
-        (masks_root / name).mkdir(parents=True)
-        for t in range(n):
-            Image.fromarray(video.frame(t)).save(frames_root / name / f"{name}_frame{t:06d}.png")
-            Image.fromarray(video.noisy_labels(t)).save(masks_root / name / f"{name}_frame{t:06d}.png")
-    return frames_root, masks_root
-
-
 def test_segment_root_of_videos(tmp_path, capsys):
-    videos, masks = _write_video_dirs(tmp_path, ["Video1", "Video2"], n=3)
+    videos, masks = write_video_dirs(tmp_path, ["Video1", "Video2"], n=3)
     out = tmp_path / "out"
     rc = main(
         [
@@ -77,7 +64,7 @@ def test_segment_root_of_videos(tmp_path, capsys):
 
 
 def test_segment_bad_options(tmp_path, capsys):
-    videos, masks = _write_video_dirs(tmp_path, ["v"], n=3)
+    videos, masks = write_video_dirs(tmp_path, ["v"], n=3)
     v, out = videos / "v", tmp_path / "o.zarr"
     with_masks = ["--overseer-masks", str(masks / "v"), "--dataset", "synthetic", "--device", "cpu"]
 
@@ -122,7 +109,7 @@ def test_replay_from_label_pngs_maps_watershed_values(tmp_path):
 def test_segment_with_a_trained_overseer(tmp_path, capsys, maskrcnn_checkpoint):
     """`--overseer maskrcnn --overseer-checkpoint FILE`: the checkpoint loads, the model predicts on
     the frames, SAM2 propagates; the store records the overseer and its checkpoint's hash."""
-    videos, _ = _write_video_dirs(tmp_path, ["Video1"], n=2)
+    videos, _ = write_video_dirs(tmp_path, ["Video1"], n=2)
     ckpt = maskrcnn_checkpoint
     out = tmp_path / "out.zarr"
     argv = ["segment", str(videos / "Video1"), "--out", str(out), "--overseer", "maskrcnn"]
@@ -140,7 +127,7 @@ def test_segment_with_a_trained_overseer(tmp_path, capsys, maskrcnn_checkpoint):
 
 
 def test_trained_overseer_options_are_checked_before_anything_is_written(tmp_path, capsys, maskrcnn_checkpoint):
-    videos, _ = _write_video_dirs(tmp_path, ["Video1"], n=2)
+    videos, _ = write_video_dirs(tmp_path, ["Video1"], n=2)
     ckpt = maskrcnn_checkpoint
     argv = ["segment", str(videos / "Video1"), "--out"]
     out2 = tmp_path / "out2.zarr"

@@ -119,6 +119,29 @@ def add_segment(sub) -> None:
         metavar=("W", "H"),
         help="size of the exported PNGs (0 0: the frame size)",
     )
+    d = p.add_argument_group("cluster (dask.distributed; see docs/scale-out.md)")
+    d.add_argument(
+        "--scheduler",
+        nargs="?",
+        const="local",
+        metavar="local|ADDRESS",
+        help="run one task per video on dask.distributed: local (the default when the flag is given "
+        "alone) starts a LocalCluster on this machine; an address (tcp://host:8786) uses a running "
+        "cluster whose workers share the output folder's file system. Without the flag: one process, "
+        "videos in turn",
+    )
+    d.add_argument(
+        "--workers",
+        type=int,
+        help="--scheduler local: number of workers (default: one per CUDA device, else one per 2 cores)",
+    )
+    d.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="--scheduler: extra attempts for a video whose task raised (a worker that dies is "
+        "rescheduled anyway; its video resumes from its store)",
+    )
     p.set_defaults(func=_run_segment)
 
 
@@ -222,6 +245,7 @@ def config_from_args(args):
 def _run_segment(args) -> int:
     from tqdm.auto import tqdm
 
+    from .core.errors import InputError
     from .core.pipeline import FrameDone
     from .core.segment import VideoDone, VideoStarted, segment_videos
 
@@ -233,6 +257,10 @@ def _run_segment(args) -> int:
         )
     if args.save_config:
         config.save(args.save_config)
+    if args.scheduler is None and (args.workers is not None or args.retries != 1):
+        raise InputError("--workers and --retries are for a cluster run: add --scheduler local (or an address).")
+    if args.scheduler is not None:
+        return _run_segment_distributed(args, config)
     bar = None
     gen = segment_videos(args.input, config, args.out)
     try:
@@ -255,4 +283,53 @@ def _run_segment(args) -> int:
     finally:
         if bar is not None:
             bar.close()
+    return 0
+
+
+def _run_segment_distributed(args, config) -> int:
+    """``segment --scheduler``: one aggregated bar over every video's frames (read from the stores),
+    the dashboard's address, and a line per video as it ends."""
+    from tqdm.auto import tqdm
+
+    from .core.distributed import BatchProgress, ClusterReady, VideoFailed, iter_segment_distributed
+    from .core.errors import InputError
+    from .core.segment import VideoDone
+
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be 1 or more, got {args.workers}.")
+    if args.retries < 0:
+        raise InputError(f"--retries must be 0 or more, got {args.retries}.")
+    bar, failed = None, []
+    gen = iter_segment_distributed(
+        args.input, config, args.out, scheduler=args.scheduler, n_workers=args.workers, retries=args.retries
+    )
+    try:
+        for item in gen:
+            if isinstance(item, ClusterReady):
+                where = "a local cluster" if args.scheduler == "local" else args.scheduler
+                print(f"{item.videos} video(s) on {where} of {item.workers} worker(s); dashboard: {item.dashboard}")
+            elif isinstance(item, BatchProgress):
+                if bar is None:
+                    bar = tqdm(total=item.total, desc="all videos", unit="frame", dynamic_ncols=True)
+                bar.update(item.done - bar.n)
+                bar.set_postfix_str(f"{item.finished}/{len(item.videos)} videos done", refresh=True)
+            elif isinstance(item, VideoDone):
+                s = item.summary
+                restarts = [e["frame"] for e in s.events if e["kind"] == "restart"]
+                state = f"resumed at frame {s.resumed_from}, " if s.resumed_from else ""
+                msg = f"{item.name}: {state}{s.frames_written} frames written to {s.store}; restarts at {restarts}"
+                (bar.write if bar is not None else print)(msg)
+            elif isinstance(item, VideoFailed):
+                failed.append(item.name)
+                (bar.write if bar is not None else print)(f"{item.name}: FAILED: {as_flags(item.message)}")
+    finally:
+        if bar is not None:
+            bar.close()
+    if failed:
+        print(
+            f"napari-sasvi segment: {len(failed)} video(s) failed ({', '.join(failed)}); the others are done. "
+            "Fix them and run the same command again: finished videos and frames are kept.",
+            file=sys.stderr,
+        )
+        return 1
     return 0

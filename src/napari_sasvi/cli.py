@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from ._cli_edit import add_edit
+from ._cli_export import add_export
 from ._cli_segment import add_encoding_option, add_segment, as_flags
 from .core.errors import SasviError
 
@@ -310,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_frames(sub)
     add_segment(sub)
     add_edit(sub)
+    add_export(sub)
     _add_evaluate(sub)
     return parser
 

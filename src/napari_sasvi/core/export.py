@@ -93,8 +93,9 @@ def iter_export_label_pngs(
     size: tuple[int, int] | None = (299, 299),
     npz: bool = False,
     frame_names: list[str] | None = None,
+    suffix: str = "_rgb_mask.png",
 ) -> Iterator[int]:
-    """Write a (T, H, W) label stack in the reference layout: ``<frame>_rgb_mask.png`` palette
+    """Write a (T, H, W) label stack in the reference layout: ``<frame>_rgb_mask.png`` (``suffix``) palette
     PNGs of class ids (resized nearest to ``size`` = (W, H); None keeps the frame size) and, with
     ``npz``, ``<frame>_binary_mask.npz`` (key ``arr``: bool, num_classes x H x W, unlabelled pixels
     OR-ed into channel 0, or into the last channel for CaDIS). Reads one frame at a time; yields
@@ -118,7 +119,7 @@ def iter_export_label_pngs(
         img = Image.frombytes("P", (lab.shape[1], lab.shape[0]), np.ascontiguousarray(lab).tobytes())
         img.putpalette(palette)
         name = frame_names[t] if frame_names is not None else f"{t:010d}"
-        _atomic_save(img, out / f"{name}_rgb_mask.png", format="PNG")
+        _atomic_save(img, out / f"{name}{suffix}", format="PNG")
         if npz:
             binary = np.stack([lab == c for c in ids])
             binary[unlabelled_channel] |= ~np.isin(lab, ids)

@@ -13,6 +13,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,16 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25.0, codec: str =
     Args:
         gop: keyframe interval in frames.
     """
+    for _ in iter_write_video(path, frames, fps, codec, gop):
+        pass
+    return Path(path)
+
+
+def iter_write_video(
+    path: str | os.PathLike, frames, fps: float = 25.0, codec: str = "libx264", gop: int = 50
+) -> Iterator[int]:
+    """:func:`write_video` one frame at a time: yields the number of frames encoded so far. Odd
+    widths and heights lose their last column or row (yuv420p needs even sizes)."""
     import av
 
     path = Path(path)
@@ -203,15 +214,15 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25.0, codec: str =
         stream.gop_size = gop
         if codec == "libx264":
             stream.options = {"preset": "ultrafast", "crf": "18"}
-        for arr in _chain(first, it):
+        for n, arr in enumerate(_chain(first, it), start=1):
             frame = av.VideoFrame.from_ndarray(
                 np.ascontiguousarray(arr[: stream.height, : stream.width]), format="rgb24"
             )
             for packet in stream.encode(frame):
                 container.mux(packet)
+            yield n
         for packet in stream.encode():
             container.mux(packet)
-    return path
 
 
 def _chain(first, rest):

@@ -1,0 +1,85 @@
+"""``napari-sasvi export STORE... --to nnunet|coco-video|png|overlay-mp4 --out PATH``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export finished stores for training: an nnU-Net v2 dataset, COCO-video JSON, palette PNGs, an overlay MP4",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("stores", type=Path, nargs="+", help="SASVi stores (.zarr folders), or a folder of stores")
+    p.add_argument("--to", required=True, choices=["nnunet", "coco-video", "png", "overlay-mp4"])
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="nnunet: the nnUNet_raw folder (DatasetXXX_NAME is made inside); coco-video: a .json file; "
+        "png: a folder (one sub-folder per store when several); overlay-mp4: an .mp4 file",
+    )
+    p.add_argument("--array", choices=["labels", "overseer"], default="labels", help="SASVi's labels or the overseer's")
+    p.add_argument("--every", type=int, default=1, help="export every N-th frame (consecutive frames are near copies)")
+    p.add_argument(
+        "--frames",
+        type=Path,
+        action="append",
+        help="nnunet/overlay-mp4: the frames, when they moved since the run (once per store, in order)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an export napari-sasvi wrote there before")
+    g = p.add_argument_group("nnunet")
+    g.add_argument("--dataset-id", type=int, default=501, help="nnU-Net dataset id (1..999)")
+    g.add_argument("--dataset-name", default="SASVi", help="nnU-Net dataset name (letters, digits, '-')")
+    g = p.add_argument_group("png")
+    g.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="resize (nearest); default: the frame size")
+    g.add_argument(
+        "--reference-layout", action="store_true", help="name files <frame>_rgb_mask.png as the published scripts do"
+    )
+    g = p.add_argument_group("overlay-mp4")
+    g.add_argument("--opacity", type=float, default=0.5, help="label opacity over the frames (0..1)")
+    g.add_argument("--fps", type=float, help="frame rate (default: the source video's, else 25)")
+    p.set_defaults(func=run_export_command)
+
+
+def run_export_command(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .core.errors import InputError
+    from .core.exporters import iter_export
+
+    kwargs: dict = {"every": args.every, "array": args.array, "overwrite": args.overwrite}
+    if args.to == "nnunet":
+        kwargs.update(dataset_id=args.dataset_id, dataset_name=args.dataset_name)
+    if args.to == "png":
+        kwargs.update(size=tuple(args.size) if args.size else None, reference_layout=args.reference_layout)
+    if args.to == "overlay-mp4":
+        kwargs.update(opacity=args.opacity, fps=args.fps)
+    if args.frames:
+        if args.to not in ("nnunet", "overlay-mp4"):
+            raise InputError("--frames is for --to nnunet and overlay-mp4 (the others read no frames).")
+        kwargs["frames"] = args.frames if args.to == "nnunet" else args.frames[0]
+    bar = None
+    gen = iter_export(args.stores, args.to, args.out, **kwargs)
+    try:
+        while True:
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                summary = stop.value
+                break
+            if bar is None:
+                bar = tqdm(total=item.total, desc=f"export {args.to}", unit="frame", dynamic_ncols=True)
+            bar.update(item.done - bar.n)
+            bar.set_postfix_str(item.video, refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
+    n = sum(summary.frames.values())
+    print(f"{n} frames of {len(summary.frames)} video(s) exported to {summary.path}")
+    return 0
