@@ -17,6 +17,9 @@ def test_python_api_example_runs(capsys):
     corrections = next(b for b in blocks if "run_edit" in b)  # continues the example
     exec(compile(corrections, str(DOC), "exec"), scope)
     assert "recomputed" in capsys.readouterr().out
+    exports = next(b for b in blocks if "from napari_sasvi import export" in b)  # continues it too
+    exec(compile(exports, str(DOC), "exec"), scope)
+    assert "Dataset007_SASVi {'clip': 10}" in capsys.readouterr().out
 
 
 def test_config_round_trip_and_names(tmp_path):

@@ -197,6 +197,19 @@ def test_writers(make_napari_viewer, tmp_path):
     write_labels_pngs(str(tmp_path / "pngs"), layer.data, {"metadata": layer.metadata})
     im = Image.open(tmp_path / "pngs" / "0000000001_rgb_mask.png")
     assert im.mode == "P" and np.array_equal(np.asarray(im), layer.data[1])
+    # COCO-video JSON through napari's own save (the .json writer), RLE decoded by pycocotools
+    import json
+
+    from pycocotools import mask as mask_utils
+
+    viewer.layers.save(str(tmp_path / "gt.json"), selected=False, plugin="napari-sasvi")
+    doc = json.loads((tmp_path / "gt.json").read_text())
+    assert doc["videos"][0]["length"] == 3
+    for a in doc["annotations"]:
+        for t, seg in enumerate(a["segmentations"]):
+            want = layer.data[t] == a["category_id"]
+            assert np.array_equal(mask_utils.decode(seg).astype(bool), want) if seg else not want.any()
+    assert {a["category_id"] for a in doc["annotations"]} == {int(c) for c in np.unique(layer.data) if c != 255}
 
 
 @pytest.mark.slow  # software rendering shares the CPU with the run

@@ -24,6 +24,10 @@ _API = {
     "Models": "napari_sasvi.core.segment",
     "open_labels": "napari_sasvi.core.labels",
     "open_frames": "napari_sasvi.core.frames",
+    "segment_distributed": "napari_sasvi.core.distributed",
+    "iter_segment_distributed": "napari_sasvi.core.distributed",
+    "export": "napari_sasvi.core.exporters",
+    "iter_export": "napari_sasvi.core.exporters",
 }
 
 __all__ = ["__version__", *_API]

@@ -1,4 +1,5 @@
-"""Writer contributions: a labels layer as a SASVi zarr store, or as reference-layout PNGs."""
+"""Writer contributions: a labels layer as a SASVi zarr store, as reference-layout PNGs, or as a
+COCO-video (YouTube-VIS style) JSON with RLE masks."""
 
 from __future__ import annotations
 
@@ -55,4 +56,34 @@ def write_labels_pngs(path: str, data, meta: dict) -> list[str]:
         data = np.asarray(data)[None]
     for _ in iter_export_label_pngs(data, _classes(meta), path, size=None):
         pass
+    return [str(path)]
+
+
+def write_labels_coco_video(path: str, data, meta: dict) -> list[str]:
+    """Save a labels layer as a COCO-video JSON: one track per class, RLE per frame (the layer's
+    class table from its metadata; no overseer to score against, so ``score`` is null)."""
+    import json
+
+    import numpy as np
+
+    from ..core.exporters import _tracks, coco_video_document
+    from ..core.fsutil import atomic_write_text
+
+    classes = _classes(meta)
+    if np.ndim(data) == 2:
+        data = np.asarray(data)[None]
+    n, h, w = (int(x) for x in data.shape)
+    name = meta.get("name") or Path(path).stem
+    gen = _tracks(((np.asarray(data[t]), None) for t in range(n)), n, classes, lambda k: k)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            tracks = stop.value
+            break
+    annotations = [{"id": i + 1, "video_id": 1, "height": h, "width": w, **tr} for i, tr in enumerate(tracks)]
+    video = {"id": 1, "name": name, "file_names": [f"{name}/{t:010d}.jpg" for t in range(n)], "width": w,
+             "height": h, "length": n}  # fmt: skip
+    doc = coco_video_document([video], annotations, classes, {"description": f"napari labels layer {name!r}"})
+    atomic_write_text(path, json.dumps(doc))
     return [str(path)]

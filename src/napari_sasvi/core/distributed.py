@@ -86,6 +86,7 @@ def run_job(job, config_dict: dict, threads: int | None = None) -> dict:
 
         cv2.setNumThreads(threads)
     config = RunConfig.from_dict(config_dict)
+    _pick_gpu(config.device)
     try:
         gen = segment_videos([job], config, models=_worker_models())
         while True:
@@ -97,6 +98,27 @@ def run_job(job, config_dict: dict, threads: int | None = None) -> dict:
         return {"error": str(e)}
 
 
+def _pick_gpu(device: str) -> None:
+    """On a worker of a machine with several GPUs and no ``CUDA_VISIBLE_DEVICES`` of its own (a
+    LocalCluster's workers): make GPU ``worker name mod GPUs`` this process's current device, so
+    that one worker per GPU means one GPU per worker. Job scripts that set the variable per
+    worker are left alone."""
+    if device not in ("auto", "cuda") or os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return
+    if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
+        torch.cuda.set_device(int(name) % torch.cuda.device_count())
+
+
 def _frames_done(store: Path) -> int:
     from .store import PROGRESS
 
@@ -106,9 +128,10 @@ def _frames_done(store: Path) -> int:
         return 0
 
 
-def local_cluster(n_workers: int | None = None, device: str = "auto"):
+def local_cluster(n_workers: int | None = None, device: str = "auto", videos: int | None = None):
     """A LocalCluster for SASVi: one worker per CUDA device (resource GPU=1) when the run uses
-    CUDA, else ``n_workers`` single-threaded CPU workers (default: one per 2 cores, at least 1)."""
+    CUDA, else ``n_workers`` CPU workers (default: one per 2 cores, at least 1); never more
+    workers than ``videos`` (a worker without a video would only hold cores and memory)."""
     from distributed import LocalCluster
 
     gpus = 0
@@ -121,10 +144,13 @@ def local_cluster(n_workers: int | None = None, device: str = "auto"):
             gpus = 0
     if gpus:
         return LocalCluster(
-            n_workers=n_workers or gpus, threads_per_worker=1, resources={"GPU": 1}, dashboard_address=":0"
+            n_workers=min(n_workers or gpus, videos or gpus),
+            threads_per_worker=1,
+            resources={"GPU": 1},
+            dashboard_address=":0",
         )
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = n_workers or max(1, cores // 2)
+    n = min(n_workers or max(1, cores // 2), videos or cores)
     return LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0", processes=True)
 
 
@@ -171,7 +197,7 @@ def iter_segment_distributed(
         except ImportError as e:  # pragma: no cover - a dependency
             raise InputError("dask.distributed is not installed: pip install distributed") from e
         if scheduler == "local":
-            cluster = local_cluster(n_workers, config.device)
+            cluster = local_cluster(n_workers, config.device, videos=len(jobs))
             own = (Client(cluster), cluster)
         else:
             own = (Client(scheduler, timeout="20s"), None)
@@ -189,7 +215,7 @@ def iter_segment_distributed(
         threads = None
         if own is not None and own[1] is not None and not has_gpu:  # our local CPU cluster: share the cores
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            threads = max(1, cores // max(1, len(workers)))
+            threads = max(1, cores // max(1, min(len(workers), len(jobs))))
         cfg = config.to_dict()
         futures = {
             client.submit(

@@ -329,8 +329,8 @@ def iter_export_coco_video(
     where the class is absent), ``areas``, ``bboxes`` (x, y, w, h) and ``score``.
 
     ``score`` is the track's agreement with the overseer: the mean IoU between SASVi's mask and the
-    overseer's frame-wise mask of that class over the frames where either has it (1.0 for the
-    overseer's own array). SASVi has no per-mask probability; this says how far propagation went
+    overseer's frame-wise mask of that class over the frames where either has it (null for the
+    overseer's own array: nothing to compare with). SASVi has no per-mask probability; this says how far propagation went
     from the frame-wise model.
     """
     _check_every(every)
@@ -347,57 +347,72 @@ def iter_export_coco_video(
         _, h, w = (int(x) for x in s.array.shape)
         names = _frame_file_names(s, idx)
         videos.append({"id": vid, "name": s.name, "file_names": names, "width": w, "height": h, "length": len(idx)})
-        tracks: dict[int, dict] = {}
-        for k, t in enumerate(idx):
-            lab = s.labels(t)
-            ref = np.asarray(s.store.overseer[t]) if array == "labels" else lab
-            for cid in classes.ids:
-                m = lab == cid
-                r = ref == cid
-                present = bool(m.any())
-                if not present and not r.any():
-                    continue
-                tr = tracks.setdefault(
-                    cid,
-                    {"segmentations": [None] * len(idx), "areas": [None] * len(idx), "bboxes": [None] * len(idx),
-                     "iou": []},
-                )  # fmt: skip
-                if present:
-                    tr["segmentations"][k] = _rle(m)
-                    tr["areas"][k] = float(m.sum())
-                    tr["bboxes"][k] = _bbox(m)
+        pairs = ((s.labels(t), np.asarray(s.store.overseer[t]) if array == "labels" else None) for t in idx)
+        tracks = yield from _tracks(
+            pairs, len(idx), classes, lambda k, base=done, video=s.name: ExportProgress(base + k, total, video)
+        )
+        done += len(idx)
+        for tr in tracks:
+            annotations.append({"id": len(annotations) + 1, "video_id": vid, "height": h, "width": w, **tr})
+        per_video[s.name] = len(idx)
+    info = {
+        "description": f"SASVi {array}, exported by napari-sasvi (one track per class and video)",
+        "every": every,
+        "score": "mean IoU with the overseer's frame-wise mask over the frames where either has the class",
+    }
+    doc = coco_video_document(videos, annotations, classes, info)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, json.dumps(doc))
+    return ExportSummary("coco-video", target, per_video, notes)
+
+
+def _tracks(pairs, n: int, classes: ClassTable, progress) -> Generator[Any, None, list[dict]]:
+    """One track per class present in ``pairs`` ((labels, reference or None) per frame): RLE,
+    area and box per frame (None where absent), and the mean IoU with the reference as its score
+    (None without a reference). Yields ``progress(k)`` after frame k (1-based)."""
+    tracks: dict[int, dict] = {}
+    for k, (lab, ref) in enumerate(pairs):
+        for cid in classes.ids:
+            m = lab == cid
+            r = ref == cid if ref is not None else None
+            present = bool(m.any())
+            if not present and (r is None or not r.any()):
+                continue
+            tr = tracks.setdefault(
+                cid, {"segmentations": [None] * n, "areas": [None] * n, "bboxes": [None] * n, "iou": []}
+            )
+            if present:
+                tr["segmentations"][k] = _rle(m)
+                tr["areas"][k] = float(m.sum())
+                tr["bboxes"][k] = _bbox(m)
+            if r is not None:
                 union = np.logical_or(m, r).sum()
                 tr["iou"].append(float(np.logical_and(m, r).sum() / union) if union else 1.0)
-            done += 1
-            yield ExportProgress(done, total, s.name)
-        for cid in sorted(tracks):
-            tr = tracks[cid]
-            if all(seg is None for seg in tr["segmentations"]):
-                continue  # only the overseer had it: no SASVi track
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "video_id": vid,
-                    "category_id": int(cid),
-                    "iscrowd": 0,
-                    "height": h,
-                    "width": w,
-                    "length": 1,
-                    "segmentations": tr["segmentations"],
-                    "areas": tr["areas"],
-                    "bboxes": tr["bboxes"],
-                    "score": round(float(np.mean(tr["iou"])), 4) if tr["iou"] else 0.0,
-                }
-            )
-        per_video[s.name] = len(idx)
-    doc = {
-        "info": {
-            "description": f"SASVi {array}, exported by napari-sasvi (one track per class and video)",
-            "written_by": WRITTEN_BY,
-            "class_table": classes.name,
-            "every": every,
-            "score": "mean IoU with the overseer's frame-wise mask over the frames where either has the class",
-        },
+        yield progress(k + 1)
+    out = []
+    for cid in sorted(tracks):
+        tr = tracks[cid]
+        if all(seg is None for seg in tr["segmentations"]):
+            continue  # only the reference had it: no track
+        score = round(float(np.mean(tr["iou"])), 4) if tr["iou"] else None
+        out.append(
+            {
+                "category_id": int(cid),
+                "iscrowd": 0,
+                "segmentations": tr["segmentations"],
+                "areas": tr["areas"],
+                "bboxes": tr["bboxes"],
+                "score": score,
+            }
+        )
+    return out
+
+
+def coco_video_document(videos: list[dict], annotations: list[dict], classes: ClassTable, info: dict) -> dict:
+    """The YouTube-VIS-style document: ``info``, ``videos``, ``categories`` (the class table, id =
+    SASVi class id), ``annotations``."""
+    return {
+        "info": {"written_by": WRITTEN_BY, "class_table": classes.name, **info},
         "licenses": [],
         "videos": videos,
         "categories": [
@@ -405,9 +420,6 @@ def iter_export_coco_video(
         ],
         "annotations": annotations,
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, json.dumps(doc))
-    return ExportSummary("coco-video", target, per_video, notes)
 
 
 def _frame_file_names(src: _Source, idx: list[int]) -> list[str]:
