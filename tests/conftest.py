@@ -152,7 +152,7 @@ def maskrcnn_checkpoint(tmp_path_factory):
     return path
 
 
-def write_video_dirs(root, names, n=6, seed=0):
+def write_video_dirs(root, names, n=6, seed=0, size=(64, 80)):
     """Frame folders and noisy overseer mask folders of synthetic videos: root/videos/<name>, root/masks/<name>."""
     from PIL import Image
 
@@ -160,7 +160,7 @@ def write_video_dirs(root, names, n=6, seed=0):
 
     frames_root, masks_root = root / "videos", root / "masks"
     for k, name in enumerate(names):
-        video = SyntheticVideo(n_frames=n, height=64, width=80, seed=seed + k)
+        video = SyntheticVideo(n_frames=n, height=size[0], width=size[1], seed=seed + k)
         (frames_root / name).mkdir(parents=True)
         (masks_root / name).mkdir(parents=True)
         for t in range(n):

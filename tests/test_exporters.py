@@ -132,9 +132,10 @@ def test_coco_video_rle_reads_back(batch, tmp_path):
                 assert np.array_equal(mask_utils.decode(seg).astype(bool), want)
                 assert a["areas"][t] == float(mask_utils.area(seg)) == want.sum()
                 assert a["bboxes"][t] == [float(x) for x in mask_utils.toBbox(seg)]
-    # the overseer's own array agrees with itself
+    # the overseer's own array: its tracks, no agreement score
     export(out, "coco-video", tmp_path / "overseer.json", array="overseer")
-    assert all(a["score"] == 1.0 for a in json.loads((tmp_path / "overseer.json").read_text())["annotations"])
+    tracks = json.loads((tmp_path / "overseer.json").read_text())["annotations"]
+    assert tracks and all(a["score"] is None for a in tracks)
     assert main(["export", str(out), "--to", "coco-video", "--out", str(target)]) == 2  # exists: refused
 
 
