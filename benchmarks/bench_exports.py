@@ -42,7 +42,9 @@ def main() -> None:
     from bench_anchors import prepare, run
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared/data/cholecseg8k_surgicalsam2_frames561-633")
+    ap.add_argument(
+        "--data", type=Path, default=HERE.parent.parent / "shared/data/cholecseg8k_surgicalsam2_frames561-633"
+    )
     args = ap.parse_args()
     import logging
 

@@ -114,6 +114,33 @@ def test_python_api_takes_a_client_and_reports_progress(tmp_path):
     assert all(s.frames_written == 0 and s.resumed_from == 5 for s in again.videos.values())
 
 
+def test_cli_scheduler_address_of_a_running_cluster(tmp_path, capsys):
+    videos, masks = write_video_dirs(tmp_path, ["VidA"], n=3, seed=9)
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster:
+        address = cluster.scheduler_address
+        rc = main(["segment", str(videos), "--out", str(tmp_path / "o"), "--overseer-masks", str(masks), *FLOW, "--scheduler", address])  # fmt: skip
+        out = capsys.readouterr().out
+        assert rc == 0 and f"1 video(s) on {address} of 1 worker(s)" in out
+        assert SasviStore.read(tmp_path / "o" / "VidA.zarr").complete
+        assert cluster.status.name == "running"  # a cluster the user runs is left running
+
+
+def test_no_scheduler_at_the_address_is_a_clear_error(tmp_path):
+    import socket
+
+    from napari_sasvi.core.errors import InputError
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    videos, masks = write_video_dirs(tmp_path, ["VidA"], n=2)
+    with pytest.raises(InputError, match="No dask scheduler answers at 'tcp://127.0.0.1:"):
+        segment_distributed(
+            videos, _config(masks), tmp_path / "o", scheduler=f"tcp://127.0.0.1:{port}", connect_timeout=1
+        )
+    assert not (tmp_path / "o").exists()
+
+
 def _pid(dask_worker=None):
     return os.getpid()
 
@@ -149,3 +176,39 @@ def test_a_worker_killed_mid_video_resumes_from_its_store(tmp_path):
     assert killed_at <= s.resumed_from < n
     assert s.frames_written == n - s.resumed_from
     _same_store(tmp_path / "seq" / "Long.zarr", store)
+
+
+@pytest.mark.slow
+def test_sam2_on_a_worker_matches_a_sequential_run_with_as_many_threads(tmp_path):
+    """The real SAM2 path on a worker. On the CPU, SAM2's floats depend on torch's thread count
+    (1 and 2 threads differ in a few pixels), so the sequential reference runs with the worker's
+    one thread (dask's workers start with OMP_NUM_THREADS=1)."""
+    import torch
+
+    from conftest import SAM2_SIZE
+
+    videos, masks = write_video_dirs(tmp_path, ["V"], n=4, seed=2)
+    config = RunConfig.from_dict(
+        {
+            "dataset": "synthetic",
+            "device": "cpu",
+            "tracker": {"kind": "sam2", "config": "sam2.1_hiera_t", "random_weights": True, "image_size": SAM2_SIZE},
+            "overseer": {"masks": str(masks)},
+        }
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = segment_videos(videos, config, tmp_path / "seq")
+        for _ in gen:
+            pass
+    finally:
+        torch.set_num_threads(threads)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with distributed.Client(cluster) as client:
+            assert client.run(lambda: __import__("torch").get_num_threads()) == {
+                w: 1 for w in client.scheduler_info()["workers"]
+            }
+            summary = segment_distributed(videos, config, tmp_path / "dist", client=client)
+    assert summary.videos["V"].frames_written == 4
+    _same_store(tmp_path / "seq" / "V.zarr", tmp_path / "dist" / "V.zarr")

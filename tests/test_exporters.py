@@ -214,3 +214,26 @@ def test_a_partial_store_exports_its_finished_frames(batch, tmp_path, capsys):
     assert main(["export", str(part), "--to", "coco-video", "--out", str(tmp_path / "p.json")]) == 0
     assert "only 4 of 6 frames are finished" in capsys.readouterr().err
     assert json.loads((tmp_path / "p.json").read_text())["videos"][0]["length"] == 4
+
+
+def test_values_outside_the_class_table_are_refused(batch, tmp_path, capsys):
+    _, _, out = batch
+    bad = tmp_path / "VidA.zarr"
+    shutil.copytree(out / "VidA.zarr", bad)
+    import zarr
+
+    arr = zarr.open_group(str(bad), mode="r+")["labels"]
+    frame = np.asarray(arr[2])
+    frame[:3, :3] = 200
+    arr[2] = frame
+    for to, target in (("nnunet", tmp_path / "raw"), ("coco-video", tmp_path / "v.json")):
+        assert main(["export", str(bad), "--to", to, "--out", str(target)]) == 2
+        assert "frame 2 holds label values [200]" in capsys.readouterr().err
+    assert not (tmp_path / "v.json").exists()
+    # the half-written nnU-Net folder is marked as ours and incomplete: --overwrite replaces it
+    ds = tmp_path / "raw" / "Dataset501_SASVi"
+    assert json.loads((ds / "dataset.json").read_text())["napari_sasvi"]["state"] == "incomplete"
+    assert (
+        main(["export", str(out / "VidA.zarr"), "--to", "nnunet", "--out", str(tmp_path / "raw"), "--overwrite"]) == 0
+    )
+    assert json.loads((ds / "dataset.json").read_text())["numTraining"] == N

@@ -164,6 +164,7 @@ def iter_segment_distributed(
     n_workers: int | None = None,
     retries: int = 1,
     poll: float = 0.5,
+    connect_timeout: float = 20,
 ) -> Generator:
     """Run the batch :func:`~.segment.segment_videos` would run, one dask task per video.
 
@@ -171,6 +172,7 @@ def iter_segment_distributed(
         client: a ``distributed.Client`` to use (the caller's cluster); else one is made for
             ``scheduler``: ``"local"`` (a :func:`local_cluster`) or a scheduler address.
         retries: extra attempts for a task that raised (a worker's death is rescheduled anyway).
+        connect_timeout: seconds to wait for the scheduler at an address.
 
     Yields :class:`ClusterReady`, :class:`BatchProgress` (every ``poll`` seconds while frames are
     added), :class:`~.segment.VideoDone` or :class:`VideoFailed` per video; returns a
@@ -200,7 +202,14 @@ def iter_segment_distributed(
             cluster = local_cluster(n_workers, config.device, videos=len(jobs))
             own = (Client(cluster), cluster)
         else:
-            own = (Client(scheduler, timeout="20s"), None)
+            try:
+                own = (Client(scheduler, timeout=f"{connect_timeout}s"), None)
+            except (OSError, TimeoutError, ValueError) as e:
+                raise InputError(
+                    f"No dask scheduler answers at {scheduler!r} ({type(e).__name__}: {e}).\n"
+                    "  Start one (dask scheduler; workers: dask worker ADDRESS), check the address, "
+                    "or use scheduler local. Nothing was written."
+                ) from e
         client = own[0]
     try:
         info = client.scheduler_info()

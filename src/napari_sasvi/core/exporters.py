@@ -107,7 +107,21 @@ class _Source:
         return img
 
     def labels(self, t: int) -> np.ndarray:
-        return np.asarray(self.array[t])
+        """Frame t's labels; a value that is neither a class of the store's table nor its no-label
+        value is an error (an export never guesses what it means)."""
+        lab = np.asarray(self.array[t])
+        if getattr(self, "_valid", None) is None:
+            classes = self.store.classes
+            self._valid = np.zeros(256, bool)
+            self._valid[list(classes.ids)] = True
+            self._valid[classes.no_label] = True
+        if not self._valid[lab].all():
+            bad = sorted(int(v) for v in np.unique(lab[~self._valid[lab]]))
+            raise InputError(
+                f"{self.name}: frame {t} holds label values {bad} that are not classes of the store's table "
+                f"{self.store.classes.name!r}; nothing more is exported. Fix the store (napari-sasvi edit) first."
+            )
+        return lab
 
 
 def find_stores(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -234,6 +248,8 @@ def iter_export_nnunet(
     images, labels_dir = ds / "imagesTr", ds / "labelsTr"
     images.mkdir(parents=True, exist_ok=True)
     labels_dir.mkdir(parents=True, exist_ok=True)
+    # a provisional dataset.json: an export that stops half-way is known as ours (--overwrite replaces it)
+    atomic_write_text(marker, json.dumps({"written_by": WRITTEN_BY, "napari_sasvi": {"state": "incomplete"}}))
     to_value, label_block, ignore = nnunet_label_values(classes)
     lut = np.full(256, ignore if ignore is not None else 0, np.uint8)
     for cid, v in to_value.items():
