@@ -16,6 +16,7 @@ import torch
 from conftest import SAM2_SIZE as SIZE
 from napari_sasvi.core.datasets import SYNTHETIC
 from napari_sasvi.core.errors import CheckpointError, InputError, StoreMismatchError
+from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.pipeline import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
@@ -245,3 +246,56 @@ def test_device_errors():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA"):
             resolve_device("cuda")
+
+
+@pytest.mark.slow
+def test_objects_batched_per_frame_match_one_object_at_a_time(tmp_path, clip, tracker_default):
+    """Issue 16, item 1: in default mode the objects prompted together go through SAM2's memory
+    attention, mask decoder and memory encoder as one batch per frame. Same decisions, the same
+    labels within SAM2's numerical noise, one image encode per frame."""
+    frames, noisy = clip
+    assert tracker_default.batch_objects
+    one = SAM2Tracker(config="sam2.1_hiera_t", device="cpu", image_size=SIZE, batch_objects=False)
+    tracker_default.batches.clear()
+    a = _run(frames, noisy, tracker_default, tmp_path / "batched.zarr", "default")
+    b = _run(frames, noisy, one, tmp_path / "one.zarr", "default")
+    assert max(tracker_default.batches) > 1 and not one.batches
+    assert [(e["kind"], e["frame"]) for e in a.events] == [(e["kind"], e["frame"]) for e in b.events]
+    la = np.asarray(SasviStore.read(tmp_path / "batched.zarr").labels)
+    lb = np.asarray(SasviStore.read(tmp_path / "one.zarr").labels)
+    assert (la == lb).mean() > 0.999
+    assert a.encodes == b.encodes
+
+
+def test_objects_joining_a_batched_segment(clip, tracker_default):
+    """Objects added to a running segment (no reset) form a batch of their own; both batches'
+    logits equal the one-at-a-time predictor's within float noise (the argmax flips on ties only)."""
+    frames, _ = clip
+    video = SyntheticVideo(n_frames=30, height=96, width=128, seed=2)
+    stack = open_frames(frames, name="clip")
+    one = SAM2Tracker(config="sam2.1_hiera_t", device="cpu", image_size=SIZE, batch_objects=False)
+    results = []
+    for tr in (tracker_default, one):
+        tr.bind(stack)
+        tr.batches.clear()
+        lab0, lab4 = video.labels(0), video.labels(4)
+        ids = [int(c) for c in np.unique(lab0) if c != SYNTHETIC.no_label]
+        for c in ids[:-2]:
+            tr.add_mask(0, c, lab0 == c)
+        out = []
+        for t, logits in tr.propagate(0):
+            out.append(logits)
+            if t == 3:
+                break
+        for c in ids[-2:]:
+            tr.add_mask(4, c, lab4 == c)
+        out += [lg for _, (_t, lg) in zip(range(4), tr.propagate(4), strict=False)]
+        results.append((out, dict(tr.batches), dict(tr.encodes)))
+    (batched, sizes, enc_b), (single, none, enc_s) = results
+    assert set(sizes) == {len(ids) - 2, 2} and not none  # the first objects together, the two late ones together
+    assert enc_b == enc_s and max(enc_b.values()) <= 2
+    for x, y in zip(batched, single, strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert np.quantile(np.abs(x[k] - y[k]), 0.999) < 1e-3
+            assert ((x[k] > 0) == (y[k] > 0)).mean() > 0.999

@@ -182,6 +182,10 @@ class SAM2Tracker:
         legacy: use the predictor the published SASVi code ran (reset at every restart).
         image_size: override the model's input size (a multiple of 32; tests use 256 or less).
         keep: frames of outputs kept behind the current frame; default: what SAM2's memory reads.
+        batch_objects: the current predictor: run the objects that share their memory frames
+            through memory attention, the mask decoder and the memory encoder in one batch per
+            frame (as the legacy predictor does), instead of one object at a time. Objects still
+            join a running segment without a reset; the image features are computed once per frame.
     """
 
     def __init__(
@@ -194,6 +198,7 @@ class SAM2Tracker:
         image_size: int | None = None,
         keep: int | None = None,
         predictor=None,
+        batch_objects: bool = True,
     ):
         if model is not None:
             if model not in SAM2_CHECKPOINTS:
@@ -208,6 +213,8 @@ class SAM2Tracker:
         self.checkpoint_sha256 = None
         self.legacy = legacy
         self.incremental = not legacy
+        self.batch_objects = bool(batch_objects) and not legacy
+        self.batches: dict[int, int] = {}  # batch size -> forward passes of that size (tests, benchmarks)
         if predictor is None:
             import torch
 
@@ -323,11 +330,66 @@ class SAM2Tracker:
         import torch
 
         with torch.inference_mode(), self._autocast():
-            for t, obj_ids, masks in self.predictor.propagate_in_video(self.state, start_frame_idx=start):
+            frames = (
+                self._propagate_batched(start)
+                if self.batch_objects
+                else self.predictor.propagate_in_video(self.state, start_frame_idx=start)
+            )
+            for t, obj_ids, masks in frames:
                 logits = masks[:, 0].float().cpu().numpy()
                 out = {int(o): logits[k] for k, o in enumerate(obj_ids)}
                 self._release(t)
                 yield t, out
+
+    def _propagate_batched(self, start: int):
+        """The current predictor's forward propagation, with the objects that have the same memory
+        frames (conditioning and tracked frames: objects prompted together) batched into one
+        ``_run_single_frame_inference`` per frame. Objects prompted at other frames form groups of
+        their own; an object's outputs are stored per object as the predictor keeps them, so
+        prompting, adding and removing objects work as before."""
+        import torch
+
+        pred, st = self.predictor, self.state
+        pred.propagate_in_video_preflight(st)
+        obj_ids = st["obj_ids"]
+        n_obj = len(obj_ids)
+        for t in range(start, st["num_frames"]):
+            masks: list = [None] * n_obj
+            groups: dict[tuple, list[int]] = {}
+            for i in range(n_obj):
+                od = st["output_dict_per_obj"][i]
+                if t in od["cond_frame_outputs"]:
+                    masks[i] = od["cond_frame_outputs"][t]["pred_masks"].to(st["device"], non_blocking=True)
+                    if pred.clear_non_cond_mem_around_input:
+                        pred._clear_obj_non_cond_mem_around_input(st, t, i)
+                else:
+                    key = (tuple(sorted(od["cond_frame_outputs"])), tuple(sorted(od["non_cond_frame_outputs"])))
+                    groups.setdefault(key, []).append(i)
+                st["frames_tracked_per_obj"][i][t] = {"reverse": False}
+            for members in groups.values():
+                b = len(members)
+                self.batches[b] = self.batches.get(b, 0) + 1
+                if b == 1:
+                    output_dict = st["output_dict_per_obj"][members[0]]
+                else:
+                    output_dict = _merged_outputs([st["output_dict_per_obj"][i] for i in members])
+                out, pred_masks = pred._run_single_frame_inference(
+                    inference_state=st,
+                    output_dict=output_dict,
+                    frame_idx=t,
+                    batch_size=b,
+                    is_init_cond_frame=False,
+                    point_inputs=None,
+                    mask_inputs=None,
+                    reverse=False,
+                    run_mem_encoder=True,
+                )
+                for k, i in enumerate(members):
+                    st["output_dict_per_obj"][i]["non_cond_frame_outputs"][t] = _slice_output(out, k, b)
+                    masks[i] = pred_masks[k : k + 1]
+            all_masks = torch.cat(masks, dim=0) if n_obj > 1 else masks[0]
+            _, video_res_masks = pred._get_orig_video_res_output(st, all_masks)
+            yield t, obj_ids, video_res_masks
 
     def _release(self, t: int) -> None:
         """Drop outputs SAM2's memory no longer reads (frames before t - keep)."""
@@ -371,6 +433,41 @@ class SAM2Tracker:
             "image_size": self.image_size,
             "device": str(self.device),
         }
+
+
+def _merged_outputs(dicts: list[dict]) -> dict:
+    """One output dict for a batch of objects whose per-object dicts have the same frames: each
+    frame's tensors concatenated along the batch dimension (what the legacy predictor keeps)."""
+    import torch
+
+    def merge(entries: list[dict]) -> dict:
+        first = entries[0]
+        b = len(entries)
+        out = {}
+        for name in ("maskmem_features", "pred_masks", "obj_ptr", "object_score_logits"):
+            vals = [e[name] for e in entries]
+            out[name] = None if vals[0] is None else torch.cat(vals, dim=0)
+        pos = first["maskmem_pos_enc"]  # the same for every object and frame (a cached constant)
+        out["maskmem_pos_enc"] = None if pos is None else [x[:1].expand(b, *x.shape[1:]) for x in pos]
+        return out
+
+    return {
+        key: {f: merge([d[key][f] for d in dicts]) for f in dicts[0][key]}
+        for key in ("cond_frame_outputs", "non_cond_frame_outputs")
+    }
+
+
+def _slice_output(out: dict, k: int, b: int) -> dict:
+    """Object k's share of a batched frame output (views; the batch is kept alive by them)."""
+    sliced = {}
+    for name, v in out.items():
+        if v is None:
+            sliced[name] = None
+        elif name == "maskmem_pos_enc":
+            sliced[name] = [x[k : k + 1] for x in v]
+        else:
+            sliced[name] = v[k : k + 1]
+    return sliced
 
 
 def _passthrough(iterable, *args, **kwargs):
