@@ -1,12 +1,23 @@
-"""Engine figures: SAM2 propagation alone vs the whole SASVi run, peak RSS vs video length, and how
-often SAM2 encodes each frame in each mode.
+"""Engine figures: SAM2 propagation alone vs whole SASVi runs with the time split by stage, how
+often SAM2 encodes each frame, frames/s against the number of objects, and peak RSS vs length.
 
-    python benchmarks/bench_engine.py throughput [--frames 60] [--image-size 256]
+    python benchmarks/bench_engine.py throughput [--frames 60] [--image-size 256] [--clip synthetic|real]
+                                      [--overseer noisy|clean] [--one-object-at-a-time]
+    python benchmarks/bench_engine.py objects [--objects 1 4 8 16] [--frames 20] [--image-size 256]
     python benchmarks/bench_engine.py rss [--frames 300 3000] [--image-size 64]
 
-Input: the synthetic clip (256 x 320, 8 classes) rendered on demand, the replay overseer on its
-noisy labels, SAM2.1 tiny with random weights (no weights can be downloaded here) on the CPU.
-Random weights change what SAM2 predicts, not how much work a frame costs.
+Inputs: ``--clip synthetic``, the synthetic clip (256 x 320, 8 classes) rendered on demand with the
+replay overseer on its noisy labels; ``--clip real``, the 72 annotated CholecSeg8k frames
+(854 x 480, PNG) of ``../shared/data`` with the noisy overseer of ``bench_anchors.py`` made from
+their ground truth (``--overseer noisy``) or the ground truth itself (``clean``). SAM2.1 tiny with
+random weights (no weights can be downloaded here) on the CPU: random weights change what SAM2
+predicts, not how much work a frame costs.
+
+Stages (exclusive wall time, each call timed where it happens): *decode* (reading a frame from
+the stack: PNG decoding, or rendering the synthetic frame), *overseer* (its ``predict``),
+*tracker* (SAM2: prompting, resets, propagation, less the decoding it asks for), *store* (zarr
+writes and the progress file), *policy* (the rest: SASVi's decisions, label composition).
+``--one-object-at-a-time`` runs the sam2 package's own per-object propagation (before issue 16).
 """
 
 from __future__ import annotations
@@ -16,78 +27,147 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
 
 ONE_RUN = r"""
 import json, resource, sys, time, tempfile
+from pathlib import Path
 import numpy as np
-from napari_sasvi.core.datasets import SYNTHETIC
+from napari_sasvi.core.datasets import CHOLECSEG8K, SYNTHETIC
 from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.pipeline import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
+from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.base import compose_labels
 from napari_sasvi.core.trackers.sam2 import SAM2Tracker
 
-what, n, size, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-video = SyntheticVideo(n_frames=n, height=h, width=w, seed=0)
-stack = open_frames(video.frames_dask(), name="synthetic")
-legacy = what == "reference"
-tracker = SAM2Tracker(config="sam2.1_hiera_t", device="cpu", image_size=size, legacy=legacy)
-out = {}
-if what == "propagate":
-    tracker.bind(stack)
-    lab = video.labels(0)
-    for c in np.unique(lab):
-        tracker.add_mask(0, int(c), lab == c)
-    t0 = time.perf_counter()
-    for t, logits in tracker.propagate(0):
-        compose_labels(logits, (h, w), 255, SYNTHETIC.ids)
-    secs = time.perf_counter() - t0
-    out.update(frames=n, seconds=secs, encodes=sum(tracker.encodes.values()))
-else:
-    # time spent inside SAM2 (propagation and prompting), to separate it from the policy and I/O
-    inside = [0.0]
-    def timed(fn):
-        def wrapper(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                inside[0] += time.perf_counter() - t0
-        return wrapper
-    propagate = tracker.propagate
-    def timed_propagate(start):
-        it = propagate(start)
+a = json.loads(sys.argv[1])
+what, n, size = a["what"], a["frames"], a["image_size"]
+# -- exclusive stage timers --------------------------------------------------------------------
+stack_, acc = [], {}
+def enter(name):
+    now = time.perf_counter()
+    if stack_:
+        top, t0 = stack_[-1]
+        acc[top] = acc.get(top, 0.0) + now - t0
+    stack_.append((name, now))
+def leave():
+    now = time.perf_counter()
+    name, t0 = stack_.pop()
+    acc[name] = acc.get(name, 0.0) + now - t0
+    if stack_:
+        stack_[-1] = (stack_[-1][0], now)
+def timed(name, fn):
+    def wrapper(*args, **kw):
+        enter(name)
+        try:
+            return fn(*args, **kw)
+        finally:
+            leave()
+    return wrapper
+def timed_gen(name, gen_fn):
+    def wrapper(*args, **kw):
+        it = gen_fn(*args, **kw)
         while True:
-            t0 = time.perf_counter()
+            enter(name)
             try:
                 item = next(it)
             except StopIteration:
-                inside[0] += time.perf_counter() - t0
                 return
-            inside[0] += time.perf_counter() - t0
+            finally:
+                leave()
             yield item
-    tracker.propagate = timed_propagate
+    return wrapper
+# -- inputs -------------------------------------------------------------------------------------
+if a["clip"] == "real":
+    sys.path.insert(0, a["bench_dir"])
+    from bench_anchors import prepare
+    frames_dir, gt_dir, noisy_dir, gt, names, table = prepare("cholecseg8k", Path(a["data"]), Path(a["work"]))
+    stack = open_frames(frames_dir)
+    masks_dir = noisy_dir if a["overseer"] == "noisy" else gt_dir
+    from napari_sasvi.core.labels import open_labels
+    masks = open_labels(masks_dir, table, encoding="class-ids")
+    n = len(stack)
+    h, w = stack.frame_size
+else:
+    table = SYNTHETIC
+    h, w = a["height"], a["width"]
+    video = SyntheticVideo(n_frames=n, height=h, width=w, seed=0)
+    stack = open_frames(video.frames_dask(), name="synthetic")
+    masks = video.noisy_labels_dask() if a["overseer"] == "noisy" else video.labels_dask()
+stack.source.read = timed("decode", stack.source.read)
+legacy = what == "reference"
+tracker = SAM2Tracker(config="sam2.1_hiera_t", device="cpu", image_size=size, legacy=legacy,
+                      batch_objects=not a["one_at_a_time"])
+out = {}
+if what == "propagate":
+    tracker.bind(stack)
+    lab = np.asarray(masks[0])
+    ids = [int(c) for c in np.unique(lab) if c in table.ids]
+    if a.get("objects"):  # n objects: the frame's classes cut into vertical strips
+        k = a["objects"]
+        cells = []
+        for j in range(k):
+            x0, x1 = j * w // k, (j + 1) * w // k
+            m = np.zeros((h, w), bool)
+            m[:, x0:x1] = True
+            cells.append(m)
+        objs = {j + 1: cells[j] for j in range(k)}
+    else:
+        objs = {c: lab == c for c in ids}
+    for o, m in objs.items():
+        tracker.add_mask(0, o, m)
+    t0 = time.perf_counter()
+    for t, logits in tracker.propagate(0):
+        compose_labels(logits, (h, w), 255, list(objs))
+        if t + 1 >= n:
+            break
+    secs = time.perf_counter() - t0
+    out.update(frames=n, seconds=secs, encodes=sum(tracker.encodes.values()), objects=len(objs))
+else:
+    tracker.propagate = timed_gen("tracker", tracker.propagate)
     for name in ("add_mask", "add_points", "reset", "remove_objects"):
-        setattr(tracker, name, timed(getattr(tracker, name)))
-    overseer = ReplayOverseer(video.noisy_labels_dask(), SYNTHETIC, frame_count=n, frame_size=(h, w))
+        setattr(tracker, name, timed("tracker", getattr(tracker, name)))
+    overseer = ReplayOverseer(masks, table, frame_count=n, frame_size=(h, w))
+    overseer.predict = timed("overseer", overseer.predict)
+    for name in ("write_frame", "save_events", "save_snapshot", "mark_done", "write_unfinished"):
+        setattr(SasviStore, name, timed("store", getattr(SasviStore, name)))
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        s = run_sasvi(stack, overseer, tracker, d + "/run.zarr", SYNTHETIC, PolicyParams(mode=what))
+        s = run_sasvi(stack, overseer, tracker, d + "/run.zarr", table, PolicyParams(mode=what))
         secs = time.perf_counter() - t0
     enc = list(s.encodes.values())
-    out.update(frames=n, seconds=secs, sam2_seconds=inside[0], encodes=sum(enc), max_encodes=max(enc),
-               restarts=len(s.restarts), adds=sum(e["kind"] == "add_objects" for e in s.events))
+    stages = {k: acc.get(k, 0.0) for k in ("decode", "overseer", "tracker", "store")}
+    stages["policy"] = secs - sum(stages.values())
+    out.update(frames=n, seconds=secs, stages=stages, encodes=sum(enc), max_encodes=max(enc),
+               restarts=len(s.restarts), adds=sum(e["kind"] == "add_objects" for e in s.events),
+               batches=dict(tracker.batches) if hasattr(tracker, "batches") else {},
+               events=[(e["kind"], e["frame"]) for e in s.events])
 out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
 
 
-def one(what: str, n: int, size: int, h: int, w: int) -> dict:
-    res = subprocess.run(
-        [sys.executable, "-c", ONE_RUN, what, str(n), str(size), str(h), str(w)], capture_output=True, text=True
-    )
+def one(what: str, args, **extra) -> dict:
+    cfg = {
+        "what": what,
+        "frames": (args.frames or [60])[0],
+        "image_size": args.image_size or 256,
+        "height": args.height,
+        "width": args.width,
+        "clip": getattr(args, "clip", "synthetic"),
+        "overseer": getattr(args, "overseer", "noisy"),
+        "one_at_a_time": getattr(args, "one_object_at_a_time", False),
+        "data": str(getattr(args, "data", "")),
+        "work": str(HERE / "_work" / "engine"),
+        "bench_dir": str(HERE),
+        **extra,
+    }
+    res = subprocess.run([sys.executable, "-c", ONE_RUN, json.dumps(cfg)], capture_output=True, text=True)
     if res.returncode:
         raise SystemExit(res.stderr)
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -95,44 +175,82 @@ def one(what: str, n: int, size: int, h: int, w: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["throughput", "rss"])
+    ap.add_argument("what", choices=["throughput", "objects", "rss"])
     ap.add_argument("--frames", type=int, nargs="+")
     ap.add_argument("--image-size", type=int)
     ap.add_argument("--height", type=int, default=256)
     ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--clip", choices=["synthetic", "real"], default="synthetic")
+    ap.add_argument("--overseer", choices=["noisy", "clean"], default="noisy")
+    ap.add_argument(
+        "--data", type=Path, default=HERE.parent.parent / "shared/data/cholecseg8k_surgicalsam2_frames561-633"
+    )
+    ap.add_argument("--one-object-at-a-time", action="store_true", help="the sam2 package's per-object propagation")
+    ap.add_argument("--objects", type=int, nargs="+", default=[1, 4, 8, 16])
     a = ap.parse_args()
+    print("# command: python " + " ".join([str(Path(sys.argv[0])), *sys.argv[1:]]))
     if a.what == "throughput":
-        n, size = (a.frames or [60])[0], a.image_size or 256
-        print(f"# command: python benchmarks/bench_engine.py throughput --frames {n} --image-size {size}")
-        print(f"# {n} frames {a.height}x{a.width}, SAM2.1 tiny at {size}, CPU (2 cores)")
-        print(
-            "| run | frames/s | time inside SAM2 | policy + overseer + store | encodes per frame "
-            "| max encodes of a frame | restarts (resets) | objects added | peak RSS (MiB) |"
+        size = a.image_size or 256
+        src = (
+            f"the real CholecSeg8k clip (72 frames 854x480), {a.overseer} overseer"
+            if a.clip == "real"
+            else f"{(a.frames or [60])[0]} synthetic frames {a.height}x{a.width}, {a.overseer} overseer"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        how = "one object at a time (sam2's own loop)" if a.one_object_at_a_time else "objects batched"
+        print(f"# {src}; SAM2.1 tiny at {size}, random weights, CPU; default mode: {how}")
+        print(
+            "| run | s | frames/s | decode | overseer | tracker | store | policy | encodes per frame "
+            "| max encodes | restarts | objects added | batches (size: passes) | peak RSS (MiB) |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        events = {}
         for what in ("propagate", "default", "reference"):
-            r = one(what, n, size, a.height, a.width)
+            r = one(what, a)
             label = {
-                "propagate": "SAM2 propagation alone (frame 0's classes, prompted at frame 0)",
+                "propagate": "SAM2 propagation alone (frame 0's classes)",
                 "default": "SASVi default mode",
                 "reference": "SASVi reference mode (legacy predictor)",
             }[what]
-            sam = r.get("sam2_seconds", r["seconds"])
-            print(
-                f"| {label} | {r['frames'] / r['seconds']:.2f} | {100 * sam / r['seconds']:.0f} % | "
-                f"{1000 * (r['seconds'] - sam) / r['frames']:.0f} ms/frame | {r['encodes'] / r['frames']:.2f} | "
-                f"{r.get('max_encodes', 1)} | {r.get('restarts', '-')} | {r.get('adds', '-')} | {r['peak_rss_mib']:.0f} |"
+            st = r.get("stages")
+            cells = (
+                " | ".join(
+                    f"{1000 * st[k] / r['frames']:.0f} ms" for k in ("decode", "overseer", "tracker", "store", "policy")
+                )
+                if st
+                else "- | - | - | - | -"
             )
+            batches = ", ".join(f"{k}: {v}" for k, v in sorted(r.get("batches", {}).items(), key=lambda kv: int(kv[0])))
+            print(
+                f"| {label} | {r['seconds']:.1f} | {r['frames'] / r['seconds']:.2f} | {cells} | "
+                f"{r['encodes'] / r['frames']:.2f} | {r.get('max_encodes', 1)} | {r.get('restarts', '-')} | "
+                f"{r.get('adds', '-')} | {batches or '-'} | {r['peak_rss_mib']:.0f} |",
+                flush=True,
+            )
+            if "events" in r:
+                events[what] = r["events"]
+        print("# per-frame stage times are wall ms per frame; events:", json.dumps(events))
+    elif a.what == "objects":
+        size = a.image_size or 256
+        print(
+            f"# SAM2 propagation alone, {(a.frames or [20])[0]} synthetic frames {a.height}x{a.width}, SAM2.1 tiny at {size}, CPU"
+        )
+        print("| objects | one at a time: frames/s | batched: frames/s | speed-up |")
+        print("|---|---|---|---|")
+        for k in a.objects:
+            a.frames = a.frames or [20]
+            a.one_object_at_a_time = True
+            r1 = one("propagate", a, objects=k)
+            a.one_object_at_a_time = False
+            r2 = one("propagate", a, objects=k)
+            f1, f2 = r1["frames"] / r1["seconds"], r2["frames"] / r2["seconds"]
+            print(f"| {k} | {f1:.2f} | {f2:.2f} | {f2 / f1:.2f}x |", flush=True)
     else:
         sizes, size = a.frames or [300, 3000], a.image_size or 64
-        print(
-            f"# command: python benchmarks/bench_engine.py rss --frames {' '.join(map(str, sizes))} --image-size {size} "
-            f"--height {a.height} --width {a.width}"
-        )
         print("| frames | mode | seconds | peak RSS (MiB) |")
         print("|---|---|---|---|")
         for n in sizes:
-            r = one("default", n, size, a.height, a.width)
+            a.frames, a.image_size = [n], size
+            r = one("default", a)
             print(f"| {n} | default | {r['seconds']:.0f} | {r['peak_rss_mib']:.0f} |", flush=True)
 
 

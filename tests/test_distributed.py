@@ -187,7 +187,7 @@ def test_sam2_on_a_worker_matches_a_sequential_run_with_as_many_threads(tmp_path
 
     from conftest import SAM2_SIZE
 
-    videos, masks = write_video_dirs(tmp_path, ["V"], n=4, seed=2)
+    videos, masks = write_video_dirs(tmp_path, ["V", "W"], n=4, seed=2)
     config = RunConfig.from_dict(
         {
             "dataset": "synthetic",
@@ -210,5 +210,14 @@ def test_sam2_on_a_worker_matches_a_sequential_run_with_as_many_threads(tmp_path
                 w: 1 for w in client.scheduler_info()["workers"]
             }
             summary = segment_distributed(videos, config, tmp_path / "dist", client=client)
-    assert summary.videos["V"].frames_written == 4
-    _same_store(tmp_path / "seq" / "V.zarr", tmp_path / "dist" / "V.zarr")
+            # two videos on one worker: SAM2 was built once there
+            assert list(client.run(_builds).values()) == [{"tracker": 1, "overseer": 0}]
+    assert summary.videos["V"].frames_written == summary.videos["W"].frames_written == 4
+    for name in ("V", "W"):
+        _same_store(tmp_path / "seq" / f"{name}.zarr", tmp_path / "dist" / f"{name}.zarr")
+
+
+def _builds(dask_worker=None):
+    from napari_sasvi.core import distributed as d
+
+    return dict(d._MODELS.builds)

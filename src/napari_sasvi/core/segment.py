@@ -123,6 +123,7 @@ class Models:
     def __init__(self):
         self._tracker: tuple[tuple, Any] | None = None
         self._overseer: tuple[tuple, Any] | None = None
+        self.builds = {"tracker": 0, "overseer": 0}  # models built (a cluster worker builds each once)
 
     def tracker(self, config: RunConfig):
         legacy = config.mode == "reference"
@@ -132,6 +133,7 @@ class Models:
         if self._tracker is None or self._tracker[0] != key:
             self._tracker = None  # free the old model before building the next
             self._tracker = (key, build_tracker(config.tracker, config.device, legacy))
+            self.builds["tracker"] += 1
         return self._tracker[1]
 
     def overseer(self, config: RunConfig, classes: ClassTable):
@@ -142,6 +144,7 @@ class Models:
         if self._overseer is None or self._overseer[0] != key:
             self._overseer = None
             self._overseer = (key, build_trained_overseer(cfg, classes, config.device))
+            self.builds["overseer"] += 1
         return self._overseer[1]
 
 
