@@ -265,10 +265,10 @@ class _Object:
         Computed on every other pixel of the mask's bounding box, then warped back to full size."""
         import cv2
 
-        ys, xs = np.nonzero(mask[::2, ::2])
-        if not len(xs):
+        bx, by, bw, bh = cv2.boundingRect(np.ascontiguousarray(mask[::2, ::2]))
+        if bw == 0:
             return np.zeros(mask.shape, np.float32)
-        y0, y1, x0, x1 = 2 * ys.min(), 2 * ys.max() + 1, 2 * xs.min(), 2 * xs.max() + 1
+        y0, y1, x0, x1 = 2 * by, 2 * (by + bh - 1) + 1, 2 * bx, 2 * (bx + bw - 1) + 1
         gy, gx = np.mgrid[y0:y1:2, x0:x1:2].astype(np.float32)
         f = flow[y0:y1:2, x0:x1:2]
         ex = step[0, 0] * gx + step[0, 1] * gy + step[0, 2] - (gx + f[..., 0])
@@ -292,14 +292,25 @@ class _Object:
         mask = (self.soft > 0.5).astype(np.uint8)
         if not mask.any():
             return  # nothing in view: it stays where it left
-        inner = mask
+        # the work below is on the mask's bounding box (plus the erosion's reach), not the frame:
+        # the same points in the same order, at a fraction of the cost for small objects
+        h, w = mask.shape
+        bx, by, bw, bh = cv2.boundingRect(mask)
+        pad = erode + 1
+        x0, y0, x1, y1 = max(0, bx - pad), max(0, by - pad), min(w, bx + bw + pad), min(h, by + bh + pad)
+        box = mask[y0:y1, x0:x1]
+        inner = box.copy()
         if erode > 0:
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
-            eroded = cv2.erode(mask, k)
-            inner = eroded if eroded.sum() >= 12 else mask
-        inner[: self.EDGE, :] = inner[-self.EDGE :, :] = 0  # flow at the frame's edge is unreliable
-        inner[:, : self.EDGE] = inner[:, -self.EDGE :] = 0
+            eroded = cv2.erode(box, k)
+            inner = eroded if eroded.sum() >= 12 else inner
+        e = self.EDGE  # flow at the frame's edge is unreliable
+        inner[: max(0, e - y0), :] = 0
+        inner[max(0, h - e - y0) :, :] = 0
+        inner[:, : max(0, e - x0)] = 0
+        inner[:, max(0, w - e - x0) :] = 0
         ys, xs = np.nonzero(inner)
+        ys, xs = ys + y0, xs + x0
         if len(xs) > self.MAX_POINTS:
             pick = np.linspace(0, len(xs) - 1, self.MAX_POINTS).astype(int)
             ys, xs = ys[pick], xs[pick]
