@@ -204,7 +204,8 @@ def test_sam2_on_a_worker_matches_a_sequential_run_with_as_many_threads(tmp_path
             pass
     finally:
         torch.set_num_threads(threads)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+    # two threads on the worker: both videos are handed to it at once, and take turns on its SAM2
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:
             assert client.run(lambda: __import__("torch").get_num_threads()) == {
                 w: 1 for w in client.scheduler_info()["workers"]
@@ -221,3 +222,20 @@ def _builds(dask_worker=None):
     from napari_sasvi.core import distributed as d
 
     return dict(d._MODELS.builds)
+
+
+def test_paths_sent_to_workers_are_absolute(tmp_path, monkeypatch):
+    from napari_sasvi.core.distributed import _absolute_config, _absolute_job
+    from napari_sasvi.core.segment import VideoJob
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "v").mkdir()
+    (tmp_path / "m").mkdir()
+    (tmp_path / "table.yaml").write_text("x")
+    job = _absolute_job(VideoJob(name="v", frames="v", store=__import__("pathlib").Path("out/v.zarr"), masks="m"))
+    assert job.frames == str(tmp_path / "v") and job.masks == str(tmp_path / "m")
+    assert job.store == tmp_path / "out" / "v.zarr" and job.name == "v"
+    cfg = _absolute_config(
+        {"dataset": "table.yaml", "overseer": {"checkpoint": "published"}, "tracker": {"model": None}}
+    )
+    assert cfg["dataset"] == str(tmp_path / "table.yaml") and cfg["overseer"]["checkpoint"] == "published"

@@ -40,9 +40,13 @@ def test_nnunet_label_values():
     to_value, labels, ignore = nnunet_label_values(CHOLECSEG8K)
     assert ignore is None  # CholecSeg8k's no-label value 0 is a class ("Black Background")
     assert sorted(labels.values()) == list(range(len(CHOLECSEG8K.ids))) and labels["background"] == 0
+    assert to_value[CHOLECSEG8K.no_label] == 0  # ... and is nnU-Net's background
     to_value, labels, ignore = nnunet_label_values(CADIS)
-    assert ignore == len(CADIS.ids)  # CaDIS's 255 becomes nnU-Net's ignore label, the highest value
-    assert [to_value[c] for c in sorted(CADIS.ids)] == list(range(len(CADIS.ids)))
+    # CaDIS: 255 = unlabelled, every id a real class (Pupil is 0): 0 is an empty background, the
+    # classes 1..N (all trained and scored by nnU-Net), unlabelled pixels the ignore label N + 1
+    assert labels["background"] == 0 and 0 not in to_value.values()
+    assert [to_value[c] for c in sorted(CADIS.ids)] == list(range(1, len(CADIS.ids) + 1))
+    assert ignore == len(CADIS.ids) + 1 and labels[CADIS.by_id(0).name] == 1
 
 
 def test_video_splits_keep_each_video_on_one_side():
@@ -175,6 +179,12 @@ def test_overlay_mp4_reads_back(batch, tmp_path):
     assert np.abs(decoded[1].astype(int) - want).mean() < 4  # H.264 at crf 18
     assert np.abs(decoded[1].astype(int) - frame).mean() > 10  # the labels are visible
     assert main(["export", str(out), "--to", "overlay-mp4", "--out", str(tmp_path / "x.mp4")]) == 2  # two stores
+    # every 2nd frame keeps the real duration: a frame folder has no rate, so 25 / 2 frames/s
+    export(out / "VidA.zarr", "overlay-mp4", tmp_path / "half.mp4", every=2)
+    with av.open(str(tmp_path / "half.mp4")) as c:
+        assert float(c.streams.video[0].average_rate) == 12.5
+        assert sum(1 for _ in c.decode(video=0)) == len(range(0, N, 2))
+    assert main(["export", str(out / "VidA.zarr"), "--to", "overlay-mp4", "--out", str(tmp_path / "z.mp4"), "--fps", "0"]) == 2  # fmt: skip
 
 
 def test_frames_that_moved_or_are_another_video(batch, tmp_path, capsys):
@@ -226,7 +236,7 @@ def test_values_outside_the_class_table_are_refused(batch, tmp_path, capsys):
     frame = np.asarray(arr[2])
     frame[:3, :3] = 200
     arr[2] = frame
-    for to, target in (("nnunet", tmp_path / "raw"), ("coco-video", tmp_path / "v.json")):
+    for to, target in (("nnunet", tmp_path / "raw"), ("coco-video", tmp_path / "v.json"), ("png", tmp_path / "p")):
         assert main(["export", str(bad), "--to", to, "--out", str(target)]) == 2
         assert "frame 2 holds label values [200]" in capsys.readouterr().err
     assert not (tmp_path / "v.json").exists()

@@ -295,6 +295,10 @@ def _run_segment_distributed(args, config) -> int:
     from .core.errors import InputError
     from .core.segment import VideoDone
 
+    if args.workers is not None and args.scheduler != "local":
+        raise InputError(
+            "--workers sizes the local cluster (--scheduler local); a running cluster has its own workers."
+        )
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers must be 1 or more, got {args.workers}.")
     if args.retries < 0:

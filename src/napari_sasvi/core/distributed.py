@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from .errors import InputError, SasviError
 log = logging.getLogger(__name__)
 
 _MODELS = None  # per worker process: the models, built once
+_RUN_LOCK = threading.Lock()  # one video at a time per worker process: the models hold one video's state
 
 
 @dataclass(frozen=True)
@@ -87,15 +89,52 @@ def run_job(job, config_dict: dict, threads: int | None = None) -> dict:
         cv2.setNumThreads(threads)
     config = RunConfig.from_dict(config_dict)
     _pick_gpu(config.device)
-    try:
-        gen = segment_videos([job], config, models=_worker_models())
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return {"summary": stop.value.videos[job.name]}
-    except SasviError as e:
-        return {"error": str(e)}
+    # a worker with several threads may be given two videos at once: they would share one tracker
+    # (its state is the video's), so they take turns; a worker per GPU (or core share) is the unit
+    with _RUN_LOCK:
+        try:
+            gen = segment_videos([job], config, models=_worker_models())
+            while True:
+                try:
+                    next(gen)
+                except StopIteration as stop:
+                    return {"summary": stop.value.videos[job.name]}
+        except SasviError as e:
+            return {"error": str(e)}
+
+
+def _absolute(value):
+    """A relative path that exists here, made absolute (workers start elsewhere); anything else
+    (a model name, an array, None) unchanged."""
+    if isinstance(value, (str, os.PathLike)) and str(value) and Path(value).exists():
+        return str(Path(value).resolve())
+    return value
+
+
+def _absolute_job(job):
+    from dataclasses import fields, replace
+
+    changes = {}
+    for f in fields(job):
+        v = getattr(job, f.name)
+        if isinstance(v, (str, os.PathLike)) and f.name != "name":
+            changes[f.name] = Path(v).resolve() if isinstance(v, Path) else _absolute(v)
+    return replace(job, **changes)
+
+
+def _absolute_config(d: dict) -> dict:
+    d = json.loads(json.dumps(d))  # a copy
+    if isinstance(d.get("dataset"), str):
+        d["dataset"] = _absolute(d["dataset"])
+    for section, keys in (
+        ("overseer", ("checkpoint", "masks", "anchors")),
+        ("tracker", ("checkpoint", "config", "model")),
+        ("export", ("png", "events_json")),
+    ):
+        for k in keys:
+            if (d.get(section) or {}).get(k) is not None:
+                d[section][k] = _absolute(d[section][k])
+    return d
 
 
 def _pick_gpu(device: str) -> None:
@@ -212,6 +251,14 @@ def iter_segment_distributed(
                 ) from e
         client = own[0]
     try:
+        if own is not None and own[1] is None:  # a cluster's address: let its workers join first
+            try:
+                client.wait_for_workers(1, timeout=connect_timeout)
+            except (TimeoutError, OSError) as e:
+                raise InputError(
+                    f"The dask scheduler at {scheduler!r} has no worker after {connect_timeout:g} s; start some "
+                    "(dask worker ADDRESS) and run again. Nothing was written."
+                ) from e
         info = client.scheduler_info()
         workers = info.get("workers", {})
         has_gpu = any((w.get("resources") or {}).get("GPU") for w in workers.values())
@@ -225,7 +272,8 @@ def iter_segment_distributed(
         if own is not None and own[1] is not None and not has_gpu:  # our local CPU cluster: share the cores
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             threads = max(1, cores // max(1, min(len(workers), len(jobs))))
-        cfg = config.to_dict()
+        cfg = _absolute_config(config.to_dict())
+        jobs = [_absolute_job(j) for j in jobs]
         futures = {
             client.submit(
                 run_job, job, cfg, threads, key=f"sasvi-{job.name}-{time.time_ns()}", retries=retries,

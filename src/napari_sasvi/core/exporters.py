@@ -161,7 +161,8 @@ def _open_sources(stores, array: str, frames: Sequence | None) -> tuple[list[_So
                 f"{p} uses the class table {classes.name!r}, the other stores {table.name!r}; "
                 "export stores of one class table together."
             )
-        name = p.name[: -len(".zarr")] if p.name.endswith(".zarr") else p.name
+        base = p.resolve().name  # "." or ".." name the folder they stand for
+        name = base[: -len(".zarr")] if base.endswith(".zarr") else base
         n = min(store.frames_done, store.n_frames)
         if n == 0:
             raise InputError(f"{p} holds no finished frame yet; run (or resume) it first.")
@@ -192,16 +193,28 @@ def _written_by_us(marker: Path) -> bool:
 
 # -- nnU-Net v2 -----------------------------------------------------------------------------------
 def nnunet_label_values(classes: ClassTable) -> tuple[dict[int, int], dict[str, int], int | None]:
-    """SASVi class id -> nnU-Net label value (consecutive from 0 in id order, as nnU-Net requires),
-    the dataset.json ``labels`` block, and the value of unlabelled pixels (nnU-Net's ``ignore``
-    label, the highest value) when the table's no-label value is not a class."""
+    """SASVi class id -> nnU-Net label value, the dataset.json ``labels`` block, and the value of
+    unlabelled pixels (nnU-Net's ``ignore`` label, the highest value) or None.
+
+    nnU-Net needs consecutive values from 0 and treats 0 as background (left out of its Dice loss
+    and its scores). When the table's no-label value is one of its classes (CholecSeg8k's "Black
+    Background", id 0), that class is value 0 and the others follow in id order. Otherwise (CaDIS:
+    255 = unlabelled) no class is background: value 0 is an empty "background" that no pixel has,
+    the classes are 1..N in id order (so CaDIS's Pupil, id 0, is trained and scored like the rest),
+    and unlabelled pixels are ``ignore`` = N + 1."""
     ids = sorted(classes.ids)
-    to_value = {cid: k for k, cid in enumerate(ids)}
     labels: dict[str, int] = {}
-    for cid in ids:
+    if classes.no_label in ids:
+        order = [classes.no_label] + [c for c in ids if c != classes.no_label]
+        to_value = {cid: k for k, cid in enumerate(order)}
+        ignore = None
+    else:
+        to_value = {cid: k + 1 for k, cid in enumerate(ids)}
+        labels["background"] = 0
+        ignore = len(ids) + 1
+    for cid in sorted(to_value, key=to_value.get):
         name = "background" if to_value[cid] == 0 else classes.by_id(cid).name
         labels[name if name not in labels else f"{name} ({cid})"] = to_value[cid]
-    ignore = None if classes.no_label in to_value else len(ids)
     return to_value, labels, ignore
 
 
@@ -489,7 +502,7 @@ def iter_export_png(
     for s in sources:
         idx = list(_frames(s, every))
         names = _stem_names(s, frame_names)
-        view = _Rows(s.array, idx)
+        view = _Rows(s, idx)
         for _ in iter_export_label_pngs(
             view, classes, dirs[s.name], size=size, frame_names=[names[t] for t in idx], suffix=suffix
         ):
@@ -500,14 +513,14 @@ def iter_export_png(
 
 
 class _Rows:
-    """Frames ``idx`` of a (T, H, W) array, read one at a time."""
+    """Frames ``idx`` of a source's labels (checked against its class table), read one at a time."""
 
-    def __init__(self, array, idx: list[int]):
-        self.array, self.idx = array, idx
-        self.shape = (len(idx), *array.shape[1:])
+    def __init__(self, src: _Source, idx: list[int]):
+        self.src, self.idx = src, idx
+        self.shape = (len(idx), *src.array.shape[1:])
 
     def __getitem__(self, k: int):
-        return self.array[self.idx[k]]
+        return self.src.labels(self.idx[k])
 
 
 def _stem_names(src: _Source, frame_names) -> list[str]:
@@ -557,6 +570,8 @@ def iter_export_overlay_mp4(
     _check_every(every)
     if not 0 <= opacity <= 1:
         raise InputError(f"opacity must lie in 0..1, got {opacity}.")
+    if fps is not None and not fps > 0:
+        raise InputError(f"fps must be above 0, got {fps}.")
     target = check_output_path(out, "overlay video")
     if target.suffix.lower() not in (".mp4", ".mov", ".mkv"):
         raise InputError(f"Give the overlay an .mp4 file name, got {target.name}.")
@@ -567,7 +582,8 @@ def iter_export_overlay_mp4(
         raise InputError(f"An overlay video shows one store; {len(sources)} were given.")
     s = sources[0]
     stack = s.stack()
-    rate = fps or getattr(stack.source, "fps", None) or 25.0
+    # every N-th frame at the source's rate / N keeps the video's real duration
+    rate = fps or (getattr(stack.source, "fps", None) or 25.0) / every
     idx = list(_frames(s, every))
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     blended = (overlay(s.frame(t), s.labels(t), classes, opacity) for t in idx)

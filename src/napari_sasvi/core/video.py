@@ -14,6 +14,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -208,7 +209,9 @@ def iter_write_video(
     first = next(it)
     h, w = first.shape[:2]
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=int(round(fps)))
+        # a fractional rate (29.97, or 0.4 for every 60th frame of a 25 fps video) as a fraction
+        rate = Fraction(fps).limit_denominator(1001) if fps != int(fps) else int(fps)
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = w - w % 2, h - h % 2
         stream.pix_fmt = "yuv420p"
         stream.gop_size = gop

@@ -178,7 +178,8 @@ class HFVideoTracker:
         with torch.inference_mode():
             self._ensure_frame(start)
             self._submit(start)
-            for t in range(start, len(self.frames)):
+        for t in range(start, len(self.frames)):
+            with torch.inference_mode():  # per frame: the caller's code between frames runs outside it
                 self._ensure_frame(t)
                 if not self.session.obj_ids:
                     out = {}
@@ -191,7 +192,7 @@ class HFVideoTracker:
                     out = {int(o): logits[k] for k, o in enumerate(res.object_ids)}
                 self._last = (t, out)
                 self._release(t)
-                yield t, out
+            yield t, out
 
     def describe(self) -> dict:
         cfg = self.model.config

@@ -329,17 +329,23 @@ class SAM2Tracker:
     def propagate(self, start: int) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
         import torch
 
-        with torch.inference_mode(), self._autocast():
-            frames = (
-                self._propagate_batched(start)
-                if self.batch_objects
-                else self.predictor.propagate_in_video(self.state, start_frame_idx=start)
-            )
-            for t, obj_ids, masks in frames:
+        frames = (
+            self._propagate_batched(start)
+            if self.batch_objects
+            else self.predictor.propagate_in_video(self.state, start_frame_idx=start)
+        )
+        while True:
+            # inference mode and autocast only while SAM2 computes a frame: the caller's code between
+            # frames (the policy, a trained overseer filling its batch) runs as it would without them
+            with torch.inference_mode(), self._autocast():
+                try:
+                    t, obj_ids, masks = next(frames)
+                except StopIteration:
+                    return
                 logits = masks[:, 0].float().cpu().numpy()
-                out = {int(o): logits[k] for k, o in enumerate(obj_ids)}
-                self._release(t)
-                yield t, out
+            out = {int(o): logits[k] for k, o in enumerate(obj_ids)}
+            self._release(t)
+            yield t, out
 
     def _propagate_batched(self, start: int):
         """The current predictor's forward propagation, with the objects that have the same memory
