@@ -299,3 +299,24 @@ def test_objects_joining_a_batched_segment(clip, tracker_default):
         for k in x:
             assert np.quantile(np.abs(x[k] - y[k]), 0.999) < 1e-3
             assert ((x[k] > 0) == (y[k] > 0)).mean() > 0.999
+
+
+def test_a_store_being_written_is_refused_and_kept(tmp_path, clip):
+    """The same run started twice: the second is refused while the first holds the store's lock,
+    nothing is changed, and it runs once the lock is free (a killed process frees it by itself)."""
+    import fcntl
+
+    from napari_sasvi.core.errors import StoreBusyError
+    from napari_sasvi.core.trackers.flow import FlowTracker
+
+    frames, noisy = clip
+    out = tmp_path / "s.zarr"
+    _run(frames[:6], noisy[:6], FlowTracker(), out, "default", stop_after=3)
+    before = SasviStore.read(out).frames_done
+    with open(out / ".sasvi_lock", "a+") as held:  # another writer
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StoreBusyError, match="is being written by"):
+            _run(frames[:6], noisy[:6], FlowTracker(), out, "default")
+        assert SasviStore.read(out).frames_done == before
+    summary = _run(frames[:6], noisy[:6], FlowTracker(), out, "default")
+    assert summary.resumed_from == before and SasviStore.read(out).complete

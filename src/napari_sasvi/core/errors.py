@@ -43,5 +43,9 @@ class InputChangedError(StoreMismatchError, InputError):
     """An input changed since a store was made from it (a frame with other content)."""
 
 
+class StoreBusyError(SasviError):
+    """Another process is writing the output store (the same run started twice)."""
+
+
 class DeviceError(SasviError):
     """The requested compute device is not available."""

@@ -91,6 +91,7 @@ def open_checked_store(stack: FrameStack, out: str, classes: ClassTable, signatu
         out, n_frames=len(stack), frame_size=stack.frame_size, classes=classes, signature=signature,
         frames_path=stack.path,
     )  # fmt: skip
+    store.lock()  # one writer: the same run started twice is refused, not interleaved
     ledger = InputLedger(store.group, stack, str(out))
     if store.frames_done:
         ledger.verify_files(store.frames_done)
@@ -151,16 +152,17 @@ def iter_sasvi(
     signature = run_signature(stack, overseer, tracker, classes, params)
     store, ledger = open_checked_store(stack, out, classes, signature)
     resumed_from = store.frames_done
-    yield StoreOpened(str(out), resumed_from, n)
-    if store.complete:
-        return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
-    stack.on_read = ledger.check
     try:
+        yield StoreOpened(str(out), resumed_from, n)
+        if store.complete:
+            return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
+        stack.on_read = ledger.check
         return (
             yield from _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, stop_after, t_start)
         )
     finally:
         stack.on_read = None
+        store.unlock()
 
 
 def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, stop_after, t_start):

@@ -13,6 +13,7 @@ Layout (zarr v3)::
       sasvi_resume.npy       the previous output at that segment start (CaDIS merge only)
       sasvi_edits.json       corrections and pinned/skipped re-prompts made afterwards (see edits.py);
       sasvi_undo/            the labels each edit replaced; the attribute "edited" says there are some
+      .sasvi_lock            held (flock) by the process running SASVi into the store: one writer at a time
 
 Reopening a store made from the same inputs and parameters continues after the last finished frame;
 a store made from anything else is refused (:class:`StoreMismatchError`), never overwritten.
@@ -30,13 +31,14 @@ import numpy as np
 
 from .. import __version__
 from .datasets import ClassTable
-from .errors import InputError, StoreMismatchError
+from .errors import InputError, StoreBusyError, StoreMismatchError
 from .fsutil import atomic_path, atomic_write_text, check_output_path
 
 log = logging.getLogger(__name__)
 
 PROGRESS = "sasvi_progress.json"
 RESUME_ARRAY = "sasvi_resume.npy"
+LOCK = ".sasvi_lock"
 
 
 def _normalise(obj: Any) -> Any:
@@ -224,6 +226,45 @@ class SasviStore:
         if not snap or not snap.get("has_previous"):
             return None
         return np.load(self.path / RESUME_ARRAY, allow_pickle=False)
+
+    # -- one writer at a time ---------------------------------------------------------------------
+    def lock(self) -> None:
+        """Take the store's writer lock (an advisory ``flock`` on ``.sasvi_lock`` inside it, which the
+        operating system releases when the process ends, so a killed run never leaves it held).
+        Raises :class:`StoreBusyError` when another process (or another run in this one) holds it."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks; runs are not guarded
+            return
+        if getattr(self, "_lock_file", None) is not None:
+            return
+        f = open(self.path / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise StoreBusyError(
+                f"{self.path} is being written by {holder}: the same run is going on elsewhere.\n"
+                "  Wait for it (or stop it) and run again; nothing was changed."
+            ) from None
+        import socket
+
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        self._lock_file = f
+
+    def unlock(self) -> None:
+        f = getattr(self, "_lock_file", None)
+        if f is not None:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+            self._lock_file = None
 
     @property
     def frames_path(self) -> Path | None:
