@@ -245,10 +245,10 @@ def _check_mask(mask: np.ndarray, store) -> np.ndarray:
 def _check_frames(stack, store):
     """Refuse frames that are not the store's video; returns the input ledger, which checks every
     frame the edit reads against the run's."""
-    from .fingerprint import InputLedger, structural_fingerprint
+    from .fingerprint import InputLedger, same_video
 
     want = store.signature.get("input", {})
-    if list(stack.shape) != list(want.get("shape", [])) or structural_fingerprint(stack) != want.get("fingerprint"):
+    if not same_video(stack, want):
         raise InputError(
             f"These frames ({stack.name}, {stack.shape[0]} frames) are not the video {store.path} was made from "
             f"({want.get('name')}); open the store's own frames to edit it."

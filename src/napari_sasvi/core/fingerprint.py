@@ -26,6 +26,15 @@ HASHES, STATS = "input_hashes", "input_stats"
 _CHUNK = 4096  # frames per chunk of the hash arrays: a write per frame rewrites 64 KiB at most
 
 
+def same_video(stack, recorded: dict) -> bool:
+    """Whether ``stack`` is the video a store's signature recorded (its ``input`` block): the same
+    shape and structure (file names, or the video file). Content is checked frame by frame by
+    :class:`InputLedger`."""
+    return list(stack.shape) == list(recorded.get("shape", [])) and structural_fingerprint(stack) == recorded.get(
+        "fingerprint"
+    )
+
+
 def frame_digest(frame: np.ndarray) -> np.ndarray:
     """16-byte blake2b of a frame's pixels (shape and dtype included), as uint8."""
     a = np.ascontiguousarray(frame)
@@ -57,17 +66,20 @@ class InputLedger:
     tracker or the overseer reads then passes through :meth:`check`.
     """
 
-    def __init__(self, group, stack, store_path: str):
+    def __init__(self, group, stack, store_path: str, *, read_only: bool = False):
+        """``read_only``: only compare (exports read a finished store; a frame with no recorded
+        hash passes, nothing is written)."""
         self.stack = stack
         self.store_path = store_path
+        self.read_only = read_only
         n = len(stack)
-        if HASHES not in group:
+        if HASHES not in group and not read_only:
             group.create_array(HASHES, shape=(n, 16), chunks=(min(n, _CHUNK), 16), dtype="uint8", fill_value=0)
-        self._hashes = group[HASHES]
-        self._known = np.asarray(self._hashes[:])
+        self._hashes = group[HASHES] if HASHES in group else None
+        self._known = np.asarray(self._hashes[:]) if self._hashes is not None else np.zeros((n, 16), np.uint8)
         self._files = getattr(stack.source, "files", None)
         self._stats = None
-        if self._files is not None:
+        if self._files is not None and not read_only:
             if STATS not in group:
                 group.create_array(STATS, shape=(n, 2), chunks=(min(n, _CHUNK), 2), dtype="int64", fill_value=-1)
             self._stats = group[STATS]
@@ -91,6 +103,8 @@ class InputLedger:
             self.checked += 1
             if not np.array_equal(known, d):
                 raise self._refuse(t)
+            return
+        if self.read_only:
             return
         self._known[t] = d
         self._hashes[t] = d
@@ -126,4 +140,4 @@ class InputLedger:
         return n
 
 
-__all__ = ["InputLedger", "frame_digest", "structural_fingerprint"]
+__all__ = ["InputLedger", "frame_digest", "same_video", "structural_fingerprint"]
