@@ -35,24 +35,15 @@ HERE = Path(__file__).resolve().parent
 
 
 def make_videos(root: Path, n_videos: int, n_frames: int, h: int, w: int):
-    from PIL import Image
-
-    from napari_sasvi.core.synthetic import SyntheticVideo
+    from napari_sasvi.core.synthetic import write_synthetic_videos
 
     frames_root, masks_root = root / "videos", root / "masks"
     if frames_root.exists() and len(list(frames_root.iterdir())) == n_videos:
         if all(len(list(d.iterdir())) == n_frames for d in frames_root.iterdir()):
             return frames_root, masks_root
     shutil.rmtree(root, ignore_errors=True)
-    for k in range(n_videos):
-        name = f"video{k + 1:02d}"
-        video = SyntheticVideo(n_frames=n_frames, height=h, width=w, seed=10 + k)
-        (frames_root / name).mkdir(parents=True)
-        (masks_root / name).mkdir(parents=True)
-        for t in range(n_frames):
-            Image.fromarray(video.frame(t)).save(frames_root / name / f"{t:06d}.png")
-            Image.fromarray(video.noisy_labels(t)).save(masks_root / name / f"{t:06d}.png")
-    return frames_root, masks_root
+    names = [f"video{k + 1:02d}" for k in range(n_videos)]
+    return write_synthetic_videos(root, names, n_frames=n_frames, size=(h, w), seed=10)
 
 
 def config(args, masks):
@@ -64,16 +55,6 @@ def config(args, masks):
     return RunConfig.from_dict(
         {"dataset": "synthetic", "device": "cpu", "tracker": tracker, "overseer": {"masks": str(masks)}}
     )
-
-
-def drive(gen, on_item=None):
-    while True:
-        try:
-            item = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_item is not None:
-            on_item(item)
 
 
 def same(a: Path, b: Path) -> bool:
@@ -110,6 +91,7 @@ def main() -> None:
 
     logging.getLogger("distributed").setLevel(logging.CRITICAL)  # the killed worker's tracebacks are expected
     from napari_sasvi.core.distributed import BatchProgress, ClusterReady, iter_segment_distributed, local_cluster
+    from napari_sasvi.core.progress import drain
     from napari_sasvi.core.segment import segment_videos
 
     work = HERE / "_work" / "distributed"
@@ -124,7 +106,7 @@ def main() -> None:
     for sub in ("seq", "dist", "killed"):
         shutil.rmtree(work / sub, ignore_errors=True)
     t0 = time.perf_counter()
-    seq = drive(segment_videos(videos, cfg, work / "seq"))
+    seq = drain(segment_videos(videos, cfg, work / "seq"))
     t_seq = time.perf_counter() - t0
     per_video = {n: s.seconds for n, s in seq.videos.items()}
     print(
@@ -138,7 +120,7 @@ def main() -> None:
             marks["ready"] = time.perf_counter()
 
     t0 = time.perf_counter()
-    dist = drive(
+    dist = drain(
         iter_segment_distributed(videos, cfg, work / "dist", scheduler="local", n_workers=args.workers), on_ready
     )
     t_dist = time.perf_counter() - t0
@@ -158,7 +140,7 @@ def main() -> None:
         default_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
         shutil.rmtree(work / "seq_threads", ignore_errors=True)
-        drive(segment_videos(videos, cfg, work / "seq_threads"))
+        drain(segment_videos(videos, cfg, work / "seq_threads"))
         torch.set_num_threads(default_threads)
         ref = "seq_threads"
         eq_t = [same(work / ref / f"{n}.zarr", work / "dist" / f"{n}.zarr") for n in names]
@@ -187,7 +169,7 @@ def main() -> None:
 
         t0 = time.perf_counter()
         # the cluster's threads per worker as segment --scheduler local sets them
-        killed = drive(iter_segment_distributed(videos, cfg, work / "killed", client=client, poll=0.05), on_item)
+        killed = drain(iter_segment_distributed(videos, cfg, work / "killed", client=client, poll=0.05), on_item)
         t_killed = time.perf_counter() - t0
     finally:
         client.close()

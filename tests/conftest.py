@@ -154,16 +154,6 @@ def maskrcnn_checkpoint(tmp_path_factory):
 
 def write_video_dirs(root, names, n=6, seed=0, size=(64, 80)):
     """Frame folders and noisy overseer mask folders of synthetic videos: root/videos/<name>, root/masks/<name>."""
-    from PIL import Image
+    from napari_sasvi.core.synthetic import write_synthetic_videos
 
-    from napari_sasvi.core.synthetic import SyntheticVideo
-
-    frames_root, masks_root = root / "videos", root / "masks"
-    for k, name in enumerate(names):
-        video = SyntheticVideo(n_frames=n, height=size[0], width=size[1], seed=seed + k)
-        (frames_root / name).mkdir(parents=True)
-        (masks_root / name).mkdir(parents=True)
-        for t in range(n):
-            Image.fromarray(video.frame(t)).save(frames_root / name / f"{name}_frame{t:06d}.png")
-            Image.fromarray(video.noisy_labels(t)).save(masks_root / name / f"{name}_frame{t:06d}.png")
-    return frames_root, masks_root
+    return write_synthetic_videos(root, names, n_frames=n, size=size, seed=seed)

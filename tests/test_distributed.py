@@ -21,6 +21,7 @@ from napari_sasvi.core.distributed import (
     iter_segment_distributed,
     segment_distributed,
 )
+from napari_sasvi.core.progress import Returning, drain
 from napari_sasvi.core.segment import VideoDone, segment_videos
 from napari_sasvi.core.store import SasviStore
 
@@ -36,12 +37,7 @@ def _config(masks):
 
 
 def _sequential(videos, masks, out):
-    gen = segment_videos(videos, _config(masks), out)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(segment_videos(videos, _config(masks), out))
 
 
 def _same_store(a, b):
@@ -92,13 +88,10 @@ def test_python_api_takes_a_client_and_reports_progress(tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:
             items = []
-            gen = iter_segment_distributed(videos, _config(masks), tmp_path / "dist", client=client, poll=0.05)
-            while True:
-                try:
-                    items.append(next(gen))
-                except StopIteration as stop:
-                    summary = stop.value
-                    break
+            summary = drain(
+                iter_segment_distributed(videos, _config(masks), tmp_path / "dist", client=client, poll=0.05),
+                items.append,
+            )
             assert client.status == "running"  # the caller's client is left open
     ready = [i for i in items if isinstance(i, ClusterReady)]
     assert len(ready) == 1 and ready[0].workers == 2 and ready[0].videos == 2 and not ready[0].local
@@ -155,20 +148,18 @@ def test_a_worker_killed_mid_video_resumes_from_its_store(tmp_path):
     killed_at = None
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:
-            gen = iter_segment_distributed(videos, _config(masks), tmp_path / "dist", client=client, poll=0.02)
+            run = Returning(
+                iter_segment_distributed(videos, _config(masks), tmp_path / "dist", client=client, poll=0.02)
+            )
             items = []
-            while True:
-                try:
-                    item = next(gen)
-                except StopIteration as stop:
-                    summary = stop.value
-                    break
+            for item in run:
                 items.append(item)
                 if killed_at is None and isinstance(item, BatchProgress) and 5 <= item.done < n - 10:
                     killed_at = item.done
                     for pid in client.run(_pid).values():
                         os.kill(pid, signal.SIGKILL)
                     time.sleep(0.2)
+    summary = run.value
     assert killed_at is not None, "the video finished before the worker could be killed"
     assert not [i for i in items if isinstance(i, VideoFailed)]
     s = summary.videos["Long"]
@@ -199,9 +190,7 @@ def test_sam2_on_a_worker_matches_a_sequential_run_with_as_many_threads(tmp_path
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        gen = segment_videos(videos, config, tmp_path / "seq")
-        for _ in gen:
-            pass
+        drain(segment_videos(videos, config, tmp_path / "seq"))
     finally:
         torch.set_num_threads(threads)
     # two threads on the worker: both videos are handed to it at once, and take turns on its SAM2

@@ -50,6 +50,7 @@ def run_export_command(args) -> int:
 
     from .core.errors import InputError
     from .core.exporters import iter_export
+    from .core.progress import Returning
 
     kwargs: dict = {"every": args.every, "array": args.array, "overwrite": args.overwrite}
     if args.to == "nnunet":
@@ -63,14 +64,9 @@ def run_export_command(args) -> int:
             raise InputError("--frames is for --to nnunet and overlay-mp4 (the others read no frames).")
         kwargs["frames"] = args.frames if args.to == "nnunet" else args.frames[0]
     bar = None
-    gen = iter_export(args.stores, args.to, args.out, **kwargs)
+    run = Returning(iter_export(args.stores, args.to, args.out, **kwargs))
     try:
-        while True:
-            try:
-                item = next(gen)
-            except StopIteration as stop:
-                summary = stop.value
-                break
+        for item in run:
             if bar is None:
                 bar = tqdm(total=item.total, desc=f"export {args.to}", unit="frame", dynamic_ncols=True)
             bar.update(item.done - bar.n)
@@ -78,6 +74,7 @@ def run_export_command(args) -> int:
     finally:
         if bar is not None:
             bar.close()
+    summary = run.value
     for note in summary.notes:
         print(f"note: {note}", file=sys.stderr)
     n = sum(summary.frames.values())

@@ -68,19 +68,14 @@ def write_labels_coco_video(path: str, data, meta: dict) -> list[str]:
 
     from ..core.exporters import _tracks, coco_video_document
     from ..core.fsutil import atomic_write_text
+    from ..core.progress import drain
 
     classes = _classes(meta)
     if np.ndim(data) == 2:
         data = np.asarray(data)[None]
     n, h, w = (int(x) for x in data.shape)
     name = meta.get("name") or Path(path).stem
-    gen = _tracks(((np.asarray(data[t]), None) for t in range(n)), n, classes, lambda k: k)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            tracks = stop.value
-            break
+    tracks = drain(_tracks(((np.asarray(data[t]), None) for t in range(n)), n, classes, lambda k: k))
     annotations = [{"id": i + 1, "video_id": 1, "height": h, "width": w, **tr} for i, tr in enumerate(tracks)]
     video = {"id": 1, "name": name, "file_names": [f"{name}/{t:010d}.jpg" for t in range(n)], "width": w,
              "height": h, "length": n}  # fmt: skip

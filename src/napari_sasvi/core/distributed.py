@@ -30,6 +30,7 @@ from typing import Any
 
 from .config import RunConfig
 from .errors import InputError, SasviError
+from .progress import drain
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,7 @@ def run_job(job, config_dict: dict, threads: int | None = None) -> dict:
     # (its state is the video's), so they take turns; a worker per GPU (or core share) is the unit
     with _RUN_LOCK:
         try:
-            gen = segment_videos([job], config, models=_worker_models())
-            while True:
-                try:
-                    next(gen)
-                except StopIteration as stop:
-                    return {"summary": stop.value.videos[job.name]}
+            return {"summary": drain(segment_videos([job], config, models=_worker_models())).videos[job.name]}
         except SasviError as e:
             return {"error": str(e)}
 
@@ -322,14 +318,12 @@ def iter_segment_distributed(
 def segment_distributed(inputs: Any, config: RunConfig | None = None, out=None, **kwargs):
     """Drive :func:`iter_segment_distributed` to the end; returns its BatchSummary (videos that
     failed are missing from it and named in the log)."""
-    gen = iter_segment_distributed(inputs, config, out, **kwargs)
-    while True:
-        try:
-            item = next(gen)
-        except StopIteration as stop:
-            return stop.value
+
+    def report(item):
         if isinstance(item, VideoFailed):
             log.error("%s: %s", item.name, item.message)
+
+    return drain(iter_segment_distributed(inputs, config, out, **kwargs), report)
 
 
 __all__ = [

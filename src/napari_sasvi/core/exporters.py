@@ -26,6 +26,7 @@ import numpy as np
 from .datasets import ClassTable
 from .errors import InputError
 from .fsutil import atomic_path, atomic_write_text, check_output_path
+from .progress import drain
 
 FORMATS = ("nnunet", "coco-video", "png", "overlay-mp4")
 WRITTEN_BY = "napari-sasvi"
@@ -601,12 +602,7 @@ def iter_export(stores, to: str, out, **kwargs) -> Generator[ExportProgress, Non
 
 def export(stores, to: str, out, **kwargs) -> ExportSummary:
     """Drive :func:`iter_export` to the end; returns its :class:`ExportSummary`."""
-    gen = iter_export(stores, to, out, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_export(stores, to, out, **kwargs))
 
 
 __all__ = [

@@ -337,3 +337,23 @@ def synthetic_surgical_video(n_frames: int = 120, height: int = 256, width: int 
     video = SyntheticVideo(n_frames, height, width, seed)
     frames, labels = video.arrays()
     return frames, labels, video.classes
+
+
+def write_synthetic_videos(root, names, n_frames: int = 6, size: tuple[int, int] = (64, 80), seed: int = 0):
+    """A root of synthetic videos on disk, the layout ``segment ROOT`` takes: PNG frame folders
+    ``root/videos/<name>/<name>_frameNNNNNN.png`` and the noisy overseer's label PNGs (class ids)
+    under ``root/masks/<name>/`` with the same names; video k has seed ``seed + k``. Returns
+    (videos root, masks root)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    frames_root, masks_root = Path(root) / "videos", Path(root) / "masks"
+    for k, name in enumerate(names):
+        video = SyntheticVideo(n_frames=n_frames, height=size[0], width=size[1], seed=seed + k)
+        (frames_root / name).mkdir(parents=True)
+        (masks_root / name).mkdir(parents=True)
+        for t in range(n_frames):
+            Image.fromarray(video.frame(t)).save(frames_root / name / f"{name}_frame{t:06d}.png")
+            Image.fromarray(video.noisy_labels(t)).save(masks_root / name / f"{name}_frame{t:06d}.png")
+    return frames_root, masks_root
