@@ -35,7 +35,7 @@ def add_segment(sub) -> None:
     g = p.add_argument_group("overseer")
     g.add_argument(
         "--overseer",
-        choices=["replay", "maskrcnn", "detr", "mask2former", "none"],
+        choices=["replay", "maskrcnn", "detr", "mask2former", "pixel", "none"],
         default="replay",
         help="a trained frame-wise model; replay: existing frame-wise predictions act as the overseer; "
         "none: propagate the annotated frames of --anchors alone",
@@ -44,7 +44,7 @@ def add_segment(sub) -> None:
         "--overseer-checkpoint",
         help="maskrcnn/detr/mask2former: a .pth state dict, or a published checkpoint's name "
         "(cadis/maskrcnn, cholecseg8k/detr, ...; 'published': the one of --overseer and --dataset), "
-        "downloaded into the user cache when online",
+        "downloaded into the user cache when online; pixel: the .skops file `napari-sasvi train` wrote",
     )
     g.add_argument(
         "--overseer-masks",

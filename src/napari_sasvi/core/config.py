@@ -34,9 +34,10 @@ OVERSEERS: dict[str, str] = {
     "maskrcnn": "Mask R-CNN (torchvision), the published SASVi layout",
     "detr": "DETR (transformers DetrForSegmentation), the published SASVi layout",
     "mask2former": "Mask2Former (transformers), the published SASVi layout",
+    "pixel": "a pixel classifier (random forest, .skops) trained by napari-sasvi train --overseer pixel",
     "none": "no overseer: the tracker propagates the annotated frames (overseer.anchors) forward and backward",
 }
-TRAINED_OVERSEERS = ("maskrcnn", "detr", "mask2former")
+TRAINED_OVERSEERS = ("maskrcnn", "detr", "mask2former", "pixel")
 #: tracker kind -> what it is
 TRACKERS: dict[str, str] = {
     "sam2": "SAM2 from the sam2 package (tracker.model, or tracker.config with tracker.checkpoint)",
@@ -163,7 +164,7 @@ class RunConfig:
             raise InputError(f"overseer.batch_size must be 1 or more, got {self.overseer.batch_size}.")
         if self.overseer.kind == "replay" and self.overseer.checkpoint:
             raise InputError(
-                "overseer.checkpoint is for a trained overseer: add overseer.kind maskrcnn|detr|mask2former."
+                "overseer.checkpoint is for a trained overseer: add overseer.kind maskrcnn|detr|mask2former|pixel."
             )
         if self.overseer.kind != "replay" and self.overseer.masks:
             raise InputError(f"overseer.masks is for overseer.kind replay; {self.overseer.kind} predicts the masks.")

@@ -65,9 +65,18 @@ def build_tracker(cfg: TrackerConfig, device: str = "auto", legacy: bool = False
 
 
 def build_trained_overseer(cfg: OverseerConfig, classes: ClassTable, device: str = "auto"):
-    """A trained overseer (Mask R-CNN, DETR, Mask2Former) from its checkpoint file or published name."""
+    """A trained overseer (Mask R-CNN, DETR, Mask2Former) from its checkpoint file or published name,
+    or a pixel classifier from its ``.skops`` file."""
     from .overseers.trained import load_overseer
 
+    if cfg.kind == "pixel":
+        from .overseers.pixel import load_pixel_overseer
+
+        if cfg.checkpoint is None:
+            raise InputError(
+                "overseer.kind pixel needs overseer.checkpoint: the .skops file `napari-sasvi train --overseer pixel` wrote."
+            )
+        return load_pixel_overseer(cfg.checkpoint, classes)
     if cfg.checkpoint is None:
         raise InputError(
             f"overseer.kind {cfg.kind} needs overseer.checkpoint: a .pth file or a published name "
