@@ -175,19 +175,9 @@ class TrainedOverseer:
         return results
 
     def _transformer_inputs(self, batch: np.ndarray):
-        import torch
-
         x = self._to_tensor(batch)
         # the reference resizes with OpenCV's bilinear interpolation (no antialiasing), as here
-        x = self._resize_bilinear(x, self.spec.input_size, antialias=False)
-        if self.spec.arch == "detr":
-            side = self.spec.processor_size  # DetrImageProcessor: shortest edge 800 (a square stays square)
-            x = self._resize_bilinear(x, (side, side), antialias=False)
-            mean = torch.tensor(_IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-            std = torch.tensor(_IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-            x = (x - mean) / std
-            return {"pixel_values": x, "pixel_mask": torch.ones(x.shape[0], *x.shape[-2:], device=x.device).long()}
-        return {"pixel_values": x}
+        return transformer_inputs(self._resize_bilinear(x, self.spec.input_size, antialias=False), self.spec)
 
     def _transformer(self, batch: np.ndarray) -> list[OverseerResult]:
         import torch
@@ -285,6 +275,24 @@ class TrainedOverseer:
             return seg.view(len(idx), seg.shape[-2], seg.shape[-1])
 
         return logits, masks_for
+
+
+def transformer_inputs(x, spec: ArchSpec) -> dict:
+    """The model inputs of frames ``x`` (B, 3, h, w) float in [0, 1] already at ``spec.input_size``:
+    DETR's image processor (resize to ``processor_size``, ImageNet normalisation) in torch, so it runs
+    batched on the GPU; Mask2Former takes them as they are. Training uses the same path."""
+    import torch
+    import torch.nn.functional as F
+
+    if spec.arch != "detr":
+        return {"pixel_values": x}
+    side = spec.processor_size  # DetrImageProcessor: shortest edge 800 (a square stays square)
+    if tuple(x.shape[-2:]) != (side, side):
+        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+    mean = torch.tensor(_IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(_IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    return {"pixel_values": x, "pixel_mask": torch.ones(x.shape[0], *x.shape[-2:], device=x.device).long()}
 
 
 def _fits_message(arch: str, n: int, classes: ClassTable, spec: ArchSpec, source: str) -> str:

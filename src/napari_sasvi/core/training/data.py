@@ -27,7 +27,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ class TrainingSet:
     train: list[Sample]
     val: list[Sample]
     source: str
+    #: how each label folder was read ("masks/ read as source: ..."), for the user to check
+    readings: list[str] = field(default_factory=list)
 
     def describe(self) -> dict:
         return {
@@ -169,7 +171,9 @@ def from_arrays(
 
 
 # -- folders ------------------------------------------------------------------------------------------
-def _pairs_folder(frames_dir: Path, masks_dir: Path, classes: ClassTable, encoding: str, video: str) -> list[Sample]:
+def _pairs_folder(
+    frames_dir: Path, masks_dir: Path, classes: ClassTable, encoding: str, video: str, readings: list[str] | None = None
+) -> list[Sample]:
     from ..frames import FolderSource, list_frame_files
     from ..labels import open_labels
 
@@ -177,6 +181,8 @@ def _pairs_folder(frames_dir: Path, masks_dir: Path, classes: ClassTable, encodi
     source = FolderSource(frames_dir)
     by_stem = {f.stem: i for i, f in enumerate(files)}
     stack = open_labels(masks_dir, classes, encoding)
+    if readings is not None:
+        readings.append(f"{masks_dir} read as {stack.encoding} ({getattr(stack, 'reason', '')})")
     out = []
     unmatched = []
     for j, mf in enumerate(stack.files or []):
@@ -211,19 +217,21 @@ def _frames_masks(d: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def labelled_folder(root: Path, classes: ClassTable, encoding: str = "auto") -> dict[str, list[Sample]]:
+def labelled_folder(
+    root: Path, classes: ClassTable, encoding: str = "auto", readings: list[str] | None = None
+) -> dict[str, list[Sample]]:
     """video name -> its annotated frames, for ``ROOT/{frames,masks}`` or ``ROOT/<video>/{frames,masks}``."""
     root = Path(root)
     if not root.is_dir():
         raise EmptyInputError(f"{root} is not a folder. Give a folder with frames/ and masks/ (or one per video).")
     pair = _frames_masks(root)
     if pair is not None:
-        return {root.name: _pairs_folder(*pair, classes, encoding, root.name)}
+        return {root.name: _pairs_folder(*pair, classes, encoding, root.name, readings)}
     videos = {}
     for d in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name):
         pair = _frames_masks(d)
         if pair is not None:
-            videos[d.name] = _pairs_folder(*pair, classes, encoding, d.name)
+            videos[d.name] = _pairs_folder(*pair, classes, encoding, d.name, readings)
     if not videos:
         raise EmptyInputError(
             f"No labelled frames under {root}: expected frames/ and masks/ (or labels/) folders, in ROOT or in "
@@ -307,6 +315,13 @@ def open_training_data(
         fraction: train on a seeded subset of this fraction of the training frames.
         frames: train on these frame indices only (one video); every other annotated frame validates.
     """
+    readings: list[str] = []
+    ts = _open(root, classes, layout, encoding, fraction, seed, frames, readings)
+    ts.readings = readings
+    return ts
+
+
+def _open(root, classes, layout, encoding, fraction, seed, frames, readings) -> TrainingSet:
     root = Path(root)
     if layout not in LAYOUTS:
         raise InputError(f"Unknown data layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
@@ -315,13 +330,14 @@ def open_training_data(
     if layout == "cadis":
         videos = {}
         for d in sorted(p for p in root.iterdir() if p.is_dir() and (p / "Images").is_dir()):
-            videos[d.name] = _pairs_folder(d / "Images", d / "Labels", classes, encoding, d.name)
+            videos[d.name] = _pairs_folder(d / "Images", d / "Labels", classes, encoding, d.name, readings)
         if not videos:
             raise EmptyInputError(f"No CaDIS videos under {root}: expected VideoNN/Images and VideoNN/Labels.")
     elif layout == "cholecseg8k":
         videos = _cholecseg8k(root, classes, encoding)
+        readings.append(f"{root}: watershed masks read as {encoding if encoding != 'auto' else 'source'}")
     else:
-        videos = labelled_folder(root, classes, encoding)
+        videos = labelled_folder(root, classes, encoding, readings)
     if frames is not None:
         if len(videos) != 1:
             raise InputError("--frames picks frames of one video; this data has several. Use --fraction instead.")
@@ -353,9 +369,29 @@ __all__ = [
     "check_labels",
     "check_trainable",
     "dataset_split",
+    "detect_layout",
     "from_arrays",
     "labelled_folder",
     "open_training_data",
     "rule_split",
     "subset",
 ]
+
+
+def detect_layout(root: str | os.PathLike, dataset: str) -> str:
+    """The layout of ``root``: the dataset's own when its files are there, else a labelled folder."""
+    root = Path(root)
+    if dataset == "cadis" and any((d / "Images").is_dir() and (d / "Labels").is_dir() for d in _subdirs(root)):
+        return "cadis"
+    if dataset == "cholecseg8k" and any(
+        next(clip.glob("*_endo_watershed_mask.png"), None) is not None for v in _subdirs(root) for clip in _subdirs(v)
+    ):
+        return "cholecseg8k"
+    return "folder"
+
+
+def _subdirs(p: Path) -> list[Path]:
+    try:
+        return [d for d in p.iterdir() if d.is_dir()]
+    except OSError:
+        return []
