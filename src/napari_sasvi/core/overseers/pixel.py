@@ -10,8 +10,9 @@ otherwise look like a new class entering the scene). A class's score is its mean
 its mask.
 
 The model file (``.skops``) is skops' format, not a pickle: :func:`load_pixel_model` lists the types
-the file would build and refuses it unless all are on an allow-list of scikit-learn forest types and
-plain containers, so a file from elsewhere cannot run code.
+the file would build beyond those skops trusts by default (scikit-learn's estimators, numpy arrays,
+builtins) and refuses it unless each is on a short allow-list, so a file from elsewhere cannot run
+code; then it checks that the file holds our fields and a random forest.
 """
 
 from __future__ import annotations
@@ -181,8 +182,14 @@ def load_pixel_model(path: str | os.PathLike) -> PixelModel:
             "written by napari-sasvi and is not loaded."
         )
     blob = sio.loads(data, trusted=sorted(types))
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a skops file but not a napari-sasvi pixel classifier.")
+    from sklearn.ensemble import RandomForestClassifier
+
+    missing = [k for k in ("format", "classes", "features", "forest") if not isinstance(blob, dict) or k not in blob]
+    if missing or blob.get("format") != FORMAT or not isinstance(blob["forest"], RandomForestClassifier):
+        raise CheckpointError(
+            f"{path} is a skops file but not a napari-sasvi pixel classifier "
+            f"({'no ' + ', '.join(missing) if missing else 'it holds no random forest'})."
+        )
     if int(blob.get("version", 0)) > VERSION:
         raise CheckpointError(f"{path} was written by a newer napari-sasvi (format {blob['version']}); upgrade.")
     return PixelModel(

@@ -175,7 +175,7 @@ class _Forward:
         if self.spec.arch == "maskrcnn":
             targets = [maskrcnn_target(lab.numpy(), self.ids, self.spec, self.device) for lab in labels]
             parts = self.model([im.to(self.device) for im in images], targets)
-            return sum(parts.values()), {k: float(v) for k, v in parts.items()}
+            return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}
         x = torch.stack(images).to(self.device)
         inputs = transformer_inputs(x, self.spec)
         if self.spec.arch == "detr":
@@ -185,7 +185,7 @@ class _Forward:
         else:
             pairs = [mask2former_target(lab.numpy(), self.ids, self.spec, self.device) for lab in labels]
             out = self.model(**inputs, mask_labels=[m for m, _ in pairs], class_labels=[c for _, c in pairs])
-        parts = {k: float(v) for k, v in (getattr(out, "loss_dict", None) or {}).items()}
+        parts = {k: float(v.detach()) for k, v in (getattr(out, "loss_dict", None) or {}).items()}
         return out.loss, parts
 
 
@@ -346,8 +346,8 @@ def iter_train_deep(
         if step % per_epoch == 0:
             scheduler.step()
         lr_now = optimizer.param_groups[0]["lr"]
-        _append_log(out, {"step": step, "loss": float(loss), "lr": lr_now, **parts})
-        yield TrainStep(step, total, float(loss), lr_now, parts)
+        _append_log(out, {"step": step, "loss": float(loss.detach()), "lr": lr_now, **parts})
+        yield TrainStep(step, total, float(loss.detach()), lr_now, parts)
         if step % val_every == 0 and step < total:
             yield from checkpoint()
     yield from checkpoint()
