@@ -33,10 +33,13 @@ def config_from_form(w):
         batch_size=w._batch.value,
     )
     if choice in TRAINED:
-        ckpt = "published" if w._published.value else str(w._overseer_ckpt.value)
+        pixel = TRAINED[choice] == "pixel"
+        ckpt = "published" if w._published.value and not pixel else str(w._overseer_ckpt.value)
         if ckpt != "published" and not Path(ckpt).is_file():
             raise SasviError(
-                f"Overseer checkpoint {ckpt} is not a file: choose the .pth file, or tick 'published checkpoint'."
+                f"Overseer checkpoint {ckpt} is not a file: choose the .skops file SASVi train overseer saved."
+                if pixel
+                else f"Overseer checkpoint {ckpt} is not a file: choose the .pth file, or tick 'published checkpoint'."
             )
         overseer = OverseerConfig(
             kind=TRAINED[choice],

@@ -42,12 +42,13 @@ NO_OVERSEER = "none: propagate the annotated frames"
 #: where the annotated frames (anchors) come from
 NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER = "none", "labels layer (painted frames)", "folder (files named after frames)"
 #: overseer choice -> architecture of a trained overseer
-TRAINED = {"Mask R-CNN": "maskrcnn", "DETR": "detr", "Mask2Former": "mask2former"}
+TRAINED = {"Mask R-CNN": "maskrcnn", "DETR": "detr", "Mask2Former": "mask2former", "Pixel classifier": "pixel"}
 #: what a run with each model imports first (warmed in the background once the form names it)
 WARM_OVERSEER = {
     "maskrcnn": ["torchvision.models.detection"],
     "detr": ["transformers.models.detr.modeling_detr"],
     "mask2former": ["transformers.models.mask2former.modeling_mask2former"],
+    "pixel": ["sklearn.ensemble", "skimage.feature"],
 }
 WARM_SAM2 = ["hydra.utils", "sam2.build_sam", "sam2.sam2_video_predictor"]
 WARM_HF = ["transformers.models.sam2_video.modeling_sam2_video"]
@@ -91,7 +92,7 @@ class SegmentWidget(Container):
         )
         self._anchor_layer = ComboBox(label="annotations", choices=lambda _: _layers_of(self._viewer, "labels"))
         self._anchor_path = FileEdit(label="annotation files", mode="d")
-        self._overseer_ckpt = FileEdit(label="overseer checkpoint", mode="r", filter="*.pth *.pt")
+        self._overseer_ckpt = FileEdit(label="overseer checkpoint", mode="r", filter="*.pth *.pt *.skops")
         self._published = CheckBox(label="published checkpoint (downloads once)", value=False)
         self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value="synthetic")
         self._classes_file = FileEdit(label="class table", mode="r", filter="*.yaml *.yml *.json")
@@ -210,15 +211,16 @@ class SegmentWidget(Container):
         self._anchor_layer.visible = self._anchor_src.value == ANCHOR_LAYER
         self._anchor_path.visible = self._anchor_src.value == ANCHOR_FOLDER
         trained = self._overseer.value in TRAINED
-        self._published.visible = trained
-        self._overseer_ckpt.visible = trained and not self._published.value
+        pixel = TRAINED.get(self._overseer.value) == "pixel"
+        self._published.visible = trained and not pixel
+        self._overseer_ckpt.visible = trained and (pixel or not self._published.value)
         self._classes_file.visible = self._dataset.value == "class table file"
         custom = self._sam2.value == CONFIG_CHOICE
         self._image_size.visible = self._sam2.value not in FLOW_CHOICES and self._sam2.value != HF_CHOICE
         self._hf_model.visible = self._sam2.value == HF_CHOICE
         self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
         for w in self._advanced:
-            w.visible = self._show_adv.value and (trained or w not in (self._score_thr, self._mask_thr))
+            w.visible = self._show_adv.value and ((trained and not pixel) or w not in (self._score_thr, self._mask_thr))
 
     def _warm_up(self, *_):
         """As soon as the form names a model, its libraries import in the background (torch's
@@ -239,7 +241,7 @@ class SegmentWidget(Container):
         """A new overseer type starts from the reference's thresholds for it."""
         from ..core.overseers.trained import DEFAULT_THRESHOLDS
 
-        if self._overseer.value in TRAINED:
+        if TRAINED.get(self._overseer.value) in DEFAULT_THRESHOLDS:
             score, mask = DEFAULT_THRESHOLDS[TRAINED[self._overseer.value]]
             self._score_thr.value, self._mask_thr.value = score, mask
 
@@ -258,6 +260,23 @@ class SegmentWidget(Container):
             self._out.value = target
         finally:
             self._setting_out = False
+
+    def use_overseer(self, kind: str, checkpoint, classes) -> None:
+        """Choose a trained overseer (the train widget calls this when it has saved one): its type,
+        its checkpoint and its classes (a preset by name, else a class table file beside it)."""
+        import json
+
+        self._overseer.value = next(name for name, k in TRAINED.items() if k == kind)
+        self._published.value = False
+        self._overseer_ckpt.value = Path(checkpoint)
+        if classes.name in PRESETS and PRESETS[classes.name].ids == classes.ids:
+            self._dataset.value = classes.name
+        else:
+            table = Path(checkpoint).with_name("classes.json")
+            table.write_text(json.dumps(classes.to_dict(), indent=2))
+            self._dataset.value = "class table file"
+            self._classes_file.value = table
+        self._update_visibility()
 
     def _out_edited(self, *_):
         if not getattr(self, "_setting_out", False):

@@ -139,12 +139,15 @@ def from_arrays(
     unpainted: int = UNLABELLED,
     name: str = "layers",
     val_frames: Sequence[int] = (),
+    offset: int = 0,
 ) -> TrainingSet:
     """Frames (T, H, W, 3) and labels (T, H, W), numpy or dask, with some frames painted.
 
     A frame counts as annotated when any of its pixels differs from ``unpainted`` (napari's new
-    labels layer is 0 everywhere: pass 0 when 0 is not one of the classes). Only those frames are
-    read into memory; ``val_frames`` are held out for validation."""
+    labels layer is 0 everywhere: pass 0 when 0 is not one of the classes). ``offset``: painted
+    values are class id + offset (the widget's annotation layers paint id + 1, so 0 stays "not
+    painted" even where 0 is a class). Only painted frames are kept in memory; ``val_frames`` are
+    held out for validation."""
     from ..frames import to_rgb_uint8
 
     if tuple(labels.shape[:3]) != tuple(frames.shape[:3]):
@@ -156,8 +159,8 @@ def from_arrays(
     for t in range(labels.shape[0]):
         lab = np.asarray(labels[t])
         if (lab != unpainted).any():
-            if unpainted != UNLABELLED:
-                lab = np.where(lab == unpainted, UNLABELLED, lab)
+            if unpainted != UNLABELLED or offset:
+                lab = np.where(lab == unpainted, UNLABELLED, lab.astype(np.int64) - offset)
             lab = check_labels(lab, classes, f"{name}, frame {t}")
             painted.append((t, lab))
     samples = [
