@@ -268,6 +268,7 @@ class TrainWidget(Container):
         worker.returned.connect(self._on_done)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
+        worker.aborted.connect(self._on_aborted)
         self._worker = worker
         self._train.enabled = False
         self._cancel_btn.enabled = True
@@ -323,6 +324,10 @@ class TrainWidget(Container):
         self._redraw()
         self._offer_to_segment_widget()
         show_info(f"SASVi: overseer saved to {self.checkpoint}")
+
+    def _on_aborted(self):
+        """A pixel run stopped by Cancel before it saved (its fit takes seconds: nothing to keep)."""
+        self._status.value = "cancelled before a model was saved"
 
     def _on_error(self, exc):
         from napari.utils.notifications import show_error

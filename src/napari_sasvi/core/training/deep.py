@@ -346,7 +346,10 @@ def iter_train_deep(
         if step % per_epoch == 0:
             scheduler.step()
         lr_now = optimizer.param_groups[0]["lr"]
-        _append_log(out, {"step": step, "loss": float(loss.detach()), "lr": lr_now, **parts})
+        _append_log(
+            out,
+            {"step": step, "loss": float(loss.detach()), "lr": lr_now, "seconds": time.perf_counter() - t0, **parts},
+        )
         yield TrainStep(step, total, float(loss.detach()), lr_now, parts)
         if step % val_every == 0 and step < total:
             yield from checkpoint()
