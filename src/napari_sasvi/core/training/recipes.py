@@ -68,10 +68,9 @@ def trained_ids(classes: ClassTable, spec: ArchSpec) -> list[int]:
         if c in classes.ignore_ids or c == classes.no_label:
             continue
         label = c + spec.label_offset
-        limit = spec.num_labels if spec.arch != "maskrcnn" else spec.num_labels
         if spec.arch == "maskrcnn" and label == 0:
             continue  # label 0 is Mask R-CNN's background
-        if 0 <= label < limit:
+        if 0 <= label < spec.num_labels:
             out.append(c)
     return out
 
