@@ -17,8 +17,6 @@ Everything runs through the public CLI, as a user would. Outputs go to ``benchma
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import shutil
 import sys
@@ -26,21 +24,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_real_labels import run  # the same CLI runner (this folder is on sys.path for scripts)
 from PIL import Image
-
-from napari_sasvi.cli import main as cli
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared/data/cholecseg8k_surgicalsam2_frames561-633"
-
-
-def run(*argv) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        code = cli([str(a) for a in argv])
-    if code != 0:
-        raise SystemExit(f"napari-sasvi {' '.join(map(str, argv))} failed with {code}:\n{out.getvalue()}")
-    return out.getvalue()
 
 
 def scores(store: Path, gt: Path, frames: Path, work: Path, dataset: str) -> dict:

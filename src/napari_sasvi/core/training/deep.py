@@ -125,13 +125,11 @@ def load_pretrained(model, spec: ArchSpec, mode: str = "auto") -> str:
                 for k, v in ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False).items()
             }
             return f"pretrained: torchvision ImageNet ResNet-18 backbone ({_load_matching(model, body)} tensors)"
-        from transformers import AutoModel
-
-        ref = AutoModel.from_pretrained(PRETRAINED_HUB[spec.arch]) if spec.arch == "mask2former" else None
         if spec.arch == "detr":
-            from transformers import DetrForSegmentation
-
-            ref = DetrForSegmentation.from_pretrained(PRETRAINED_HUB["detr"])
+            from transformers import DetrForSegmentation as Hub
+        else:
+            from transformers import AutoModel as Hub
+        ref = Hub.from_pretrained(PRETRAINED_HUB[spec.arch])
         state = ref.state_dict()
         if spec.arch == "mask2former":  # AutoModel is the bare model: our keys sit under model.
             state = {f"model.{k}": v for k, v in state.items()}
@@ -280,7 +278,6 @@ def iter_train_deep(
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         step = int(state["step"])
-        info = json.loads((out / INFO).read_text()) if (out / INFO).is_file() else info
         _trim_log(out, step)
         log.info("resuming %s training in %s after step %d", arch, out, step)
     else:
