@@ -101,8 +101,13 @@ else:
     masks = video.noisy_labels_dask() if a["overseer"] == "noisy" else video.labels_dask()
 stack.source.read = timed("decode", stack.source.read)
 legacy = what == "reference"
-tracker = SAM2Tracker(config="sam2.1_hiera_t", device="cpu", image_size=size, legacy=legacy,
-                      batch_objects=not a["one_at_a_time"])
+if a["tracker"] == "flow":
+    from napari_sasvi.core.trackers import flow as flow_mod
+    tracker = flow_mod.FlowTracker(method=a["flow_method"], max_side=a["flow_max_side"])
+    tracker._flow.calc = timed("flow", tracker._flow.calc)  # the optical flow itself, inside "tracker"
+else:
+    tracker = SAM2Tracker(config="sam2.1_hiera_t", device="cpu", image_size=size, legacy=legacy,
+                          batch_objects=not a["one_at_a_time"])
 out = {}
 if what == "propagate":
     tracker.bind(stack)
@@ -140,9 +145,16 @@ else:
         t0 = time.perf_counter()
         s = run_sasvi(stack, overseer, tracker, d + "/run.zarr", table, PolicyParams(mode=what))
         secs = time.perf_counter() - t0
+        if a["tracker"] == "flow":  # accuracy beside speed: Dice against the ground truth
+            from napari_sasvi.core.metrics import macro, overlap_counts
+            truth = gt if a["clip"] == "real" else np.stack([video.labels(t) for t in range(n)])
+            lab = np.asarray(SasviStore.read(d + "/run.zarr").labels[:])
+            out["dice"] = macro(overlap_counts(iter(lab), iter(truth), table.ids).dice(), table.scored_ids())
     enc = list(s.encodes.values())
-    stages = {k: acc.get(k, 0.0) for k in ("decode", "overseer", "tracker", "store")}
+    stages = {k: acc.get(k, 0.0) for k in ("decode", "overseer", "tracker", "store", "flow")}
     stages["policy"] = secs - sum(stages.values())
+    stages["tracker"] += stages.pop("flow")  # reported apart too
+    stages["flow"] = acc.get("flow", 0.0)
     out.update(frames=n, seconds=secs, stages=stages, encodes=sum(enc), max_encodes=max(enc),
                restarts=len(s.restarts), adds=sum(e["kind"] == "add_objects" for e in s.events),
                batches=dict(tracker.batches) if hasattr(tracker, "batches") else {},
@@ -165,6 +177,9 @@ def one(what: str, args, **extra) -> dict:
         "data": str(getattr(args, "data", "")),
         "work": str(HERE / "_work" / "engine"),
         "bench_dir": str(HERE),
+        "tracker": getattr(args, "tracker", "sam2"),
+        "flow_method": getattr(args, "flow_method", "dis"),
+        "flow_max_side": getattr(args, "flow_max_side", 480),
         **extra,
     }
     res = subprocess.run([sys.executable, "-c", ONE_RUN, json.dumps(cfg)], capture_output=True, text=True)
@@ -187,6 +202,9 @@ def main() -> None:
     )
     ap.add_argument("--one-object-at-a-time", action="store_true", help="the sam2 package's per-object propagation")
     ap.add_argument("--objects", type=int, nargs="+", default=[1, 4, 8, 16])
+    ap.add_argument("--tracker", choices=["sam2", "flow"], default="sam2", help="throughput: the tracker")
+    ap.add_argument("--flow-method", choices=["dis", "farneback"], default="dis")
+    ap.add_argument("--flow-max-side", type=int, default=480, help="the flow tracker's max_side")
     a = ap.parse_args()
     print("# command: python " + " ".join([str(Path(sys.argv[0])), *sys.argv[1:]]))
     if a.what == "throughput":
@@ -196,20 +214,26 @@ def main() -> None:
             if a.clip == "real"
             else f"{(a.frames or [60])[0]} synthetic frames {a.height}x{a.width}, {a.overseer} overseer"
         )
-        how = "one object at a time (sam2's own loop)" if a.one_object_at_a_time else "objects batched"
-        print(f"# {src}; SAM2.1 tiny at {size}, random weights, CPU; default mode: {how}")
+        flow = a.tracker == "flow"
+        if flow:
+            model = f"flow tracker ({a.flow_method}, max_side {a.flow_max_side})"
+        else:
+            how = "one object at a time (sam2's own loop)" if a.one_object_at_a_time else "objects batched"
+            model = f"SAM2.1 tiny at {size}, random weights; default mode: {how}"
+        print(f"# {src}; {model}; CPU")
+        extra = " Dice (macro) | of which flow |" if flow else ""
         print(
-            "| run | s | frames/s | decode | overseer | tracker | store | policy | encodes per frame "
+            "| run | s | frames/s | decode | overseer | tracker | store | policy |" + extra + " encodes per frame "
             "| max encodes | restarts | objects added | batches (size: passes) | peak RSS (MiB) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---" * (16 if flow else 14) + "|")
         events = {}
         for what in ("propagate", "default", "reference"):
             r = one(what, a)
             label = {
-                "propagate": "SAM2 propagation alone (frame 0's classes)",
+                "propagate": ("flow" if flow else "SAM2") + " propagation alone (frame 0's classes)",
                 "default": "SASVi default mode",
-                "reference": "SASVi reference mode (legacy predictor)",
+                "reference": "SASVi reference mode" + ("" if flow else " (legacy predictor)"),
             }[what]
             st = r.get("stages")
             cells = (
@@ -219,6 +243,9 @@ def main() -> None:
                 if st
                 else "- | - | - | - | -"
             )
+            if flow:
+                dice = f"{r['dice']:.4f}" if "dice" in r else "-"
+                cells += f" | {dice} | " + (f"{1000 * st['flow'] / r['frames']:.0f} ms" if st else "-")
             batches = ", ".join(f"{k}: {v}" for k, v in sorted(r.get("batches", {}).items(), key=lambda kv: int(kv[0])))
             print(
                 f"| {label} | {r['seconds']:.1f} | {r['frames'] / r['seconds']:.2f} | {cells} | "
