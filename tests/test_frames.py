@@ -250,3 +250,31 @@ def test_a_changed_frame_of_an_array_is_noticed_whichever_frame(tmp_path, small_
     assert not np.array_equal(d, frame_digest(small_frames[4, :, :-1]))
     flat = np.zeros((4, 6, 3), np.uint8)
     assert not np.array_equal(frame_digest(flat), frame_digest(flat.reshape(6, 4, 3)))
+
+
+def test_a_folder_frame_read_by_two_consumers_is_decoded_and_hashed_once(tmp_path, small_frames):
+    """The overseer's batch and then the tracker read the same frame: the stack keeps the last
+    frames it decoded, hands out copies,
+    and calls the ledger hook once per decode. Arrays are read afresh every time."""
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for t, f in enumerate(small_frames):
+        Image.fromarray(f).save(folder / f"{t:04d}.png")
+    stack = open_frames(folder)
+    reads, hooks = [], []
+    real_read = stack.source.read
+    stack.source.read = lambda t: reads.append(t) or real_read(t)
+    stack.on_read = lambda t, frame: hooks.append(t)
+    first = stack.frame(3)
+    again = stack.frame(3)
+    assert not np.shares_memory(first, again)  # each caller its own copy
+    np.testing.assert_array_equal(again, small_frames[3])
+    assert reads == [3] and hooks == [3]
+    stack.frame(-len(small_frames) + 3)  # the same frame by a negative index
+    assert reads == [3]
+
+    arr = open_frames(small_frames.copy())
+    arr_hooks = []
+    arr.on_read = lambda t, frame: arr_hooks.append(t)
+    arr.frame(2), arr.frame(2)
+    assert arr_hooks == [2, 2]

@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +31,8 @@ from .errors import CorruptFrameError, EmptyInputError, FrameSizeError, InputErr
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 
+#: memory for the frames a stack keeps decoded (at least 2 frames): 52 frames of 854 x 480
+RECENT_FRAMES_BYTES = 64 * 2**20
 _TRAILING_INT = re.compile(r"(\d+)(?!.*\d)")
 
 
@@ -261,8 +264,15 @@ class FrameStack:
         self.name = source.name
         self._data = None
         self._lock = threading.Lock()
-        #: called as ``on_read(t, frame)`` after every :meth:`frame` read (a run's content ledger)
+        #: called as ``on_read(t, frame)`` after every frame :meth:`frame` decodes (a run's content
+        #: ledger); a frame served from the recent-frames cache was checked when it was decoded
         self.on_read = None
+        # the last frames decoded, for the consumers of one frame in turn (the overseer's batch,
+        # then the tracker): a file is decoded and hashed once, not once per consumer. Arrays are
+        # read afresh every time (cheap, and their content may change under us).
+        self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._recent_lock = threading.Lock()
+        self._recent_bytes = 0 if isinstance(source, ArraySource) else RECENT_FRAMES_BYTES
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -303,9 +313,22 @@ class FrameStack:
         n = len(self)
         if not -n <= t < n:
             raise IndexError(f"frame {t} out of range for a video of {n} frames")
-        frame = self.source.read(t % n)
+        t = t % n
+        with self._recent_lock:
+            hit = self._recent.get(t)
+            if hit is not None:
+                self._recent.move_to_end(t)
+                return hit.copy()  # the caller may write into its frame
+        frame = self.source.read(t)
         if self.on_read is not None:
-            self.on_read(t % n, frame)
+            self.on_read(t, frame)  # raises on a changed frame: nothing is cached then
+        if self._recent_bytes and frame.nbytes:
+            keep = max(2, self._recent_bytes // frame.nbytes)
+            with self._recent_lock:
+                self._recent[t] = frame.copy()
+                self._recent.move_to_end(t)
+                while len(self._recent) > keep:
+                    self._recent.popitem(last=False)
         return frame
 
     @property
