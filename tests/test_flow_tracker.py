@@ -3,6 +3,8 @@ rule, adds objects mid-segment, and runs SASVi end to end (both modes, resumable
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import pytest
@@ -146,3 +148,61 @@ def test_cli_tracker_flow(tmp_path, capsys):
     assert rc == 2 and "for --tracker sam2" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "q.zarr")]) == 2  # sam2 without a model
     assert "--tracker flow" in capsys.readouterr().err
+
+
+def _ahead_threads():
+    return [th for th in threading.enumerate() if th.name.startswith("sasvi-flow-ahead")]
+
+
+@pytest.mark.parametrize("mode", ["default", "reference"])
+def test_reading_ahead_gives_the_same_labels_and_leaves_no_worker(tmp_path, mode):
+    video = SyntheticVideo(n_frames=24, height=128, width=160, seed=1)
+    frames, noisy = video.arrays(noisy=True)
+    runs = {}
+    for ahead in (False, True):
+        tracker = FlowTracker(ahead=ahead)
+        out = tmp_path / f"{ahead}.zarr"
+        stack, readers = open_frames(frames), []
+        read = stack.source.read
+        stack.source.read = lambda t, read=read, readers=readers: (
+            readers.append(threading.current_thread().name) or read(t)
+        )
+        ov = ReplayOverseer(noisy, video.classes)
+        s = run_sasvi(stack, ov, tracker, str(out), video.classes, PolicyParams(mode=mode))
+        assert any(r.startswith("sasvi-flow-ahead") for r in readers) == ahead
+        starts = [(e["kind"], e["frame"]) for e in s.events if e["kind"] in ("restart", "add_objects")]
+        runs[ahead] = (np.asarray(SasviStore.read(out).labels[:]), starts, s.encodes)
+        assert not _ahead_threads()  # the worker ends with the propagation that started it
+    (lab0, restarts0, enc0), (lab1, restarts1, enc1) = runs[False], runs[True]
+    assert len(restarts1) > 1  # propagation stops and starts again: reads ahead are dropped and redone
+    np.testing.assert_array_equal(lab1, lab0)
+    assert restarts1 == restarts0 and enc1 == enc0  # a frame read ahead and not used is not counted
+
+
+def test_a_broken_frame_read_ahead_but_never_needed_stops_nothing(tmp_path):
+    from PIL import Image
+
+    from napari_sasvi.core.errors import SasviError
+
+    video = SyntheticVideo(n_frames=10, height=64, width=80, seed=2)
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for t in range(10):
+        Image.fromarray(video.frame(t)).save(folder / f"{t:04d}.bmp")
+    good = (folder / "0006.bmp").read_bytes()
+    (folder / "0006.bmp").write_bytes(good[: len(good) // 3])  # header intact: found only when decoded
+    noisy = np.stack([video.noisy_labels(t) for t in range(10)])
+    out = tmp_path / "o.zarr"
+
+    def go(**kw):
+        ov = ReplayOverseer(noisy, video.classes)
+        return run_sasvi(str(folder), ov, FlowTracker(), str(out), video.classes, PolicyParams(), **kw)
+
+    go(stop_after=6)  # frame 6 was read ahead while frame 5 was worked on, and failed: not needed
+    assert SasviStore.read(out).frames_done == 6 and not _ahead_threads()
+    with pytest.raises(SasviError, match="0006.bmp"):
+        go()  # needed now: the same error as without reading ahead, finished frames kept
+    assert SasviStore.read(out).frames_done == 6 and not _ahead_threads()
+    (folder / "0006.bmp").write_bytes(good)
+    go()
+    assert SasviStore.read(out).complete

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,9 @@ class InputLedger:
                 group.create_array(STATS, shape=(n, 2), chunks=(min(n, _CHUNK), 2), dtype="int64", fill_value=-1)
             self._stats = group[STATS]
         self.checked = 0  # frames compared against a stored hash (tests count them)
+        # frames are read from more than one thread (the flow tracker reads the next frame ahead),
+        # and several frames' hashes share a zarr chunk: one check at a time
+        self._lock = threading.Lock()
 
     def _name(self, t: int) -> str:
         return f"frame {t} ({self._files[t].name})" if self._files is not None else f"frame {t}"
@@ -98,6 +102,10 @@ class InputLedger:
     def check(self, t: int, frame: np.ndarray) -> None:
         """Hash frame t; compare with the stored hash, or store it when t is read the first time."""
         d = frame_digest(frame)
+        with self._lock:
+            self._record(t, d)
+
+    def _record(self, t: int, d: np.ndarray) -> None:
         known = self._known[t]
         if known.any():
             self.checked += 1

@@ -26,6 +26,13 @@ How it works:
 * **Optionally** (``extend=True``), what touches the frame's edge continues past it (the anchor's
   border pixels replicated outward): tissue under a panning camera gains (Dice 0.88 -> 0.91 on the
   synthetic clip) but instruments sliding in lose (0.72 -> 0.61), so it is off by default.
+* **Flow ahead** (``ahead=True``, the default): while the caller works on frame ``t`` (the
+  per-object fits, label composition, the store, SASVi's decisions), a worker thread reads frame
+  ``t + 1`` and computes the flow ``t -> t + 1``. OpenCV and the image decoders release the GIL,
+  so on two cores the two overlap. The computation is the same as without it, so the labels are
+  byte-identical; only when it happens changes. A frame read ahead that is never used (the run
+  stops, or restarts elsewhere) costs a decode and nothing else: an error reading it (a corrupt
+  or changed frame) surfaces only when the frame is actually needed.
 * **Point prompts** become a mask by a simple rule: the convex hull of the positive points (one or
   two points: discs), grown by ``point_radius`` (a fraction of the frame's shorter side), minus
   discs of that radius around the negative points.
@@ -42,6 +49,7 @@ re-prompting when classes change.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -129,14 +137,27 @@ class FlowTracker:
         erode: pixels the mask is eroded by before the flow is read inside it.
         extend: continue what touches the frame's edge past it (the anchor's border pixels
             replicated outward), so objects sliding into view are not cut at the old edge.
+        ahead: read the next frame and compute the flow to it in a worker thread while the caller
+            works on the current one (same results; overlaps on more than one core).
     """
 
     incremental = True
 
     def __init__(
-        self, method: str = "dis", max_side: int = 480, point_radius: float = 0.03, erode: int = 3, extend: bool = False
+        self,
+        method: str = "dis",
+        max_side: int = 480,
+        point_radius: float = 0.03,
+        erode: int = 3,
+        extend: bool = False,
+        ahead: bool = True,
     ):
         self._flow = _Flow(method, max_side)
+        self.ahead = ahead
+        self._pool: ThreadPoolExecutor | None = None
+        # read ahead: (frame, the gray image of the frame before it, whether the flow between the
+        # two is computed, the future (gray, flow or None))
+        self._next: tuple[int, np.ndarray, bool, Future] | None = None
         self.extend = extend
         self.method = method
         self.max_side = max_side
@@ -152,6 +173,7 @@ class FlowTracker:
         self.reset()
 
     def reset(self) -> None:
+        self._drain()
         self._objects: dict[int, _Object] = {}
         self._pending: dict[int, tuple[int, np.ndarray]] = {}
         self._t: int | None = None  # the frame the objects are at
@@ -187,10 +209,17 @@ class FlowTracker:
             if f == start:
                 self._objects[obj] = _Object(m, self.extend)
                 del self._pending[obj]
-        yield start, self._logits()
-        for t in range(start + 1, n):
-            self._step(t)
-            yield t, self._logits()
+        self._read_ahead()
+        try:
+            yield start, self._logits()
+            for t in range(start + 1, n):
+                self._step(t)
+                yield t, self._logits()
+        finally:  # the caller stops or restarts elsewhere: no worker outlives the run's use of the frames
+            self._drain()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def describe(self) -> dict:
         return {
@@ -204,14 +233,51 @@ class FlowTracker:
         }
 
     # -- internals -----------------------------------------------------------------------------------
-    def _step(self, t: int) -> None:
+    def _read(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frame t in gray, and the flow from ``prev`` (frame t-1 in gray) to it when given."""
         gray = self._flow.gray(self.frames.frame(t))
+        flow = None if prev is None else self._flow.calc(prev, gray, self.frames.frame_size)
+        return gray, flow
+
+    def _drain(self) -> None:
+        """Forget the frame read ahead, after the worker is done with it (one optical-flow object
+        is never used from two threads); its errors belong to a frame nobody asked for."""
+        if self._next is not None:
+            fut = self._next[3]
+            self._next = None
+            if not fut.cancel():
+                fut.exception()  # waits; an error reading a frame never used is not raised
+
+    def _read_ahead(self) -> None:
+        """Start reading the frame after the current one, and the flow to it if objects move."""
+        t = self._t + 1
+        if not self.ahead or t >= len(self.frames):
+            return
+        if self._next is not None:
+            if self._next[0] == t and self._next[1] is self._gray:
+                return
+            self._drain()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="sasvi-flow-ahead")
+        moving = bool(self._objects)
+        fut = self._pool.submit(self._read, t, self._gray if moving else None)
+        self._next = (t, self._gray, moving, fut)
+
+    def _step(self, t: int) -> None:
+        moving = bool(self._objects)
+        nxt = self._next
+        if nxt is not None and nxt[0] == t and nxt[1] is self._gray and (nxt[2] or not moving):
+            self._next = None
+            gray, flow = nxt[3].result()  # a frame's read error is raised here, when it is needed
+        else:
+            self._drain()
+            gray, flow = self._read(t, self._gray if moving else None)
         self.encodes[t] = self.encodes.get(t, 0) + 1
-        if self._objects:
-            flow = self._flow.calc(self._gray, gray, self.frames.frame_size)  # t-1 -> t
-            for obj in self._objects.values():
-                obj.move(flow, self.erode)
         self._t, self._gray = t, gray
+        self._read_ahead()  # frame t+1 and the flow to it, while the objects move to t here
+        if moving:
+            for obj in self._objects.values():  # flow: t-1 -> t
+                obj.move(flow, self.erode)
 
     def _logits(self) -> dict[int, np.ndarray]:
         out = {}
