@@ -206,3 +206,28 @@ def test_a_broken_frame_read_ahead_but_never_needed_stops_nothing(tmp_path):
     (folder / "0006.bmp").write_bytes(good)
     go()
     assert SasviStore.read(out).complete
+
+
+@pytest.mark.parametrize("extend", [False, True])
+def test_an_object_kept_in_its_box_is_the_whole_frame_warp(extend):
+    from napari_sasvi.core.trackers.flow import LOGIT_GAIN, _Object
+
+    h, w = 120, 160
+    anchor = np.zeros((h, w), bool)
+    cv2.ellipse(anchor.view(np.uint8), (50, 40), (22, 12), 20, 0, 360, 1, -1)
+    obj = _Object(anchor, extend)
+    start = obj.transform.copy()
+    for deg, dx, dy in [(0, 0, 0), (15, 30.4, 9.7), (-40, 95.2, -20.5), (5, 140.0, 70.0), (0, 400.0, 0.0)]:
+        step = np.vstack([cv2.getRotationMatrix2D((50, 40), deg, 1.0), [0, 0, 1]])
+        step[:2, 2] += (dx, dy)
+        obj.transform = step @ start
+        obj._warp()
+        whole = cv2.warpAffine(obj.anchor, obj.transform[:2], (w, h), flags=cv2.INTER_LINEAR)
+        x0, y0, x1, y1 = obj.box
+        outside = whole.copy()
+        outside[y0:y1, x0:x1] = 0
+        assert not outside.any()  # nothing of the object lies outside its box
+        np.testing.assert_allclose(obj.soft, whole, atol=1 / 16)  # OpenCV's fixed-point sampling apart
+        np.testing.assert_allclose(obj.logits((h, w)), (whole - 0.5) * LOGIT_GAIN, atol=LOGIT_GAIN / 16)
+    if not extend:  # 400 px to the right: carried out of the frame, an empty box
+        assert obj.box[2] <= obj.box[0] and not obj.soft.any()

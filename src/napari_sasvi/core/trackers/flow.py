@@ -280,36 +280,91 @@ class FlowTracker:
                 obj.move(flow, self.erode)
 
     def _logits(self) -> dict[int, np.ndarray]:
-        out = {}
-        for i, o in self._objects.items():
-            lg = (o.soft - 0.5) * LOGIT_GAIN
-            if o.disagree is not None:
-                lg -= DISAGREE_PENALTY * o.disagree  # loses where another object's motion fits better
-            out[i] = lg
-        return out
+        shape = self.frames.frame_size
+        return {i: o.logits(shape) for i, o in self._objects.items()}
 
 
 class _Object:
     """One tracked object: its anchor mask, the transform anchor -> current frame, and the warped
-    mask at the current frame."""
+    mask at the current frame.
+
+    The warped mask is kept as a *box* of the frame (``box`` = x0, y0, x1, y1) and its pixels
+    (``patch``): the anchor's support carried by the transform, plus a margin. Outside the box the
+    mask is 0, so warping, fitting and the overlap test never touch the rest of the frame."""
 
     MAX_POINTS = 800
     EDGE = 4  # pixels at the frame's border whose flow is not read
     MAX_SCALE_STEP = 0.02  # zoom per frame is slow; a larger fitted scale change is noise
+    MARGIN = 8  # pixels around the carried support: bilinear reach, and the erosion's pad
 
     def __init__(self, anchor: np.ndarray, extend: bool = False):
         import cv2
 
         h, w = anchor.shape
         self.size = (w, h)
-        self.soft = anchor.astype(np.float32)
+        soft = anchor.astype(np.float32)
         # what touches the frame's edge continues past it: the anchor is padded by replicating its
         # border pixels outward, so an instrument sliding in (or tissue under a panning camera)
         # brings its continuation into view instead of a hole
         pad = max(h, w) // 2 if extend else 0
-        self.anchor = cv2.copyMakeBorder(self.soft, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        self.anchor = cv2.copyMakeBorder(soft, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        ax, ay, aw, ah = cv2.boundingRect((self.anchor > 0).astype(np.uint8))
+        # where the anchor is non-zero, as the corners of a rectangle in padded-anchor pixels
+        self._support = np.array([[ax, ay], [ax + aw, ay], [ax, ay + ah], [ax + aw, ay + ah]], np.float64)
         self.transform = np.array([[1.0, 0.0, -pad], [0.0, 1.0, -pad], [0.0, 0.0, 1.0]])  # padded anchor -> frame
-        self.disagree: np.ndarray | None = None  # 1 where the last step's motion did not fit the flow
+        self.disagree: np.ndarray | None = None  # in the box: 1 where the last step's motion did not fit the flow
+        self._warp()
+
+    def _warp(self) -> None:
+        """The anchor carried to the current frame, in the box its support lands in."""
+        import cv2
+
+        w, h = self.size
+        if self._support[3, 0] == self._support[0, 0]:  # an empty anchor
+            self.box, self.patch = (0, 0, 0, 0), np.zeros((0, 0), np.float32)
+            return
+        c = self._support @ self.transform[:2, :2].T + self.transform[:2, 2]
+        m = self.MARGIN
+        (lx, ly), (hx, hy) = np.floor(c.min(0)) - m, np.ceil(c.max(0)) + m
+        x0, y0 = int(min(w, max(0, lx))), int(min(h, max(0, ly)))
+        x1, y1 = int(min(w, max(0, hx))), int(min(h, max(0, hy)))
+        self.box = (x0, y0, x1, y1)
+        if x1 <= x0 or y1 <= y0:  # carried out of the frame
+            self.patch = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), np.float32)
+            return
+        at = self.transform[:2].copy()
+        at[:, 2] -= (x0, y0)  # frame -> box
+        self.patch = cv2.warpAffine(
+            self.anchor, at, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
+
+    def region(self, x0: int, y0: int, x1: int, y1: int, values: np.ndarray) -> np.ndarray:
+        """``values`` (an array of the box's shape) over frame pixels [y0:y1, x0:x1], 0 outside the box."""
+        bx0, by0, bx1, by1 = self.box
+        if (bx0, by0, bx1, by1) == (x0, y0, x1, y1):
+            return values
+        out = np.zeros((y1 - y0, x1 - x0), values.dtype)
+        ix0, iy0, ix1, iy1 = max(x0, bx0), max(y0, by0), min(x1, bx1), min(y1, by1)
+        if ix1 > ix0 and iy1 > iy0:
+            out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = values[iy0 - by0 : iy1 - by0, ix0 - bx0 : ix1 - bx0]
+        return out
+
+    def logits(self, shape: tuple[int, int]) -> np.ndarray:
+        """(m - 0.5) * LOGIT_GAIN over the frame, less the disagreement penalty."""
+        out = np.full(shape, -0.5 * LOGIT_GAIN, np.float32)
+        x0, y0, x1, y1 = self.box
+        if x1 > x0 and y1 > y0:
+            lg = (self.patch - 0.5) * LOGIT_GAIN
+            if self.disagree is not None:
+                lg -= DISAGREE_PENALTY * self.disagree  # loses where another object's motion fits better
+            out[y0:y1, x0:x1] = lg
+        return out
+
+    @property
+    def soft(self) -> np.ndarray:
+        """The warped anchor over the whole frame (tests and debugging)."""
+        w, h = self.size
+        return self.region(0, 0, w, h, self.patch)
 
     def _limit_scale(self, step: np.ndarray, src: np.ndarray) -> np.ndarray:
         """Clamp the fitted per-frame scale to 1 +- MAX_SCALE_STEP, keeping rotation, and re-centre
@@ -325,28 +380,40 @@ class _Object:
         moved = step[:, :2] @ c + step[:, 2]  # where the fit sends the centre of the points
         return np.hstack([lin, (moved - lin @ c)[:, None]])
 
-    def _disagreement(self, step: np.ndarray, flow: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Where, inside the object at t-1, the fitted step does not reproduce the flow (an
-        occluder crossing it, or the object sliding over a static one), carried to frame t.
-        Computed on every other pixel of the mask's bounding box, then warped back to full size."""
+    def _disagreement(self, step: np.ndarray, flow: np.ndarray, mask: np.ndarray, origin: tuple[int, int]) -> None:
+        """Where, inside the object at t-1 (``mask``, a region of the frame at ``origin``), the
+        fitted step does not reproduce the flow (an occluder crossing it, or the object sliding
+        over a static one), carried to frame t, in the new box. Computed on the frame's even
+        pixels, then warped back to full resolution."""
         import cv2
 
-        bx, by, bw, bh = cv2.boundingRect(np.ascontiguousarray(mask[::2, ::2]))
-        if bw == 0:
-            return np.zeros(mask.shape, np.float32)
-        y0, y1, x0, x1 = 2 * by, 2 * (by + bh - 1) + 1, 2 * bx, 2 * (bx + bw - 1) + 1
+        ox, oy = origin
+        ex0, ey0 = ox % 2, oy % 2  # the region's first even frame column and row
+        bx, by, bw, bh = cv2.boundingRect(np.ascontiguousarray(mask[ey0::2, ex0::2]))
+        x0b, y0b, x1b, y1b = self.box
+        if bw == 0 or x1b <= x0b or y1b <= y0b:
+            self.disagree = None
+            return
+        x0, y0 = ox + ex0 + 2 * bx, oy + ey0 + 2 * by  # frame pixels, even
+        x1, y1 = x0 + 2 * (bw - 1) + 1, y0 + 2 * (bh - 1) + 1
         gy, gx = np.mgrid[y0:y1:2, x0:x1:2].astype(np.float32)
         f = flow[y0:y1:2, x0:x1:2]
         ex = step[0, 0] * gx + step[0, 1] * gy + step[0, 2] - (gx + f[..., 0])
         ey = step[1, 0] * gx + step[1, 1] * gy + step[1, 2] - (gy + f[..., 1])
         tol = 1.5 + 0.1 * np.hypot(f[..., 0], f[..., 1])
-        bad = ((ex * ex + ey * ey > tol * tol) & (mask[y0:y1:2, x0:x1:2] > 0)).astype(np.float32)
-        # the half-resolution box -> frame t: scale by 2, shift to the box, then the step
+        inside = mask[y0 - oy : y1 - oy : 2, x0 - ox : x1 - ox : 2] > 0
+        bad = ((ex * ex + ey * ey > tol * tol) & inside).astype(np.float32)
+        if not bad.any():
+            self.disagree = None
+            return
+        # the half-resolution grid -> frame t -> the box: scale by 2, shift to the grid, the step,
+        # then the box's origin
         place = np.array([[2.0, 0.0, x0], [0.0, 2.0, y0], [0.0, 0.0, 1.0]])
-        return cv2.warpAffine(
+        into_box = np.array([[1.0, 0.0, -x0b], [0.0, 1.0, -y0b], [0.0, 0.0, 1.0]])
+        self.disagree = cv2.warpAffine(
             bad,
-            (np.vstack([step, [0, 0, 1]]) @ place)[:2],
-            self.size,
+            (into_box @ np.vstack([step, [0, 0, 1]]) @ place)[:2],
+            (x1b - x0b, y1b - y0b),
             flags=cv2.INTER_NEAREST,
             borderMode=cv2.BORDER_CONSTANT,
         )
@@ -355,16 +422,19 @@ class _Object:
         import cv2
 
         self.disagree = None
-        mask = (self.soft > 0.5).astype(np.uint8)
-        if not mask.any():
+        bx0, by0, bx1, by1 = self.box
+        if bx1 <= bx0 or by1 <= by0:
             return  # nothing in view: it stays where it left
-        # the work below is on the mask's bounding box (plus the erosion's reach), not the frame:
-        # the same points in the same order, at a fraction of the cost for small objects
-        h, w = mask.shape
-        bx, by, bw, bh = cv2.boundingRect(mask)
+        in_box = (self.patch > 0.5).astype(np.uint8)
+        bx, by, bw, bh = cv2.boundingRect(in_box)
+        if bw == 0:
+            return
+        # the fit reads the mask's bounding box (plus the erosion's reach), in frame pixels
+        h, w = flow.shape[:2]
+        bx, by = bx + bx0, by + by0
         pad = erode + 1
         x0, y0, x1, y1 = max(0, bx - pad), max(0, by - pad), min(w, bx + bw + pad), min(h, by + bh + pad)
-        box = mask[y0:y1, x0:x1]
+        box = self.region(x0, y0, x1, y1, in_box)
         inner = box.copy()
         if erode > 0:
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
@@ -393,7 +463,5 @@ class _Object:
         else:
             step = self._limit_scale(step, src)
         self.transform = np.vstack([step, [0, 0, 1]]) @ self.transform
-        self.disagree = self._disagreement(step, flow, mask)
-        self.soft = cv2.warpAffine(
-            self.anchor, self.transform[:2], self.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-        )
+        self._warp()
+        self._disagreement(step, flow, box, (x0, y0))
