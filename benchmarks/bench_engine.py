@@ -3,8 +3,8 @@ often SAM2 encodes each frame, frames/s against the number of objects, and peak 
 
     python benchmarks/bench_engine.py throughput [--frames 60] [--image-size 256] [--clip synthetic|real]
                                       [--overseer noisy|clean] [--one-object-at-a-time]
-                                      [--tracker sam2|flow] [--flow-method dis|farneback]
-                                      [--flow-max-side 480] [--flow-no-ahead]
+                                      [--tracker sam2|flow] [--flow-method dis|dis-fast|farneback]
+                                      [--flow-max-side N] [--flow-no-ahead]
     python benchmarks/bench_engine.py objects [--objects 1 4 8 16] [--frames 20] [--image-size 256]
     python benchmarks/bench_engine.py rss [--frames 300 3000] [--image-size 64]
 
@@ -189,7 +189,7 @@ def one(what: str, args, **extra) -> dict:
         "bench_dir": str(HERE),
         "tracker": getattr(args, "tracker", "sam2"),
         "flow_method": getattr(args, "flow_method", "dis"),
-        "flow_max_side": getattr(args, "flow_max_side", 480),
+        "flow_max_side": getattr(args, "flow_max_side", None),
         "flow_ahead": not getattr(args, "flow_no_ahead", False),
         **extra,
     }
@@ -214,8 +214,8 @@ def main() -> None:
     ap.add_argument("--one-object-at-a-time", action="store_true", help="the sam2 package's per-object propagation")
     ap.add_argument("--objects", type=int, nargs="+", default=[1, 4, 8, 16])
     ap.add_argument("--tracker", choices=["sam2", "flow"], default="sam2", help="throughput: the tracker")
-    ap.add_argument("--flow-method", choices=["dis", "farneback"], default="dis")
-    ap.add_argument("--flow-max-side", type=int, default=480, help="the flow tracker's max_side")
+    ap.add_argument("--flow-method", choices=["dis", "dis-fast", "farneback"], default="dis")
+    ap.add_argument("--flow-max-side", type=int, help="the flow tracker's max_side (default: the method's)")
     ap.add_argument("--flow-no-ahead", action="store_true", help="the flow tracker reads no frame ahead")
     a = ap.parse_args()
     print("# command: python " + " ".join([str(Path(sys.argv[0])), *sys.argv[1:]]))
@@ -229,7 +229,10 @@ def main() -> None:
         flow = a.tracker == "flow"
         if flow:
             ahead = "no read ahead" if a.flow_no_ahead else "next frame and flow read ahead in a worker thread"
-            model = f"flow tracker ({a.flow_method}, max_side {a.flow_max_side}, {ahead})"
+            from napari_sasvi.core.trackers.flow import METHODS
+
+            side = a.flow_max_side or METHODS[a.flow_method]
+            model = f"flow tracker ({a.flow_method}, max_side {side}, {ahead})"
         else:
             how = "one object at a time (sam2's own loop)" if a.one_object_at_a_time else "objects batched"
             model = f"SAM2.1 tiny at {size}, random weights; default mode: {how}"

@@ -50,7 +50,7 @@ def _iou(a, b):
     return (a & b).sum() / max(1, (a | b).sum())
 
 
-@pytest.mark.parametrize("method,minimum", [("dis", 0.9), ("farneback", 0.7)])
+@pytest.mark.parametrize("method,minimum", [("dis", 0.9), ("dis-fast", 0.9), ("farneback", 0.7)])
 def test_follows_a_translating_rotating_shape(method, minimum):
     frames, masks = moving_shape()
     tracker = FlowTracker(method)
@@ -144,6 +144,9 @@ def test_cli_tracker_flow(tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "o.zarr"), "--tracker", "flow", "--tracker-model", "farneback"]) == 0
     desc = SasviStore.read(tmp_path / "o.zarr").signature["tracker"]
     assert desc["type"] == "flow" and desc["method"] == "farneback"
+    assert main([*base, "--out", str(tmp_path / "f.zarr"), "--tracker", "flow", "--tracker-model", "dis-fast"]) == 0
+    desc = SasviStore.read(tmp_path / "f.zarr").signature["tracker"]
+    assert desc["method"] == "dis-fast" and desc["max_side"] == 320  # the fast preset's frame size
     rc = main([*base, "--out", str(tmp_path / "p.zarr"), "--tracker", "flow", "--sam2-model", "sam2.1_hiera_tiny"])
     assert rc == 2 and "for --tracker sam2" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "q.zarr")]) == 2  # sam2 without a model

@@ -85,7 +85,7 @@ def add_segment(sub) -> None:
     )
     s.add_argument(
         "--tracker-model",
-        help="sam2: an official model name (as --sam2-model); flow: the flow method, dis (default) or farneback; "
+        help="sam2: an official model name (as --sam2-model); flow: the flow method, dis (default), dis-fast or farneback; "
         "hf: a folder saved with save_pretrained, or a Hub repository id (downloaded when online)",
     )
     m = s.add_mutually_exclusive_group()

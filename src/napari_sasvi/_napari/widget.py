@@ -35,7 +35,11 @@ log = logging.getLogger(__name__)
 
 CONFIG_CHOICE = "config + checkpoint"
 #: tracker choices beside the SAM2 models -> flow method
-FLOW_CHOICES = {"optical flow (DIS, no weights)": "dis", "optical flow (Farneback, no weights)": "farneback"}
+FLOW_CHOICES = {
+    "optical flow (DIS, no weights)": "dis",
+    "optical flow (DIS fast: 320 px, no refinement)": "dis-fast",
+    "optical flow (Farneback, no weights)": "farneback",
+}
 HF_CHOICE = "transformers: SAM2.1 / EdgeTAM / SAM3 tracker"
 REPLAY_LAYER, REPLAY_FOLDER = "replay: labels layer", "replay: folder / .npy / zarr"
 NO_OVERSEER = "none: propagate the annotated frames"

@@ -41,7 +41,7 @@ TRAINED_OVERSEERS = ("maskrcnn", "detr", "mask2former", "pixel")
 #: tracker kind -> what it is
 TRACKERS: dict[str, str] = {
     "sam2": "SAM2 from the sam2 package (tracker.model, or tracker.config with tracker.checkpoint)",
-    "flow": "optical flow carries the prompts (no weights, CPU; tracker.model: dis or farneback)",
+    "flow": "optical flow carries the prompts (no weights, CPU; tracker.model: dis, dis-fast or farneback)",
     "hf": "SAM2/SAM2.1, EdgeTAM or the SAM3 tracker through transformers (tracker.model)",
 }
 MODES = ("default", "reference")
@@ -84,7 +84,7 @@ class TrackerConfig:
     Attributes:
         kind: one of :data:`TRACKERS`.
         model: sam2: an official model name (``sam2.1_hiera_tiny``, downloaded when online); flow:
-            ``dis`` or ``farneback``; hf: a ``save_pretrained`` folder or a Hub id.
+            ``dis``, ``dis-fast`` or ``farneback``; hf: a ``save_pretrained`` folder or a Hub id.
         config: sam2: a config name or YAML path (with ``checkpoint``, or ``random_weights``).
         checkpoint: sam2: a checkpoint file for ``config``.
         random_weights: sam2: no checkpoint (tests, demos).
