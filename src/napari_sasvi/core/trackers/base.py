@@ -49,16 +49,20 @@ def compose_labels(
     threshold: float = 0.0,
 ) -> np.ndarray:
     """Label map (H, W) uint8 from per-object logits: a pixel belongs to the object with the
-    highest logit if that logit is above ``threshold``; objects are painted in descending id order
-    (on a tie the lower id wins, as in the reference); ids not in ``class_ids`` (the dummy) are
-    not painted."""
-    out = np.full(shape, no_label, np.uint8)
+    highest logit if that logit is above ``threshold``; on a tie the lower id wins (as in the
+    reference, which paints objects in descending id order); a pixel where any object's logit is
+    NaN is not painted; ids not in ``class_ids`` (the dummy) are not painted."""
     wanted = set(class_ids)
-    ids = sorted((i for i in logits if i in wanted), reverse=True)
+    ids = sorted(i for i in logits if i in wanted)
     if not ids:
-        return out
-    stack = np.stack([logits[i] for i in ids])
-    best = stack.max(0)
-    for k, i in enumerate(ids):
-        out[(stack[k] > threshold) & (stack[k] >= best)] = i
+        return np.full(shape, no_label, np.uint8)
+    # one pass per object, ascending ids: an object takes a pixel where it is strictly above the
+    # best so far, so a tie stays with the lower id; NaN wins the maximum and paints nothing
+    best = np.array(logits[ids[0]], dtype=np.result_type(*(logits[i] for i in ids)), copy=True)
+    out = np.full(shape, ids[0], np.uint8)
+    for i in ids[1:]:
+        v = logits[i]
+        out[v > best] = i
+        np.maximum(best, v, out=best)
+    out[~(best > threshold)] = no_label
     return out
