@@ -6,6 +6,7 @@ often SAM2 encodes each frame, frames/s against the number of objects, and peak 
                                       [--tracker sam2|flow] [--flow-method dis|dis-fast|farneback]
                                       [--flow-max-side N] [--flow-no-ahead]
     python benchmarks/bench_engine.py objects [--objects 1 4 8 16] [--frames 20] [--image-size 256]
+                                      [--tracker flow [--flow-method ...] --height 480 --width 854]
     python benchmarks/bench_engine.py rss [--frames 300 3000] [--image-size 64]
 
 Inputs: ``--clip synthetic``, the synthetic clip (256 x 320, 8 classes) rendered on demand with the
@@ -106,7 +107,10 @@ else:
     table = SYNTHETIC
     h, w = a["height"], a["width"]
     video = SyntheticVideo(n_frames=n, height=h, width=w, seed=0)
-    stack = open_frames(video.frames_dask(), name="synthetic")
+    frames_ = video.frames_dask()
+    if a.get("squares") is not None:  # rendered beforehand: the flow tracker's own cost, not the renderer's
+        frames_ = np.asarray(frames_)
+    stack = open_frames(frames_, name="synthetic")
     masks = video.noisy_labels_dask() if a["overseer"] == "noisy" else video.labels_dask()
 stack.source.read = timed("decode", stack.source.read)
 legacy = what == "reference"
@@ -122,7 +126,15 @@ if what == "propagate":
     tracker.bind(stack)
     lab = np.asarray(masks[0])
     ids = [int(c) for c in np.unique(lab) if c in table.ids]
-    if a.get("objects"):  # n objects: the frame's classes cut into vertical strips
+    if a.get("objects") and a.get("squares"):  # n small objects: 50 px squares on a 4-column grid
+        k = a["objects"]
+        objs = {}
+        for j in range(k):
+            m = np.zeros((h, w), bool)
+            y0, x0 = (j // 4) * h // ((k + 3) // 4) + 10, (j % 4) * w // 4 + 10
+            m[y0 : y0 + 50, x0 : x0 + 50] = True
+            objs[j + 1] = m
+    elif a.get("objects"):  # n objects: the frame's classes cut into vertical strips
         k = a["objects"]
         cells = []
         for j in range(k):
@@ -282,6 +294,23 @@ def main() -> None:
             " them (the main thread's wait for it is in tracker); events:",
             json.dumps(events),
         )
+    elif a.what == "objects" and a.tracker == "flow":
+        from napari_sasvi.core.trackers.flow import METHODS
+
+        a.frames = a.frames or [30]
+        side = a.flow_max_side or METHODS[a.flow_method]
+        print(
+            f"# flow propagation alone ({a.flow_method}, max_side {side}), {a.frames[0]} synthetic frames "
+            f"{a.height}x{a.width} (rendered beforehand), CPU; objects as full-height strips (together the whole "
+            "frame) or 50 px squares"
+        )
+        print("| objects | strips: frames/s | squares: frames/s |")
+        print("|---|---|---|")
+        for k in a.objects:
+            r1 = one("propagate", a, objects=k, squares=False)
+            r2 = one("propagate", a, objects=k, squares=True)
+            f1, f2 = r1["frames"] / r1["seconds"], r2["frames"] / r2["seconds"]
+            print(f"| {k} | {f1:.2f} | {f2:.2f} |", flush=True)
     elif a.what == "objects":
         size = a.image_size or 256
         print(
