@@ -182,7 +182,17 @@ def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, s
         log.info("resuming %s: %d frames done, replaying from segment start %d", out, done, s)
     else:
         s, reason, previous = 0, "start", None
-    events_out = [e.to_dict() for e in policy.events]
+    # the event log as dicts, converted once each: the log only grows during a run (events are
+    # frozen), and converting all of it for every frame would cost O(events) a frame
+    log_dicts: list[dict] = []
+
+    def events_so_far() -> list[dict]:
+        if len(log_dicts) > len(policy.events):  # never expected; rebuild rather than trust it
+            log_dicts.clear()
+        log_dicts.extend(e.to_dict() for e in policy.events[len(log_dicts) :])
+        return list(log_dicts)  # a copy: the store keeps what it is given
+
+    events_out = events_so_far()
     written = 0
 
     def summary(cancelled: bool, events: list[dict]) -> RunSummary:
@@ -228,7 +238,7 @@ def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, s
                 if annotated is not None and t in annotated.masks:  # an annotated frame is the user's
                     labels = annotated.exact(t, classes.no_label)
                 ov = result_to_label_map(cache.masks(t) or {}, (h, w), classes.no_label)
-                events_out = [e.to_dict() for e in policy.events]
+                events_out = events_so_far()
                 store.write_frame(t, labels, ov, events_out)
                 done = t + 1
                 written += 1
@@ -245,7 +255,7 @@ def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, s
             seg = policy.add_objects(s, reason)
             for ev in policy.events[n_before:]:
                 yield ev
-    events_out = [e.to_dict() for e in policy.events]
+    events_out = events_so_far()
     store.save_events(events_out)
     return summary(False, events_out)
 
