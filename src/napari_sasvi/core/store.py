@@ -21,8 +21,10 @@ a store made from anything else is refused (:class:`StoreMismatchError`), never 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import operator
 import os
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,10 @@ class SasviStore:
         self.labels = group["labels"]
         self.overseer = group["overseer"]
         self._progress = self._read_progress()
+        # the event log as last written: the dicts and their JSON, so a log that only grew is
+        # serialized only in its new events (the progress file is rewritten with every frame)
+        self._logged: list[dict] = []
+        self._logged_json: list[str] = []
 
     # -- opening ------------------------------------------------------------------------------------
     @classmethod
@@ -171,7 +177,8 @@ class SasviStore:
 
     @property
     def events(self) -> list[dict]:
-        return list(self._progress["events"])
+        """The event log (copies: changing them changes nothing stored)."""
+        return copy.deepcopy(self._progress["events"])
 
     @property
     def snapshot(self) -> dict | None:
@@ -185,7 +192,22 @@ class SasviStore:
 
     def _write_progress(self, progress: dict) -> None:
         self._progress = progress
-        atomic_write_text(self.path / PROGRESS, json.dumps(progress))
+        atomic_write_text(self.path / PROGRESS, self._progress_json(progress))
+
+    def _progress_json(self, progress: dict) -> str:
+        """``json.dumps(progress)``, reusing the JSON of the events already written when the log
+        starts with the very same event objects (the pipeline's log only grows; any other log is
+        serialized whole)."""
+        events = progress.get("events")
+        if not isinstance(events, list):
+            return json.dumps(progress)
+        k = len(self._logged)
+        if not (k <= len(events) and all(map(operator.is_, self._logged, events))):
+            self._logged, self._logged_json, k = [], [], 0
+        self._logged.extend(events[k:])
+        self._logged_json.extend(json.dumps(e) for e in events[k:])
+        rest = json.dumps({key: v for key, v in progress.items() if key != "events"})
+        return rest[:-1] + (", " if len(rest) > 2 else "") + '"events": [' + ", ".join(self._logged_json) + "]}"
 
     # -- writing ------------------------------------------------------------------------------------
     def write_frame(self, t: int, labels: np.ndarray, overseer: np.ndarray, events: list[dict]) -> None:
