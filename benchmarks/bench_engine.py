@@ -19,7 +19,8 @@ predicts, not how much work a frame costs.
 Stages (exclusive wall time, each call timed where it happens): *decode* (reading a frame from
 the stack: PNG decoding, or rendering the synthetic frame), *overseer* (its ``predict``),
 *tracker* (SAM2: prompting, resets, propagation, less the decoding it asks for), *store* (zarr
-writes and the progress file), *policy* (the rest: SASVi's decisions, label composition).
+writes and the progress file; with the writes on the store's own thread, the default, what the
+main thread waits for them; ``--store-on-main-thread`` writes them in the main thread), *policy* (the rest: SASVi's decisions, label composition).
 ``--one-object-at-a-time`` runs the sam2 package's own per-object propagation (before issue 16).
 """
 
@@ -43,7 +44,7 @@ from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.pipeline import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
-from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.store import FrameWriter, SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.base import compose_labels
 from napari_sasvi.core.trackers.sam2 import SAM2Tracker
@@ -64,7 +65,7 @@ def leave():
     acc[name] = acc.get(name, 0.0) + now - t0
     if stack_:
         stack_[-1] = (stack_[-1][0], now)
-worker = {}  # time spent in other threads (the flow tracker's read ahead), overlapping the stages
+worker = {}  # time spent in other threads (flow read ahead, store writes), overlapping the stages
 def timed(name, fn):
     def wrapper(*args, **kw):
         if threading.current_thread() is not threading.main_thread():
@@ -162,9 +163,11 @@ else:
     overseer.predict = timed("overseer", overseer.predict)
     for name in ("write_frame", "save_events", "save_snapshot", "mark_done", "write_unfinished"):
         setattr(SasviStore, name, timed("store", getattr(SasviStore, name)))
+    FrameWriter.wait = timed("store", FrameWriter.wait)  # the main thread waiting for the store's thread
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        s = run_sasvi(stack, overseer, tracker, d + "/run.zarr", table, PolicyParams(mode=what))
+        s = run_sasvi(stack, overseer, tracker, d + "/run.zarr", table, PolicyParams(mode=what),
+                      background_writes=a["background_writes"])
         secs = time.perf_counter() - t0
         if a["tracker"] == "flow":  # accuracy beside speed: Dice against the ground truth
             from napari_sasvi.core.metrics import macro, overlap_counts
@@ -203,6 +206,7 @@ def one(what: str, args, **extra) -> dict:
         "flow_method": getattr(args, "flow_method", "dis"),
         "flow_max_side": getattr(args, "flow_max_side", None),
         "flow_ahead": not getattr(args, "flow_no_ahead", False),
+        "background_writes": not getattr(args, "store_on_main_thread", False),
         **extra,
     }
     res = subprocess.run([sys.executable, "-c", ONE_RUN, json.dumps(cfg)], capture_output=True, text=True)
@@ -229,6 +233,11 @@ def main() -> None:
     ap.add_argument("--flow-method", choices=["dis", "dis-fast", "farneback"], default="dis")
     ap.add_argument("--flow-max-side", type=int, help="the flow tracker's max_side (default: the method's)")
     ap.add_argument("--flow-no-ahead", action="store_true", help="the flow tracker reads no frame ahead")
+    ap.add_argument(
+        "--store-on-main-thread",
+        action="store_true",
+        help="finished frames written by the main thread, not the store's",
+    )
     a = ap.parse_args()
     print("# command: python " + " ".join([str(Path(sys.argv[0])), *sys.argv[1:]]))
     if a.what == "throughput":
@@ -248,13 +257,16 @@ def main() -> None:
         else:
             how = "one object at a time (sam2's own loop)" if a.one_object_at_a_time else "objects batched"
             model = f"SAM2.1 tiny at {size}, random weights; default mode: {how}"
-        print(f"# {src}; {model}; CPU")
+        writes = "store writes on the main thread" if a.store_on_main_thread else "store writes on their own thread"
+        print(f"# {src}; {model}; {writes}; CPU")
         extra = " Dice (macro) | of which flow | worker thread: decode, flow |" if flow else ""
         print(
-            "| run | s | frames/s | decode | overseer | tracker | store | policy |" + extra + " encodes per frame "
+            "| run | s | frames/s | decode | overseer | tracker | store | policy |"
+            + extra
+            + " store thread | encodes per frame "
             "| max encodes | restarts | objects added | batches (size: passes) | peak RSS (MiB) |"
         )
-        print("|---" * (17 if flow else 14) + "|")
+        print("|---" * (18 if flow else 15) + "|")
         events = {}
         for what in ("propagate", "default", "reference"):
             r = one(what, a)
@@ -280,6 +292,8 @@ def main() -> None:
                     if wk
                     else "-"
                 )
+            store_thread = r.get("worker", {}).get("store")
+            cells += " | " + (f"{1000 * store_thread / r['frames']:.0f} ms" if store_thread else "-")
             batches = ", ".join(f"{k}: {v}" for k, v in sorted(r.get("batches", {}).items(), key=lambda kv: int(kv[0])))
             print(
                 f"| {label} | {r['seconds']:.1f} | {r['frames'] / r['seconds']:.2f} | {cells} | "

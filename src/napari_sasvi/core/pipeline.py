@@ -26,7 +26,7 @@ from .frames import FrameStack, open_frames
 from .fsutil import check_output_path
 from .overseers.base import OverseerCache, result_to_label_map
 from .policy import Event, Policy, PolicyParams, SegmentStart, event_from_dict
-from .store import SasviStore
+from .store import FrameWriter, SasviStore
 from .trackers.base import compose_labels
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ def iter_sasvi(
     cancel: Callable[[], bool] | None = None,
     stop_after: int | None = None,
     anchors=None,
+    background_writes: bool = True,
 ) -> Generator[StoreOpened | FrameDone | Event, None, RunSummary]:
     """Run SASVi over ``frames`` into the store at ``out`` (created, or resumed if it matches).
 
@@ -135,6 +136,9 @@ def iter_sasvi(
         stop_after: stop once this many frames are on disk (tests of resuming).
         anchors: :class:`~.anchors.Anchors`, annotated frames: they replace the overseer there, and
             SASVi re-prompts at each of them with the annotation (recorded in the store).
+        background_writes: write each finished frame on a thread of its own while the next one is
+            computed (:class:`~.store.FrameWriter`); :class:`FrameDone` still comes only once the
+            frame is on disk. False writes on the calling thread (the same files).
     """
     t_start = time.perf_counter()
     stack = open_frames(frames)
@@ -152,20 +156,24 @@ def iter_sasvi(
     signature = run_signature(stack, overseer, tracker, classes, params)
     store, ledger = open_checked_store(stack, out, classes, signature)
     resumed_from = store.frames_done
+    writer = FrameWriter(store, background=background_writes)
     try:
         yield StoreOpened(str(out), resumed_from, n)
         if store.complete:
             return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
         stack.on_read = ledger.check
         return (
-            yield from _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, stop_after, t_start)
+            yield from _run(
+                stack, overseer, tracker, store, writer, classes, params, batch_size, cancel, stop_after, t_start
+            )
         )
     finally:
+        writer.close()  # a run stopped by an error (or closed) keeps the frame it was writing
         stack.on_read = None
         store.unlock()
 
 
-def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, stop_after, t_start):
+def _run(stack, overseer, tracker, store, writer, classes, params, batch_size, cancel, stop_after, t_start):
     out = store.path
     n = len(stack)
     h, w = stack.frame_size
@@ -202,9 +210,20 @@ def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, s
         )
 
     t_run = time.perf_counter()
+
+    def frame_done(t: int) -> FrameDone:
+        elapsed = time.perf_counter() - t_run
+        return FrameDone(t, t + 1, n, (t + 1 - resumed_from) / elapsed if elapsed > 0 else 0.0)
+
+    def landed():  # the frame in flight, once it is on disk
+        t = writer.wait()
+        if t is not None:
+            yield frame_done(t)
+
     seg: SegmentStart | None = None
     while True:
         if seg is None:  # a segment start with a reset: resumable from here
+            yield from landed()  # the snapshot records the frames done so far
             if s > 0 or done == 0:
                 keep_prev = previous if (params.merge_unlabelled or params.mode == "default") else None
                 store.save_snapshot({"frame": s, "reason": reason, "state": policy.export_state()}, keep_prev)
@@ -239,13 +258,15 @@ def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, s
                     labels = annotated.exact(t, classes.no_label)
                 ov = result_to_label_map(cache.masks(t) or {}, (h, w), classes.no_label)
                 events_out = events_so_far()
-                store.write_frame(t, labels, ov, events_out)
+                prev = writer.wait()  # frame t - 1 is on disk; t is written while t + 1 is computed
+                writer.submit(t, labels, ov, events_out)
                 done = t + 1
                 written += 1
-                elapsed = time.perf_counter() - t_run
-                yield FrameDone(t, done, n, written / elapsed if elapsed > 0 else 0.0)
+                if prev is not None:
+                    yield frame_done(prev)
             cache.release_before(t)
             if (cancel is not None and cancel()) or (stop_after is not None and done >= stop_after):
+                yield from landed()
                 return summary(True, events_out)
         if restart_at is None:
             break
@@ -255,6 +276,7 @@ def _run(stack, overseer, tracker, store, classes, params, batch_size, cancel, s
             seg = policy.add_objects(s, reason)
             for ev in policy.events[n_before:]:
                 yield ev
+    yield from landed()
     events_out = events_so_far()
     store.save_events(events_out)
     return summary(False, events_out)
