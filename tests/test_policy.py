@@ -262,6 +262,52 @@ def test_kmeans_points_deterministic_and_snapped():
     assert all(ring[int(round(y)), int(round(x))] for x, y in snapped)
 
 
+def _plain_kmeans(mask, k, seed=0, iters=20):
+    """The textbook loop (k-means++ then Lloyd) that kmeans_points must reproduce bit for bit."""
+    ys, xs = np.nonzero(mask)
+    pts = np.stack([xs, ys], axis=1).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    centres = [pts[rng.integers(len(pts))]]
+    d2 = ((pts - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        total = d2.sum()
+        idx = rng.choice(len(pts), p=d2 / total) if total > 0 else rng.integers(len(pts))
+        centres.append(pts[idx])
+        d2 = np.minimum(d2, ((pts - pts[idx]) ** 2).sum(1))
+    c = np.array(centres)
+    for _ in range(iters):
+        assign = ((pts[:, None, :] - c[None]) ** 2).sum(2).argmin(1)
+        new = np.array([pts[assign == j].mean(0) if np.any(assign == j) else c[j] for j in range(k)])
+        if np.allclose(new, c):
+            break
+        c = new
+    return c
+
+
+def test_kmeans_points_are_the_plain_loops_bit_for_bit():
+    import cv2
+
+    rng = np.random.default_rng(7)
+    masks = []
+    for _ in range(6):  # blobs of a few hundred to tens of thousands of pixels, some in pieces
+        m = np.zeros((240, 320), np.uint8)
+        for _ in range(rng.integers(1, 4)):
+            cx, cy = int(rng.integers(20, 300)), int(rng.integers(20, 220))
+            cv2.ellipse(m, (cx, cy), (int(rng.integers(5, 120)), int(rng.integers(5, 90))), float(rng.integers(180)),
+                        0, 360, 1, -1)  # fmt: skip
+        masks.append(m.astype(bool))
+    masks.append(np.ones((200, 300), bool))  # a whole frame: centroids on a regular grid, ties everywhere
+    line = np.zeros((50, 400), bool)
+    line[25, 10:390] = True  # collinear pixels
+    masks.append(line)
+    for m in masks:
+        for k, seed in ((20, 0), (20, 5), (3, 1)):
+            np.testing.assert_array_equal(kmeans_points(m, k, seed), _plain_kmeans(m, k, seed))
+    few = np.zeros((10, 10), bool)
+    few.flat[[3, 17, 42, 77]] = True  # as many pixels as centres: each its own
+    np.testing.assert_array_equal(kmeans_points(few, 4, 2), _plain_kmeans(few, 4, 2))
+
+
 @pytest.mark.parametrize("mode", ["reference", "default"])
 def test_events_json_shape(tmp_path, mode):
     s, _, _ = run(scene(30, **{"3": (10, 29, C)}), mode=mode, tmp_path=tmp_path)

@@ -17,25 +17,40 @@ def kmeans_points(mask: np.ndarray, k: int, seed: int = 0, iters: int = 20) -> n
 
     Deterministic in ``seed`` (k-means++ initialisation, Lloyd iterations). Requires at least k
     pixels; the caller decides what happens below that.
+
+    The distances are the same float64 sums of squares as the textbook loop's (x and y apart,
+    without a (pixels, k, 2) temporary), and the cluster means come from sums of integer pixel
+    coordinates, exact in float64 in any order; so the centroids are bit for bit those of the
+    plain implementation (tested), at about a sixth of its time on large masks.
     """
     ys, xs = np.nonzero(mask)
-    pts = np.stack([xs, ys], axis=1).astype(np.float64)
+    x, y = xs.astype(np.float64), ys.astype(np.float64)
+    n = len(x)
     rng = np.random.default_rng(seed)
-    centres = [pts[rng.integers(len(pts))]]
-    d2 = ((pts - centres[0]) ** 2).sum(1)
+    first = rng.integers(n)
+    centres = [(x[first], y[first])]
+    d2 = (x - x[first]) ** 2 + (y - y[first]) ** 2
     for _ in range(1, k):
         total = d2.sum()
-        idx = rng.choice(len(pts), p=d2 / total) if total > 0 else rng.integers(len(pts))
-        centres.append(pts[idx])
-        d2 = np.minimum(d2, ((pts - pts[idx]) ** 2).sum(1))
-    c = np.array(centres)
+        idx = rng.choice(n, p=d2 / total) if total > 0 else rng.integers(n)
+        centres.append((x[idx], y[idx]))
+        np.minimum(d2, (x - x[idx]) ** 2 + (y - y[idx]) ** 2, out=d2)
+    c = np.array(centres, np.float64)
+    assign = np.empty(n, np.intp)
+    step = 32768  # pixels at a time: the (step, k) distances stay small for large masks
     for _ in range(iters):
-        # assign in chunks so memory stays small for large masks
-        assign = np.empty(len(pts), np.int64)
-        for i in range(0, len(pts), 65536):
-            chunk = pts[i : i + 65536]
-            assign[i : i + 65536] = ((chunk[:, None, :] - c[None]) ** 2).sum(2).argmin(1)
-        new = np.array([pts[assign == j].mean(0) if np.any(assign == j) else c[j] for j in range(k)])
+        for i in range(0, n, step):
+            dx = x[i : i + step, None] - c[None, :, 0]
+            dy = y[i : i + step, None] - c[None, :, 1]
+            dx *= dx
+            dy *= dy
+            dx += dy
+            dx.argmin(1, out=assign[i : i + step])
+        counts = np.bincount(assign, minlength=k)
+        filled = counts > 0  # an empty cluster keeps its centre
+        new = c.copy()
+        new[filled, 0] = np.bincount(assign, weights=x, minlength=k)[filled] / counts[filled]
+        new[filled, 1] = np.bincount(assign, weights=y, minlength=k)[filled] / counts[filled]
         if np.allclose(new, c):
             break
         c = new
