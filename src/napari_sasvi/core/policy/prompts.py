@@ -18,10 +18,11 @@ def kmeans_points(mask: np.ndarray, k: int, seed: int = 0, iters: int = 20) -> n
     Deterministic in ``seed`` (k-means++ initialisation, Lloyd iterations). Requires at least k
     pixels; the caller decides what happens below that.
 
-    The distances are the same float64 sums of squares as the textbook loop's (x and y apart,
-    without a (pixels, k, 2) temporary), and the cluster means come from sums of integer pixel
-    coordinates, exact in float64 in any order; so the centroids are bit for bit those of the
-    plain implementation (tested), at about a sixth of its time on large masks.
+    The distances are the same float64 sums of squares as the textbook loop's (the squared
+    offsets per column and per row, gathered for each pixel, without a (pixels, k, 2) temporary),
+    and the cluster means come from sums of integer pixel coordinates, exact in float64 in any
+    order; so the centroids are bit for bit those of the plain implementation (tested), in about a
+    tenth of its time (7.5-12x on the real CholecSeg8k clip's masks).
     """
     ys, xs = np.nonzero(mask)
     x, y = xs.astype(np.float64), ys.astype(np.float64)
@@ -36,16 +37,21 @@ def kmeans_points(mask: np.ndarray, k: int, seed: int = 0, iters: int = 20) -> n
         centres.append((x[idx], y[idx]))
         np.minimum(d2, (x - x[idx]) ** 2 + (y - y[idx]) ** 2, out=d2)
     c = np.array(centres, np.float64)
+    cols = np.arange(xs.max() + 1, dtype=np.float64)  # every column and row a pixel is in
+    rows = np.arange(ys.max() + 1, dtype=np.float64)
     assign = np.empty(n, np.intp)
     step = 32768  # pixels at a time: the (step, k) distances stay small for large masks
     for _ in range(iters):
+        # squared offsets per column and per row, computed once and gathered for each pixel: the
+        # same float64 values as (x - cx) ** 2 + (y - cy) ** 2 pixel by pixel
+        dx2 = cols[:, None] - c[None, :, 0]
+        dx2 *= dx2
+        dy2 = rows[:, None] - c[None, :, 1]
+        dy2 *= dy2
         for i in range(0, n, step):
-            dx = x[i : i + step, None] - c[None, :, 0]
-            dy = y[i : i + step, None] - c[None, :, 1]
-            dx *= dx
-            dy *= dy
-            dx += dy
-            dx.argmin(1, out=assign[i : i + step])
+            d = dx2[xs[i : i + step]]
+            d += dy2[ys[i : i + step]]
+            d.argmin(1, out=assign[i : i + step])
         counts = np.bincount(assign, minlength=k)
         filled = counts > 0  # an empty cluster keeps its centre
         new = c.copy()
