@@ -225,3 +225,20 @@ def test_resize_nearest_matches_torch():
     for size in ((299, 299), (20, 31), (480, 854)):
         ref = torch.nn.functional.interpolate(torch.from_numpy(a)[None, None].float(), size=size, mode="nearest")
         np.testing.assert_array_equal(resize_nearest(a, size), ref[0, 0].numpy().astype(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_a_label_map_splits_into_the_classes_it_holds(dtype):
+    from napari_sasvi.core.labels import present_values
+    from napari_sasvi.core.overseers.base import label_map_to_result
+
+    rng = np.random.default_rng(3)
+    lab = rng.choice(np.array([0, 2, 5, 9, 255], dtype), size=(48, 64))
+    lab[0, 0] = 255
+    assert present_values(lab) == [int(v) for v in np.unique(lab)]
+    assert present_values(np.zeros((0, 4), dtype)) == []
+    res = label_map_to_result(lab, [0, 2, 3, 9, 255], no_label=255)  # 5 is not wanted, 3 is absent
+    assert list(res) == [0, 2, 9]
+    for c, m in res.items():
+        np.testing.assert_array_equal(m.mask, lab == c)
+        assert m.score == 1.0

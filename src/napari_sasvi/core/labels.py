@@ -77,10 +77,16 @@ class LabelScan:
         return h.hexdigest()
 
 
-def _present(a: np.ndarray) -> frozenset[int]:
+def present_values(a: np.ndarray) -> list[int]:
+    """The values in a label array, sorted (``np.unique``'s; for uint8 a histogram instead of a
+    sort: about a tenth of the time on an 854 x 480 frame)."""
     if a.dtype == np.uint8:
-        return frozenset(np.flatnonzero(np.bincount(a.ravel(), minlength=256)).tolist())
-    return frozenset(int(v) for v in np.unique(a))
+        return np.flatnonzero(np.bincount(a.ravel(), minlength=256)).tolist()
+    return [int(v) for v in np.unique(a)]
+
+
+def _present(a: np.ndarray) -> frozenset[int]:
+    return frozenset(present_values(a))
 
 
 def _digest(a: np.ndarray) -> str:

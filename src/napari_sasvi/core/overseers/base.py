@@ -42,9 +42,10 @@ class Overseer(Protocol):
 
 def label_map_to_result(labels: np.ndarray, class_ids: Iterable[int], no_label: int | None = None) -> OverseerResult:
     """Split a label map (H, W) into per-class masks for the ids in ``class_ids`` (score 1)."""
-    present = np.unique(labels)
+    from ..labels import present_values
+
     wanted = set(int(c) for c in class_ids)
-    return {int(c): ClassMask(labels == c, 1.0) for c in present if int(c) in wanted and int(c) != no_label}
+    return {c: ClassMask(labels == c, 1.0) for c in present_values(labels) if c in wanted and c != no_label}
 
 
 def result_to_label_map(
