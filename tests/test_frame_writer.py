@@ -125,3 +125,26 @@ def test_a_failed_write_stops_the_run_with_its_error_and_nothing_after_it_is_rec
               clip[0].classes, PolicyParams())  # fmt: skip
     np.testing.assert_array_equal(np.asarray(SasviStore.read(out).labels[:]),
                                   np.asarray(SasviStore.read(tmp_path / "fresh.zarr").labels[:]))  # fmt: skip
+
+
+def test_an_interrupt_while_the_last_frame_lands_leaves_the_store_unlocked(tmp_path, clip, monkeypatch):
+    from napari_sasvi.core.store import FrameWriter
+
+    close = FrameWriter.close
+
+    def interrupted(self):  # Ctrl-C arriving while the frame in flight is waited for
+        close(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FrameWriter, "close", interrupted)
+    out = tmp_path / "o.zarr"
+    gen = _go(clip, out)
+    for item in gen:
+        if isinstance(item, FrameDone) and item.frame == 3:
+            break
+    with pytest.raises(KeyboardInterrupt) as kept:  # the traceback stays alive, as in IPython's
+        gen.close()
+    assert kept.value is not None and SasviStore.read(out).frames_done == 5
+    monkeypatch.setattr(FrameWriter, "close", close)
+    _, summary = _drive(_go(clip, out))  # the same process runs on: the store's lock was released
+    assert summary.resumed_from == 5 and SasviStore.read(out).complete

@@ -168,9 +168,11 @@ def iter_sasvi(
             )
         )
     finally:
-        writer.close()  # a run stopped by an error (or closed) keeps the frame it was writing
-        stack.on_read = None
-        store.unlock()
+        try:
+            writer.close()  # a run stopped by an error (or closed) keeps the frame it was writing
+        finally:  # even when an interrupt lands while waiting for it: the store is never left locked
+            stack.on_read = None
+            store.unlock()
 
 
 def _run(stack, overseer, tracker, store, writer, classes, params, batch_size, cancel, stop_after, t_start):

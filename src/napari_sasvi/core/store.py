@@ -331,9 +331,14 @@ class FrameWriter:
         if self._pending is None:
             return None
         t, fut = self._pending
-        self._pending = None
         if fut is not None:
-            fut.result()
+            try:
+                fut.result()
+            except Exception:
+                self._pending = None  # its error is reported here, once
+                raise
+        # an interrupt while waiting (KeyboardInterrupt) leaves it pending: close() waits again
+        self._pending = None
         return t
 
     def close(self) -> None:
