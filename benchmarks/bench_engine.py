@@ -234,6 +234,9 @@ def main() -> None:
     ap.add_argument("--flow-max-side", type=int, help="the flow tracker's max_side (default: the method's)")
     ap.add_argument("--flow-no-ahead", action="store_true", help="the flow tracker reads no frame ahead")
     ap.add_argument(
+        "--repeat", type=int, default=1, help="throughput: runs of each; the median's figures and the range of frames/s"
+    )
+    ap.add_argument(
         "--store-on-main-thread",
         action="store_true",
         help="finished frames written by the main thread, not the store's",
@@ -261,7 +264,7 @@ def main() -> None:
         print(f"# {src}; {model}; {writes}; CPU")
         extra = " Dice (macro) | of which flow | worker thread: decode, flow |" if flow else ""
         print(
-            "| run | s | frames/s | decode | overseer | tracker | store | policy |"
+            "| run | s | frames/s (range) | decode | overseer | tracker | store | policy |"
             + extra
             + " store thread | encodes per frame "
             "| max encodes | restarts | objects added | batches (size: passes) | peak RSS (MiB) |"
@@ -269,7 +272,12 @@ def main() -> None:
         print("|---" * (18 if flow else 15) + "|")
         events = {}
         for what in ("propagate", "default", "reference"):
-            r = one(what, a)
+            runs = sorted((one(what, a) for _ in range(a.repeat)), key=lambda r: r["frames"] / r["seconds"])
+            r = runs[len(runs) // 2]  # the median run's figures (frames/s, stages)
+            fps = f"{r['frames'] / r['seconds']:.2f}"
+            if len(runs) > 1:
+                lo, hi = (x["frames"] / x["seconds"] for x in (runs[0], runs[-1]))
+                fps += f" ({lo:.2f}-{hi:.2f})"
             label = {
                 "propagate": ("flow" if flow else "SAM2") + " propagation alone (frame 0's classes)",
                 "default": "SASVi default mode",
@@ -296,7 +304,7 @@ def main() -> None:
             cells += " | " + (f"{1000 * store_thread / r['frames']:.0f} ms" if store_thread else "-")
             batches = ", ".join(f"{k}: {v}" for k, v in sorted(r.get("batches", {}).items(), key=lambda kv: int(kv[0])))
             print(
-                f"| {label} | {r['seconds']:.1f} | {r['frames'] / r['seconds']:.2f} | {cells} | "
+                f"| {label} | {r['seconds']:.1f} | {fps} | {cells} | "
                 f"{r['encodes'] / r['frames']:.2f} | {r.get('max_encodes', 1)} | {r.get('restarts', '-')} | "
                 f"{r.get('adds', '-')} | {batches or '-'} | {r['peak_rss_mib']:.0f} |",
                 flush=True,
