@@ -161,6 +161,13 @@ else:
         setattr(tracker, name, timed("tracker", getattr(tracker, name)))
     overseer = ReplayOverseer(masks, table, frame_count=n, frame_size=(h, w))
     overseer.predict = timed("overseer", overseer.predict)
+    if a["store_latency_ms"]:  # a slow (network) disk, emulated: each frame's write waits first
+        def slow(fn, s=a["store_latency_ms"] / 1000):
+            def wrapper(*args, **kw):
+                time.sleep(s)  # as waiting on I/O does, it releases the GIL
+                return fn(*args, **kw)
+            return wrapper
+        SasviStore.write_frame = slow(SasviStore.write_frame)
     for name in ("write_frame", "save_events", "save_snapshot", "mark_done", "write_unfinished"):
         setattr(SasviStore, name, timed("store", getattr(SasviStore, name)))
     FrameWriter.wait = timed("store", FrameWriter.wait)  # the main thread waiting for the store's thread
@@ -207,6 +214,7 @@ def one(what: str, args, **extra) -> dict:
         "flow_max_side": getattr(args, "flow_max_side", None),
         "flow_ahead": not getattr(args, "flow_no_ahead", False),
         "background_writes": not getattr(args, "store_on_main_thread", False),
+        "store_latency_ms": getattr(args, "store_latency_ms", 0),
         **extra,
     }
     res = subprocess.run([sys.executable, "-c", ONE_RUN, json.dumps(cfg)], capture_output=True, text=True)
@@ -237,6 +245,12 @@ def main() -> None:
         "--repeat", type=int, default=1, help="throughput: runs of each; the median's figures and the range of frames/s"
     )
     ap.add_argument(
+        "--store-latency-ms",
+        type=float,
+        default=0,
+        help="throughput: emulate a slow disk, each frame's write waiting this long first (sleeping)",
+    )
+    ap.add_argument(
         "--store-on-main-thread",
         action="store_true",
         help="finished frames written by the main thread, not the store's",
@@ -261,6 +275,8 @@ def main() -> None:
             how = "one object at a time (sam2's own loop)" if a.one_object_at_a_time else "objects batched"
             model = f"SAM2.1 tiny at {size}, random weights; default mode: {how}"
         writes = "store writes on the main thread" if a.store_on_main_thread else "store writes on their own thread"
+        if a.store_latency_ms:
+            writes += f", each frame's write delayed {a.store_latency_ms:g} ms (a slow disk, emulated)"
         print(f"# {src}; {model}; {writes}; CPU")
         extra = " Dice (macro) | of which flow | worker thread: decode, flow |" if flow else ""
         print(
