@@ -320,3 +320,63 @@ def test_a_store_being_written_is_refused_and_kept(tmp_path, clip):
         assert SasviStore.read(out).frames_done == before
     summary = _run(frames[:6], noisy[:6], FlowTracker(), out, "default")
     assert summary.resumed_from == before and SasviStore.read(out).complete
+
+
+def _sam2_ahead_threads():
+    import threading
+
+    return [th for th in threading.enumerate() if th.name.startswith("sasvi-sam2-ahead")]
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_sam2_reading_ahead_gives_the_same_labels_and_leaves_no_worker(tmp_path, legacy):
+    import threading
+
+    video = SyntheticVideo(n_frames=12, height=64, width=80, seed=5)
+    frames, noisy = video.arrays(noisy=True)
+    runs = {}
+    for ahead in (False, True):
+        tracker = SAM2Tracker(config="sam2.1_hiera_t", device="cpu", image_size=SIZE, legacy=legacy, ahead=ahead)
+        stack, readers = open_frames(frames), []
+        read = stack.source.read
+        stack.source.read = lambda t, read=read, readers=readers: (
+            readers.append(threading.current_thread().name) or read(t)
+        )
+        mode = "reference" if legacy else "default"
+        s = _run(stack, noisy, tracker, tmp_path / f"{legacy}-{ahead}.zarr", mode)
+        assert any(r.startswith("sasvi-sam2-ahead") for r in readers) == ahead
+        assert not _sam2_ahead_threads()  # the worker ends with the propagation that started it
+        runs[ahead] = (np.asarray(SasviStore.read(tmp_path / f"{legacy}-{ahead}.zarr").labels[:]), s.events, s.encodes)
+    (lab0, ev0, enc0), (lab1, ev1, enc1) = runs[False], runs[True]
+    np.testing.assert_array_equal(lab1, lab0)  # the same tensors: the same labels, bit for bit
+    assert ev1 == ev0 and enc1 == enc0  # a frame read ahead is not an encode
+
+
+def test_sam2_a_broken_frame_read_ahead_but_never_needed_stops_nothing(tmp_path, sam2_tracker):
+    from PIL import Image
+
+    from napari_sasvi.core.errors import SasviError
+
+    video = SyntheticVideo(n_frames=8, height=64, width=80, seed=6)
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for t in range(8):
+        Image.fromarray(video.frame(t)).save(folder / f"{t:04d}.bmp")
+    good = (folder / "0005.bmp").read_bytes()
+    (folder / "0005.bmp").write_bytes(good[: len(good) // 3])  # header intact: found only when decoded
+    noisy = np.stack([video.noisy_labels(t) for t in range(8)])
+    out = tmp_path / "o.zarr"
+    tracker = sam2_tracker(legacy=False)
+
+    def go(**kw):
+        ov = ReplayOverseer(noisy, SYNTHETIC)
+        return run_sasvi(str(folder), ov, tracker, str(out), SYNTHETIC, PolicyParams(), **kw)
+
+    go(stop_after=5)  # frame 5 was read ahead while frame 4 was computed, and failed: not needed
+    assert SasviStore.read(out).frames_done == 5 and not _sam2_ahead_threads()
+    with pytest.raises(SasviError, match="0005.bmp"):
+        go()  # needed now: the error names the file, finished frames kept
+    assert SasviStore.read(out).frames_done == 5 and not _sam2_ahead_threads()
+    (folder / "0005.bmp").write_bytes(good)
+    go()
+    assert SasviStore.read(out).complete

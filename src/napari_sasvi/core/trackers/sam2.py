@@ -18,6 +18,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,13 @@ def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
 
 class _LazyImages:
     """What SAM2's inference state calls ``images``: frame t as a normalised (3, S, S) tensor,
-    decoded when SAM2 asks for it; counts how often each frame is requested (= encoded)."""
+    decoded when SAM2 asks for it; counts how often each frame is requested (= encoded).
+
+    With ``ahead`` set (the tracker sets it while it propagates), a worker thread decodes and
+    normalises frame t + 1 while SAM2 computes frame t (PIL releases the GIL; on a GPU the main
+    thread waits for the device meanwhile). The tensor is the same as without it; a frame read
+    ahead and never asked for costs a decode, and its read error (a corrupt frame) is raised only
+    when SAM2 asks for that frame."""
 
     def __init__(self, frames, image_size: int, device, cache: int = 2):
         self.frames = frames
@@ -149,27 +156,68 @@ class _LazyImages:
         self.encodes: dict[int, int] = {}
         self._cache: OrderedDict[int, Any] = OrderedDict()
         self._cache_size = cache
+        self.ahead = False
+        self._next: tuple[int, Future] | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def __getitem__(self, t: int):
+    def _load(self, t: int):
         import torch
         from PIL import Image
 
-        self.encodes[t] = self.encodes.get(t, 0) + 1
-        hit = self._cache.get(t)
-        if hit is not None:
-            return hit
         rgb = self.frames.frame(int(t))
         # SAM2's own loader: PIL resize to S x S (bicubic), [0, 1], ImageNet normalisation
         img = np.asarray(Image.fromarray(rgb).resize((self.size, self.size)), np.float32) / 255.0
         img = (img - _MEAN) / _STD
-        tensor = torch.from_numpy(img.transpose(2, 0, 1).copy())
-        self._cache[t] = tensor
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        return torch.from_numpy(img.transpose(2, 0, 1).copy())
+
+    def __getitem__(self, t: int):
+        t = int(t)
+        self.encodes[t] = self.encodes.get(t, 0) + 1
+        tensor = self._cache.get(t)
+        if tensor is None:
+            nxt = self._next
+            if nxt is not None and nxt[0] == t:
+                self._next = None
+                tensor = nxt[1].result()  # a read error is raised here, when the frame is needed
+            else:
+                self.drop()
+                tensor = self._load(t)
+            self._cache[t] = tensor
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        self._read_ahead(t + 1)
         return tensor
+
+    def _read_ahead(self, t: int) -> None:
+        if not self.ahead or t >= len(self) or t in self._cache:
+            return
+        if self._next is not None:
+            if self._next[0] == t:
+                return
+            self.drop()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="sasvi-sam2-ahead")
+        self._next = (t, self._pool.submit(self._load, t))
+
+    def drop(self) -> None:
+        """Forget the frame read ahead (waiting for the worker); its error, if any, belongs to a
+        frame nobody asked for."""
+        if self._next is not None:
+            fut = self._next[1]
+            self._next = None
+            if not fut.cancel():
+                fut.exception()
+
+    def stop(self) -> None:
+        """No more reading ahead: forget the frame read ahead and end the worker thread."""
+        self.ahead = False
+        self.drop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 class SAM2Tracker:
@@ -186,6 +234,8 @@ class SAM2Tracker:
             through memory attention, the mask decoder and the memory encoder in one batch per
             frame (as the legacy predictor does), instead of one object at a time. Objects still
             join a running segment without a reset; the image features are computed once per frame.
+        ahead: while propagating, decode and normalise the next frame in a worker thread while
+            SAM2 computes the current one (the same tensors, so the same labels).
     """
 
     def __init__(
@@ -199,6 +249,7 @@ class SAM2Tracker:
         keep: int | None = None,
         predictor=None,
         batch_objects: bool = True,
+        ahead: bool = True,
     ):
         if model is not None:
             if model not in SAM2_CHECKPOINTS:
@@ -214,6 +265,7 @@ class SAM2Tracker:
         self.legacy = legacy
         self.incremental = not legacy
         self.batch_objects = bool(batch_objects) and not legacy
+        self.ahead = bool(ahead)
         self.batches: dict[int, int] = {}  # batch size -> forward passes of that size (tests, benchmarks)
         if predictor is None:
             import torch
@@ -334,18 +386,23 @@ class SAM2Tracker:
             if self.batch_objects
             else self.predictor.propagate_in_video(self.state, start_frame_idx=start)
         )
-        while True:
-            # inference mode and autocast only while SAM2 computes a frame: the caller's code between
-            # frames (the policy, a trained overseer filling its batch) runs as it would without them
-            with torch.inference_mode(), self._autocast():
-                try:
-                    t, obj_ids, masks = next(frames)
-                except StopIteration:
-                    return
-                logits = masks[:, 0].float().cpu().numpy()
-            out = {int(o): logits[k] for k, o in enumerate(obj_ids)}
-            self._release(t)
-            yield t, out
+        self.images.ahead = self.ahead
+        try:
+            while True:
+                # inference mode and autocast only while SAM2 computes a frame: the caller's code
+                # between frames (the policy, a trained overseer filling its batch) runs as it
+                # would without them
+                with torch.inference_mode(), self._autocast():
+                    try:
+                        t, obj_ids, masks = next(frames)
+                    except StopIteration:
+                        return
+                    logits = masks[:, 0].float().cpu().numpy()
+                out = {int(o): logits[k] for k, o in enumerate(obj_ids)}
+                self._release(t)
+                yield t, out
+        finally:
+            self.images.stop()  # no worker outlives the propagation that started it
 
     def _propagate_batched(self, start: int):
         """The current predictor's forward propagation, with the objects that have the same memory
