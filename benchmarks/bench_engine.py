@@ -66,13 +66,18 @@ def leave():
     if stack_:
         stack_[-1] = (stack_[-1][0], now)
 worker = {}  # time spent in other threads (flow read ahead, store writes), overlapping the stages
+in_worker = threading.local()  # a worker thread's outermost timed call counts, not the calls inside it
 def timed(name, fn):
     def wrapper(*args, **kw):
         if threading.current_thread() is not threading.main_thread():
+            if getattr(in_worker, "busy", False):
+                return fn(*args, **kw)
+            in_worker.busy = True
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kw)
             finally:
+                in_worker.busy = False
                 worker[name] = worker.get(name, 0.0) + time.perf_counter() - t0
         enter(name)
         try:
@@ -121,7 +126,9 @@ if a["tracker"] == "flow":
     tracker._flow.calc = timed("flow", tracker._flow.calc)  # the optical flow itself, inside "tracker"
 else:
     tracker = SAM2Tracker(config="sam2.1_hiera_t", device="cpu", image_size=size, legacy=legacy,
-                          batch_objects=not a["one_at_a_time"])
+                          batch_objects=not a["one_at_a_time"], ahead=a["sam2_ahead"])
+    from napari_sasvi.core.trackers import sam2 as sam2_mod
+    sam2_mod._LazyImages._load = timed("decode", sam2_mod._LazyImages._load)  # decoding + SAM2's normalisation
 out = {}
 if what == "propagate":
     tracker.bind(stack)
@@ -214,6 +221,7 @@ def one(what: str, args, **extra) -> dict:
         "flow_max_side": getattr(args, "flow_max_side", None),
         "flow_ahead": not getattr(args, "flow_no_ahead", False),
         "background_writes": not getattr(args, "store_on_main_thread", False),
+        "sam2_ahead": not getattr(args, "sam2_no_ahead", False),
         "store_latency_ms": getattr(args, "store_latency_ms", 0),
         **extra,
     }
@@ -241,6 +249,7 @@ def main() -> None:
     ap.add_argument("--flow-method", choices=["dis", "dis-fast", "farneback"], default="dis")
     ap.add_argument("--flow-max-side", type=int, help="the flow tracker's max_side (default: the method's)")
     ap.add_argument("--flow-no-ahead", action="store_true", help="the flow tracker reads no frame ahead")
+    ap.add_argument("--sam2-no-ahead", action="store_true", help="SAM2 decodes no frame ahead")
     ap.add_argument(
         "--repeat", type=int, default=1, help="throughput: runs of each; the median's figures and the range of frames/s"
     )
@@ -273,19 +282,21 @@ def main() -> None:
             model = f"flow tracker ({a.flow_method}, max_side {side}, {ahead})"
         else:
             how = "one object at a time (sam2's own loop)" if a.one_object_at_a_time else "objects batched"
-            model = f"SAM2.1 tiny at {size}, random weights; default mode: {how}"
+            model = f"SAM2.1 tiny at {size}, random weights; default mode: {how}; " + (
+                "no frame read ahead" if a.sam2_no_ahead else "next frame decoded ahead in a worker thread"
+            )
         writes = "store writes on the main thread" if a.store_on_main_thread else "store writes on their own thread"
         if a.store_latency_ms:
             writes += f", each frame's write delayed {a.store_latency_ms:g} ms (a slow disk, emulated)"
         print(f"# {src}; {model}; {writes}; CPU")
-        extra = " Dice (macro) | of which flow | worker thread: decode, flow |" if flow else ""
+        extra = " Dice (macro) | of which flow | worker thread: decode, flow |" if flow else " decode ahead (worker) |"
         print(
             "| run | s | frames/s (range) | decode | overseer | tracker | store | policy |"
             + extra
             + " store thread | encodes per frame "
             "| max encodes | restarts | objects added | batches (size: passes) | peak RSS (MiB) |"
         )
-        print("|---" * (18 if flow else 15) + "|")
+        print("|---" * (18 if flow else 16) + "|")
         events = {}
         for what in ("propagate", "default", "reference"):
             runs = sorted((one(what, a) for _ in range(a.repeat)), key=lambda r: r["frames"] / r["seconds"])
@@ -316,6 +327,9 @@ def main() -> None:
                     if wk
                     else "-"
                 )
+            else:
+                ahead = r.get("worker", {}).get("decode")
+                cells += " | " + (f"{1000 * ahead / r['frames']:.0f} ms" if ahead else "-")
             store_thread = r.get("worker", {}).get("store")
             cells += " | " + (f"{1000 * store_thread / r['frames']:.0f} ms" if store_thread else "-")
             batches = ", ".join(f"{k}: {v}" for k, v in sorted(r.get("batches", {}).items(), key=lambda kv: int(kv[0])))
