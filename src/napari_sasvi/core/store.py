@@ -299,8 +299,8 @@ class SasviStore:
 class FrameWriter:
     """Writes a run's finished frames into its store on a thread of its own, one frame in flight.
 
-    The zarr writes and the progress file (about 10 ms a frame at 854 x 480) overlap the next
-    frame's computation. Nothing changes on disk: a frame is recorded as done by the progress file
+    The zarr writes and the progress file (about 10 ms a frame at 854 x 480, longer on a slow or
+    network disk) overlap the next frame's computation. Nothing changes on disk: a frame is recorded as done by the progress file
     only after its labels have landed, in order. :meth:`submit` hands frame t over (the arrays and
     the event log must not change afterwards); :meth:`wait` returns the frame in flight once it is
     on disk, raising the write's error if it failed; :meth:`close` waits for it and stops the
@@ -320,11 +320,6 @@ class FrameWriter:
             self._pending = (t, None)
         else:
             self._pending = (t, self._pool.submit(self.store.write_frame, t, labels, overseer, events))
-
-    @property
-    def pending(self) -> int | None:
-        """The frame handed over and not yet waited for."""
-        return None if self._pending is None else self._pending[0]
 
     def wait(self) -> int | None:
         """The frame handed over last, once it is on disk (None if there is none)."""
