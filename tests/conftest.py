@@ -157,3 +157,51 @@ def write_video_dirs(root, names, n=6, seed=0, size=(64, 80)):
     from napari_sasvi.core.synthetic import write_synthetic_videos
 
     return write_synthetic_videos(root, names, n_frames=n, size=size, seed=seed)
+
+
+def drive(gen):
+    """Run a generator (iter_sasvi, iter_from_anchors) to its end: (its return value, the items it yielded)."""
+    items = []
+    while True:
+        try:
+            items.append(next(gen))
+        except StopIteration as stop:
+            return stop.value, items
+
+
+def check_a_broken_frame_read_ahead(tmp_path, tracker, workers_left, *, n: int, bad: int, seed: int) -> None:
+    """A tracker reading ahead over a folder whose frame ``bad`` is truncated: the run stopped just
+    before it raises nothing; needed, the error names the file and the finished frames are kept;
+    fixed, the run resumes to the end. ``workers_left()`` lists reading-ahead threads still alive."""
+    from PIL import Image
+
+    from napari_sasvi.core.errors import SasviError
+    from napari_sasvi.core.overseers.replay import ReplayOverseer
+    from napari_sasvi.core.pipeline import run_sasvi
+    from napari_sasvi.core.policy import PolicyParams
+    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.synthetic import SyntheticVideo
+
+    video = SyntheticVideo(n_frames=n, height=64, width=80, seed=seed)
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for t in range(n):
+        Image.fromarray(video.frame(t)).save(folder / f"{t:04d}.bmp")
+    name = f"{bad:04d}.bmp"
+    good = (folder / name).read_bytes()
+    (folder / name).write_bytes(good[: len(good) // 3])  # header intact: found only when decoded
+    noisy = np.stack([video.noisy_labels(t) for t in range(n)])
+    out = tmp_path / "o.zarr"
+
+    def go(**kw):
+        ov = ReplayOverseer(noisy, video.classes)
+        return run_sasvi(str(folder), ov, tracker, str(out), video.classes, PolicyParams(), **kw)
+
+    go(stop_after=bad)  # frame `bad` was read ahead while the one before it was worked on, and failed
+    assert SasviStore.read(out).frames_done == bad and not workers_left()
+    with pytest.raises(SasviError, match=name):
+        go()  # needed now: the same error as without reading ahead, finished frames kept
+    assert SasviStore.read(out).frames_done == bad and not workers_left()
+    (folder / name).write_bytes(good)
+    go()
+    assert SasviStore.read(out).complete

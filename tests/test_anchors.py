@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import drive
 from napari_sasvi.cli import main
 from napari_sasvi.core.anchors import Anchors, iter_from_anchors, read_anchors
 from napari_sasvi.core.datasets import SYNTHETIC
@@ -33,17 +34,8 @@ def _write(folder, arrays, names, ext):
     return folder
 
 
-def _drive(gen):
-    items = []
-    while True:
-        try:
-            items.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, items
-
-
 def _run(frames, anchors, out, **kw):
-    return _drive(iter_from_anchors(frames, anchors, FlowTracker(), str(out), SYNTHETIC, **kw))
+    return drive(iter_from_anchors(frames, anchors, FlowTracker(), str(out), SYNTHETIC, **kw))
 
 
 def test_segments_go_to_the_nearer_anchor_ties_forward():
@@ -154,7 +146,7 @@ def test_cli_overseer_none_with_anchors(tmp_path, clip, capsys):
 def test_real_sam2_propagates_anchors_both_ways(tmp_path, sam2_tracker):
     frames, labels = SyntheticVideo(n_frames=6, height=64, width=80, seed=5).arrays()
     anchors = Anchors({3: labels[3]}, "mem", "class-ids")
-    summary, _ = _drive(iter_from_anchors(frames, anchors, sam2_tracker(), str(tmp_path / "s.zarr"), SYNTHETIC))
+    summary, _ = drive(iter_from_anchors(frames, anchors, sam2_tracker(), str(tmp_path / "s.zarr"), SYNTHETIC))
     store = SasviStore.read(tmp_path / "s.zarr")
     assert store.complete and summary.frames_written == 6
     out = np.asarray(store.labels)
@@ -188,7 +180,7 @@ def test_anchors_override_the_overseer_and_reprompt_there(tmp_path, clip, mode, 
 
     def go(out, **kw):
         gen = iter_sasvi(frames, base, tracker, str(out), SYNTHETIC, params, anchors=anchors, **kw)
-        return _drive(gen)
+        return drive(gen)
 
     summary, items = go(tmp_path / "a.zarr")
     assert 6 not in base.asked and 0 not in base.asked  # the model is not asked at annotated frames
@@ -208,6 +200,6 @@ def test_anchors_override_the_overseer_and_reprompt_there(tmp_path, clip, mode, 
                 frames, base, tracker, str(tmp_path / "b.zarr"), SYNTHETIC, params,
                 anchors=Anchors({0: labels[0]}, "mem", "class-ids"),
             )  # fmt: skip
-            _drive(gen)
+            drive(gen)
         go(tmp_path / "b.zarr")
         np.testing.assert_array_equal(np.asarray(SasviStore.read(tmp_path / "b.zarr").labels), np.asarray(store.labels))

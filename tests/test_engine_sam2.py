@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import SAM2_SIZE as SIZE
+from conftest import check_a_broken_frame_read_ahead
 from napari_sasvi.core.datasets import SYNTHETIC
 from napari_sasvi.core.errors import CheckpointError, InputError, StoreMismatchError
 from napari_sasvi.core.frames import open_frames
@@ -353,30 +354,5 @@ def test_sam2_reading_ahead_gives_the_same_labels_and_leaves_no_worker(tmp_path,
 
 
 def test_sam2_a_broken_frame_read_ahead_but_never_needed_stops_nothing(tmp_path, sam2_tracker):
-    from PIL import Image
-
-    from napari_sasvi.core.errors import SasviError
-
-    video = SyntheticVideo(n_frames=8, height=64, width=80, seed=6)
-    folder = tmp_path / "v"
-    folder.mkdir()
-    for t in range(8):
-        Image.fromarray(video.frame(t)).save(folder / f"{t:04d}.bmp")
-    good = (folder / "0005.bmp").read_bytes()
-    (folder / "0005.bmp").write_bytes(good[: len(good) // 3])  # header intact: found only when decoded
-    noisy = np.stack([video.noisy_labels(t) for t in range(8)])
-    out = tmp_path / "o.zarr"
     tracker = sam2_tracker(legacy=False)
-
-    def go(**kw):
-        ov = ReplayOverseer(noisy, SYNTHETIC)
-        return run_sasvi(str(folder), ov, tracker, str(out), SYNTHETIC, PolicyParams(), **kw)
-
-    go(stop_after=5)  # frame 5 was read ahead while frame 4 was computed, and failed: not needed
-    assert SasviStore.read(out).frames_done == 5 and not _sam2_ahead_threads()
-    with pytest.raises(SasviError, match="0005.bmp"):
-        go()  # needed now: the error names the file, finished frames kept
-    assert SasviStore.read(out).frames_done == 5 and not _sam2_ahead_threads()
-    (folder / "0005.bmp").write_bytes(good)
-    go()
-    assert SasviStore.read(out).complete
+    check_a_broken_frame_read_ahead(tmp_path, tracker, _sam2_ahead_threads, n=8, bad=5, seed=6)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import check_a_broken_frame_read_ahead
 from napari_sasvi.cli import main
 from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.metrics import macro, overlap_counts
@@ -183,32 +184,7 @@ def test_reading_ahead_gives_the_same_labels_and_leaves_no_worker(tmp_path, mode
 
 
 def test_a_broken_frame_read_ahead_but_never_needed_stops_nothing(tmp_path):
-    from PIL import Image
-
-    from napari_sasvi.core.errors import SasviError
-
-    video = SyntheticVideo(n_frames=10, height=64, width=80, seed=2)
-    folder = tmp_path / "v"
-    folder.mkdir()
-    for t in range(10):
-        Image.fromarray(video.frame(t)).save(folder / f"{t:04d}.bmp")
-    good = (folder / "0006.bmp").read_bytes()
-    (folder / "0006.bmp").write_bytes(good[: len(good) // 3])  # header intact: found only when decoded
-    noisy = np.stack([video.noisy_labels(t) for t in range(10)])
-    out = tmp_path / "o.zarr"
-
-    def go(**kw):
-        ov = ReplayOverseer(noisy, video.classes)
-        return run_sasvi(str(folder), ov, FlowTracker(), str(out), video.classes, PolicyParams(), **kw)
-
-    go(stop_after=6)  # frame 6 was read ahead while frame 5 was worked on, and failed: not needed
-    assert SasviStore.read(out).frames_done == 6 and not _ahead_threads()
-    with pytest.raises(SasviError, match="0006.bmp"):
-        go()  # needed now: the same error as without reading ahead, finished frames kept
-    assert SasviStore.read(out).frames_done == 6 and not _ahead_threads()
-    (folder / "0006.bmp").write_bytes(good)
-    go()
-    assert SasviStore.read(out).complete
+    check_a_broken_frame_read_ahead(tmp_path, FlowTracker(), _ahead_threads, n=10, bad=6, seed=2)
 
 
 @pytest.mark.parametrize("extend", [False, True])

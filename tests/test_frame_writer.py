@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 
+from conftest import drive
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.pipeline import FrameDone, iter_sasvi, run_sasvi
 from napari_sasvi.core.policy import PolicyParams
@@ -35,15 +36,6 @@ def _go(clip, out, **kw):
     video, frames, noisy = clip
     return iter_sasvi(frames, ReplayOverseer(noisy, video.classes), FlowTracker(), str(out), video.classes,
                       PolicyParams(), **kw)  # fmt: skip
-
-
-def _drive(gen):
-    items = []
-    while True:
-        try:
-            items.append(next(gen))
-        except StopIteration as stop:
-            return items, stop.value
 
 
 @pytest.mark.parametrize("mode", ["default", "reference"])
@@ -94,9 +86,9 @@ def test_closing_the_run_keeps_the_frame_being_written(tmp_path, clip):
     assert not _store_threads()
     kept = SasviStore.read(out).frames_done
     assert kept == 8
-    items, summary = _drive(_go(clip, out))
+    summary, items = drive(_go(clip, out))
     assert summary.resumed_from == kept and [i.frame for i in items if isinstance(i, FrameDone)] == list(range(kept, N))
-    _drive(_go(clip, tmp_path / "fresh.zarr"))
+    drive(_go(clip, tmp_path / "fresh.zarr"))
     np.testing.assert_array_equal(np.asarray(SasviStore.read(out).labels[:]),
                                   np.asarray(SasviStore.read(tmp_path / "fresh.zarr").labels[:]))  # fmt: skip
 
@@ -119,7 +111,7 @@ def test_a_failed_write_stops_the_run_with_its_error_and_nothing_after_it_is_rec
     assert done == list(range(7)) and not _store_threads()
     assert SasviStore.read(out).frames_done == 7
     monkeypatch.setattr(SasviStore, "write_frame", write)
-    _, summary = _drive(_go(clip, out))
+    summary, _ = drive(_go(clip, out))
     assert summary.resumed_from == 7 and SasviStore.read(out).complete
     run_sasvi(clip[1], ReplayOverseer(clip[2], clip[0].classes), FlowTracker(), str(tmp_path / "fresh.zarr"),
               clip[0].classes, PolicyParams())  # fmt: skip
@@ -146,5 +138,5 @@ def test_an_interrupt_while_the_last_frame_lands_leaves_the_store_unlocked(tmp_p
         gen.close()
     assert kept.value is not None and SasviStore.read(out).frames_done == 5
     monkeypatch.setattr(FrameWriter, "close", close)
-    _, summary = _drive(_go(clip, out))  # the same process runs on: the store's lock was released
+    summary, _ = drive(_go(clip, out))  # the same process runs on: the store's lock was released
     assert summary.resumed_from == 5 and SasviStore.read(out).complete
