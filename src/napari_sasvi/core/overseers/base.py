@@ -7,6 +7,8 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from ..labels import present_values
+
 
 class ClassMask(NamedTuple):
     """One class on one frame: a bool mask (H, W) and the overseer's confidence in [0, 1]."""
@@ -42,8 +44,6 @@ class Overseer(Protocol):
 
 def label_map_to_result(labels: np.ndarray, class_ids: Iterable[int], no_label: int | None = None) -> OverseerResult:
     """Split a label map (H, W) into per-class masks for the ids in ``class_ids`` (score 1)."""
-    from ..labels import present_values
-
     wanted = set(int(c) for c in class_ids)
     return {c: ClassMask(labels == c, 1.0) for c in present_values(labels) if c in wanted and c != no_label}
 
