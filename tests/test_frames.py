@@ -191,10 +191,9 @@ def test_a_changed_frame_file_same_name_and_size_is_noticed(tmp_path, small_fram
     stack = open_frames(folder)
     fingerprint, structure = FolderSource(folder).fingerprint(), structural_fingerprint(stack)
     assert FolderSource(folder).fingerprint() == fingerprint
-    ledger = _ledger(tmp_path, stack)
-    stack.on_read = ledger.check  # what a run does: every frame read is hashed into the store
-    for t in range(len(stack)):
-        stack.frame(t)
+    with _ledger(tmp_path, stack).reading(stack):  # what a run does: every frame read is hashed into the store
+        for t in range(len(stack)):
+            stack.frame(t)
 
     victim = folder / "0007.bmp"  # neither the first, the middle nor the last frame
     before = victim.stat()
@@ -230,19 +229,19 @@ def test_a_changed_frame_of_an_array_is_noticed_whichever_frame(tmp_path, small_
 
     data = small_frames.copy()
     stack = open_frames(data)
-    stack.on_read = _ledger(tmp_path, stack).check
-    for t in range(len(stack)):
-        stack.frame(t)  # the first read of each frame: hashed and kept
+    with _ledger(tmp_path, stack).reading(stack):
+        for t in range(len(stack)):
+            stack.frame(t)  # the first read of each frame: hashed and kept
     resumed = open_frames(data)
     ledger = _ledger(tmp_path, resumed)  # the hashes come back from the store
-    resumed.on_read = ledger.check
-    for t in range(len(data)):
-        y, x, c = (5 * t) % data.shape[1], (7 * t) % data.shape[2], t % 3
-        data[t, y, x, c] ^= 0x01
-        with pytest.raises(InputChangedError, match=f"frame {t} differs"):
+    with ledger.reading(resumed):
+        for t in range(len(data)):
+            y, x, c = (5 * t) % data.shape[1], (7 * t) % data.shape[2], t % 3
+            data[t, y, x, c] ^= 0x01
+            with pytest.raises(InputChangedError, match=f"frame {t} differs"):
+                resumed.frame(t)
+            data[t, y, x, c] ^= 0x01
             resumed.frame(t)
-        data[t, y, x, c] ^= 0x01
-        resumed.frame(t)
     assert ledger.checked == 2 * len(data)
     # the digest covers every pixel, and the shape: the same bytes in another shape are another frame
     d = frame_digest(small_frames[4])
@@ -250,6 +249,47 @@ def test_a_changed_frame_of_an_array_is_noticed_whichever_frame(tmp_path, small_
     assert not np.array_equal(d, frame_digest(small_frames[4, :, :-1]))
     flat = np.zeros((4, 6, 3), np.uint8)
     assert not np.array_equal(frame_digest(flat), frame_digest(flat.reshape(6, 4, 3)))
+
+
+def test_the_ledger_writes_hashes_in_batches_and_all_of_them_when_reading_ends(tmp_path, monkeypatch):
+    """A zarr write per frame costs about a third of a frame's decoding: the hashes are written
+    every FLUSH_FRAMES frames (or FLUSH_SECONDS), and whatever is left when the reading block ends,
+    by an error too. Frames read far apart are written as separate spans, and the store ends up
+    holding exactly the hashes a write per frame would have left."""
+    import zarr
+
+    from napari_sasvi.core import fingerprint
+    from napari_sasvi.core.fingerprint import InputLedger, frame_digest
+
+    monkeypatch.setattr(fingerprint, "FLUSH_FRAMES", 8)
+    data = np.random.default_rng(3).integers(0, 255, (100, 6, 5, 3), dtype=np.uint8)
+    stack = open_frames(data)
+
+    def stored() -> np.ndarray:
+        return np.asarray(zarr.open_group(tmp_path / "store.zarr", mode="r")[fingerprint.HASHES][:])
+
+    ledger = _ledger(tmp_path, stack)
+    with pytest.raises(RuntimeError, match="stopped"), ledger.reading(stack):
+        for t in range(20):
+            stack.frame(t)
+        assert ledger.writes == 2  # frames 0-7, then 8-15
+        assert stored()[:16].any(axis=1).all() and not stored()[16:].any()
+        stack.frame(90)  # far from the others: a span of its own, not the 70 rows between
+        raise RuntimeError("stopped")
+    assert stack.on_read is None
+    assert ledger.writes == 4  # 16-19 and 90, when the block ended by the error
+    expect = np.zeros((100, 16), np.uint8)
+    for t in [*range(20), 90]:
+        expect[t] = frame_digest(data[t])
+    np.testing.assert_array_equal(stored(), expect)
+
+    # a slow run writes about as often as it reads: after FLUSH_SECONDS, the next frame writes
+    monkeypatch.setattr(fingerprint, "FLUSH_SECONDS", 0.0)
+    again = InputLedger(zarr.open_group(tmp_path / "store.zarr", mode="a"), stack, "store.zarr")
+    again.check(20, data[20])
+    assert again.writes == 1 and stored()[20].any()
+    again.check(5, data[5])  # known already: compared, nothing to write
+    assert again.writes == 1 and again.checked == 1
 
 
 def test_a_folder_frame_read_by_two_consumers_is_decoded_and_hashed_once(tmp_path, small_frames):

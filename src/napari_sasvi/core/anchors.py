@@ -291,7 +291,6 @@ def iter_from_anchors(
     if store.complete:
         return RunSummary(str(out), n, 0, resumed_from, False, 0.0, events_out, {})
     yield from events
-    stack.on_read = ledger.check
     empty = np.full((h, w), classes.no_label, np.uint8)
     written = 0
     t_run = time.perf_counter()
@@ -299,7 +298,7 @@ def iter_from_anchors(
     def summary(cancelled: bool) -> RunSummary:
         return RunSummary(str(out), n, written, resumed_from, cancelled, time.perf_counter() - t_start, events_out, {})
 
-    try:
+    with ledger.reading(stack):
         for a, lo, hi in anchors.segments(n):
             if hi < store.frames_done:
                 continue
@@ -336,8 +335,6 @@ def iter_from_anchors(
                 yield FrameDone(t, t + 1, n, written / elapsed if elapsed > 0 else 0.0)
                 if (cancel is not None and cancel()) or (stop_after is not None and t + 1 >= stop_after):
                     return summary(True)
-    finally:
-        stack.on_read = None
     store.save_events(events_out)
     return summary(False)
 

@@ -334,11 +334,8 @@ def iter_edit(
             time.perf_counter() - t0,
         )
 
-    stack.on_read = ledger.check
-    try:
+    with ledger.reading(stack):
         return (yield from _propagate(store, stack, tracker, request, plan, prompt, ids, record, edits, finish, cancel))
-    finally:
-        stack.on_read = None
 
 
 def _propagate(store, stack, tracker, request, plan, prompt, ids, record, edits, finish, cancel):

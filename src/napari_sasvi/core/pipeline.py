@@ -161,17 +161,16 @@ def iter_sasvi(
         yield StoreOpened(str(out), resumed_from, n)
         if store.complete:
             return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
-        stack.on_read = ledger.check
-        return (
-            yield from _run(
-                stack, overseer, tracker, store, writer, classes, params, batch_size, cancel, stop_after, t_start
+        with ledger.reading(stack):  # every frame read is hashed; the hashes land when the run ends
+            return (
+                yield from _run(
+                    stack, overseer, tracker, store, writer, classes, params, batch_size, cancel, stop_after, t_start
+                )
             )
-        )
     finally:
         try:
             writer.close()  # a run stopped by an error (or closed) keeps the frame it was writing
         finally:  # even when an interrupt lands while waiting for it: the store is never left locked
-            stack.on_read = None
             store.unlock()
 
 
