@@ -131,6 +131,54 @@ def test_truncated_frame_error_names_file(frame_folder):
         stack.frame(3)
 
 
+def test_png_frames_of_every_kind_decode_as_pillow_decodes_them(tmp_path):
+    """8-bit RGB PNGs are decoded by OpenCV (less CPU), every other file by Pillow; the pixels
+    must be Pillow's for every kind, or a store's content hashes (and its labels) would change. A
+    PNG OpenCV refuses (no IEND: Pillow reads it) or one both refuse behaves as before."""
+    import cv2
+
+    from napari_sasvi.core.frames import _decode_image_file, _decode_rgb8_png
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    files = {}
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    files["rgb.png"] = True
+    Image.fromarray(rgb).save(tmp_path / "rgb_interlaced.png", interlace=1)
+    files["rgb_interlaced.png"] = True
+    im = Image.fromarray(rgb)
+    im.info["transparency"] = tuple(int(v) for v in rgb[0, 0])
+    im.save(tmp_path / "rgb_trns.png", transparency=tuple(int(v) for v in rgb[0, 0]))
+    files["rgb_trns.png"] = True
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.png")
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(tmp_path / "rgba.png")
+    Image.fromarray(rgb).quantize(16).save(tmp_path / "palette.png")
+    cv2.imwrite(str(tmp_path / "rgb16.png"), rng.integers(0, 65536, (37, 53, 3), dtype=np.uint16))
+    for name in ("gray.png", "rgba.png", "palette.png", "rgb16.png"):
+        files[name] = False
+    for name, fast in files.items():
+        path = tmp_path / name
+        with Image.open(path) as ref:
+            if ref.mode == "RGB" and not name.startswith("rgb16"):
+                expect = np.asarray(ref)
+            else:
+                from napari_sasvi.core.frames import to_rgb_uint8
+
+                expect = to_rgb_uint8(np.asarray(ref if ref.mode not in ("P", "RGBA") else ref.convert("RGB")))
+        assert (_decode_rgb8_png(path) is not None) == fast, name
+        got = _decode_image_file(path)
+        assert got.dtype == np.uint8 and got.shape == (37, 53, 3) and got.flags.c_contiguous, name
+        np.testing.assert_array_equal(got, expect, err_msg=name)
+
+    data = (tmp_path / "rgb.png").read_bytes()
+    (tmp_path / "no_iend.png").write_bytes(data[:-12])  # OpenCV refuses it; Pillow reads it, as before
+    assert _decode_rgb8_png(tmp_path / "no_iend.png") is None
+    np.testing.assert_array_equal(_decode_image_file(tmp_path / "no_iend.png"), rgb)
+    (tmp_path / "half.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFrameError, match="half.png"):
+        _decode_image_file(tmp_path / "half.png")
+
+
 def test_truncated_jpeg_is_an_error(tmp_path):
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     img.save(tmp_path / "0000.jpg", quality=90)
