@@ -48,6 +48,7 @@ re-prompting when classes change.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -131,6 +132,29 @@ class _Flow:
             flow[..., 0] *= w / sw
             flow[..., 1] *= h / sh
         return flow
+
+
+class _Motion:
+    """One frame pair's flow, and what every object's disagreement test reads of it, made once
+    per frame pair (in the worker thread when reading ahead) instead of once per object: the
+    flow at the frame's even pixels, x and y apart, and the squared tolerance there."""
+
+    __slots__ = ("flow", "fx", "fy", "tol2")
+
+    def __init__(self, flow: np.ndarray):
+        self.flow = flow
+        half = flow[::2, ::2]
+        self.fx = np.ascontiguousarray(half[..., 0])
+        self.fy = np.ascontiguousarray(half[..., 1])
+        tol = 1.5 + 0.1 * np.hypot(self.fx, self.fy)  # 1.5 px, +10 % of the motion
+        self.tol2 = tol * tol
+
+
+@functools.lru_cache(maxsize=8)
+def _disc(radius: int) -> np.ndarray:
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 class FlowTracker:
@@ -244,11 +268,11 @@ class FlowTracker:
         }
 
     # -- internals -----------------------------------------------------------------------------------
-    def _read(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _read(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, _Motion | None]:
         """Frame t in gray, and the flow from ``prev`` (frame t-1 in gray) to it when given."""
         gray = self._flow.gray(self.frames.frame(t))
-        flow = None if prev is None else self._flow.calc(prev, gray, self.frames.frame_size)
-        return gray, flow
+        motion = None if prev is None else _Motion(self._flow.calc(prev, gray, self.frames.frame_size))
+        return gray, motion
 
     def _drain(self) -> None:
         """Forget the frame read ahead, after the worker is done with it (one optical-flow object
@@ -279,16 +303,16 @@ class FlowTracker:
         nxt = self._next
         if nxt is not None and nxt[0] == t and nxt[1] is self._gray and (nxt[2] or not moving):
             self._next = None
-            gray, flow = nxt[3].result()  # a frame's read error is raised here, when it is needed
+            gray, motion = nxt[3].result()  # a frame's read error is raised here, when it is needed
         else:
             self._drain()
-            gray, flow = self._read(t, self._gray if moving else None)
+            gray, motion = self._read(t, self._gray if moving else None)
         self.encodes[t] = self.encodes.get(t, 0) + 1
         self._t, self._gray = t, gray
         self._read_ahead()  # frame t+1 and the flow to it, while the objects move to t here
         if moving:
             for obj in self._objects.values():  # flow: t-1 -> t
-                obj.move(flow, self.erode)
+                obj.move(motion, self.erode)
 
     def _logits(self) -> dict[int, np.ndarray]:
         shape = self.frames.frame_size
@@ -365,10 +389,11 @@ class _Object:
         out = np.full(shape, -0.5 * LOGIT_GAIN, np.float32)
         x0, y0, x1, y1 = self.box
         if x1 > x0 and y1 > y0:
-            lg = (self.patch - 0.5) * LOGIT_GAIN
+            lg = out[y0:y1, x0:x1]  # computed in place: the same float32 operations, no temporaries
+            np.subtract(self.patch, np.float32(0.5), out=lg)
+            lg *= np.float32(LOGIT_GAIN)
             if self.disagree is not None:
                 lg -= DISAGREE_PENALTY * self.disagree  # loses where another object's motion fits better
-            out[y0:y1, x0:x1] = lg
         return out
 
     @property
@@ -391,7 +416,7 @@ class _Object:
         moved = step[:, :2] @ c + step[:, 2]  # where the fit sends the centre of the points
         return np.hstack([lin, (moved - lin @ c)[:, None]])
 
-    def _disagreement(self, step: np.ndarray, flow: np.ndarray, mask: np.ndarray, origin: tuple[int, int]) -> None:
+    def _disagreement(self, step: np.ndarray, motion: _Motion, mask: np.ndarray, origin: tuple[int, int]) -> None:
         """Where, inside the object at t-1 (``mask``, a region of the frame at ``origin``), the
         fitted step does not reproduce the flow (an occluder crossing it, or the object sliding
         over a static one), carried to frame t, in the new box. Computed on the frame's even
@@ -409,13 +434,15 @@ class _Object:
         x1, y1 = x0 + 2 * (bw - 1) + 1, y0 + 2 * (bh - 1) + 1
         gx = np.arange(x0, x1, 2, dtype=np.float32)[None, :]  # the grid's columns and rows, broadcast
         gy = np.arange(y0, y1, 2, dtype=np.float32)[:, None]
-        f = flow[y0:y1:2, x0:x1:2]
+        half = (slice(y0 // 2, y0 // 2 + bh), slice(x0 // 2, x0 // 2 + bw))  # the grid in the even pixels
         (a, b, c), (d, e, g) = step.tolist()
-        ex = ((a - 1) * gx + c) + (b * gy - f[..., 0])
-        ey = (d * gx + g) + ((e - 1) * gy - f[..., 1])
-        tol = 1.5 + 0.1 * np.hypot(f[..., 0], f[..., 1])
+        ex = ((a - 1) * gx + c) + (b * gy - motion.fx[half])
+        ey = (d * gx + g) + ((e - 1) * gy - motion.fy[half])
+        ex *= ex
+        ey *= ey
+        ex += ey
         inside = mask[y0 - oy : y1 - oy : 2, x0 - ox : x1 - ox : 2] > 0
-        bad = ((ex * ex + ey * ey > tol * tol) & inside).astype(np.float32)
+        bad = ((ex > motion.tol2[half]) & inside).astype(np.float32)
         if not bad.any():
             self.disagree = None
             return
@@ -431,14 +458,15 @@ class _Object:
             borderMode=cv2.BORDER_CONSTANT,
         )
 
-    def move(self, flow: np.ndarray, erode: int) -> None:
+    def move(self, motion: _Motion, erode: int) -> None:
         import cv2
 
+        flow = motion.flow
         self.disagree = None
         bx0, by0, bx1, by1 = self.box
         if bx1 <= bx0 or by1 <= by0:
             return  # nothing in view: it stays where it left
-        in_box = (self.patch > 0.5).astype(np.uint8)
+        in_box = (self.patch > 0.5).view(np.uint8)  # 0 and 1, without a copy
         bx, by, bw, bh = cv2.boundingRect(in_box)
         if bw == 0:
             return
@@ -448,11 +476,12 @@ class _Object:
         pad = erode + 1
         x0, y0, x1, y1 = max(0, bx - pad), max(0, by - pad), min(w, bx + bw + pad), min(h, by + bh + pad)
         box = self.region(x0, y0, x1, y1, in_box)
-        inner = box.copy()
+        inner = None
         if erode > 0:
-            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
-            eroded = cv2.erode(box, k)
-            inner = eroded if eroded.sum() >= 12 else inner
+            eroded = cv2.erode(box, _disc(erode))
+            inner = eroded if cv2.countNonZero(eroded) >= 12 else None
+        if inner is None:
+            inner = box.copy()
         e = self.EDGE  # flow at the frame's edge is unreliable
         inner[: max(0, e - y0), :] = 0
         inner[max(0, h - e - y0) :, :] = 0
@@ -477,4 +506,4 @@ class _Object:
             step = self._limit_scale(step, src)
         self.transform = np.vstack([step, [0, 0, 1]]) @ self.transform
         self._warp()
-        self._disagreement(step, flow, box, (x0, y0))
+        self._disagreement(step, motion, box, (x0, y0))
