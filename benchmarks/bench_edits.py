@@ -41,9 +41,10 @@ sys.path.insert(0, str(HERE))
 
 from bench_anchors import prepare  # noqa: E402
 
-from napari_sasvi.core.edits import EditRequest, boundaries, run_edit, undo_edit  # noqa: E402
+from napari_sasvi.core.engine import EditRequest, run_edit, undo_edit  # noqa: E402
+from napari_sasvi.core.edit_log import boundaries  # noqa: E402
 from napari_sasvi.core.overseers.replay import ReplayOverseer  # noqa: E402
-from napari_sasvi.core.pipeline import run_sasvi  # noqa: E402
+from napari_sasvi.core.engine import run_sasvi  # noqa: E402
 from napari_sasvi.core.policy import PolicyParams  # noqa: E402
 from napari_sasvi.core.store import SasviStore  # noqa: E402
 

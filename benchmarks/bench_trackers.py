@@ -28,7 +28,7 @@ import json, resource, sys, time, tempfile
 from napari_sasvi.core.datasets import SYNTHETIC
 from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.pipeline import run_sasvi
+from napari_sasvi.core.engine import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.config import TrackerConfig
 from napari_sasvi.core.segment import build_tracker
@@ -98,7 +98,7 @@ def table(a) -> None:
     from napari_sasvi.core.datasets import SYNTHETIC
     from napari_sasvi.core.metrics import macro, overlap_counts
     from napari_sasvi.core.overseers.replay import ReplayOverseer
-    from napari_sasvi.core.pipeline import run_sasvi
+    from napari_sasvi.core.engine import run_sasvi
     from napari_sasvi.core.policy import PolicyParams
     from napari_sasvi.core.store import SasviStore
     from napari_sasvi.core.synthetic import SyntheticVideo

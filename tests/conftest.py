@@ -177,7 +177,7 @@ def check_a_broken_frame_read_ahead(tmp_path, tracker, workers_left, *, n: int, 
 
     from napari_sasvi.core.errors import SasviError
     from napari_sasvi.core.overseers.replay import ReplayOverseer
-    from napari_sasvi.core.pipeline import run_sasvi
+    from napari_sasvi.core.engine import run_sasvi
     from napari_sasvi.core.policy import PolicyParams
     from napari_sasvi.core.store import SasviStore
     from napari_sasvi.core.synthetic import SyntheticVideo

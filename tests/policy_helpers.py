@@ -82,7 +82,7 @@ class FakeTracker:
 
 
 def run(per_frame, mode="reference", tmp_path=None, table=TABLE, **params):
-    from napari_sasvi.core.pipeline import run_sasvi
+    from napari_sasvi.core.engine import run_sasvi
     from napari_sasvi.core.policy import PolicyParams
 
     n = len(per_frame)
@@ -233,7 +233,7 @@ def published_restarts(per_frame, n_points=20, future=10, buffer=25, overlap=0.7
 
 # -- driving the policy without a store, and random overseer sequences -------------------------------
 def drive_reference(per_frame, **params):
-    """Policy in ``reference`` mode driven as :func:`~napari_sasvi.core.pipeline.iter_sasvi` drives it
+    """Policy in ``reference`` mode driven as :func:`~napari_sasvi.core.engine.iter_sasvi` drives it
     (start_segment at s, step(t) for t = s, s+1, ...; a reason restarts at t), over an in-memory cache.
     Returns the restarts as [(frame, sorted mask labels, sorted point labels)]."""
     from napari_sasvi.core.policy import Policy, PolicyParams

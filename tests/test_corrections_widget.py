@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sasvi.core.edits import boundaries, read_edits
+from napari_sasvi.core.edit_log import boundaries, read_edits
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 

@@ -11,21 +11,12 @@ import pytest
 
 from napari_sasvi.core.anchors import read_anchors
 from napari_sasvi.core.datasets import SYNTHETIC
-from napari_sasvi.core.edits import (
-    EditRequest,
-    boundaries,
-    iter_edit,
-    plan_edit,
-    read_edits,
-    reprompts,
-    run_edit,
-    store_anchor_frames,
-    undo_edit,
-)
+from napari_sasvi.core.engine import EditRequest, iter_edit, plan_edit, run_edit, undo_edit
+from napari_sasvi.core.edit_log import boundaries, read_edits, reprompts, store_anchor_frames
 from napari_sasvi.core.errors import InputError
 from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.pipeline import FrameDone, run_sasvi
+from napari_sasvi.core.engine import FrameDone, run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo

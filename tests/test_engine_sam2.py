@@ -19,7 +19,7 @@ from napari_sasvi.core.datasets import SYNTHETIC
 from napari_sasvi.core.errors import CheckpointError, InputError, StoreMismatchError
 from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.pipeline import run_sasvi
+from napari_sasvi.core.engine import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo

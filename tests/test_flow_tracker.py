@@ -14,7 +14,7 @@ from napari_sasvi.cli import main
 from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.metrics import macro, overlap_counts
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.pipeline import run_sasvi
+from napari_sasvi.core.engine import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo

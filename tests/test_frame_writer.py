@@ -1,4 +1,4 @@
-"""Finished frames are written on a thread of their own (store.FrameWriter) while the next frame is
+"""Finished frames are written on a thread of their own (store_writer.FrameWriter) while the next frame is
 computed: the store is the same as with writes on the calling thread, FrameDone comes only once its
 frame is on disk, and a run that stops (an error, a failed write, the generator closed) keeps the
 frame it was writing and resumes after it."""
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import drive
+from napari_sasvi.core.engine import FrameDone, iter_sasvi, run_sasvi
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.pipeline import FrameDone, iter_sasvi, run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
@@ -120,7 +120,7 @@ def test_a_failed_write_stops_the_run_with_its_error_and_nothing_after_it_is_rec
 
 
 def test_an_interrupt_while_the_last_frame_lands_leaves_the_store_unlocked(tmp_path, clip, monkeypatch):
-    from napari_sasvi.core.store import FrameWriter
+    from napari_sasvi.core.store_writer import FrameWriter
 
     close = FrameWriter.close
 

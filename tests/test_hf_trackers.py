@@ -12,7 +12,7 @@ from napari_sasvi.core.config import TrackerConfig
 from napari_sasvi.core.errors import CheckpointError, InputError
 from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.pipeline import run_sasvi
+from napari_sasvi.core.engine import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.segment import build_tracker
 from napari_sasvi.core.store import SasviStore

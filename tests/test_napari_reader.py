@@ -55,7 +55,7 @@ def test_sample_data_layers(make_napari_viewer):
 def _store_of(tmp_path, frames_source, lab):
     from napari_sasvi.core.datasets import SYNTHETIC
     from napari_sasvi.core.overseers.replay import ReplayOverseer
-    from napari_sasvi.core.pipeline import run_sasvi
+    from napari_sasvi.core.engine import run_sasvi
     from napari_sasvi.core.policy import PolicyParams
     from napari_sasvi.core.trackers.flow import FlowTracker
 

@@ -10,7 +10,7 @@ from napari_sasvi.cli import main
 from napari_sasvi.core.datasets import SYNTHETIC
 from napari_sasvi.core.errors import FrameSizeError, InputChangedError, SasviError
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.pipeline import iter_sasvi, run_sasvi
+from napari_sasvi.core.engine import iter_sasvi, run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.trackers.flow import FlowTracker
 

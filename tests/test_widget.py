@@ -70,7 +70,7 @@ def test_cancel_keeps_frames_and_run_resumes(viewer_with_clip, qtbot, tmp_path):
     viewer, widget, frames, noisy = viewer_with_clip
     widget._out.value = tmp_path / "a.zarr"
     worker = widget.run()
-    from napari_sasvi.core.pipeline import FrameDone
+    from napari_sasvi.core.engine import FrameDone
 
     worker.yielded.connect(lambda item: widget.cancel() if isinstance(item, FrameDone) and item.done >= 4 else None)
     _wait(qtbot, widget)

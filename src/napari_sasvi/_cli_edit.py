@@ -84,9 +84,10 @@ def _read_correction(args, store):
 def run_edit_command(args) -> int:
     from tqdm.auto import tqdm
 
-    from .core.edits import EditRequest, EditStarted, iter_edit, read_edits, reprompts, undo_edit
+    from .core.engine import EditRequest, EditStarted, iter_edit, undo_edit
+    from .core.edit_log import read_edits, reprompts
     from .core.errors import InputError
-    from .core.pipeline import FrameDone
+    from .core.engine import FrameDone
     from .core.segment import build_tracker
     from .core.store import SasviStore
 

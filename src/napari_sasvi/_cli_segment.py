@@ -246,7 +246,7 @@ def _run_segment(args) -> int:
     from tqdm.auto import tqdm
 
     from .core.errors import InputError
-    from .core.pipeline import FrameDone
+    from .core.engine import FrameDone
     from .core.segment import VideoDone, VideoStarted, segment_videos
 
     config = config_from_args(args)

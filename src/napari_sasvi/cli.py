@@ -243,7 +243,7 @@ def _run_demo(args) -> int:
 
     from .core.config import TrackerConfig
     from .core.demo import iter_demo
-    from .core.pipeline import FrameDone
+    from .core.engine import FrameDone
 
     if args.sam2_model or args.tracker == "sam2":
         tracker = TrackerConfig(

@@ -2,7 +2,7 @@
 re-prompt, press Re-propagate; Undo edit takes the last edit back.
 
 A thin shell over :mod:`napari_sasvi.core.edits`: the SASVi layer's data is a
-:class:`~napari_sasvi.core.edits.PaintOverlay` (painting stays in memory until Re-propagate), the
+:class:`~napari_sasvi._napari._paint.PaintOverlay` (painting stays in memory until Re-propagate), the
 edits run in a ``thread_worker`` with a progress bar, and the segment widget's Cancel stops them
 between frames (the frames written stay; Undo restores them too).
 """
@@ -67,7 +67,7 @@ class CorrectionsPanel(Container):
     def pending(self) -> list:
         """What Re-propagate would do, in the order it does it: painted frames and queued pins and
         skips, from the last frame back (a later edit is then a boundary for an earlier one)."""
-        from ..core.edits import EditRequest
+        from ..core.engine import EditRequest
 
         seg = self._seg
         reqs = list(self._queue)
@@ -78,7 +78,7 @@ class CorrectionsPanel(Container):
 
     def timeline(self) -> list[dict]:
         """Rows for the events table and strip: edits made, pins/skips queued, painted frames."""
-        from ..core.edits import reprompts
+        from ..core.edit_log import reprompts
         from ..core.store import SasviStore
 
         shown = getattr(self._seg, "_store", None)
@@ -121,7 +121,7 @@ class CorrectionsPanel(Container):
         self._queue_edit("skip", t, f"re-prompt at frame {t} skipped: Re-propagate continues the segment before it.")
 
     def _queue_edit(self, kind: str, t: int, said: str):
-        from ..core.edits import EditRequest, plan_edit
+        from ..core.engine import EditRequest, plan_edit
 
         try:
             store, _ = self._target()
@@ -137,7 +137,7 @@ class CorrectionsPanel(Container):
         """Run the pending edits in a worker; returns it (tests wait on it), or None."""
         from napari.qt.threading import thread_worker
 
-        from ..core.edits import EditStarted, iter_edit
+        from ..core.engine import EditStarted, iter_edit
 
         seg = self._seg
         try:
@@ -164,7 +164,7 @@ class CorrectionsPanel(Container):
             import sys
 
             from ..core.background import frozen_heap, wait_warm
-            from ..core.edits import EditSummary
+            from ..core.engine import EditSummary
 
             heap = frozen_heap()  # as for a run: napari's objects out of the collector's walks
             heap.freeze()
@@ -191,7 +191,7 @@ class CorrectionsPanel(Container):
             return "done"
 
         def on_item(item):
-            from ..core.pipeline import FrameDone
+            from ..core.engine import FrameDone
 
             if isinstance(item, EditStarted):
                 self._start_bar(item)
@@ -265,7 +265,7 @@ class CorrectionsPanel(Container):
 
     def undo(self, *_):
         """Take the last edit back (its frames get their labels from before it)."""
-        from ..core.edits import undo_edit
+        from ..core.engine import undo_edit
 
         try:
             store, _ = self._target()

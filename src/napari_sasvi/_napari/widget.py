@@ -1,6 +1,6 @@
 """Plugins > SASVi segment video: pick inputs, run SASVi in a worker, watch the labels fill in.
 
-The widget is a thin shell over :func:`napari_sasvi.core.pipeline.iter_sasvi`: the generator runs
+The widget is a thin shell over :func:`napari_sasvi.core.engine.iter_sasvi`: the generator runs
 in a napari ``thread_worker``; every yielded item reaches the main thread as a signal, where the
 layers, the progress bar and the event table are updated. Cancel stops between frames and keeps
 what is written; Run again resumes the same store.
@@ -306,7 +306,7 @@ class SegmentWidget(Container):
         from napari.utils.notifications import show_error, show_info
 
         from ..core.background import frozen_heap, preload_torch, wait_warm
-        from ..core.pipeline import FrameDone, StoreOpened
+        from ..core.engine import FrameDone, StoreOpened
         from ..core.segment import segment_videos
 
         if self._worker is not None:
@@ -389,7 +389,7 @@ class SegmentWidget(Container):
         name = Path(item.store).stem
 
         def sasvi_layer():  # paintable: painted frames stay in memory until Re-propagate
-            from ..core.edits import PaintOverlay
+            from ._paint import PaintOverlay
 
             self._labels_layer = self._layer_for(
                 f"{name} SASVi", PaintOverlay(store.labels), labels_layer_kwargs(classes, f"{name} SASVi")
@@ -459,7 +459,7 @@ class SegmentWidget(Container):
         self._status.value = "cancelling after this frame..."
 
     def _on_item(self, item):
-        from ..core.pipeline import FrameDone, StoreOpened
+        from ..core.engine import FrameDone, StoreOpened
         from ..core.segment import VideoDone, VideoStarted
 
         if isinstance(item, StoreOpened):

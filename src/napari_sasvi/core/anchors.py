@@ -12,10 +12,8 @@ An anchor is one frame's full label map, in class ids. Anchors come from
 They are read with the one label reader (:func:`~.labels.open_labels`: encodings, checks, the
 messages), so a folder of watershed masks or of class ids reads as it does for the overseer.
 
-:func:`iter_from_anchors` is SASVi with no overseer: each frame takes the segment of the nearer
-anchor, propagated forward from the anchor before it or backward from the anchor after it (a tie
-goes forward). Backward propagation runs the tracker forward over the frames in reverse order
-(:class:`FrameRange`), so every tracker works both ways.
+Propagating them (SASVi with no overseer, or anchors beside an overseer) is the engine's:
+:func:`~.engine.anchored.iter_from_anchors`, :func:`~.engine.run.iter_sasvi`.
 """
 
 from __future__ import annotations
@@ -23,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
-from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +28,11 @@ from typing import Any
 import numpy as np
 
 from .datasets import ClassTable
+from .edit_log import store_anchor_frames
 from .errors import InputError
 from .labels import UNLABELLED, open_labels
+from .overseers.base import label_map_to_result
+from .store import SasviStore
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +145,6 @@ def read_anchors(
 
 
 def _sasvi_store(source: Any):
-    from .store import SasviStore
-
     if isinstance(source, (str, Path)) and (Path(source) / "zarr.json").is_file():
         try:
             return SasviStore.read(source)
@@ -157,8 +154,7 @@ def _sasvi_store(source: Any):
 
 
 def _store_anchors(store, n: int, size: tuple[int, int]) -> Anchors:
-    """A SASVi store's annotated frames: the anchors of its run and its corrections (edits.py)."""
-    from .edits import store_anchor_frames
+    """A SASVi store's annotated frames: the anchors of its run and its corrections (edit_log.py)."""
 
     if store.n_frames != n or tuple(store.labels.shape[1:]) != size:
         raise InputError(
@@ -185,8 +181,6 @@ class AnchoredOverseer:
         self.anchor_frames = frozenset(anchors.masks)
 
     def predict(self, frames, indices):
-        from .overseers.base import label_map_to_result
-
         ask = [k for k, t in enumerate(indices) if t not in self.anchor_frames]
         answers = (
             self.base.predict(None if frames is None else [frames[k] for k in ask], [indices[k] for k in ask])
@@ -206,140 +200,7 @@ class AnchoredOverseer:
         return {**self.base.describe(), "anchors": self.anchors.describe()}
 
 
-class FrameRange:
-    """Frames ``start`` to ``stop`` (inclusive, either direction) of ``stack`` as a video of their
-    own (index 0 is frame ``start``): a tracker propagating forward over a range with
-    ``stop < start`` goes backward in time."""
-
-    def __init__(self, stack, start: int, stop: int):
-        self.stack, self.start, self.stop = stack, start, stop
-        self.step = 1 if stop >= start else -1
-        self.frame_size = stack.frame_size
-        self.name = f"{getattr(stack, 'name', 'frames')} [{start}..{stop}]"
-        self.shape = (len(self), *stack.shape[1:])
-
-    def __len__(self) -> int:
-        return abs(self.stop - self.start) + 1
-
-    def frame(self, i: int) -> np.ndarray:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return self.stack.frame(self.time(i))
-
-    def time(self, i: int) -> int:
-        return self.start + self.step * i
-
-
-def _prompt(tracker, view, mask: np.ndarray, classes: ClassTable) -> list[int]:
-    tracker.bind(view)
-    tracker.reset()
-    ids = _ids(mask, classes)
-    for c in ids:
-        tracker.add_mask(0, c, mask == c)
-    return ids
-
-
-def iter_from_anchors(
-    frames,
-    anchors: Anchors,
-    tracker,
-    out: str,
-    classes: ClassTable,
-    *,
-    cancel: Callable[[], bool] | None = None,
-    stop_after: int | None = None,
-) -> Generator:
-    """SASVi with no overseer: propagate the anchors into the store at ``out``.
-
-    Yields :class:`~.pipeline.StoreOpened`, an ``anchor`` :class:`~.policy.Event` per anchor, and
-    :class:`~.pipeline.FrameDone` as frames finish; returns a :class:`~.pipeline.RunSummary`.
-    The anchor frames themselves are written as annotated. Frames finish anchor by anchor (the
-    backward part of an anchor's span, then the forward part), so a resumed run redoes at most
-    one anchor's backward part; the store records the anchors and refuses a resume under others.
-    """
-    from .frames import open_frames
-    from .fsutil import check_output_path
-    from .pipeline import FrameDone, RunSummary, StoreOpened, open_checked_store
-    from .policy import Event
-    from .trackers.base import compose_labels
-
-    t_start = time.perf_counter()
-    stack = open_frames(frames)
-    n = len(stack)
-    h, w = stack.frame_size
-    check_output_path(out, "output store")
-    stack.validate()
-    from .fingerprint import structural_fingerprint
-
-    signature = {
-        "input": {"name": stack.name, "shape": list(stack.shape), "fingerprint": structural_fingerprint(stack)},
-        "overseer": {"type": "none", "anchors": anchors.describe()},
-        "tracker": tracker.describe(),
-        "classes": classes.to_dict(),
-        "params": {"mode": "anchors"},
-    }
-    store, ledger = open_checked_store(stack, out, classes, signature)
-    resumed_from = store.frames_done
-    yield StoreOpened(str(out), resumed_from, n)
-    events = [
-        Event(
-            a, "anchor", f"annotated frame; frames {lo}-{hi} follow it", labels=tuple(_ids(anchors.masks[a], classes))
-        )
-        for a, lo, hi in anchors.segments(n)
-    ]
-    events_out = [e.to_dict() for e in events]
-    if store.complete:
-        return RunSummary(str(out), n, 0, resumed_from, False, 0.0, events_out, {})
-    yield from events
-    empty = np.full((h, w), classes.no_label, np.uint8)
-    written = 0
-    t_run = time.perf_counter()
-
-    def summary(cancelled: bool) -> RunSummary:
-        return RunSummary(str(out), n, written, resumed_from, cancelled, time.perf_counter() - t_start, events_out, {})
-
-    with ledger.reading(stack):
-        for a, lo, hi in anchors.segments(n):
-            if hi < store.frames_done:
-                continue
-            mask = anchors.masks[a]
-            overseer_at = {a: mask}  # the store's overseer array: the annotation where there is one
-            if lo < a and store.frames_done <= a - 1:  # backward part: a-1 down to lo, then done up to a
-                view = FrameRange(stack, a, lo)
-                _prompt(tracker, view, mask, classes)
-                for i, logits in tracker.propagate(0):
-                    if i == 0:
-                        continue
-                    t = view.time(i)
-                    store.write_unfinished(t, compose_labels(logits, (h, w), classes.no_label, classes.ids), empty)
-                    if cancel is not None and cancel():
-                        return summary(True)  # this backward part is redone on resume
-                store.mark_done(a, events_out)
-                written += a - max(lo, resumed_from)
-                elapsed = time.perf_counter() - t_run
-                yield FrameDone(a - 1, a, n, written / elapsed if elapsed > 0 else 0.0)
-            view = FrameRange(stack, a, hi)
-            _prompt(tracker, view, mask, classes)
-            for i, logits in tracker.propagate(0):
-                t = view.time(i)
-                if t < store.frames_done:
-                    continue
-                labels = (
-                    anchors.exact(a, classes.no_label)
-                    if i == 0
-                    else compose_labels(logits, (h, w), classes.no_label, classes.ids)
-                )
-                store.write_frame(t, labels, overseer_at.get(t, empty), events_out)
-                written += 1
-                elapsed = time.perf_counter() - t_run
-                yield FrameDone(t, t + 1, n, written / elapsed if elapsed > 0 else 0.0)
-                if (cancel is not None and cancel()) or (stop_after is not None and t + 1 >= stop_after):
-                    return summary(True)
-    store.save_events(events_out)
-    return summary(False)
-
-
-def _ids(mask: np.ndarray, classes: ClassTable) -> list[int]:
+def prompt_classes(mask: np.ndarray, classes: ClassTable) -> list[int]:
     """The classes an annotation prompts: those of the table present in it, as the replay overseer
     has them (the no-label value only when it is a class of the table, e.g. CholecSeg8k's 0)."""
     return [int(c) for c in np.unique(mask) if int(c) in set(classes.ids)]
@@ -360,8 +221,7 @@ def anchors_for(video: Path, root: Path | None, single: bool) -> Path | None:
 __all__ = [
     "AnchoredOverseer",
     "Anchors",
-    "FrameRange",
     "anchors_for",
-    "iter_from_anchors",
+    "prompt_classes",
     "read_anchors",
 ]

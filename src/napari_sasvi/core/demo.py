@@ -8,7 +8,7 @@ from collections.abc import Generator
 from pathlib import Path
 
 from .config import RunConfig, TrackerConfig
-from .pipeline import FrameDone
+from .engine import FrameDone
 
 
 def iter_demo(

@@ -47,5 +47,9 @@ class StoreBusyError(SasviError):
     """Another process is writing the output store (the same run started twice)."""
 
 
+class StoreDamagedError(SasviError):
+    """A SASVi store whose files are missing or unreadable (it is named, never overwritten)."""
+
+
 class DeviceError(SasviError):
     """The requested compute device is not available."""

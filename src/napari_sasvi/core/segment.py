@@ -21,7 +21,7 @@ from .config import TRAINED_OVERSEERS, OverseerConfig, RunConfig, TrackerConfig
 from .datasets import ClassTable
 from .errors import InputError
 from .frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameStack, open_frames
-from .pipeline import FrameDone, RunSummary, StoreOpened, iter_sasvi
+from .engine import FrameDone, RunSummary, StoreOpened, iter_sasvi
 from .policy import Event
 
 log = logging.getLogger(__name__)
@@ -335,7 +335,8 @@ def segment_videos(
     for i, job in enumerate(jobs):
         stack = open_frames(job.frames, name=job.name)
         if config.overseer.kind == "none":
-            from .anchors import iter_from_anchors, read_anchors
+            from .engine import iter_from_anchors
+            from .anchors import read_anchors
 
             if job.anchors is None:
                 raise InputError(

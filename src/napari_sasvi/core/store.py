@@ -26,7 +26,6 @@ import json
 import logging
 import operator
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from .. import __version__
 from .datasets import ClassTable
 from .errors import InputError, StoreBusyError, StoreMismatchError
 from .fsutil import atomic_path, atomic_write_text, check_output_path
+from .session import StoreSession
 
 log = logging.getLogger(__name__)
 
@@ -292,62 +292,34 @@ class SasviStore:
             f.close()
             self._lock_file = None
 
+    def session(self, stack=None, *, check: str = "spot") -> StoreSession:
+        """Open a writing session on the store (:class:`~.session.StoreSession`): it takes the
+        writer lock (:class:`StoreBusyError` when another run or edit holds it), hashes and checks
+        every frame of ``stack`` read while it is open, hands out the sinks the engine writes
+        frames into and keeps the edit log. Use it as a context manager: leaving it waits for the
+        frame in flight, writes the frame hashes and always releases the lock.
+
+        Args:
+            stack: the store's frames (:class:`~.frames.FrameStack`), None when nothing is read.
+            check: ``"resume"``, ``"spot"`` or ``"none"``: what is checked of the finished frames now.
+        """
+        return StoreSession(self, stack, check=check)
+
+    @property
+    def config(self) -> dict | None:
+        """The :class:`~.config.RunConfig` (as a dict) the store's run used; None for stores
+        written before napari-sasvi recorded it."""
+        return self.group.attrs["sasvi"].get("config")
+
+    def record_config(self, config: dict) -> None:
+        """Record the run's :class:`~.config.RunConfig` (``to_dict()``) in the store's attributes."""
+        attrs = dict(self.group.attrs["sasvi"])
+        if attrs.get("config") != config:
+            attrs["config"] = _normalise(config)
+            self.group.attrs["sasvi"] = attrs
+
     @property
     def frames_path(self) -> Path | None:
         """Where the frames were when the store was made (None for frames from an array)."""
         p = self.group.attrs["sasvi"].get("frames")
         return Path(p) if p else None
-
-
-class FrameWriter:
-    """Writes a run's finished frames into its store on a thread of its own, one frame in flight.
-
-    The zarr writes and the progress file (about 10 ms a frame at 854 x 480, longer on a slow or
-    network disk) overlap the next frame's computation. Nothing changes on disk: a frame is recorded as done by the progress file
-    only after its labels have landed, in order. :meth:`submit` hands frame t over (the arrays and
-    the event log must not change afterwards); :meth:`wait` returns the frame in flight once it is
-    on disk, raising the write's error if it failed; :meth:`close` waits for it and stops the
-    thread. With ``background=False`` :meth:`submit` writes at once (the same calls, in order).
-    """
-
-    def __init__(self, store: SasviStore, *, background: bool = True):
-        self.store = store
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sasvi-store") if background else None
-        self._pending: tuple[int, Future | None] | None = None
-
-    def submit(self, t: int, labels: np.ndarray, overseer: np.ndarray, events: list[dict]) -> None:
-        if self._pending is not None:
-            raise RuntimeError(f"frame {t} handed over while frame {self._pending[0]} is still being written")
-        if self._pool is None:
-            self.store.write_frame(t, labels, overseer, events)
-            self._pending = (t, None)
-        else:
-            self._pending = (t, self._pool.submit(self.store.write_frame, t, labels, overseer, events))
-
-    def wait(self) -> int | None:
-        """The frame handed over last, once it is on disk (None if there is none)."""
-        if self._pending is None:
-            return None
-        t, fut = self._pending
-        if fut is not None:
-            try:
-                fut.result()
-            except Exception:
-                self._pending = None  # its error is reported here, once
-                raise
-        # an interrupt while waiting (KeyboardInterrupt) leaves it pending: close() waits again
-        self._pending = None
-        return t
-
-    def close(self) -> None:
-        """Wait for the frame in flight (a run that stops on an error or is closed keeps it) and
-        stop the thread. Its write's error, if any, is logged, not raised: a run that ends normally
-        has waited already, and any other is on its way out with an error of its own."""
-        try:
-            self.wait()
-        except Exception:
-            log.exception("writing the last frame into %s failed; it is not recorded as done", self.store.path)
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None

@@ -1,0 +1,306 @@
+"""Edits of a finished SASVi store: corrections, pinned and skipped re-prompts, each recomputing
+only the span it affects, each undoable.
+
+An edit recomputes the frames from its frame up to the next segment boundary (exclusive; see
+:mod:`~napari_sasvi.core.edit_log`), and never a frame past the last finished one:
+
+* **correction** at t: the user's label map of frame t. It is written as given, becomes an anchor
+  (a boundary, and an annotated frame that :func:`~napari_sasvi.core.anchors.read_anchors` reads
+  from the store), and the tracker propagates it forward to the next boundary.
+* **pin** at f: a re-prompt the run did not make. The tracker is reset at f and prompted with the
+  overseer's labels there (the store's overseer array, as masks); f..next boundary is recomputed.
+* **skip** at f: a re-prompt the run made (a restart, or objects added) that should not be. The
+  segment before it is continued through f: the tracker is prompted at the previous boundary with
+  the store's labels there, propagated (frames before f are recomputed but not written) and f..next
+  boundary is written.
+
+Objects the run added inside the span (``add_objects`` events) are added again at their frames
+from the store's overseer labels, so a correction does not lose a class that enters later; a
+tracker that cannot add objects to a running segment stops the span there instead.
+
+An edit is a planner for the span engine (:func:`~.span.propagate_span`) over the span's frames,
+written through a store session (:meth:`~napari_sasvi.core.store.SasviStore.session`), which holds
+the store's writer lock, saves the undo data first and keeps the edit log. It uses the tracker
+the store was made with: another one is refused unless asked for (``other_tracker``), and then
+recorded in the edit log. Nothing outside the span is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..anchors import prompt_classes
+from ..edit_log import KINDS, active_edits, boundaries, read_edits, store_anchor_frames
+from ..errors import InputError
+from ..fingerprint import same_video
+from ..frames import open_frames
+from ..labels import UNLABELLED
+from ..policy import Prompt, SegmentStart
+from ..progress import drain
+from ..records import EditPlan, EditStarted, EditSummary
+from ..store import SasviStore
+from .anchored import mask_prompts
+from .span import FrameRange, Reprompt, Write, propagate_span
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """What the user asks: ``kind`` (correction, pin, skip) at ``frame``; a correction's label map
+    (H, W) in class ids in ``mask``."""
+
+    kind: str
+    frame: int
+    mask: np.ndarray | None = None
+
+
+# -- planning -------------------------------------------------------------------------------------------
+def plan_edit(store, request: EditRequest, *, incremental: bool = True, edits: list[dict] | None = None) -> EditPlan:
+    """The span an edit recomputes (module docstring). Raises :class:`InputError` for an edit that
+    cannot be made (a frame not yet computed, a skip of a frame that is no re-prompt, ...)."""
+    edits = read_edits(store.path) if edits is None else edits
+    if request.kind not in KINDS:
+        raise InputError(f"Unknown edit {request.kind!r}: choose one of {', '.join(KINDS)}.")
+    t, done, n = int(request.frame), store.frames_done, store.n_frames
+    if not 0 <= t < n:
+        raise InputError(f"Frame {t} is not in the video (frames 0-{n - 1}).")
+    if t >= done:
+        raise InputError(
+            f"Frame {t} is not computed yet ({done} of {n} frames are): run or resume SASVi first, then edit."
+        )
+    bounds = boundaries(store, edits)
+    act = active_edits(edits)
+    run_adds: dict[int, list[int]] = {}
+    for e in store.events:
+        if e["kind"] == "add_objects":
+            run_adds.setdefault(int(e["frame"]), []).extend(e.get("mask_labels", []) + e.get("point_labels", []))
+    skipped = {e["frame"] for e in act if e["kind"] == "skip"}
+    prompt_frame = start = t
+    if request.kind == "skip":
+        _check_skip(t, store, edits, act, bounds, run_adds, skipped)
+        prompt_frame = max(b for b in bounds if b < t)
+    elif request.kind == "pin" and t in bounds:
+        raise InputError(f"SASVi already re-prompts at frame {t}.")
+    after = [b for b in bounds if b > t]
+    stop = min(after[0] if after else n, done) - 1
+    adds = []
+    for f in sorted(run_adds):
+        if prompt_frame < f <= stop and f not in skipped and not (request.kind == "skip" and f == t):
+            if not incremental:
+                stop = f - 1  # this tracker cannot add objects to a running segment: end there
+                break
+            adds.append((f, tuple(sorted(set(run_adds[f])))))
+    return EditPlan(request.kind, t, prompt_frame, start, stop, tuple(adds))
+
+
+def _check_skip(t, store, edits, act, bounds, run_adds, skipped) -> None:
+    if t == 0:
+        raise InputError("Frame 0 starts the video: its prompt cannot be skipped (correct the frame instead).")
+    if t in set(store_anchor_frames(store, edits)):
+        raise InputError(f"Frame {t} is an annotated frame (an anchor): undo or correct it instead of skipping.")
+    if any(e["kind"] == "pin" and e["frame"] == t for e in act):
+        raise InputError(f"Frame {t} is a pinned re-prompt: undo that edit instead of skipping it.")
+    if t in skipped:
+        raise InputError(f"The re-prompt at frame {t} is already skipped.")
+    if t not in bounds and t not in run_adds:
+        raise InputError(
+            f"SASVi did not re-prompt at frame {t}: only a restart or an object added can be skipped "
+            f"(re-prompts: {', '.join(str(b) for b in sorted(set(bounds) | set(run_adds)))})."
+        )
+
+
+# -- checks ---------------------------------------------------------------------------------------------
+def _check_mask(mask: np.ndarray, store) -> np.ndarray:
+    classes = store.classes
+    h, w = store.labels.shape[1:]
+    mask = np.asarray(mask)
+    if mask.shape != (h, w):
+        raise InputError(f"The corrected frame is {mask.shape[1]}x{mask.shape[0]} pixels but the store's are {w}x{h}.")
+    allowed = set(classes.ids) | {classes.no_label, UNLABELLED}
+    bad = sorted(set(np.unique(mask).tolist()) - allowed)
+    if bad:
+        raise InputError(
+            f"The corrected frame holds label(s) {', '.join(map(str, bad[:8]))} that are not classes of "
+            f"{classes.name} (ids {min(classes.ids)}-{max(classes.ids)}, no label {classes.no_label}): "
+            "paint with the table's ids."
+        )
+    return mask.astype(np.uint8)
+
+
+def _comparable(desc: dict) -> str:
+    """A tracker's description as the check compares it: the device may differ (the same model)."""
+    return json.dumps({k: v for k, v in desc.items() if k != "device"}, sort_keys=True, default=str)
+
+
+def check_tracker(store, tracker, other_tracker: bool = False) -> bool:
+    """Whether ``tracker`` is the one the store was made with. Another one is an
+    :class:`InputError` naming both, unless ``other_tracker`` (then False is returned, and the
+    edit log records it)."""
+    made = store.signature.get("tracker") or {}
+    given = tracker.describe()
+    if _comparable(made) == _comparable(given):
+        return True
+    if other_tracker:
+        return False
+    raise InputError(
+        f"{store.path} was made with the tracker {describe_tracker(made)}; this edit would use "
+        f"{describe_tracker(given)}. Edit with the store's own tracker (napari-sasvi edit rebuilds it from the "
+        "store), or ask for the other one explicitly (--other-tracker; it is recorded in the edit log)."
+    )
+
+
+def describe_tracker(desc: dict) -> str:
+    """A tracker's description in a few words: ``flow (dis)``, ``sam2 (sam2.1_hiera_tiny, 1024 px)``."""
+    kind = desc.get("type", "?")
+    what = [str(desc[k]) for k in ("method", "model", "config", "checkpoint") if desc.get(k)]
+    if desc.get("image_size"):
+        what.append(f"{desc['image_size']} px")
+    if desc.get("predictor") == "legacy":
+        what.append("legacy predictor")
+    return f"{kind} ({', '.join(what)})" if what else kind
+
+
+# -- running --------------------------------------------------------------------------------------------
+class _EditPlanner:
+    """An edit as the span engine's planner: prompted at the span's first frame, objects the run
+    added re-added at their frames, the frames from ``plan.start`` on written."""
+
+    def __init__(self, store, request: EditRequest, plan: EditPlan, prompt: np.ndarray, ids: list[int]):
+        self.store, self.request, self.plan, self.prompt_mask, self.ids = store, request, plan, prompt, ids
+        self.adds = {f - plan.prompt_frame: c for f, c in plan.adds}
+        self.prompted = 0
+        self.t = plan.prompt_frame
+
+    def prompt(self, i: int, reason: str) -> Generator:
+        self.prompted = i
+        if reason == "start":
+            return mask_prompts(0, self.prompt_mask, self.ids)
+        ov = np.asarray(self.store.overseer[self.plan.prompt_frame + i])
+        masks = [(c, ov == c) for c in self.adds[i]]
+        return SegmentStart(frame=i, reset=False, prompts=tuple(Prompt(c, "mask", mask=m) for c, m in masks if m.any()))
+        yield  # a generator that decides nothing
+
+    def step(self, i: int, t: int, labels: np.ndarray, logits) -> Generator:
+        self.t = t
+        if i in self.adds and i != self.prompted:
+            return Reprompt("add_objects")
+        if t < self.plan.start:
+            return None
+        if self.request.kind == "correction" and t == self.plan.frame:
+            # unlabelled pixels (255, e.g. a ground truth's ignore value) prompt nothing and are
+            # written as the table's no-label, as for anchors
+            no_label = np.uint8(self.store.classes.no_label)
+            return Write(np.where(self.prompt_mask == UNLABELLED, no_label, self.prompt_mask))
+        return Write(labels)
+        yield
+
+
+def iter_edit(
+    store_path: str | Path,
+    frames,
+    tracker,
+    request: EditRequest,
+    *,
+    cancel: Callable[[], bool] | None = None,
+    other_tracker: bool = False,
+) -> Generator:
+    """Make one edit of the store at ``store_path`` (module docstring) with ``tracker`` over
+    ``frames`` (the store's video). Yields :class:`~napari_sasvi.core.records.EditStarted`, then
+    :class:`~napari_sasvi.core.records.FrameDone` per written frame (``done``/``total`` count the span); returns an
+    :class:`~napari_sasvi.core.records.EditSummary`. Cancel stops between frames: the frames written stay (Undo
+    restores them too).
+
+    Raises:
+        InputError: frames of another video; a tracker other than the store's (unless
+            ``other_tracker``); an edit that cannot be made (see :func:`plan_edit`).
+        StoreBusyError: a run or another edit is writing the store.
+    """
+    t0 = time.perf_counter()
+    store = SasviStore.read(store_path, writable=True)
+    stack = open_frames(frames)
+    want = store.signature.get("input", {})
+    if not same_video(stack, want):
+        raise InputError(
+            f"These frames ({stack.name}, {stack.shape[0]} frames) are not the video {store.path} was made from "
+            f"({want.get('name')}); open the store's own frames to edit it."
+        )
+    same_tracker = check_tracker(store, tracker, other_tracker)
+    with store.session(stack, check="spot") as session:
+        plan = plan_edit(store, request, incremental=getattr(tracker, "incremental", False), edits=session.edits)
+        if request.kind == "correction":
+            if request.mask is None:
+                raise InputError("A correction needs the corrected frame's labels.")
+            prompt = _check_mask(request.mask, store)
+        elif request.kind == "pin":
+            prompt = np.asarray(store.overseer[plan.prompt_frame])
+        else:
+            prompt = np.asarray(store.labels[plan.prompt_frame])
+        ids = prompt_classes(prompt, store.classes)  # the classes an annotation prompts, as for anchors
+        if not ids:
+            where = "the overseer's labels" if request.kind == "pin" else "the labels"
+            raise InputError(f"Nothing to prompt with: {where} at frame {plan.prompt_frame} hold no class.")
+        record = {
+            "kind": plan.kind,
+            "frame": plan.frame,
+            "prompt_frame": plan.prompt_frame,
+            "span": [plan.start, plan.stop],
+            "adds": [[f, list(c)] for f, c in plan.adds],
+            "tracker": tracker.describe(),
+        }
+        if not same_tracker:
+            record["other_tracker"] = True  # the user asked for a tracker other than the store's
+        sink = session.begin_edit(record)
+        yield EditStarted(plan, record["id"])
+        planner = _EditPlanner(store, request, plan, prompt, ids)
+
+        def stop() -> bool:
+            return cancel is not None and planner.t < plan.stop and cancel()
+
+        view = FrameRange(stack, plan.prompt_frame, plan.stop)
+        state = "done"
+        try:
+            if (yield from propagate_span(view, tracker, planner, sink, store.classes, stop=stop)):
+                state = "cancelled"
+        except BaseException:
+            state = "failed"
+            raise
+        finally:
+            session.end_edit(record, state, time.perf_counter() - t0)
+        return EditSummary(
+            record["id"], plan.kind, plan.frame, plan.start, plan.stop, record["written"], state == "cancelled",
+            time.perf_counter() - t0,
+        )  # fmt: skip
+
+
+def run_edit(store_path, frames, tracker, request: EditRequest, **kwargs) -> EditSummary:
+    """Drive :func:`iter_edit` to the end."""
+    return drain(iter_edit(store_path, frames, tracker, request, **kwargs))
+
+
+def undo_edit(store_path: str | Path) -> dict | None:
+    """Undo the last edit still in effect: its frames get back the labels they had before it.
+    Returns that edit's record (state ``undone``), or None when there is nothing to undo.
+    Takes the store's writer lock (:class:`~napari_sasvi.core.errors.StoreBusyError` while a run
+    or an edit writes it)."""
+    store = SasviStore.read(store_path, writable=True)
+    with store.session() as session:
+        return session.undo()
+
+
+__all__ = [
+    "EditPlan",
+    "EditRequest",
+    "EditStarted",
+    "EditSummary",
+    "check_tracker",
+    "describe_tracker",
+    "iter_edit",
+    "plan_edit",
+    "run_edit",
+    "undo_edit",
+]

@@ -1,0 +1,143 @@
+"""The span engine: the one loop that propagates a span of frames with a tracker into a store.
+
+A run, an anchors run and an edit all do the same thing: bind the tracker to some frames
+(forward, or backward through :class:`FrameRange`), prompt it at the span's first frame, let it
+propagate, turn each frame's logits into a label map, write the frames that are due, and prompt
+again where a decision says so. :func:`propagate_span` is that loop; what differs is the
+*planner* (what to prompt, when to prompt again, which frames to write and with what: the SASVi
+policy, the anchors, an edit's plan) and the *sink* the frames go to (a
+:class:`~napari_sasvi.core.session.StoreSession`'s run, backward or edit sink).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..datasets import ClassTable
+from ..policy import Event, SegmentStart
+from ..records import FrameDone
+from ..trackers.base import compose_labels
+
+
+@dataclass(frozen=True)
+class Reprompt:
+    """Stop at this frame and prompt again there (the frame is not written; it is recomputed)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Write:
+    """Write this frame: its labels (H, W) uint8 and, for a run, the overseer's label map."""
+
+    labels: np.ndarray
+    overseer: np.ndarray | None = None
+
+
+class Planner(Protocol):
+    """What a span does, frame by frame (a run's SASVi policy, an anchors run, an edit)."""
+
+    def prompt(self, i: int, reason: str) -> Generator[Event, None, SegmentStart]:
+        """The prompts at view frame ``i`` (``reason`` is ``"start"`` for the span's first prompt,
+        else what :meth:`step` returned); yields the decisions made."""
+
+    def step(
+        self, i: int, t: int, labels: np.ndarray, logits: dict[int, np.ndarray]
+    ) -> Generator[Event, None, Reprompt | Write | None]:
+        """After the tracker produced view frame ``i`` (video frame ``t``): prompt again, write it,
+        or neither (a frame already on disk)."""
+
+
+class Sink(Protocol):
+    def put(self, t: int, labels: np.ndarray, overseer: np.ndarray | None) -> Iterator[FrameDone]: ...
+
+
+class FrameRange:
+    """Frames ``start`` to ``stop`` (inclusive, either direction) of ``stack`` as a video of their
+    own (index 0 is frame ``start``): a tracker propagating forward over a range with
+    ``stop < start`` goes backward in time, so every tracker works both ways."""
+
+    def __init__(self, stack, start: int, stop: int):
+        self.stack, self.start, self.stop = stack, start, stop
+        self.step = 1 if stop >= start else -1
+        self.frame_size = stack.frame_size
+        self.name = f"{getattr(stack, 'name', 'frames')} [{start}..{stop}]"
+        self.shape = (len(self), *stack.shape[1:])
+
+    def __len__(self) -> int:
+        return abs(self.stop - self.start) + 1
+
+    def frame(self, i: int) -> np.ndarray:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.stack.frame(self.time(i))
+
+    def time(self, i: int) -> int:
+        return self.start + self.step * i
+
+
+def apply_prompt(tracker, seg: SegmentStart) -> None:
+    """Give the tracker a segment start: reset (or drop objects), then every prompt at its frame."""
+    if seg.reset:
+        tracker.reset()
+    elif seg.remove:
+        tracker.remove_objects(seg.remove)
+    for p in seg.prompts:
+        if p.kind == "mask":
+            tracker.add_mask(seg.frame, p.obj_id, p.mask)
+        else:
+            tracker.add_points(seg.frame, p.obj_id, p.points, p.point_labels)
+
+
+def propagate_span(
+    view: Any,
+    tracker,
+    planner: Planner,
+    sink: Sink,
+    classes: ClassTable,
+    *,
+    first: int = 0,
+    reason: str = "start",
+    stop: Callable[[], bool] | None = None,
+) -> Generator[Event | FrameDone, None, bool]:
+    """Propagate ``view`` (a :class:`~napari_sasvi.core.frames.FrameStack` or a
+    :class:`FrameRange`) from its frame ``first`` to its end.
+
+    The tracker is bound to ``view`` and prompted at ``first`` with what ``planner.prompt`` says
+    (for ``reason``: ``"start"``, or a resumed run's segment start);
+    every frame it produces becomes a label map (the class table's ids; :func:`compose_labels`),
+    which ``planner.step`` sees: a :class:`Reprompt` stops there and prompts again at that frame
+    (a reset, or objects added, as the planner's prompt says), a :class:`Write` goes to ``sink``.
+    ``stop`` is polled after every frame.
+
+    Yields the planner's events and the sink's :class:`FrameDone`; returns True when ``stop``
+    ended the span, False when it reached the end.
+    """
+    h, w = view.frame_size
+    time_of = getattr(view, "time", None)
+    tracker.bind(view)
+    i_from = first
+    while True:
+        apply_prompt(tracker, (yield from planner.prompt(i_from, reason)))
+        again = None
+        for i, logits in tracker.propagate(i_from):
+            t = time_of(i) if time_of is not None else i
+            labels = compose_labels(logits, (h, w), classes.no_label, classes.ids)
+            step = yield from planner.step(i, t, labels, logits)
+            if isinstance(step, Reprompt):
+                again = (i, step.reason)
+                break
+            if step is not None:
+                yield from sink.put(t, step.labels, step.overseer)
+            if stop is not None and stop():
+                return True
+        if again is None:
+            return False
+        i_from, reason = again
+
+
+__all__ = ["FrameRange", "Planner", "Reprompt", "Sink", "Write", "apply_prompt", "propagate_span"]
