@@ -27,7 +27,10 @@ def add_edit(sub) -> None:
     p.add_argument("--labels", type=Path, help="the corrected frame: a label image (.png) or .npy (H, W)")
     add_encoding_option(p, "--labels-encoding", "the corrected frame")
     p.add_argument("--frames", type=Path, help="the store's video (default: where the store says it is)")
-    t = p.add_argument_group("tracker (default: the store's own when it can be rebuilt: flow, or an official SAM2)")
+    t = p.add_argument_group(
+        "tracker (default: the store's own, rebuilt from the run config it records; another is refused "
+        "unless --other-tracker)"
+    )
     t.add_argument("--tracker", choices=["sam2", "flow", "hf"])
     t.add_argument("--tracker-model", help="as for segment: an official SAM2 name, dis/farneback, or a HF model")
     t.add_argument("--sam2-config")
@@ -35,31 +38,27 @@ def add_edit(sub) -> None:
     t.add_argument("--sam2-random-weights", action="store_true")
     t.add_argument("--image-size", type=int)
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    t.add_argument(
+        "--other-tracker",
+        action="store_true",
+        help="edit with the tracker named by --tracker although the store was made with another (recorded in the edit log)",
+    )
     p.set_defaults(func=run_edit_command)
 
 
-def _tracker_config(args, store):
+def _tracker_config(args):
+    """The tracker named by the flags (None: the store's own)."""
     from .core.config import TrackerConfig
-    from .core.errors import InputError
 
-    if args.tracker:
-        return TrackerConfig(
-            kind=args.tracker,
-            model=args.tracker_model,
-            config=args.sam2_config,
-            checkpoint=str(args.sam2_checkpoint) if args.sam2_checkpoint else None,
-            random_weights=args.sam2_random_weights,
-            image_size=args.image_size,
-        )
-    rec = store.signature.get("tracker", {})
-    if rec.get("type") == "flow":
-        return TrackerConfig(kind="flow", model=rec.get("method"))
-    if rec.get("type") == "sam2" and rec.get("model") and not rec.get("checkpoint"):
-        return TrackerConfig(kind="sam2", model=rec["model"], image_size=rec.get("image_size"))
-    raise InputError(
-        f"The store was made with the tracker {rec.get('type')} ({rec.get('config') or rec.get('model')}, "
-        f"checkpoint {rec.get('checkpoint')}), which cannot be rebuilt from the store alone: give it with "
-        "--tracker and its flags (as for segment)."
+    if not args.tracker:
+        return None
+    return TrackerConfig(
+        kind=args.tracker,
+        model=args.tracker_model,
+        config=args.sam2_config,
+        checkpoint=str(args.sam2_checkpoint) if args.sam2_checkpoint else None,
+        random_weights=args.sam2_random_weights,
+        image_size=args.image_size,
     )
 
 
@@ -84,11 +83,10 @@ def _read_correction(args, store):
 def run_edit_command(args) -> int:
     from tqdm.auto import tqdm
 
-    from .core.engine import EditRequest, EditStarted, iter_edit, undo_edit
     from .core.edit_log import read_edits, reprompts
+    from .core.engine import EditRequest, EditStarted, FrameDone, iter_edit, undo_edit
     from .core.errors import InputError
-    from .core.engine import FrameDone
-    from .core.segment import build_tracker
+    from .core.segment import edit_tracker
     from .core.store import SasviStore
 
     store = SasviStore.read(args.store)
@@ -116,11 +114,9 @@ def run_edit_command(args) -> int:
     frames = args.frames or store.frames_path
     if frames is None or not Path(frames).exists():
         raise InputError(f"Where are the store's frames? It records {store.frames_path}; give them with --frames PATH.")
-    tracker = build_tracker(
-        _tracker_config(args, store), args.device, legacy=store.signature["params"].get("mode") == "reference"
-    )
+    tracker = edit_tracker(store, device=args.device, tracker=_tracker_config(args))
     bar = None
-    gen = iter_edit(store.path, str(frames), tracker, request)
+    gen = iter_edit(store.path, str(frames), tracker, request, other_tracker=args.other_tracker)
     while True:
         try:
             item = next(gen)

@@ -170,7 +170,7 @@ class CorrectionsPanel(Container):
             heap.freeze()
             try:
                 wait_warm()
-                tracker = models.tracker(config)
+                tracker = _edit_tracker(store, models, config)
                 if "torch" in sys.modules:
                     seg._limit_torch_threads()  # leave a core to napari (restored when it ends)
                 for req in reqs:
@@ -288,3 +288,11 @@ class _Message(str):
 
 
 __all__ = ["CorrectionsPanel"]
+
+
+def _edit_tracker(store, models, config):
+    """The tracker Re-propagate uses: the store's own (rebuilt from the run config it records),
+    whatever the form says now; the form's device only."""
+    from ..core.segment import edit_tracker
+
+    return edit_tracker(store, models, device=config.device)

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .anchors import anchors_for
+from .anchors import anchors_for, read_anchors
 from .config import TRAINED_OVERSEERS, OverseerConfig, RunConfig, TrackerConfig
 from .datasets import ClassTable
+from .engine import FrameDone, RunSummary, StoreOpened, iter_from_anchors, iter_sasvi
 from .errors import InputError
 from .frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameStack, open_frames
-from .engine import FrameDone, RunSummary, StoreOpened, iter_sasvi
 from .policy import Event
+from .progress import drain
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,39 @@ class Models:
             self._overseer = (key, build_trained_overseer(cfg, classes, config.device))
             self.builds["overseer"] += 1
         return self._overseer[1]
+
+
+# -- the tracker of a finished store (edits) -------------------------------------------------------------
+def store_tracker_config(store) -> TrackerConfig:
+    """The tracker a store was made with: the run's recorded :class:`RunConfig`, or for stores
+    written before it was recorded, the tracker's description where that names enough (the flow
+    tracker, an official SAM2 model). Raises :class:`InputError` when it cannot be rebuilt."""
+    rec = store.config
+    if rec is not None:
+        try:
+            return RunConfig.from_dict(rec).tracker
+        except InputError as e:
+            log.warning("the run config recorded in %s does not load (%s); using its tracker record", store.path, e)
+    desc = store.signature.get("tracker", {})
+    if desc.get("type") == "flow":
+        return TrackerConfig(kind="flow", model=desc.get("method"))
+    if desc.get("type") == "sam2" and desc.get("model") and not desc.get("checkpoint"):
+        return TrackerConfig(kind="sam2", model=desc["model"], image_size=desc.get("image_size"))
+    raise InputError(
+        f"The store {store.path} was made with the tracker {desc.get('type')} "
+        f"({desc.get('config') or desc.get('model')}, checkpoint {desc.get('checkpoint')}), which cannot be rebuilt "
+        "from the store alone: give it explicitly (napari-sasvi edit --tracker ... --other-tracker)."
+    )
+
+
+def edit_tracker(store, models: Models | None = None, device: str = "auto", tracker: TrackerConfig | None = None):
+    """The tracker an edit of ``store`` uses: the store's own (:func:`store_tracker_config`), or
+    ``tracker`` when the user names another; built for the store's mode (the legacy SAM2
+    predictor for a ``reference`` run), memoised in ``models`` when given."""
+    legacy = store.signature.get("params", {}).get("mode") == "reference"
+    cfg = tracker if tracker is not None else store_tracker_config(store)
+    run = RunConfig(mode="reference" if legacy else "default", device=device, tracker=cfg)
+    return (models or Models()).tracker(run)
 
 
 # -- videos -----------------------------------------------------------------------------------------
@@ -335,9 +369,6 @@ def segment_videos(
     for i, job in enumerate(jobs):
         stack = open_frames(job.frames, name=job.name)
         if config.overseer.kind == "none":
-            from .engine import iter_from_anchors
-            from .anchors import read_anchors
-
             if job.anchors is None:
                 raise InputError(
                     "overseer.kind none propagates annotated frames: give overseer.anchors "
@@ -349,7 +380,9 @@ def segment_videos(
                 f"{'...' if len(anchors.masks) > 8 else ''} from {anchors.desc} read as {anchors.encoding}"
             )
             yield VideoStarted(i, len(jobs), job.name, str(job.store), len(stack), note)
-            summary = yield from iter_from_anchors(stack, anchors, tracker, str(job.store), classes, cancel=cancel)
+            summary = yield from iter_from_anchors(
+                stack, anchors, tracker, str(job.store), classes, cancel=cancel, config=config.to_dict()
+            )
             results[job.name] = summary
             yield VideoDone(job.name, summary)
             if summary.cancelled:
@@ -364,8 +397,6 @@ def segment_videos(
             note = f"overseer masks {lab.desc} read as {lab.encoding} ({lab.reason})"
         anchors = None
         if job.anchors is not None:
-            from .anchors import read_anchors
-
             anchors = read_anchors(job.anchors, stack, classes, config.overseer.anchors_encoding)
             note += f"; {len(anchors.masks)} annotated frame(s) {anchors.frames[:8]}{'...' if len(anchors.masks) > 8 else ''}"
         yield VideoStarted(i, len(jobs), job.name, str(job.store), len(stack), note)
@@ -379,6 +410,7 @@ def segment_videos(
             batch_size=config.overseer.batch_size,
             cancel=cancel,
             anchors=anchors,
+            config=config.to_dict(),
         )
         results[job.name] = summary
         yield VideoDone(job.name, summary)
@@ -403,7 +435,7 @@ def write_events_json(config: RunConfig, results: dict[str, RunSummary], n_jobs:
 
 
 def _export_png(job: VideoJob, config: RunConfig, stack: FrameStack) -> None:
-    from .export import iter_export_reference_masks
+    from .exports.reference import iter_export_reference_masks
 
     if job.png is not None:
         size = tuple(config.export.size) if config.export.size else None
@@ -445,14 +477,12 @@ def segment_video(
     job = VideoJob(name=name, frames=frames, store=Path(out), masks=job_masks, anchors=job_anchors)
     if config.export.png:
         job = replace(job, png=Path(config.export.png))
-    gen = segment_videos([job], config, models=models, cancel=cancel)
-    while True:
-        try:
-            item = next(gen)
-        except StopIteration as stop:
-            return stop.value.videos[name]
+
+    def on_item(item):
         if progress is not None and isinstance(item, FrameDone):
             progress(item.done, item.total, item.fps)
+
+    return drain(segment_videos([job], config, models=models, cancel=cancel), on_item).videos[name]
 
 
 def load_store(path: str | os.PathLike):
@@ -479,5 +509,7 @@ __all__ = [
     "replay_overseer",
     "segment_video",
     "segment_videos",
+    "edit_tracker",
+    "store_tracker_config",
     "video_name",
 ]

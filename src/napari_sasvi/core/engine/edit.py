@@ -266,6 +266,9 @@ def iter_edit(
         try:
             if (yield from propagate_span(view, tracker, planner, sink, store.classes, stop=stop)):
                 state = "cancelled"
+        except GeneratorExit:  # the caller stopped the edit between frames: what is written stays
+            state = "cancelled"
+            raise
         except BaseException:
             state = "failed"
             raise

@@ -1,0 +1,171 @@
+"""The one engine (issue 27): a run, an anchors run and an edit all write through a store session,
+which owns the writer lock; an edit uses the store's own tracker, rebuilt from the run config the
+store records. Each of the three bugs the issue reproduced has a test here that fails on the code
+before the engine."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import drive
+from napari_sasvi.cli import main
+from napari_sasvi.core.anchors import Anchors
+from napari_sasvi.core.config import RunConfig
+from napari_sasvi.core.datasets import SYNTHETIC
+from napari_sasvi.core.edit_log import read_edits
+from napari_sasvi.core.engine import EditRequest, iter_from_anchors, run_edit, run_sasvi, undo_edit
+from napari_sasvi.core.errors import CorruptFrameError, InputError, StoreBusyError
+from napari_sasvi.core.overseers.replay import ReplayOverseer
+from napari_sasvi.core.policy import PolicyParams
+from napari_sasvi.core.segment import edit_tracker, segment_video, store_tracker_config
+from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.synthetic import SyntheticVideo
+from napari_sasvi.core.trackers.flow import FlowTracker
+
+N = 16
+
+
+@pytest.fixture(scope="module")
+def clip():
+    video = SyntheticVideo(n_frames=N, height=48, width=64, seed=5)
+    frames, labels = video.arrays()
+    _, noisy = video.arrays(noisy=True)
+    return frames, labels, noisy
+
+
+def _flow_store(path, clip, method="dis"):
+    frames, _, noisy = clip
+    run_sasvi(
+        frames, ReplayOverseer(noisy, SYNTHETIC), FlowTracker(method=method), str(path), SYNTHETIC, PolicyParams()
+    )
+    return SasviStore.read(path)
+
+
+def _labels_bytes(path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted((path / "labels").rglob("*")) if p.is_file()}
+
+
+def test_a_failed_anchors_run_releases_the_store_for_the_next_run_in_the_same_process(tmp_path, clip):
+    """Bug 1: an anchors run that raised kept the writer lock, so the corrected re-run in the same
+    process (napari) was refused as "being written by process <its own pid>"."""
+    frames, labels, _ = clip
+    folder = tmp_path / "video"
+    folder.mkdir()
+    for t, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"{t:04d}.png")
+    good = (folder / "0009.png").read_bytes()
+    (folder / "0009.png").write_bytes(good[: len(good) // 2])  # truncated: decoding it fails mid-run
+    anchors = Anchors({0: labels[0]}, "frame 0", "class-ids")
+    out = tmp_path / "anchored.zarr"
+    with pytest.raises(CorruptFrameError, match="0009.png"):
+        drive(iter_from_anchors(str(folder), anchors, FlowTracker(), str(out), SYNTHETIC))
+    done = SasviStore.read(out).frames_done
+    assert 0 < done <= 9  # the frames before the broken one are kept
+
+    (folder / "0009.png").write_bytes(good)
+    summary, _ = drive(iter_from_anchors(str(folder), anchors, FlowTracker(), str(out), SYNTHETIC))
+    assert summary.resumed_from == done and not summary.cancelled and SasviStore.read(out).complete
+    fresh = tmp_path / "fresh.zarr"
+    drive(iter_from_anchors(str(folder), anchors, FlowTracker(), str(fresh), SYNTHETIC))
+    np.testing.assert_array_equal(SasviStore.read(out).labels[:], SasviStore.read(fresh).labels[:])
+
+
+def test_an_edit_with_another_tracker_than_the_stores_is_refused_unless_asked_for(tmp_path, clip):
+    """Bug 2: an edit recomputed a span with whatever tracker it was given (the widget's form:
+    optical flow for a SAM2 store), silently."""
+    store = _flow_store(tmp_path / "s.zarr", clip, method="dis")
+    frames, labels, _ = clip
+    before = _labels_bytes(store.path)
+    request = EditRequest("correction", 5, labels[5])
+    with pytest.raises(InputError, match=r"made with the tracker flow \(dis.*would use flow \(dis-fast"):
+        run_edit(store.path, frames, FlowTracker(method="dis-fast"), request)
+    assert _labels_bytes(store.path) == before and read_edits(store.path) == []  # nothing written
+
+    summary = run_edit(store.path, frames, FlowTracker(method="dis-fast"), request, other_tracker=True)
+    assert summary.written > 0
+    rec = read_edits(store.path)[-1]
+    assert rec["other_tracker"] is True and rec["tracker"]["method"] == "dis-fast"
+    # the store's own tracker needs no flag, and is not recorded as another
+    undo_edit(store.path)
+    run_edit(store.path, frames, edit_tracker(SasviStore.read(store.path)), request)
+    assert "other_tracker" not in read_edits(store.path)[-1]
+
+
+def test_the_store_records_its_run_config_and_edits_rebuild_the_tracker_from_it(tmp_path, clip):
+    frames, labels, noisy = clip
+    config = RunConfig().replace(**{"tracker.kind": "flow", "tracker.model": "dis-fast"})
+    out = tmp_path / "run.zarr"
+    folder = _folder(tmp_path, frames)
+    segment_video(folder, out, config, masks=noisy)
+    store = SasviStore.read(out)
+    assert RunConfig.from_dict(store.config) == config
+    assert store_tracker_config(store).model == "dis-fast"
+    assert edit_tracker(store).describe() == store.signature["tracker"]
+
+    # a store written before the config was recorded: the tracker's own record still rebuilds it
+    attrs = dict(store.group.attrs["sasvi"])
+    del attrs["config"]
+    SasviStore.read(out, writable=True).group.attrs["sasvi"] = attrs
+    old = SasviStore.read(out)
+    assert old.config is None and store_tracker_config(old).model == "dis-fast"
+
+    # the CLI edits with the store's tracker by default, refuses another one without --other-tracker
+    np.save(tmp_path / "fix.npy", labels[6])
+    args = ["edit", str(out), "--correct", "6", "--labels", str(tmp_path / "fix.npy")]
+    assert main(args) == 0  # the frames: where the store says they are
+    assert main(["edit", str(out), "--undo"]) == 0
+    other = ["--tracker", "flow", "--tracker-model", "dis"]
+    assert main([*args, *other]) == 2
+    assert main([*args, *other, "--other-tracker"]) == 0
+    assert read_edits(out)[-1]["other_tracker"] is True
+
+
+def _folder(tmp_path, frames):
+    folder = tmp_path / "frames"
+    if not folder.exists():
+        folder.mkdir()
+        for t, f in enumerate(frames):
+            Image.fromarray(f).save(folder / f"{t:04d}.png")
+    return folder
+
+
+def test_edits_and_undo_take_the_writer_lock(tmp_path, clip):
+    """Bug 3: edits wrote ``store.labels[t]`` without the writer lock, beside a run or another edit."""
+    store = _flow_store(tmp_path / "s.zarr", clip)
+    frames, labels, _ = clip
+    before = _labels_bytes(store.path)
+    request = EditRequest("correction", 5, labels[5])
+    with SasviStore.read(store.path, writable=True).session():  # another writer holds the store
+        with pytest.raises(StoreBusyError, match="being written by process"):
+            run_edit(store.path, frames, FlowTracker(), request)
+        assert _labels_bytes(store.path) == before and read_edits(store.path) == []
+    run_edit(store.path, frames, FlowTracker(), request)  # released: the edit goes through
+    assert _labels_bytes(store.path) != before
+    with SasviStore.read(store.path, writable=True).session():
+        with pytest.raises(StoreBusyError):
+            undo_edit(store.path)
+    assert undo_edit(store.path)["state"] == "undone"
+    assert _labels_bytes(store.path) == before
+
+
+def test_a_session_releases_the_lock_whatever_ends_it(tmp_path, clip):
+    store = _flow_store(tmp_path / "s.zarr", clip)
+    writable = SasviStore.read(store.path, writable=True)
+    with pytest.raises(RuntimeError), writable.session():
+        raise RuntimeError("boom")
+    with writable.session():  # taken again: the error released it
+        pass
+    # an edit stopped half-way (its generator closed) releases it too, and its record says so
+    frames, labels, _ = clip
+    from napari_sasvi.core.engine import iter_edit
+
+    gen = iter_edit(store.path, frames, FlowTracker(), EditRequest("correction", 2, labels[2]))
+    next(gen), next(gen)  # EditStarted, the first frame
+    gen.close()
+    with writable.session():
+        pass
+    assert json.loads((store.path / "sasvi_edits.json").read_text())["edits"][-1]["state"] == "cancelled"
