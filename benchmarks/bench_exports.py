@@ -52,7 +52,7 @@ def main() -> None:
     from PIL import Image
 
     from napari_sasvi.core.datasets import CHOLECSEG8K
-    from napari_sasvi.core.exporters import overlay
+    from napari_sasvi.core.exports import overlay
     from napari_sasvi.core.store import SasviStore
 
     work = HERE / "_work" / "exports"

@@ -49,7 +49,7 @@ def run_export_command(args) -> int:
     from tqdm.auto import tqdm
 
     from .core.errors import InputError
-    from .core.exporters import iter_export
+    from .core.exports import iter_export
     from .core.progress import Returning
 
     kwargs: dict = {"every": args.every, "array": args.array, "overwrite": args.overwrite}

@@ -44,7 +44,7 @@ def _add_frames(sub) -> None:
 
 
 def _run_frames(args) -> int:
-    from .core.export import export_frames
+    from .core.exports.reference import export_frames
 
     n = export_frames(
         args.video,

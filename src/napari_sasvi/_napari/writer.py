@@ -50,7 +50,7 @@ def write_labels_pngs(path: str, data, meta: dict) -> list[str]:
     """Save a labels layer as a folder of ``<frame>_rgb_mask.png`` palette PNGs (frame size kept)."""
     import numpy as np
 
-    from ..core.export import iter_export_label_pngs
+    from ..core.exports.reference import iter_export_label_pngs
 
     if np.ndim(data) == 2:
         data = np.asarray(data)[None]
@@ -66,7 +66,7 @@ def write_labels_coco_video(path: str, data, meta: dict) -> list[str]:
 
     import numpy as np
 
-    from ..core.exporters import _tracks, coco_video_document
+    from ..core.exports.coco_video import class_tracks, coco_video_document
     from ..core.fsutil import atomic_write_text
     from ..core.progress import drain
 
@@ -75,7 +75,7 @@ def write_labels_coco_video(path: str, data, meta: dict) -> list[str]:
         data = np.asarray(data)[None]
     n, h, w = (int(x) for x in data.shape)
     name = meta.get("name") or Path(path).stem
-    tracks = drain(_tracks(((np.asarray(data[t]), None) for t in range(n)), n, classes, lambda k: k))
+    tracks = drain(class_tracks(((np.asarray(data[t]), None) for t in range(n)), n, classes, lambda k: k))
     annotations = [{"id": i + 1, "video_id": 1, "height": h, "width": w, **tr} for i, tr in enumerate(tracks)]
     video = {"id": 1, "name": name, "file_names": [f"{name}/{t:010d}.jpg" for t in range(n)], "width": w,
              "height": h, "length": n}  # fmt: skip

@@ -23,7 +23,7 @@ def iter_demo(
     "temporal": {"ground truth" | "overseer" | "SASVi": macro dict}}``."""
     from PIL import Image
 
-    from .export import iter_export_frames
+    from .exports.reference import iter_export_frames
     from .frames import open_frames
     from .metrics import macro, overlap_counts
     from .segment import VideoJob, segment_videos

@@ -1,0 +1,154 @@
+"""COCO-video (YouTube-VIS style) JSON with RLE masks: one track per class and video, scored by its
+agreement with the overseer."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..datasets import ClassTable
+from ..errors import InputError
+from ..fsutil import atomic_write_text, check_output_path
+from .common import WRITTEN_BY, ExportProgress, ExportSummary, Source, check_every, frame_range, open_sources
+
+
+def _rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    r = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+
+
+def _bbox(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    x0, y0 = int(xs.min()), int(ys.min())
+    return [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
+
+
+def iter_export_coco_video(
+    stores,
+    out: str | os.PathLike,
+    *,
+    every: int = 1,
+    array: str = "labels",
+    overwrite: bool = False,
+) -> Generator[ExportProgress, None, ExportSummary]:
+    """Write one YouTube-VIS-style JSON for one or more stores: ``videos`` (file names, size,
+    length), ``categories`` (the class table: id = SASVi class id, name, colour), and one
+    ``annotations`` track per class present in a video: ``segmentations`` (COCO RLE per frame, null
+    where the class is absent), ``areas``, ``bboxes`` (x, y, w, h) and ``score``.
+
+    ``score`` is the track's agreement with the overseer: the mean IoU between SASVi's mask and the
+    overseer's frame-wise mask of that class over the frames where either has it (null for the
+    overseer's own array: nothing to compare with). SASVi has no per-mask probability; this says how far propagation went
+    from the frame-wise model.
+    """
+    check_every(every)
+    target = check_output_path(out, "COCO-video JSON")
+    if target.suffix.lower() != ".json":
+        raise InputError(f"Give the COCO-video export a .json file name, got {target.name}.")
+    if target.exists() and not overwrite:
+        raise InputError(f"{target} exists; pass --overwrite to replace it, or choose another name.")
+    sources, classes, notes = open_sources(stores, array, None)
+    total = sum(len(frame_range(s, every)) for s in sources)
+    videos, annotations, done, per_video = [], [], 0, {}
+    for vid, s in enumerate(sources, start=1):
+        idx = list(frame_range(s, every))
+        _, h, w = (int(x) for x in s.array.shape)
+        names = _frame_file_names(s, idx)
+        videos.append({"id": vid, "name": s.name, "file_names": names, "width": w, "height": h, "length": len(idx)})
+        pairs = ((s.labels(t), np.asarray(s.store.overseer[t]) if array == "labels" else None) for t in idx)
+        tracks = yield from class_tracks(
+            pairs, len(idx), classes, lambda k, base=done, video=s.name: ExportProgress(base + k, total, video)
+        )
+        done += len(idx)
+        for tr in tracks:
+            annotations.append({"id": len(annotations) + 1, "video_id": vid, "height": h, "width": w, **tr})
+        per_video[s.name] = len(idx)
+    info = {
+        "description": f"SASVi {array}, exported by napari-sasvi (one track per class and video)",
+        "every": every,
+        "score": "mean IoU with the overseer's frame-wise mask over the frames where either has the class",
+    }
+    doc = coco_video_document(videos, annotations, classes, info)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, json.dumps(doc))
+    return ExportSummary("coco-video", target, per_video, notes)
+
+
+def class_tracks(pairs, n: int, classes: ClassTable, progress) -> Generator[Any, None, list[dict]]:
+    """One track per class present in ``pairs`` ((labels, reference or None) per frame): RLE,
+    area and box per frame (None where absent), and the mean IoU with the reference as its score
+    (None without a reference). Yields ``progress(k)`` after frame k (1-based)."""
+    tracks: dict[int, dict] = {}
+    for k, (lab, ref) in enumerate(pairs):
+        for cid in classes.ids:
+            m = lab == cid
+            r = ref == cid if ref is not None else None
+            present = bool(m.any())
+            if not present and (r is None or not r.any()):
+                continue
+            tr = tracks.setdefault(
+                cid, {"segmentations": [None] * n, "areas": [None] * n, "bboxes": [None] * n, "iou": []}
+            )
+            if present:
+                tr["segmentations"][k] = _rle(m)
+                tr["areas"][k] = float(m.sum())
+                tr["bboxes"][k] = _bbox(m)
+            if r is not None:
+                union = np.logical_or(m, r).sum()
+                tr["iou"].append(float(np.logical_and(m, r).sum() / union) if union else 1.0)
+        yield progress(k + 1)
+    out = []
+    for cid in sorted(tracks):
+        tr = tracks[cid]
+        if all(seg is None for seg in tr["segmentations"]):
+            continue  # only the reference had it: no track
+        score = round(float(np.mean(tr["iou"])), 4) if tr["iou"] else None
+        out.append(
+            {
+                "category_id": int(cid),
+                "iscrowd": 0,
+                "segmentations": tr["segmentations"],
+                "areas": tr["areas"],
+                "bboxes": tr["bboxes"],
+                "score": score,
+            }
+        )
+    return out
+
+
+def coco_video_document(videos: list[dict], annotations: list[dict], classes: ClassTable, info: dict) -> dict:
+    """The YouTube-VIS-style document: ``info``, ``videos``, ``categories`` (the class table, id =
+    SASVi class id), ``annotations``."""
+    return {
+        "info": {"written_by": WRITTEN_BY, "class_table": classes.name, **info},
+        "licenses": [],
+        "videos": videos,
+        "categories": [
+            {"id": int(c.id), "name": c.name, "supercategory": classes.name, "color": list(c.color)} for c in classes
+        ],
+        "annotations": annotations,
+    }
+
+
+def _frame_file_names(src: Source, idx: list[int]) -> list[str]:
+    """``<video>/<frame file>`` for a frame folder, ``<video>/<index>.jpg`` otherwise (the layout
+    ``napari-sasvi frames`` writes)."""
+    fp = src.store.frames_path
+    files = None
+    if fp is not None and Path(fp).is_dir():
+        from ..frames import list_frame_files
+
+        try:
+            files = list_frame_files(fp)
+        except InputError:
+            files = None
+    if files is not None and len(files) >= src.n:
+        return [f"{src.name}/{files[t].name}" for t in idx]
+    return [f"{src.name}/{t:010d}.jpg" for t in idx]
