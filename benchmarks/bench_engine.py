@@ -128,8 +128,8 @@ if a["tracker"] == "flow":
 else:
     tracker = SAM2Tracker(config="sam2.1_hiera_t", device="cpu", image_size=size, legacy=legacy,
                           batch_objects=not a["one_at_a_time"], ahead=a["sam2_ahead"])
-    from napari_sasvi.core.trackers import sam2 as sam2_mod
-    sam2_mod._LazyImages._load = timed("decode", sam2_mod._LazyImages._load)  # decoding + SAM2's normalisation
+    from napari_sasvi.core.trackers.sam2_frames import LazyImages
+    LazyImages._load = timed("decode", LazyImages._load)  # decoding + SAM2's normalisation
 out = {}
 if what == "propagate":
     tracker.bind(stack)

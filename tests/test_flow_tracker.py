@@ -11,10 +11,10 @@ import pytest
 
 from conftest import check_a_broken_frame_read_ahead
 from napari_sasvi.cli import main
+from napari_sasvi.core.engine import run_sasvi
 from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.metrics import macro, overlap_counts
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.engine import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
@@ -189,12 +189,12 @@ def test_a_broken_frame_read_ahead_but_never_needed_stops_nothing(tmp_path):
 
 @pytest.mark.parametrize("extend", [False, True])
 def test_an_object_kept_in_its_box_is_the_whole_frame_warp(extend):
-    from napari_sasvi.core.trackers.flow import LOGIT_GAIN, _Object
+    from napari_sasvi.core.trackers.flow_object import LOGIT_GAIN, TrackedObject
 
     h, w = 120, 160
     anchor = np.zeros((h, w), bool)
     cv2.ellipse(anchor.view(np.uint8), (50, 40), (22, 12), 20, 0, 360, 1, -1)
-    obj = _Object(anchor, extend)
+    obj = TrackedObject(anchor, extend)
     start = obj.transform.copy()
     for deg, dx, dy in [(0, 0, 0), (15, 30.4, 9.7), (-40, 95.2, -20.5), (5, 140.0, 70.0), (0, 400.0, 0.0)]:
         step = np.vstack([cv2.getRotationMatrix2D((50, 40), deg, 1.0), [0, 0, 1]])

@@ -9,6 +9,9 @@ pointers) are released, so RAM and GPU memory stay flat however long the video i
 ``legacy=True`` builds ``sam2.sam2_video_predictor_legacy.SAM2VideoPredictor`` (what the published
 SASVi code ran: objects only before tracking starts, hence a reset at every restart); otherwise
 the current predictor, which adds objects to a running segment.
+
+The model (configs, building, checkpoints) is in :mod:`.sam2_model`, the lazy frames in
+:mod:`.sam2_frames`; both are importable from here as before.
 """
 
 from __future__ import annotations
@@ -18,206 +21,25 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..devices import resolve_device
-from ..errors import CheckpointError, InputError
-from ..state_dict import read_state_dict, state_dict_mismatch
-from ..weights import SAM2_CHECKPOINTS, SAM2_CONFIG_OF, fetch, sha256_of
+from ..errors import InputError
+from ..weights import SAM2_CHECKPOINTS, SAM2_CONFIG_OF, fetch
+from .sam2_frames import LazyImages
+from .sam2_model import build_sam2_predictor, config_path, identify_sam2_checkpoint, load_sam2_checkpoint
 
 log = logging.getLogger(__name__)
 
-_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-_STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-def config_path(name_or_path: str) -> Path:
-    """A SAM2 config file from a name (``sam2.1_hiera_t``, ``sam2_hiera_l``, a model name such as
-    ``sam2.1_hiera_tiny``) or a YAML path."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml"):
-        if not p.is_file():
-            raise InputError(f"SAM2 config {p} does not exist.")
-        return p
-    import sam2
-
-    name = SAM2_CONFIG_OF.get(name_or_path, name_or_path)
-    root = Path(sam2.__file__).parent / "configs"
-    for sub in ("sam2.1", "sam2"):
-        cand = root / sub / f"{name}.yaml"
-        if cand.is_file():
-            return cand
-    known = sorted(q.stem for q in root.glob("sam2*/*.yaml"))
-    raise InputError(f"Unknown SAM2 config {name_or_path!r}: use one of {', '.join(known)} or a YAML path.")
-
-
-def build_sam2_predictor(
-    config: str,
-    checkpoint: str | os.PathLike | None,
-    device: str = "auto",
-    image_size: int | None = None,
-    legacy: bool = False,
-):
-    """Build a SAM2 video predictor from a config with no network access and load a checkpoint
-    (``{"model": state_dict}``, ``weights_only=True``, strict keys). ``checkpoint=None`` keeps
-    random weights (tests)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(config_path(config))
-    target = (
-        "sam2.sam2_video_predictor_legacy.SAM2VideoPredictor"
-        if legacy
-        else "sam2.sam2_video_predictor.SAM2VideoPredictor"
-    )
-    OmegaConf.update(cfg, "model._target_", target, force_add=True)
-    # the reference's settings: non-overlapping objects; the package's usual post-processing
-    for key, value in (
-        ("model.non_overlap_masks", True),
-        ("model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability", True),
-        ("model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta", 0.05),
-        ("model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh", 0.98),
-        ("model.binarize_mask_from_pts_for_mem_enc", True),
-        ("model.fill_hole_area", 0),  # needs sam2's optional CUDA extension; off for portability
-    ):
-        OmegaConf.update(cfg, key, value, force_add=True)
-    if image_size is not None:
-        if image_size % 32:
-            raise InputError(f"image_size must be a multiple of 32, got {image_size}.")
-        OmegaConf.update(cfg, "model.image_size", image_size, force_add=True)
-        side = image_size // 16
-        for att in ("self_attention", "cross_attention"):
-            OmegaConf.update(cfg, f"model.memory_attention.layer.{att}.feat_sizes", [side, side], force_add=True)
-    OmegaConf.resolve(cfg)
-    model = instantiate(cfg.model, _recursive_=True)
-    if checkpoint is not None:
-        load_sam2_checkpoint(model, checkpoint)
-    dev = resolve_device(device)
-    return model.to(dev).eval()
-
-
-def identify_sam2_checkpoint(state: dict) -> str | None:
-    """The official config a SAM2 state dict was trained with (``sam2.1_hiera_t``, ...), read off
-    its Hiera width and depth and SAM2.1's extra parameters; None when no config fits."""
-    import sam2
-    from omegaconf import OmegaConf
-
-    proj = state.get("image_encoder.trunk.patch_embed.proj.weight")
-    if proj is None:
-        return None
-    blocks = {k.split(".")[3] for k in state if k.startswith("image_encoder.trunk.blocks.")}
-    v21 = "no_obj_embed_spatial" in state
-    root = Path(sam2.__file__).parent / "configs"
-    for sub in ("sam2.1", "sam2") if v21 else ("sam2",):
-        for cfg_file in sorted((root / sub).glob("*.yaml")):
-            trunk = OmegaConf.load(cfg_file).model.image_encoder.trunk
-            if int(trunk.embed_dim) == int(proj.shape[0]) and sum(trunk.stages) == len(blocks):
-                return cfg_file.stem
-    return None
-
-
-def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
-    """Load an official-format checkpoint (``{"model": state_dict}``) strictly; returns its sha256."""
-    path = Path(checkpoint)
-    state = read_state_dict(path, "SAM2")
-    problem = state_dict_mismatch(model.state_dict(), state)
-    if problem:
-        fits = identify_sam2_checkpoint(state)
-        hint = (
-            f"This is a {fits} checkpoint: set tracker.config {fits}."
-            if fits
-            else "It fits none of the official configs: pass the YAML config it was trained with."
-        )
-        raise CheckpointError(
-            f"SAM2 checkpoint {path.name} does not fit the chosen config. {hint}\n  {path}: {problem}."
-        )
-    model.load_state_dict(state, strict=True)
-    return sha256_of(path)
-
-
-class _LazyImages:
-    """What SAM2's inference state calls ``images``: frame t as a normalised (3, S, S) tensor,
-    decoded when SAM2 asks for it; counts how often each frame is requested (= encoded).
-
-    With ``ahead`` set (the tracker sets it while it propagates), a worker thread decodes and
-    normalises frame t + 1 while SAM2 computes frame t (PIL releases the GIL; on a GPU the main
-    thread waits for the device meanwhile). The tensor is the same as without it; a frame read
-    ahead and never asked for costs a decode, and its read error (a corrupt frame) is raised only
-    when SAM2 asks for that frame."""
-
-    def __init__(self, frames, image_size: int, device, cache: int = 2):
-        self.frames = frames
-        self.size = image_size
-        self.device = device
-        self.encodes: dict[int, int] = {}
-        self._cache: OrderedDict[int, Any] = OrderedDict()
-        self._cache_size = cache
-        self.ahead = False
-        self._next: tuple[int, Future] | None = None
-        self._pool: ThreadPoolExecutor | None = None
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def _load(self, t: int):
-        import torch
-        from PIL import Image
-
-        rgb = self.frames.frame(int(t))
-        # SAM2's own loader: PIL resize to S x S (bicubic), [0, 1], ImageNet normalisation
-        img = np.asarray(Image.fromarray(rgb).resize((self.size, self.size)), np.float32) / 255.0
-        img = (img - _MEAN) / _STD
-        return torch.from_numpy(img.transpose(2, 0, 1).copy())
-
-    def __getitem__(self, t: int):
-        t = int(t)
-        self.encodes[t] = self.encodes.get(t, 0) + 1
-        tensor = self._cache.get(t)
-        if tensor is None:
-            nxt = self._next
-            if nxt is not None and nxt[0] == t:
-                self._next = None
-                tensor = nxt[1].result()  # a read error is raised here, when the frame is needed
-            else:
-                self.drop()
-                tensor = self._load(t)
-            self._cache[t] = tensor
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        self._read_ahead(t + 1)
-        return tensor
-
-    def _read_ahead(self, t: int) -> None:
-        if not self.ahead or t >= len(self) or t in self._cache:
-            return
-        if self._next is not None:
-            if self._next[0] == t:
-                return
-            self.drop()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="sasvi-sam2-ahead")
-        self._next = (t, self._pool.submit(self._load, t))
-
-    def drop(self) -> None:
-        """Forget the frame read ahead (waiting for the worker); its error, if any, belongs to a
-        frame nobody asked for."""
-        if self._next is not None:
-            fut = self._next[1]
-            self._next = None
-            if not fut.cancel():
-                fut.exception()
-
-    def stop(self) -> None:
-        """No more reading ahead: forget the frame read ahead and end the worker thread."""
-        self.ahead = False
-        self.drop()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+__all__ = [
+    "SAM2Tracker",
+    "build_sam2_predictor",
+    "config_path",
+    "identify_sam2_checkpoint",
+    "load_sam2_checkpoint",
+]
 
 
 class SAM2Tracker:
@@ -286,7 +108,7 @@ class SAM2Tracker:
         )
         self._quiet_sam2_progress()
         self.state: dict | None = None
-        self.images: _LazyImages | None = None
+        self.images: LazyImages | None = None
         self.encodes: dict[int, int] = {}
 
     @staticmethod
@@ -310,7 +132,7 @@ class SAM2Tracker:
         import torch
 
         self.frames = frames
-        self.images = _LazyImages(frames, self.image_size, self.device)
+        self.images = LazyImages(frames, self.image_size, self.device)
         self.encodes = self.images.encodes
         h, w = frames.frame_size
         st: dict[str, Any] = {
