@@ -131,3 +131,22 @@ def test_pin_skip_from_the_table_and_cancel(make_napari_viewer, qtbot, tmp_path)
         assert rec["written"] < rec["span"][1] - rec["span"][0] + 1
     panel.undo()
     np.testing.assert_array_equal(np.asarray(SasviStore.read(path).labels), before)
+
+
+def test_repropagate_uses_the_stores_tracker_not_the_forms(make_napari_viewer, qtbot, tmp_path):
+    """Issue 27: Re-propagate built its tracker from the form, so a store made with one tracker got
+    spans recomputed by another, silently. It now rebuilds the store's own from its record."""
+    viewer, widget, truth = _finished_run(make_napari_viewer, qtbot, tmp_path)
+    panel, path = widget._corrections, tmp_path / "s.zarr"
+    made_with = SasviStore.read(path).signature["tracker"]
+    assert made_with["method"] == "dis"
+    # the user has since picked another tracker in the form
+    widget._sam2.value = next(c for c in widget._sam2.choices if str(c).startswith("optical flow (Farneback"))
+    layer = viewer.layers["s SASVi"]
+    t = 5
+    yy, xx = np.nonzero(np.ones_like(truth[t], bool))
+    layer.data_setitem((np.full(yy.shape, t), yy, xx), truth[t][yy, xx])
+    panel.repropagate()
+    _wait(qtbot, panel)
+    [edit] = read_edits(path)
+    assert edit["state"] == "done" and edit["tracker"]["method"] == "dis" and "other_tracker" not in edit
