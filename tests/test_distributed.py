@@ -215,7 +215,7 @@ def _builds(dask_worker=None):
 
 def test_paths_sent_to_workers_are_absolute(tmp_path, monkeypatch):
     from napari_sasvi.core.distributed import _absolute_config, _absolute_job
-    from napari_sasvi.core.segment import VideoJob
+    from napari_sasvi.core.inputs import VideoJob
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "v").mkdir()

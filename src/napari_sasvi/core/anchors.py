@@ -206,22 +206,9 @@ def prompt_classes(mask: np.ndarray, classes: ClassTable) -> list[int]:
     return [int(c) for c in np.unique(mask) if int(c) in set(classes.ids)]
 
 
-def anchors_for(video: Path, root: Path | None, single: bool) -> Path | None:
-    """The anchors of one video: the given path for a single video, else its sub-folder."""
-    if root is None:
-        return None
-    if single:
-        return root
-    cand = root / video.stem if video.is_file() else root / video.name
-    if cand.is_dir():
-        return cand
-    raise InputError(f"No anchors for video {video.name!r} in {root} (expected the folder {cand}).")
-
-
 __all__ = [
     "AnchoredOverseer",
     "Anchors",
-    "anchors_for",
     "prompt_classes",
     "read_anchors",
 ]

@@ -25,8 +25,9 @@ def iter_demo(
 
     from .exports.reference import iter_export_frames
     from .frames import open_frames
+    from .inputs import VideoJob
     from .metrics import macro, overlap_counts
-    from .segment import VideoJob, segment_videos
+    from .segment import segment_videos
     from .store import SasviStore
     from .synthetic import SyntheticVideo
     from .temporal import temporal_consistency

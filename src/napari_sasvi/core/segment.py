@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .anchors import anchors_for, read_anchors
+from .anchors import read_anchors
 from .config import TRAINED_OVERSEERS, OverseerConfig, RunConfig, TrackerConfig
 from .datasets import ClassTable
 from .engine import FrameDone, RunSummary, StoreOpened, iter_from_anchors, iter_sasvi
 from .errors import InputError
-from .frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameStack, open_frames
+from .frames import FrameStack, open_frames
+from .inputs import VideoJob, frame_names, plan_videos
 from .policy import Event
 from .progress import drain
 
@@ -189,105 +190,6 @@ def edit_tracker(store, models: Models | None = None, device: str = "auto", trac
     cfg = tracker if tracker is not None else store_tracker_config(store)
     run = RunConfig(mode="reference" if legacy else "default", device=device, tracker=cfg)
     return (models or Models()).tracker(run)
-
-
-# -- videos -----------------------------------------------------------------------------------------
-def _has_frames(folder: Path) -> bool:
-    with os.scandir(folder) as it:
-        return any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in it)
-
-
-def find_videos(root: str | os.PathLike) -> list[Path]:
-    """The videos under ``root``: itself when it is a video file or a frame folder; otherwise its
-    sub-folders holding frames and its video files, sorted by name."""
-    root = Path(root)
-    if not root.exists():
-        raise InputError(f"{root} does not exist.")
-    if root.is_file() or _has_frames(root):
-        return [root]
-    found = sorted(
-        p
-        for p in root.iterdir()
-        if (p.is_dir() and _has_frames(p)) or (p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    )
-    if not found:
-        raise InputError(f"No video under {root}: expected a frame folder, a video file, or a folder of those.")
-    return found
-
-
-def video_name(path: Path) -> str:
-    return path.stem if path.is_file() else path.name
-
-
-def frame_names(stack: FrameStack) -> list[str] | None:
-    """File stems of a frame folder (the reference names its masks after them); None for videos."""
-    files = getattr(stack.source, "files", None)
-    return [f.stem for f in files] if files is not None else None
-
-
-def masks_for(video: Path, masks_root: Path | None, single: bool) -> Path | None:
-    """The overseer masks of one video: the given path for a single video, else the sub-folder,
-    ``.npy`` or ``.zarr`` named after the video."""
-    if masks_root is None:
-        return None
-    if single:
-        return masks_root
-    name = video_name(video)
-    for cand in (masks_root / name, masks_root / f"{name}.npy", masks_root / f"{name}.zarr"):
-        if cand.exists():
-            return cand
-    raise InputError(f"No overseer masks for video {name!r} in {masks_root} (expected {masks_root / name}).")
-
-
-@dataclass(frozen=True)
-class VideoJob:
-    """One video of a batch: its frames (a path or an array), its replay masks (a path, an array or
-    None), its output store and, for the PNG export, its folder."""
-
-    name: str
-    frames: Any
-    store: Path
-    masks: Any = None
-    png: Path | None = None
-    anchors: Any = None
-
-
-def plan_videos(inputs: Any, out: str | os.PathLike, config: RunConfig) -> list[VideoJob]:
-    """The jobs of a batch: ``inputs`` is a video file, a frame folder or a root of those (then
-    ``out`` is a folder of ``<video>.zarr`` stores), or a list of :class:`VideoJob`."""
-    if isinstance(inputs, VideoJob):
-        return [inputs]
-    if (
-        isinstance(inputs, Sequence)
-        and not isinstance(inputs, (str, bytes))
-        and all(isinstance(j, VideoJob) for j in inputs)
-    ):
-        return list(inputs)
-    from .fsutil import check_output_path
-
-    root = Path(inputs)
-    if not str(out):
-        raise InputError("Give the output store (out): a .zarr folder, or a folder of stores for a root of videos.")
-    out = check_output_path(out, "output store")
-    videos = find_videos(root)
-    single = len(videos) == 1 and (root.is_file() or videos[0] == root)
-    masks_root = Path(config.overseer.masks) if config.overseer.masks else None
-    anchors_root = Path(config.overseer.anchors) if config.overseer.anchors else None
-    png = Path(config.export.png) if config.export.png else None
-    jobs = []
-    for v in videos:
-        name = video_name(v)
-        jobs.append(
-            VideoJob(
-                name=name,
-                frames=v,
-                store=out if single else out / f"{name}.zarr",
-                masks=masks_for(v, masks_root, single) if config.overseer.kind == "replay" else None,
-                anchors=anchors_for(v, anchors_root, single),
-                png=None if png is None else (png if single else png / name),
-            )
-        )
-    return jobs
 
 
 # -- the batch --------------------------------------------------------------------------------------
@@ -497,19 +399,13 @@ __all__ = [
     "BatchSummary",
     "Models",
     "VideoDone",
-    "VideoJob",
     "VideoStarted",
     "build_tracker",
     "build_trained_overseer",
-    "find_videos",
-    "frame_names",
     "load_store",
-    "masks_for",
-    "plan_videos",
     "replay_overseer",
     "segment_video",
     "segment_videos",
     "edit_tracker",
     "store_tracker_config",
-    "video_name",
 ]
