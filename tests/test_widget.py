@@ -161,7 +161,7 @@ def test_flow_tracker_choice(viewer_with_clip, qtbot, tmp_path):
 
 
 def test_transformers_tracker_choice(viewer_with_clip, qtbot, tmp_path, hf_tracker):
-    from napari_sasvi._napari.widget import HF_CHOICE
+    from napari_sasvi._napari._form import HF_CHOICE
 
     viewer, widget, frames, noisy = viewer_with_clip
     _, saved = hf_tracker("sam2")  # random weights, saved with save_pretrained
@@ -254,7 +254,7 @@ def test_offline_defaults_and_closing(make_napari_viewer, tmp_path, frame_folder
     viewer.open(str(frame_folder), plugin="napari-sasvi")
     viewer.add_labels(np.zeros((12, 48, 64), np.uint8), name="masks")
     dock, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
-    assert widget._config().tracker.kind == "flow"
+    assert widget.run_config().tracker.kind == "flow"
     assert widget._out.value == frame_folder.parent / "video01_sasvi.zarr"
     widget._out.value = tmp_path / "mine.zarr"  # the user's choice sticks
     viewer.layers.selection.clear()
@@ -270,7 +270,7 @@ def test_offline_defaults_and_closing(make_napari_viewer, tmp_path, frame_folder
 
 
 def test_no_overseer_propagates_a_painted_frame(make_napari_viewer, qtbot, tmp_path):
-    from napari_sasvi._napari.widget import ANCHOR_LAYER, NO_ANCHORS, NO_OVERSEER
+    from napari_sasvi._napari._form import ANCHOR_LAYER, NO_ANCHORS, NO_OVERSEER
 
     viewer, widget, frames, noisy = _viewer_with_clip(make_napari_viewer, n_frames=8)
     truth = SyntheticVideo(n_frames=8, height=64, width=80, seed=1).arrays()[1]

@@ -1,10 +1,14 @@
 """The corrections part of "SASVi segment video": paint a frame of the SASVi layer, pin or skip a
 re-prompt, press Re-propagate; Undo edit takes the last edit back.
 
-A thin shell over :mod:`napari_sasvi.core.edits`: the SASVi layer's data is a
+A thin shell over the edits of :mod:`napari_sasvi.core.engine`: the SASVi layer's data is a
 :class:`~napari_sasvi._napari._paint.PaintOverlay` (painting stays in memory until Re-propagate), the
 edits run in a ``thread_worker`` with a progress bar, and the segment widget's Cancel stops them
 between frames (the frames written stay; Undo restores them too).
+
+It talks to the segment widget only through its public surface (``store``, ``labels_layer``,
+``frames_layer``, ``models``, ``running``, ``current_frame``, ``selected_event``, ``run_config``,
+``show_events``, ``start_work``, ``limit_torch_threads``, ``work_finished``).
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import time
 from magicgui.widgets import Container, Label, PushButton
 
 from ..core.errors import SasviError
+from ..core.progress import Returning
 
 SKIPPABLE = ("restart", "add_objects")
 
 
 class CorrectionsPanel(Container):
+    """Pin / Skip / Re-propagate / Undo edit below the segment widget ``seg``."""
+
     def __init__(self, seg):
         super().__init__(labels=False, layout="vertical")
         self._seg = seg
@@ -45,11 +52,10 @@ class CorrectionsPanel(Container):
     def _target(self):
         """The store shown by the segment widget and its SASVi layer's overlay, or an error."""
         seg = self._seg
-        store = getattr(seg, "_store", None)
-        layer = getattr(seg, "_labels_layer", None)
+        store, layer = seg.store, seg.labels_layer
         if store is None or layer is None:
             raise SasviError("No SASVi result to edit yet: Run first (or Run again on a finished store to open it).")
-        if seg._worker is not None:
+        if seg.running:
             raise SasviError("A run is going: wait for it, or Cancel it, before editing.")
         if self._worker is not None:
             raise SasviError("Re-propagation is going: wait for it, or Cancel it.")
@@ -69,9 +75,8 @@ class CorrectionsPanel(Container):
         skips, from the last frame back (a later edit is then a boundary for an earlier one)."""
         from ..core.engine import EditRequest
 
-        seg = self._seg
         reqs = list(self._queue)
-        overlay = getattr(getattr(seg, "_labels_layer", None), "data", None)
+        overlay = getattr(self._seg.labels_layer, "data", None)
         if hasattr(overlay, "changed"):
             reqs += [EditRequest("correction", t, overlay.frame(t).copy()) for t in overlay.changed()]
         return sorted(reqs, key=lambda r: -r.frame)
@@ -81,7 +86,7 @@ class CorrectionsPanel(Container):
         from ..core.edit_log import reprompts
         from ..core.store import SasviStore
 
-        shown = getattr(self._seg, "_store", None)
+        shown = self._seg.store
         rows = []
         if shown is not None:
             for r in reprompts(SasviStore.read(shown.path)):  # read again: events and edits as on disk
@@ -95,23 +100,22 @@ class CorrectionsPanel(Container):
         return rows
 
     def _refresh_table(self):
-        self._seg._show_events()
+        self._seg.show_events()
 
     # -- the timeline ------------------------------------------------------------------------------------
     def pin_here(self, *_):
         """Pin a re-prompt at the current frame (queued for Re-propagate)."""
-        return self.pin_at(int(self._seg._viewer.dims.current_step[0]))
+        return self.pin_at(self._seg.current_frame)
 
     def pin_at(self, t: int):
         self._queue_edit("pin", t, f"re-prompt pinned at frame {t}: Re-propagate recomputes frames from it.")
 
     def skip_selected(self, *_):
         """Skip the re-prompt selected in the events table (queued for Re-propagate)."""
-        table = self._seg._table
-        row = table.native.currentRow()
-        if row < 0:
+        selected = self._seg.selected_event()
+        if selected is None:
             return self._say("Select a restart or an object added in the events table first.", error=True)
-        t, kind = int(table.data[row][0]), str(table.data[row][1])
+        t, kind = selected
         if kind not in SKIPPABLE:
             msg = f"Frame {t} is a {kind!r} row: only a restart or an object added can be skipped."
             return self._say(msg, error=True)
@@ -147,18 +151,18 @@ class CorrectionsPanel(Container):
                 raise SasviError(
                     "Nothing to re-propagate: paint a frame of the SASVi layer, or pin / skip a re-prompt."
                 )
-            config = seg._config()
+            config = seg.run_config()
         except (SasviError, ValueError, OSError) as e:
             self._say(str(e), error=True)
             return None
         frames = store.frames_path if store.frames_path is not None and store.frames_path.exists() else None
         if frames is None:
-            layer = seg._frames.value
+            layer = seg.frames_layer
             if layer is None:
                 return self._say("No frames layer: open the store's video first.", error=True)
             frames = layer.data
-        models, cancel = seg._models, seg._cancel
-        cancel.clear()
+        models = seg.models
+        cancelled = seg.start_work()  # Run off, Cancel on: Cancel stops the edits between frames
 
         def work():
             import sys
@@ -172,15 +176,11 @@ class CorrectionsPanel(Container):
                 wait_warm()
                 tracker = _edit_tracker(store, models, config)
                 if "torch" in sys.modules:
-                    seg._limit_torch_threads()  # leave a core to napari (restored when it ends)
+                    seg.limit_torch_threads()  # leave a core to napari (restored when it ends)
                 for req in reqs:
-                    gen = iter_edit(store.path, frames, tracker, req, cancel=cancel.is_set)
-                    while True:
-                        try:
-                            yield next(gen)
-                        except StopIteration as stop:
-                            summary: EditSummary = stop.value
-                            break
+                    run = Returning(iter_edit(store.path, frames, tracker, req, cancel=cancelled))
+                    yield from run  # EditStarted, then FrameDone per frame
+                    summary: EditSummary = run.value
                     yield (req, summary)
                     if summary.cancelled:
                         return "cancelled"
@@ -198,8 +198,8 @@ class CorrectionsPanel(Container):
             elif isinstance(item, FrameDone):
                 if self._progress is not None:
                     self._progress.update(item.done - self._progress.n)
-                if int(seg._viewer.dims.current_step[0]) == item.frame:
-                    seg._labels_layer.refresh()
+                if seg.current_frame == item.frame:
+                    seg.labels_layer.refresh()
             elif isinstance(item, tuple):
                 req, summary = item
                 self.last_summaries.append(summary)
@@ -208,7 +208,7 @@ class CorrectionsPanel(Container):
                 elif req in self._queue:
                     self._queue.remove(req)
                 self._close_bar()
-                seg._labels_layer.refresh()
+                seg.labels_layer.refresh()
                 self._refresh_table()
 
         def on_done(result):
@@ -219,17 +219,11 @@ class CorrectionsPanel(Container):
             self._say(f"re-propagation {result}: frames {spans} recomputed in {secs:.1f} s; Undo edit takes one back.")
 
         def on_finished():
-            if getattr(seg, "_torch_threads", None):
-                import torch
-
-                torch.set_num_threads(seg._torch_threads)
-                seg._torch_threads = None
             self._close_bar()
             self._worker = None
-            seg._cancel_btn.enabled = False
-            seg._run.enabled = True
+            seg.work_finished()
             self._set_enabled(True)
-            seg._labels_layer.refresh()
+            seg.labels_layer.refresh()
             self._refresh_table()
 
         worker = thread_worker(work, start_thread=False)()
@@ -240,8 +234,6 @@ class CorrectionsPanel(Container):
         self._worker = worker
         self._t0 = time.perf_counter()
         self._set_enabled(False)
-        seg._run.enabled = False
-        seg._cancel_btn.enabled = True
         self._say(f"re-propagating {len(reqs)} edit(s)...")
         worker.start()
         return worker
@@ -278,7 +270,7 @@ class CorrectionsPanel(Container):
         self._say(
             f"undone: edit {rec['id']} ({rec['kind']} at frame {rec['frame']}), frames {a}-{a + rec['written'] - 1}"
         )
-        self._seg._labels_layer.refresh()
+        self._seg.labels_layer.refresh()
         self._refresh_table()
         return rec
 

@@ -1,24 +1,260 @@
-"""The segment widget's form as a run: a :class:`~napari_sasvi.core.config.RunConfig` and the
-video job (frames and replayed labels from the viewer's layers). Cheap: nothing is built here."""
+"""The segment widget's form: its choices (the one place for the form's constants), its child
+widgets and what each choice shows, and the form read as a run: a
+:class:`~napari_sasvi.core.config.RunConfig` and the video job (frames and replayed labels from the
+viewer's layers). Cheap: nothing is built here.
+
+:class:`~napari_sasvi._napari.widget.SegmentWidget` is this form with Run, Cancel, progress and
+the events; it imports this module, never the other way round.
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
+import napari
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox
+
+from ..core.datasets import PRESETS
 from ..core.errors import SasviError
-from .widget import (
-    ANCHOR_FOLDER,
-    ANCHOR_LAYER,
-    CONFIG_CHOICE,
-    FLOW_CHOICES,
-    HF_CHOICE,
-    NO_ANCHORS,
-    NO_OVERSEER,
-    REPLAY_FOLDER,
-    REPLAY_LAYER,
-    TRAINED,
-)
+from ..core.weights import SAM2_CHECKPOINTS
+
+CONFIG_CHOICE = "config + checkpoint"
+#: tracker choices beside the SAM2 models -> flow method
+FLOW_CHOICES = {
+    "optical flow (DIS, no weights)": "dis",
+    "optical flow (DIS fast: 320 px, no refinement)": "dis-fast",
+    "optical flow (Farneback, no weights)": "farneback",
+}
+HF_CHOICE = "transformers: SAM2.1 / EdgeTAM / SAM3 tracker"
+REPLAY_LAYER, REPLAY_FOLDER = "replay: labels layer", "replay: folder / .npy / zarr"
+NO_OVERSEER = "none: propagate the annotated frames"
+#: where the annotated frames (anchors) come from
+NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER = "none", "labels layer (painted frames)", "folder (files named after frames)"
+#: overseer choice -> architecture of a trained overseer
+TRAINED = {"Mask R-CNN": "maskrcnn", "DETR": "detr", "Mask2Former": "mask2former", "Pixel classifier": "pixel"}
+#: what a run with each model imports first (warmed in the background once the form names it)
+WARM_OVERSEER = {
+    "maskrcnn": ["torchvision.models.detection"],
+    "detr": ["transformers.models.detr.modeling_detr"],
+    "mask2former": ["transformers.models.mask2former.modeling_mask2former"],
+    "pixel": ["sklearn.ensemble", "skimage.feature"],
+}
+WARM_SAM2 = ["hydra.utils", "sam2.build_sam", "sam2.sam2_video_predictor"]
+WARM_HF = ["transformers.models.sam2_video.modeling_sam2_video"]
+
+
+def _layers_of(viewer, kind: str):
+    import napari.layers
+
+    cls = {"image": napari.layers.Image, "labels": napari.layers.Labels}[kind]
+    return [layer for layer in viewer.layers if isinstance(layer, cls)] if viewer is not None else []
+
+
+class SegmentForm(Container):
+    """The inputs of a run (frames, overseer, annotated frames, tracker, device, output store and
+    the advanced SASVi settings), kept up to date with the viewer's layers; :meth:`run_config` and
+    :meth:`_job` read them as a run."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._frames = ComboBox(label="frames", choices=lambda _: _layers_of(self._viewer, "image"))
+        self._overseer = ComboBox(
+            label="overseer", choices=[*TRAINED, REPLAY_LAYER, REPLAY_FOLDER, NO_OVERSEER], value=REPLAY_LAYER
+        )
+        self._overseer_layer = ComboBox(label="overseer labels", choices=lambda _: _layers_of(self._viewer, "labels"))
+        self._overseer_path = FileEdit(label="overseer masks", mode="d")
+        self._encoding = ComboBox(label="masks encoding", choices=["auto", "class-ids", "source"], value="auto")
+        self._anchor_src = ComboBox(
+            label="annotated frames", choices=[NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER], value=NO_ANCHORS
+        )
+        self._anchor_layer = ComboBox(label="annotations", choices=lambda _: _layers_of(self._viewer, "labels"))
+        self._anchor_path = FileEdit(label="annotation files", mode="d")
+        self._overseer_ckpt = FileEdit(label="overseer checkpoint", mode="r", filter="*.pth *.pt *.skops")
+        self._published = CheckBox(label="published checkpoint (downloads once)", value=False)
+        self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value="synthetic")
+        self._classes_file = FileEdit(label="class table", mode="r", filter="*.yaml *.yml *.json")
+        self._sam2 = ComboBox(
+            label="tracker",
+            choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE, HF_CHOICE, *FLOW_CHOICES],
+            value=next(iter(FLOW_CHOICES)),  # runs offline, no weights to download
+        )
+        self._hf_model = LineEdit(label="model folder or repo id", value="facebook/sam2.1-hiera-tiny")
+        self._sam2_config = LineEdit(label="SAM2 config", value="sam2.1_hiera_t")
+        self._sam2_ckpt = FileEdit(label="SAM2 checkpoint", mode="r", filter="*.pt *.pth")
+        self._random = CheckBox(label="random weights (testing)", value=False)
+        self._image_size = SpinBox(label="image size (0: model's)", value=0, min=0, max=2048, step=32)
+        self._device = ComboBox(label="device", choices=["auto", "cuda", "cpu", "mps"], value="auto")
+        self._out = FileEdit(label="output store", mode="w", filter="*.zarr", value=Path.home() / "sasvi.zarr")
+        self._out_suggested = True  # follows the frames layer until the user picks a path
+        self._show_adv = CheckBox(label="advanced", value=False)
+        self._mode = ComboBox(label="mode", choices=["default", "reference"], value="default")
+        self._lookahead = SpinBox(label="look-ahead", value=10, min=1, max=100)
+        self._persistence = SpinBox(label="persistence", value=3, min=0, max=50)
+        self._overlap = FloatSpinBox(label="overlap threshold", value=0.70, min=0.05, max=1.0, step=0.05)
+        self._buffer = SpinBox(label="re-seed every", value=25, min=2, max=10000)
+        self._min_visible = SpinBox(label="min visible px", value=20, min=1, max=100000)
+        self._score_thr = FloatSpinBox(label="overseer score threshold", value=0.05, min=-1.0, max=1.0, step=0.05)
+        self._mask_thr = FloatSpinBox(label="overseer mask threshold", value=0.5, min=-50.0, max=50.0, step=0.1)
+        self._batch = SpinBox(label="overseer batch", value=8, min=1, max=64)
+        self._advanced = [
+            self._mode,
+            self._lookahead,
+            self._persistence,
+            self._overlap,
+            self._buffer,
+            self._min_visible,
+            self._score_thr,
+            self._mask_thr,
+            self._batch,
+        ]
+        self.extend(
+            [
+                self._frames,
+                self._overseer,
+                self._overseer_layer,
+                self._overseer_path,
+                self._encoding,
+                self._anchor_src,
+                self._anchor_layer,
+                self._anchor_path,
+                self._overseer_ckpt,
+                self._published,
+                self._dataset,
+                self._classes_file,
+                self._sam2,
+                self._sam2_config,
+                self._sam2_ckpt,
+                self._hf_model,
+                self._random,
+                self._image_size,
+                self._device,
+                self._out,
+                self._show_adv,
+                *self._advanced,
+            ]
+        )
+        self._overseer.changed.connect(self._update_visibility)
+        self._overseer.changed.connect(self._reference_thresholds)
+        self._published.changed.connect(self._update_visibility)
+        self._dataset.changed.connect(self._update_visibility)
+        self._sam2.changed.connect(self._update_visibility)
+        self._sam2.changed.connect(self._warm_up)
+        self._overseer.changed.connect(self._warm_up)
+        self._show_adv.changed.connect(self._update_visibility)
+        self._anchor_src.changed.connect(self._update_visibility)
+        self._frames.changed.connect(self._suggest_out)
+        self._out.changed.connect(self._out_edited)
+        self._connected = False
+        if viewer is not None:
+            viewer.layers.events.inserted.connect(self._refresh_choices)
+            viewer.layers.events.removed.connect(self._refresh_choices)
+            self._connected = True
+        self._update_visibility()
+        self._suggest_out()
+
+    # -- form ------------------------------------------------------------------------------------------
+    def _refresh_choices(self, event=None):
+        self._frames.reset_choices()
+        self._overseer_layer.reset_choices()
+        self._anchor_layer.reset_choices()
+
+    def _update_visibility(self, *_):
+        self._overseer_layer.visible = self._overseer.value == REPLAY_LAYER
+        self._overseer_path.visible = self._overseer.value == REPLAY_FOLDER
+        self._encoding.visible = self._overseer.value in (REPLAY_LAYER, REPLAY_FOLDER)
+        self._anchor_layer.visible = self._anchor_src.value == ANCHOR_LAYER
+        self._anchor_path.visible = self._anchor_src.value == ANCHOR_FOLDER
+        trained = self._overseer.value in TRAINED
+        pixel = TRAINED.get(self._overseer.value) == "pixel"
+        self._published.visible = trained and not pixel
+        self._overseer_ckpt.visible = trained and (pixel or not self._published.value)
+        self._classes_file.visible = self._dataset.value == "class table file"
+        custom = self._sam2.value == CONFIG_CHOICE
+        self._image_size.visible = self._sam2.value not in FLOW_CHOICES and self._sam2.value != HF_CHOICE
+        self._hf_model.visible = self._sam2.value == HF_CHOICE
+        self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
+        for w in self._advanced:
+            w.visible = self._show_adv.value and ((trained and not pixel) or w not in (self._score_thr, self._mask_thr))
+
+    def _warm_up(self, *_):
+        """As soon as the form names a model, its libraries import in the background (torch's
+        import holds the GIL for a while wherever it runs; better now than at Run)."""
+        from ..core.background import warm_imports
+
+        modules = []
+        if self._overseer.value in TRAINED:
+            modules += WARM_OVERSEER[TRAINED[self._overseer.value]]
+        if self._sam2.value == HF_CHOICE:
+            modules += WARM_HF
+        elif self._sam2.value not in FLOW_CHOICES:
+            modules += WARM_SAM2
+        if modules:
+            warm_imports(["torch", *modules])
+
+    def _reference_thresholds(self, *_):
+        """A new overseer type starts from the reference's thresholds for it."""
+        from ..core.overseers.trained import DEFAULT_THRESHOLDS
+
+        if TRAINED.get(self._overseer.value) in DEFAULT_THRESHOLDS:
+            score, mask = DEFAULT_THRESHOLDS[TRAINED[self._overseer.value]]
+            self._score_thr.value, self._mask_thr.value = score, mask
+
+    def _suggest_out(self, *_):
+        """The output store next to the input (``<video>_sasvi.zarr``), until the user picks one."""
+        layer = self._frames.value
+        if not self._out_suggested or layer is None:
+            return
+        src = (layer.metadata or {}).get("source")
+        path = Path(src) if src else None
+        target = (
+            path.parent / f"{path.stem}_sasvi.zarr" if path is not None else Path.home() / f"{layer.name}_sasvi.zarr"
+        )
+        self._setting_out = True
+        try:
+            self._out.value = target
+        finally:
+            self._setting_out = False
+
+    def use_overseer(self, kind: str, checkpoint, classes) -> None:
+        """Choose a trained overseer (the train widget calls this when it has saved one): its type,
+        its checkpoint and its classes (a preset by name, else a class table file beside it)."""
+        import json
+
+        self._overseer.value = next(name for name, k in TRAINED.items() if k == kind)
+        self._published.value = False
+        self._overseer_ckpt.value = Path(checkpoint)
+        if classes.name in PRESETS and PRESETS[classes.name].ids == classes.ids:
+            self._dataset.value = classes.name
+        else:
+            table = Path(checkpoint).with_name("classes.json")
+            table.write_text(json.dumps(classes.to_dict(), indent=2))
+            self._dataset.value = "class table file"
+            self._classes_file.value = table
+        self._update_visibility()
+
+    def _out_edited(self, *_):
+        if not getattr(self, "_setting_out", False):
+            self._out_suggested = False
+
+    def run_config(self):
+        """The form as a :class:`~napari_sasvi.core.config.RunConfig` (cheap: nothing is built)."""
+        return config_from_form(self)
+
+    def _job(self):
+        """The video to run (see :func:`job_from_form`)."""
+        return job_from_form(self)
+
+    def _disconnect(self):
+        """Stop listening to the viewer (the dock was closed or removed)."""
+        if self._connected:
+            self._connected = False
+            for ev, cb in (
+                (self._viewer.layers.events.inserted, self._refresh_choices),
+                (self._viewer.layers.events.removed, self._refresh_choices),
+            ):
+                ev.disconnect(cb)
 
 
 def config_from_form(w):

@@ -22,6 +22,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, T
 
 from ..core.datasets import PRESETS, ClassTable, get_class_table
 from ..core.errors import SasviError
+from ..core.progress import Returning
 
 NONE = "(none)"
 FROM_LAYER = "from the layers"
@@ -149,13 +150,12 @@ class TemporalWidget(Container):
                 # the one label reader: values outside the table are an error, never dropped
                 stacks[role] = labels = open_labels(layer.data, classes)
                 ignore = set(classes.ignore_ids) | {classes.no_label, 255}
-                gen = iter_temporal(labels, frames, convention=convention, ignore=ignore, no_label=classes.no_label)
-                try:
-                    while True:
-                        next(gen)
-                        yield 1
-                except StopIteration as stop:
-                    results[role] = stop.value
+                run = Returning(
+                    iter_temporal(labels, frames, convention=convention, ignore=ignore, no_label=classes.no_label)
+                )
+                for _ in run:
+                    yield 1  # one frame pair scored
+                results[role] = run.value
             gt = stacks.get("ground truth")
             if gt is not None:
                 ids = gt.classes.scored_ids()

@@ -14,287 +14,53 @@ import time
 from pathlib import Path
 
 import napari
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    FloatSpinBox,
-    Label,
-    LineEdit,
-    PushButton,
-    SpinBox,
-    Table,
-)
+from magicgui.widgets import Label, PushButton, Table
 
-from ..core.datasets import PRESETS
 from ..core.errors import SasviError
-from ..core.weights import SAM2_CHECKPOINTS
+from ..core.progress import Returning
+from ..core.segment import Models
+from ._corrections import CorrectionsPanel
+from ._event_strip import EventStrip
+from ._form import SegmentForm
+from ._guard import keep_triton_out
+from ._lifecycle import on_detach
 
 log = logging.getLogger(__name__)
 
-CONFIG_CHOICE = "config + checkpoint"
-#: tracker choices beside the SAM2 models -> flow method
-FLOW_CHOICES = {
-    "optical flow (DIS, no weights)": "dis",
-    "optical flow (DIS fast: 320 px, no refinement)": "dis-fast",
-    "optical flow (Farneback, no weights)": "farneback",
-}
-HF_CHOICE = "transformers: SAM2.1 / EdgeTAM / SAM3 tracker"
-REPLAY_LAYER, REPLAY_FOLDER = "replay: labels layer", "replay: folder / .npy / zarr"
-NO_OVERSEER = "none: propagate the annotated frames"
-#: where the annotated frames (anchors) come from
-NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER = "none", "labels layer (painted frames)", "folder (files named after frames)"
-#: overseer choice -> architecture of a trained overseer
-TRAINED = {"Mask R-CNN": "maskrcnn", "DETR": "detr", "Mask2Former": "mask2former", "Pixel classifier": "pixel"}
-#: what a run with each model imports first (warmed in the background once the form names it)
-WARM_OVERSEER = {
-    "maskrcnn": ["torchvision.models.detection"],
-    "detr": ["transformers.models.detr.modeling_detr"],
-    "mask2former": ["transformers.models.mask2former.modeling_mask2former"],
-    "pixel": ["sklearn.ensemble", "skimage.feature"],
-}
-WARM_SAM2 = ["hydra.utils", "sam2.build_sam", "sam2.sam2_video_predictor"]
-WARM_HF = ["transformers.models.sam2_video.modeling_sam2_video"]
 
-
-def _layers_of(viewer, kind: str):
-    import napari.layers
-
-    cls = {"image": napari.layers.Image, "labels": napari.layers.Labels}[kind]
-    return [layer for layer in viewer.layers if isinstance(layer, cls)] if viewer is not None else []
-
-
-class SegmentWidget(Container):
-    """The "SASVi segment video" dock widget (see the module docstring)."""
+class SegmentWidget(SegmentForm):
+    """The "SASVi segment video" dock widget (see the module docstring): the form, Run and Cancel,
+    the run's status and events, and the corrections panel below them."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        from ._guard import keep_triton_out
-
         keep_triton_out()
-        self._viewer = viewer
-        from ..core.segment import Models
-
+        super().__init__(viewer)
         self._models = Models()  # built models, memoised by what decides them; built in the worker
         self._worker = None
         self._cancel = threading.Event()
         self._progress = None
         self._events: list[dict] = []
         self._t_start = 0.0
+        self._torch_threads = None
+        self._store = None  # the store shown, and its SASVi layer: set when a run opens the store
+        self._labels_layer = None
         self.last_summary = None
 
-        self._frames = ComboBox(label="frames", choices=lambda _: _layers_of(self._viewer, "image"))
-        self._overseer = ComboBox(
-            label="overseer", choices=[*TRAINED, REPLAY_LAYER, REPLAY_FOLDER, NO_OVERSEER], value=REPLAY_LAYER
-        )
-        self._overseer_layer = ComboBox(label="overseer labels", choices=lambda _: _layers_of(self._viewer, "labels"))
-        self._overseer_path = FileEdit(label="overseer masks", mode="d")
-        self._encoding = ComboBox(label="masks encoding", choices=["auto", "class-ids", "source"], value="auto")
-        self._anchor_src = ComboBox(
-            label="annotated frames", choices=[NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER], value=NO_ANCHORS
-        )
-        self._anchor_layer = ComboBox(label="annotations", choices=lambda _: _layers_of(self._viewer, "labels"))
-        self._anchor_path = FileEdit(label="annotation files", mode="d")
-        self._overseer_ckpt = FileEdit(label="overseer checkpoint", mode="r", filter="*.pth *.pt *.skops")
-        self._published = CheckBox(label="published checkpoint (downloads once)", value=False)
-        self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value="synthetic")
-        self._classes_file = FileEdit(label="class table", mode="r", filter="*.yaml *.yml *.json")
-        self._sam2 = ComboBox(
-            label="tracker",
-            choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE, HF_CHOICE, *FLOW_CHOICES],
-            value=next(iter(FLOW_CHOICES)),  # runs offline, no weights to download
-        )
-        self._hf_model = LineEdit(label="model folder or repo id", value="facebook/sam2.1-hiera-tiny")
-        self._sam2_config = LineEdit(label="SAM2 config", value="sam2.1_hiera_t")
-        self._sam2_ckpt = FileEdit(label="SAM2 checkpoint", mode="r", filter="*.pt *.pth")
-        self._random = CheckBox(label="random weights (testing)", value=False)
-        self._image_size = SpinBox(label="image size (0: model's)", value=0, min=0, max=2048, step=32)
-        self._device = ComboBox(label="device", choices=["auto", "cuda", "cpu", "mps"], value="auto")
-        self._out = FileEdit(label="output store", mode="w", filter="*.zarr", value=Path.home() / "sasvi.zarr")
-        self._out_suggested = True  # follows the frames layer until the user picks a path
-        self._show_adv = CheckBox(label="advanced", value=False)
-        self._mode = ComboBox(label="mode", choices=["default", "reference"], value="default")
-        self._lookahead = SpinBox(label="look-ahead", value=10, min=1, max=100)
-        self._persistence = SpinBox(label="persistence", value=3, min=0, max=50)
-        self._overlap = FloatSpinBox(label="overlap threshold", value=0.70, min=0.05, max=1.0, step=0.05)
-        self._buffer = SpinBox(label="re-seed every", value=25, min=2, max=10000)
-        self._min_visible = SpinBox(label="min visible px", value=20, min=1, max=100000)
-        self._score_thr = FloatSpinBox(label="overseer score threshold", value=0.05, min=-1.0, max=1.0, step=0.05)
-        self._mask_thr = FloatSpinBox(label="overseer mask threshold", value=0.5, min=-50.0, max=50.0, step=0.1)
-        self._batch = SpinBox(label="overseer batch", value=8, min=1, max=64)
-        self._advanced = [
-            self._mode,
-            self._lookahead,
-            self._persistence,
-            self._overlap,
-            self._buffer,
-            self._min_visible,
-            self._score_thr,
-            self._mask_thr,
-            self._batch,
-        ]
         self._run = PushButton(text="Run")
         self._cancel_btn = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
         self._table = Table(value={"frame": [], "kind": [], "reason": [], "labels": []})
-        self.extend(
-            [
-                self._frames,
-                self._overseer,
-                self._overseer_layer,
-                self._overseer_path,
-                self._encoding,
-                self._anchor_src,
-                self._anchor_layer,
-                self._anchor_path,
-                self._overseer_ckpt,
-                self._published,
-                self._dataset,
-                self._classes_file,
-                self._sam2,
-                self._sam2_config,
-                self._sam2_ckpt,
-                self._hf_model,
-                self._random,
-                self._image_size,
-                self._device,
-                self._out,
-                self._show_adv,
-                *self._advanced,
-                self._run,
-                self._cancel_btn,
-                self._status,
-                self._table,
-            ]
-        )
-        from ._corrections import CorrectionsPanel
-        from ._event_strip import EventStrip
-
+        self.extend([self._run, self._cancel_btn, self._status, self._table])
         self._corrections = CorrectionsPanel(self)
         self._strip = EventStrip(
             on_click=self._jump_to, on_pin=self._corrections.pin_at, on_skip=self._corrections.skip_at
         )
         self.native.layout().addWidget(self._strip)
         self.native.layout().addWidget(self._corrections.native)
-        self._overseer.changed.connect(self._update_visibility)
-        self._overseer.changed.connect(self._reference_thresholds)
-        self._published.changed.connect(self._update_visibility)
-        self._dataset.changed.connect(self._update_visibility)
-        self._sam2.changed.connect(self._update_visibility)
-        self._sam2.changed.connect(self._warm_up)
-        self._overseer.changed.connect(self._warm_up)
-        self._show_adv.changed.connect(self._update_visibility)
-        self._anchor_src.changed.connect(self._update_visibility)
         self._run.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
         self._table.native.cellClicked.connect(self._row_clicked)
-        self._frames.changed.connect(self._suggest_out)
-        self._out.changed.connect(self._out_edited)
-        self._connected = False
-        if viewer is not None:
-            viewer.layers.events.inserted.connect(self._refresh_choices)
-            viewer.layers.events.removed.connect(self._refresh_choices)
-            self._connected = True
-        from ._lifecycle import on_detach
-
         self._detach_filter = on_detach(self.native, self._disconnect)
-        self._update_visibility()
-        self._suggest_out()
-
-    # -- form ------------------------------------------------------------------------------------------
-    def _refresh_choices(self, event=None):
-        self._frames.reset_choices()
-        self._overseer_layer.reset_choices()
-        self._anchor_layer.reset_choices()
-
-    def _update_visibility(self, *_):
-        self._overseer_layer.visible = self._overseer.value == REPLAY_LAYER
-        self._overseer_path.visible = self._overseer.value == REPLAY_FOLDER
-        self._encoding.visible = self._overseer.value in (REPLAY_LAYER, REPLAY_FOLDER)
-        self._anchor_layer.visible = self._anchor_src.value == ANCHOR_LAYER
-        self._anchor_path.visible = self._anchor_src.value == ANCHOR_FOLDER
-        trained = self._overseer.value in TRAINED
-        pixel = TRAINED.get(self._overseer.value) == "pixel"
-        self._published.visible = trained and not pixel
-        self._overseer_ckpt.visible = trained and (pixel or not self._published.value)
-        self._classes_file.visible = self._dataset.value == "class table file"
-        custom = self._sam2.value == CONFIG_CHOICE
-        self._image_size.visible = self._sam2.value not in FLOW_CHOICES and self._sam2.value != HF_CHOICE
-        self._hf_model.visible = self._sam2.value == HF_CHOICE
-        self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
-        for w in self._advanced:
-            w.visible = self._show_adv.value and ((trained and not pixel) or w not in (self._score_thr, self._mask_thr))
-
-    def _warm_up(self, *_):
-        """As soon as the form names a model, its libraries import in the background (torch's
-        import holds the GIL for a while wherever it runs; better now than at Run)."""
-        from ..core.background import warm_imports
-
-        modules = []
-        if self._overseer.value in TRAINED:
-            modules += WARM_OVERSEER[TRAINED[self._overseer.value]]
-        if self._sam2.value == HF_CHOICE:
-            modules += WARM_HF
-        elif self._sam2.value not in FLOW_CHOICES:
-            modules += WARM_SAM2
-        if modules:
-            warm_imports(["torch", *modules])
-
-    def _reference_thresholds(self, *_):
-        """A new overseer type starts from the reference's thresholds for it."""
-        from ..core.overseers.trained import DEFAULT_THRESHOLDS
-
-        if TRAINED.get(self._overseer.value) in DEFAULT_THRESHOLDS:
-            score, mask = DEFAULT_THRESHOLDS[TRAINED[self._overseer.value]]
-            self._score_thr.value, self._mask_thr.value = score, mask
-
-    def _suggest_out(self, *_):
-        """The output store next to the input (``<video>_sasvi.zarr``), until the user picks one."""
-        layer = self._frames.value
-        if not self._out_suggested or layer is None:
-            return
-        src = (layer.metadata or {}).get("source")
-        path = Path(src) if src else None
-        target = (
-            path.parent / f"{path.stem}_sasvi.zarr" if path is not None else Path.home() / f"{layer.name}_sasvi.zarr"
-        )
-        self._setting_out = True
-        try:
-            self._out.value = target
-        finally:
-            self._setting_out = False
-
-    def use_overseer(self, kind: str, checkpoint, classes) -> None:
-        """Choose a trained overseer (the train widget calls this when it has saved one): its type,
-        its checkpoint and its classes (a preset by name, else a class table file beside it)."""
-        import json
-
-        self._overseer.value = next(name for name, k in TRAINED.items() if k == kind)
-        self._published.value = False
-        self._overseer_ckpt.value = Path(checkpoint)
-        if classes.name in PRESETS and PRESETS[classes.name].ids == classes.ids:
-            self._dataset.value = classes.name
-        else:
-            table = Path(checkpoint).with_name("classes.json")
-            table.write_text(json.dumps(classes.to_dict(), indent=2))
-            self._dataset.value = "class table file"
-            self._classes_file.value = table
-        self._update_visibility()
-
-    def _out_edited(self, *_):
-        if not getattr(self, "_setting_out", False):
-            self._out_suggested = False
-
-    def _config(self):
-        from ._form import config_from_form
-
-        return config_from_form(self)
-
-    def _job(self):
-        from ._form import job_from_form
-
-        return job_from_form(self)
 
     # -- running ---------------------------------------------------------------------------------------
     def run(self, *_):
@@ -312,7 +78,7 @@ class SegmentWidget(Container):
         if self._worker is not None:
             return self._worker
         try:
-            config = self._config()
+            config = self.run_config()
             job = self._job()
         except (SasviError, ValueError, OSError) as e:
             show_error(f"SASVi: {e}")
@@ -320,9 +86,8 @@ class SegmentWidget(Container):
             return None
         if config.tracker.kind == "flow" and config.device not in ("auto", "cpu"):
             show_info(f"SASVi: the flow tracker runs on the CPU; device {config.device} is for the overseer.")
-        self._cancel.clear()
         self._job_name = job.name
-        models, cancel = self._models, self._cancel.is_set
+        models, cancel = self._models, self.start_work()
         shown = self._shown = threading.Event()
 
         def work():
@@ -334,14 +99,11 @@ class SegmentWidget(Container):
             try:
                 wait_warm()  # the imports the form started (never two threads importing torch)
                 preload_torch()  # torch's libraries load without holding the GIL
-                self._limit_torch_threads()  # imports torch here, not on napari's thread
+                self.limit_torch_threads()  # imports torch here, not on napari's thread
                 gen = segment_videos([job], config, models=models, cancel=cancel)
+                run = Returning(gen)
                 refreeze = 2  # once the models exist (store opened) and after the first batch
-                while True:
-                    try:
-                        item = next(gen)
-                    except StopIteration as stop:
-                        return stop.value
+                for item in run:
                     if refreeze and isinstance(item, (StoreOpened, FrameDone)):
                         heap.freeze()  # also resumes collection
                         refreeze -= 1
@@ -352,6 +114,7 @@ class SegmentWidget(Container):
                         # napari adds the two labels layers now (0.2-0.5 s of its thread): leave it
                         # the CPU for that rather than start the first overseer batch beside it
                         shown.wait(5.0)
+                return run.value
             except (SasviError, ValueError, OSError) as e:  # bad input: a notification, nothing lost
                 return _Failed(str(e))
             finally:
@@ -365,8 +128,6 @@ class SegmentWidget(Container):
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
         self._worker = worker
-        self._run.enabled = False
-        self._cancel_btn.enabled = True
         self._status.value = "starting: loading the models and checking the inputs..."
         self._t_start = time.perf_counter()
         worker.start()
@@ -407,7 +168,7 @@ class SegmentWidget(Container):
             from napari.utils import progress
 
             self._events = list(store.events)
-            self._show_events()
+            self.show_events()
             if item.done >= item.total:
                 self._status.value = f"{item.store} is complete ({item.done} frames)"
                 return
@@ -432,7 +193,7 @@ class SegmentWidget(Container):
 
         step(0)
 
-    def _limit_torch_threads(self):
+    def limit_torch_threads(self):
         """Leave one core to the GUI while a run goes: torch's OpenMP workers wait at every op's
         barrier, and when the GUI thread takes a core a descheduled worker stalls each of SAM2's
         many small ops. Measured on 2 cores (benchmarks/bench_gui.py, 128 px): 1.16 frames/s with
@@ -481,7 +242,7 @@ class SegmentWidget(Container):
                 self._labels_layer.refresh()
         else:
             self._events.append(item.to_dict())
-            self._show_events()
+            self.show_events()
 
     def _on_done(self, result):
         from napari.utils.notifications import show_error
@@ -505,7 +266,7 @@ class SegmentWidget(Container):
         else:
             self._status.value = f"{state}: {done}/{summary.n_frames} frames in {summary.seconds:.0f} s"
         self._events = summary.events
-        self._show_events()
+        self.show_events()
 
     def _on_error(self, exc):
         from napari.utils.notifications import show_error
@@ -517,20 +278,15 @@ class SegmentWidget(Container):
         self._status.value = f"error: {msg}"
 
     def _on_finished(self):
-        if getattr(self, "_torch_threads", None):
-            import torch
-
-            torch.set_num_threads(self._torch_threads)
-            self._torch_threads = None
         if self._progress is not None:
             self._progress.close()
             self._progress = None
         self._worker = None
-        self._run.enabled = True
-        self._cancel_btn.enabled = False
+        self.work_finished()
 
     # -- events ----------------------------------------------------------------------------------------
-    def _show_events(self):
+    def show_events(self):
+        """Fill the events table and strip: the run's re-prompts and the corrections' rows."""
         rows = [
             e
             for e in self._events
@@ -558,9 +314,8 @@ class SegmentWidget(Container):
             ],
         }
 
-        store = getattr(self, "_store", None)
-        if store is not None:
-            self._strip.set_events(rows, store.n_frames)
+        if self._store is not None:
+            self._strip.set_events(rows, self._store.n_frames)
 
     def _row_clicked(self, row, _col):
         frame = int(self._table.data[row][0])
@@ -569,16 +324,67 @@ class SegmentWidget(Container):
     def _jump_to(self, frame: int):
         self._viewer.dims.set_current_step(0, frame)
 
+    # -- the surface the corrections panel uses -------------------------------------------------------
+    @property
+    def store(self):
+        """The :class:`~napari_sasvi.core.store.SasviStore` shown (as opened by the last Run), or None."""
+        return self._store
+
+    @property
+    def labels_layer(self):
+        """The store's SASVi labels layer (its data a :class:`~._paint.PaintOverlay`), or None."""
+        return self._labels_layer
+
+    @property
+    def frames_layer(self):
+        """The frames layer chosen in the form, or None."""
+        return self._frames.value
+
+    @property
+    def models(self):
+        """The models built so far (:class:`~napari_sasvi.core.segment.Models`), shared with edits."""
+        return self._models
+
+    @property
+    def running(self) -> bool:
+        """Whether a run is going."""
+        return self._worker is not None
+
+    @property
+    def current_frame(self) -> int:
+        """The frame the viewer shows."""
+        return int(self._viewer.dims.current_step[0])
+
+    def selected_event(self) -> tuple[int, str] | None:
+        """The (frame, kind) of the row selected in the events table, or None."""
+        row = self._table.native.currentRow()
+        if row < 0:
+            return None
+        return int(self._table.data[row][0]), str(self._table.data[row][1])
+
+    def start_work(self):
+        """A worker starts (a run, or Re-propagate): Run is disabled, Cancel enabled and cleared.
+        Returns the check the worker calls between frames (true once Cancel is pressed)."""
+        self._cancel.clear()
+        self._run.enabled = False
+        self._cancel_btn.enabled = True
+        return self._cancel.is_set
+
+    def work_finished(self):
+        """The worker :meth:`start_work` announced ended: torch's threads restored (see
+        :meth:`limit_torch_threads`), Run enabled, Cancel disabled."""
+        if self._torch_threads:
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
+            self._torch_threads = None
+        self._run.enabled = True
+        self._cancel_btn.enabled = False
+
     def _disconnect(self):
         """Stop listening to the viewer (the dock was closed or removed) and stop a run between frames."""
         self._cancel.set()
-        if self._connected:
-            self._connected = False
-            for ev, cb in (
-                (self._viewer.layers.events.inserted, self._refresh_choices),
-                (self._viewer.layers.events.removed, self._refresh_choices),
-            ):
-                ev.disconnect(cb)
+        super()._disconnect()
 
     def close(self):
         self._disconnect()
