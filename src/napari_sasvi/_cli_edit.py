@@ -81,11 +81,11 @@ def _read_correction(args, store):
 
 
 def run_edit_command(args) -> int:
-    from tqdm.auto import tqdm
-
+    from ._cli_progress import Bars
     from .core.edit_log import read_edits, reprompts
     from .core.engine import EditRequest, EditStarted, FrameDone, iter_edit, undo_edit
     from .core.errors import InputError
+    from .core.progress import drain
     from .core.segment import edit_tracker
     from .core.store import SasviStore
 
@@ -115,25 +115,24 @@ def run_edit_command(args) -> int:
     if frames is None or not Path(frames).exists():
         raise InputError(f"Where are the store's frames? It records {store.frames_path}; give them with --frames PATH.")
     tracker = edit_tracker(store, device=args.device, tracker=_tracker_config(args))
-    bar = None
-    gen = iter_edit(store.path, str(frames), tracker, request, other_tracker=args.other_tracker)
-    while True:
-        try:
-            item = next(gen)
-        except StopIteration as stop:
-            summary = stop.value
-            break
+    bars, total = Bars(), 0
+
+    def on_item(item) -> None:
+        nonlocal total
         if isinstance(item, EditStarted):
             p = item.plan
             print(
                 f"edit {item.edit_id}: {p.kind} at frame {p.frame}: recomputing frames {p.start}-{p.stop}",
                 file=sys.stderr,
             )
-            bar = tqdm(total=p.n_frames, desc="re-propagate", unit="frame")
-        elif isinstance(item, FrameDone) and bar is not None:
-            bar.update(item.done - bar.n)
-    if bar is not None:
-        bar.close()
+            total = p.n_frames
+        elif isinstance(item, FrameDone) and total:
+            bars.show("re-propagate", item.done, total)
+
+    try:
+        summary = drain(iter_edit(store.path, str(frames), tracker, request, other_tracker=args.other_tracker), on_item)
+    finally:
+        bars.close()
     print(
         f"{summary.kind} at frame {summary.frame}: frames {summary.start}-{summary.start + summary.written - 1} "
         f"recomputed in {summary.seconds:.1f} s (undo: napari-sasvi edit {args.store} --undo)"

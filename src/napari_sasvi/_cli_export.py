@@ -46,8 +46,7 @@ def add_export(sub) -> None:
 
 
 def run_export_command(args) -> int:
-    from tqdm.auto import tqdm
-
+    from ._cli_progress import Progress
     from .core.errors import InputError
     from .core.exports import iter_export
     from .core.progress import Returning
@@ -68,9 +67,8 @@ def run_export_command(args) -> int:
     try:
         for item in run:
             if bar is None:
-                bar = tqdm(total=item.total, desc=f"export {args.to}", unit="frame", dynamic_ncols=True)
-            bar.update(item.done - bar.n)
-            bar.set_postfix_str(item.video, refresh=False)
+                bar = Progress(item.total, f"export {args.to}")
+            bar.update_to(item.done, item.video)
     finally:
         if bar is not None:
             bar.close()

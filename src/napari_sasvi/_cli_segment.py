@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .core.datasets import PRESETS, canonical_dataset
+
 
 def add_encoding_option(p, flag: str, what: str) -> None:
     p.add_argument(
@@ -73,7 +75,7 @@ def add_segment(sub) -> None:
     p.add_argument("--config", type=Path, help="a run config (YAML/JSON, see docs/python.md); flags given override it")
     p.add_argument("--save-config", type=Path, help="write the run's config (YAML/JSON) here, to run it again")
     c = p.add_mutually_exclusive_group()
-    c.add_argument("--dataset", choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"], help="class table preset")
+    c.add_argument("--dataset", type=canonical_dataset, choices=list(PRESETS), help="class table preset")
     c.add_argument("--classes", type=Path, help="class table file (.yaml/.json: classes: [{id, name, color}])")
     s = p.add_argument_group("tracker")
     s.add_argument(
@@ -243,10 +245,10 @@ def config_from_args(args):
 
 
 def _run_segment(args) -> int:
-    from tqdm.auto import tqdm
-
-    from .core.errors import InputError
+    from ._cli_progress import Progress
     from .core.engine import FrameDone
+    from .core.errors import InputError
+    from .core.inputs import describe_videos, plan_videos
     from .core.segment import VideoDone, VideoStarted, segment_videos
 
     config = config_from_args(args)
@@ -259,21 +261,22 @@ def _run_segment(args) -> int:
         config.save(args.save_config)
     if args.scheduler is None and (args.workers is not None or args.retries != 1):
         raise InputError("--workers and --retries are for a cluster run: add --scheduler local (or an address).")
+    jobs = plan_videos(args.input, args.out, config)
+    print(as_flags(describe_videos(args.input, jobs)))
     if args.scheduler is not None:
         return _run_segment_distributed(args, config)
     bar = None
-    gen = segment_videos(args.input, config, args.out)
+    gen = segment_videos(jobs, config)
     try:
         for item in gen:
             if isinstance(item, VideoStarted):
                 print(f"{item.name}: {item.note}")
-                bar = tqdm(total=item.n_frames, desc=item.name, unit="frame", dynamic_ncols=True)
+                bar = Progress(item.n_frames, item.name)
             elif isinstance(item, FrameDone) and bar is not None:
-                bar.update(item.done - bar.n)
-                bar.set_postfix_str(f"{item.fps:.2f} frames/s", refresh=False)
+                bar.update_to(item.done, f"{item.fps:.2f} frames/s")
             elif isinstance(item, VideoDone):
                 if bar is not None:
-                    bar.update(item.summary.frames_written + item.summary.resumed_from - bar.n)
+                    bar.update_to(item.summary.frames_written + item.summary.resumed_from)
                     bar.close()
                     bar = None
                 s = item.summary
@@ -289,8 +292,7 @@ def _run_segment(args) -> int:
 def _run_segment_distributed(args, config) -> int:
     """``segment --scheduler``: one aggregated bar over every video's frames (read from the stores),
     the dashboard's address, and a line per video as it ends."""
-    from tqdm.auto import tqdm
-
+    from ._cli_progress import Progress
     from .core.distributed import BatchProgress, ClusterReady, VideoFailed, iter_segment_distributed
     from .core.errors import InputError
     from .core.segment import VideoDone
@@ -314,9 +316,8 @@ def _run_segment_distributed(args, config) -> int:
                 print(f"{item.videos} video(s) on {where} of {item.workers} worker(s); dashboard: {item.dashboard}")
             elif isinstance(item, BatchProgress):
                 if bar is None:
-                    bar = tqdm(total=item.total, desc="all videos", unit="frame", dynamic_ncols=True)
-                bar.update(item.done - bar.n)
-                bar.set_postfix_str(f"{item.finished}/{len(item.videos)} videos done", refresh=True)
+                    bar = Progress(item.total, "all videos")
+                bar.update_to(item.done, f"{item.finished}/{len(item.videos)} videos done")
             elif isinstance(item, VideoDone):
                 s = item.summary
                 restarts = [e["frame"] for e in s.events if e["kind"] == "restart"]

@@ -65,9 +65,8 @@ def add_train(sub) -> None:
 def run_train_command(args) -> int:
     import logging
 
-    from tqdm.auto import tqdm
-
-    from .core.datasets import get_class_table
+    from ._cli_progress import Bars, Progress
+    from .core.datasets import canonical_dataset, get_class_table
     from .core.overseers.pixel import FeatureParams
     from .core.progress import Returning
     from .core.training.data import check_trainable, detect_layout, open_training_data
@@ -119,34 +118,33 @@ def run_train_command(args) -> int:
             device=args.device,
         )
     )
-    bar = None
-    stage = None
-    for ev in run:
-        if isinstance(ev, Stage):
-            if stage is None or stage.desc != ev.what:
-                if stage is not None:
-                    stage.close()
-                stage = tqdm(total=ev.total, desc=ev.what, leave=False)
-            stage.n = ev.done
-            stage.refresh()
-        elif isinstance(ev, TrainStep):
-            if bar is None:
-                bar = tqdm(total=ev.total, initial=ev.step - 1, desc="train", unit="step")
-            bar.update(ev.step - bar.n)
-            bar.set_postfix(loss=f"{ev.loss:.4f}")
-        elif isinstance(ev, Validated):
-            tqdm.write(f"step {ev.step}: validation Dice {ev.dice:.4f}, IoU {ev.iou:.4f} on {ev.frames} frame(s)")
-        elif isinstance(ev, Saved):
-            tqdm.write(f"step {ev.step}: saved {ev.path}")
-    for b in (bar, stage):
-        if b is not None:
-            b.close()
+    bar: Progress | None = None
+    stages = Bars(unit="item")
+    try:
+        for ev in run:
+            if isinstance(ev, Stage):
+                stages.show(ev.what, ev.done, ev.total)
+            elif isinstance(ev, TrainStep):
+                if bar is None:
+                    stages.close()
+                    bar = Progress(ev.total, "train", unit="step", initial=ev.step - 1)
+                bar.update_to(ev.step, f"loss {ev.loss:.4f}")
+            elif isinstance(ev, Validated):
+                (bar or stages).write(
+                    f"step {ev.step}: validation Dice {ev.dice:.4f}, IoU {ev.iou:.4f} on {ev.frames} frame(s)"
+                )
+            elif isinstance(ev, Saved):
+                (bar or stages).write(f"step {ev.step}: saved {ev.path}")
+    finally:
+        stages.close()
+        if bar is not None:
+            bar.close()
     result = run.value
     ckpt = checkpoint_path(args.overseer, args.out)
     log.debug("training result %s", result)
     print(
         f"train: {result.steps} step(s) in {result.seconds:.1f} s; the overseer is {ckpt}\n"
-        f"  use it: napari-sasvi segment VIDEO --dataset {args.dataset} --overseer {args.overseer} "
+        f"  use it: napari-sasvi segment VIDEO --dataset {canonical_dataset(args.dataset)} --overseer {args.overseer} "
         f"--overseer-checkpoint {ckpt} --out STORE.zarr"
     )
     return 0

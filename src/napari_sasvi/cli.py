@@ -15,17 +15,15 @@ from pathlib import Path
 from . import __version__
 from ._cli_edit import add_edit
 from ._cli_export import add_export
+from ._cli_progress import Bars, Progress
 from ._cli_segment import add_encoding_option, add_segment, as_flags
 from ._cli_train import add_train
+from .core.datasets import PRESETS as DATASET_PRESETS
+from .core.datasets import canonical_dataset
 from .core.errors import SasviError
+from .core.progress import drain
 
 log = logging.getLogger("napari_sasvi")
-
-
-def _tqdm_progress(iterable, *, total=None, desc=None, **kw):
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="frame", dynamic_ncols=True, **kw)
 
 
 # -- frames ----------------------------------------------------------------------------------------
@@ -44,16 +42,20 @@ def _add_frames(sub) -> None:
 
 
 def _run_frames(args) -> int:
-    from .core.exports.reference import export_frames
+    from .core.exports.reference import iter_export_frames
+    from .core.frames import open_frames
 
-    n = export_frames(
-        args.video,
-        args.out_dir,
-        every=args.every,
-        quality=args.quality,
-        overwrite=args.overwrite,
-        progress=_tqdm_progress,
-    )
+    stack = open_frames(args.video)
+    total = (len(stack) + args.every - 1) // max(args.every, 1)
+    n = 0
+    with Progress(total, "frames") as bar:
+
+        def on_frame(_t: int) -> None:
+            nonlocal n
+            n += 1
+            bar.update_to(n)
+
+        drain(iter_export_frames(stack, args.out_dir, args.every, args.quality, args.overwrite), on_frame)
     print(f"wrote {n} frames to {args.out_dir}")
     return 0
 
@@ -104,7 +106,7 @@ def _add_evaluate(sub) -> None:
 
 def _add_class_table_options(p, dataset_help: str) -> None:
     c = p.add_mutually_exclusive_group()
-    c.add_argument("--dataset", choices=["cadis", "cholecseg8k", "cataract1k", "synthetic"], help=dataset_help)
+    c.add_argument("--dataset", type=canonical_dataset, choices=list(DATASET_PRESETS), help=dataset_help)
     c.add_argument("--classes", type=Path, help="class table file")
     p.add_argument("--array", choices=["labels", "overseer"], default="labels", help="which array of a store")
 
@@ -116,27 +118,22 @@ def _class_table_arg(args):
 
 
 def _drive(gen):
-    """Run an evaluation generator: its notes printed, a progress bar per video; returns its result."""
-    from tqdm.auto import tqdm
+    """Run an evaluation generator: its notes printed, a progress display per video; returns its result."""
+    from .core.evaluate import Progress as Evaluated
+    from .core.evaluate import Reading
 
-    from .core.evaluate import Progress, Reading
+    bars = Bars()
 
-    bars: dict[str, object] = {}
+    def on_item(item) -> None:
+        if isinstance(item, Reading):
+            bars.write(item.message)
+        elif isinstance(item, Evaluated):
+            bars.show(item.name, item.done, item.total)
+
     try:
-        while True:
-            item = next(gen)
-            if isinstance(item, Reading):
-                print(item.message)
-            elif isinstance(item, Progress):
-                bar = bars.get(item.name)
-                if bar is None:
-                    bar = bars[item.name] = tqdm(total=item.total, desc=item.name, unit="frame", dynamic_ncols=True)
-                bar.update(item.done - bar.n)
-    except StopIteration as stop:
-        return stop.value
+        return drain(gen, on_item)
     finally:
-        for bar in bars.values():
-            bar.close()
+        bars.close()
 
 
 def _fmt(v) -> str:
@@ -221,7 +218,11 @@ def _add_demo(sub) -> None:
         help="run SASVi on the embedded synthetic surgical clip (offline, no weights to download)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--out", type=Path, default=Path("sasvi-demo"), help="folder for the demo's outputs")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="folder for the demo's outputs (default: a new temporary folder, named when the demo ends)",
+    )
     p.add_argument("--frames", type=int, default=60, help="length of the synthetic clip (its schedule scales)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clip")
     p.add_argument("--mode", choices=["default", "reference"], default="default")
@@ -239,7 +240,7 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> int:
-    from tqdm.auto import tqdm
+    import tempfile
 
     from .core.config import TrackerConfig
     from .core.demo import iter_demo
@@ -255,21 +256,20 @@ def _run_demo(args) -> int:
         )
     else:
         tracker = TrackerConfig(kind="flow", model=args.tracker_model)
-    gen = iter_demo(args.out, args.frames, args.seed, args.mode, tracker)
-    bar = None
+    out = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="napari-sasvi-demo-"))
+    bars = Bars()
+
+    def on_item(item) -> None:
+        if isinstance(item, FrameDone):
+            bars.show("sasvi", item.done, item.total)
+        else:
+            bars.close()
+            print(item)
+
     try:
-        while True:
-            item = next(gen)
-            if isinstance(item, FrameDone):
-                bar = bar or tqdm(total=item.total, desc="sasvi", unit="frame", dynamic_ncols=True)
-                bar.update(item.done - bar.n)
-            else:
-                if bar is not None:
-                    bar.close()
-                    bar = None
-                print(item)
-    except StopIteration as stop:
-        report = stop.value
+        report = drain(iter_demo(out, args.frames, args.seed, args.mode, tracker), on_item)
+    finally:
+        bars.close()
     classes = report["video"].classes
     ov, sv = report["dice"]["overseer"], report["dice"]["sasvi"]
     print(
@@ -283,6 +283,10 @@ def _run_demo(args) -> int:
     print("   temporal consistency (macro, default convention):   T-IoU  T-ASSD  F-IoU")
     for name, m in report["temporal"].items():
         print(f"   {name:<48s}  {m['t_iou']:.3f}  {m['t_assd']:6.2f}  {m['f_iou']:.3f}")
+    if args.out is None:
+        print(
+            f"   the demo's frames, masks and store are in {out} (a temporary folder: --out DIR keeps them elsewhere)"
+        )
     if args.view:
         import napari
 

@@ -228,12 +228,21 @@ SYNTHETIC = _table(
 PRESETS: dict[str, ClassTable] = {t.name: t for t in (CADIS, CHOLECSEG8K, CATARACT1K, SYNTHETIC)}
 
 
+def canonical_dataset(name: str) -> str:
+    """A preset's own name for ``name`` in any case, with or without ``-``/``_``
+    (``CholecSeg8k``, ``cholec_seg8k`` -> ``cholecseg8k``); anything else (a class table file)
+    unchanged. The CLI's ``--dataset`` choices and every lookup go through it."""
+    key = str(name).lower().replace("-", "").replace("_", "")
+    return key if key in PRESETS else str(name)
+
+
 def get_class_table(name_or_path: str | os.PathLike | ClassTable) -> ClassTable:
-    """A preset by name (``cadis``, ``cholecseg8k``, ``cataract1k``, ``synthetic``) or a table
-    read from a ``.json``/``.yaml``/``.yml`` file with ``classes: [{id, name, color}]``."""
+    """A preset by name (``cadis``, ``cholecseg8k``, ``cataract1k``, ``synthetic``; any case, see
+    :func:`canonical_dataset`) or a table read from a ``.json``/``.yaml``/``.yml`` file with
+    ``classes: [{id, name, color}]``."""
     if isinstance(name_or_path, ClassTable):
         return name_or_path
-    key = str(name_or_path).lower().replace("-", "").replace("_", "")
+    key = canonical_dataset(str(name_or_path))
     if key in PRESETS:
         return PRESETS[key]
     path = Path(name_or_path)

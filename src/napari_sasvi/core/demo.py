@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .config import RunConfig, TrackerConfig
 from .engine import FrameDone
+from .progress import Returning, drain
 
 
 def iter_demo(
@@ -42,8 +43,7 @@ def iter_demo(
         f"classes {', '.join(c.name for c in classes)}"
     )
     frames_dir, masks_dir = out / "frames", out / "overseer_masks"
-    for _ in iter_export_frames(open_frames(video.frames_dask(), name=video.name), frames_dir, overwrite=True):
-        pass
+    drain(iter_export_frames(open_frames(video.frames_dask(), name=video.name), frames_dir, overwrite=True))
     masks_dir.mkdir(exist_ok=True)
     for t in range(video.n_frames):  # the "overseer": ground truth with realistic frame-wise errors
         Image.fromarray(video.noisy_labels(t)).save(masks_dir / f"{t:010d}.png")
@@ -55,15 +55,9 @@ def iter_demo(
     config = RunConfig(dataset="synthetic", mode=mode, tracker=tracker)
     store_path = out / f"{video.name}_{mode}.zarr"
     job = VideoJob(name=video.name, frames=frames_dir, store=store_path, masks=masks_dir)
-    gen = segment_videos([job], config)
-    while True:
-        try:
-            item = next(gen)
-        except StopIteration as stop:
-            batch = stop.value
-            break
-        if isinstance(item, FrameDone):
-            yield item
+    run = Returning(segment_videos([job], config))
+    yield from (item for item in run if isinstance(item, FrameDone))
+    batch = run.value
     summary = batch.videos[video.name]
     store = SasviStore.read(store_path)
     yield (

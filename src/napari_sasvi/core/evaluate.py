@@ -18,6 +18,7 @@ from .datasets import ClassTable
 from .errors import InputError
 from .label_files import LABEL_EXTENSIONS
 from .labels import LabelStack, open_labels
+from .progress import Returning
 
 
 @dataclass(frozen=True)
@@ -182,16 +183,13 @@ def iter_evaluate_temporal(
             video = open_frames(fpath).data
         n = max(0, labels.shape[0] - 1)
         gen = iter_temporal(labels, video, convention=convention, ignore=ignore, no_label=table.no_label, flow=flow)
-        done = 0
+        run = Returning(gen)
         try:
-            while True:
-                next(gen)
-                done += 1
+            for done, _ in enumerate(run, 1):
                 yield Progress(name, done, n)
-        except StopIteration as stop:
-            result = stop.value
         except ValueError as e:
             raise InputError(f"{name}: {e}") from e
+        result = run.value
         results.append(result)
         report[name] = result.to_dict()
     pooled = pool_results(results, ignore=ignore) if len(results) > 1 else results[0]

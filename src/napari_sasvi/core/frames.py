@@ -48,6 +48,23 @@ def frame_sort_key(name: str) -> tuple[float, str]:
     return (number, name)
 
 
+def skipped_files(folder: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> dict[str, int]:
+    """How many files of ``folder`` :func:`list_frame_files` leaves out, by lower-case extension
+    (``{".jpg": 72}``); hidden files (``.DS_Store``) are not counted."""
+    exts = tuple(e.lower() for e in extensions)
+    counts: dict[str, int] = {}
+    for e in os.scandir(folder):
+        if e.is_file() and not e.name.startswith(".") and not e.name.lower().endswith(exts):
+            ext = os.path.splitext(e.name)[1].lower() or "(no extension)"
+            counts[ext] = counts.get(ext, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def describe_skipped(counts: dict[str, int]) -> str:
+    """``72 .jpg files, 1 .txt file`` (empty when nothing was skipped)."""
+    return ", ".join(f"{n} {ext} file{'s' if n != 1 else ''}" for ext, n in counts.items())
+
+
 def list_frame_files(folder: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
     """The image files of ``folder`` in frame order (see :func:`frame_sort_key`).
 
@@ -60,9 +77,10 @@ def list_frame_files(folder: str | os.PathLike, extensions: Sequence[str] = IMAG
     exts = tuple(e.lower() for e in extensions)
     names = [e.name for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(exts)]
     if not names:
+        other = describe_skipped(skipped_files(folder, exts))
         raise EmptyInputError(
-            f"No frame files in {folder}: expected images ending in {', '.join(exts)}. "
-            "Point to the folder that holds the frames themselves."
+            f"No frame files in {folder}: expected images ending in {', '.join(exts)}"
+            f"{f' ({other} skipped)' if other else ''}. Point to the folder that holds the frames themselves."
         )
     names.sort(key=frame_sort_key)
     return [folder / n for n in names]

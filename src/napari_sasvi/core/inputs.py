@@ -18,28 +18,98 @@ from .errors import InputError
 from .frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameStack
 from .fsutil import check_output_path
 
+#: names (any case) of a clip folder's frames sub-folder, and prefixes of its label sub-folders
+CLIP_FRAMES_FOLDERS = ("frames", "images", "imgs", "img", "rgb")
+CLIP_LABEL_PREFIXES = (
+    "masks",
+    "mask",
+    "labels",
+    "label",
+    "annotations",
+    "annotation",
+    "gt",
+    "ground_truth",
+    "groundtruth",
+)
+
 
 def _has_frames(folder: Path) -> bool:
     with os.scandir(folder) as it:
         return any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in it)
 
 
+def _is_label_folder(name: str) -> bool:
+    return name.lower().startswith(CLIP_LABEL_PREFIXES)
+
+
+def clip_frames(folder: str | os.PathLike) -> Path | None:
+    """The frames sub-folder when ``folder`` is one clip, else None.
+
+    A clip folder holds no frame files itself; one sub-folder named ``frames``, ``images``,
+    ``imgs``, ``img`` or ``rgb`` (any case) holds its frames; every other sub-folder holding
+    images is a label folder (its name starts with ``masks``, ``labels``, ``annotations``, ``gt``
+    or ``ground_truth``), e.g. ``clip/{frames, masks, masks_color}``. Such a folder is one video
+    named after it, not a batch of one video per sub-folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or _has_frames(folder):
+        return None
+    frames, others = [], []
+    for p in sorted(folder.iterdir()):
+        if not p.is_dir() or not _has_frames(p):
+            continue
+        if p.name.lower() in CLIP_FRAMES_FOLDERS:
+            frames.append(p)
+        elif not _is_label_folder(p.name):
+            others.append(p)
+    return frames[0] if len(frames) == 1 and not others else None
+
+
+def video_frames(video: Path) -> Path:
+    """Where a found video's frames are: the clip's frames sub-folder, else the path itself."""
+    return clip_frames(video) or video
+
+
 def find_videos(root: str | os.PathLike) -> list[Path]:
-    """The videos under ``root``: itself when it is a video file or a frame folder; otherwise its
-    sub-folders holding frames and its video files, sorted by name."""
+    """The videos under ``root``: itself when it is a video file, a frame folder or a clip folder
+    (see :func:`clip_frames`); otherwise its sub-folders holding frames, its clip sub-folders and
+    its video files, sorted by name. :func:`video_frames` says where each one's frames are."""
     root = Path(root)
     if not root.exists():
         raise InputError(f"{root} does not exist.")
-    if root.is_file() or _has_frames(root):
+    if root.is_file() or _has_frames(root) or clip_frames(root) is not None:
         return [root]
     found = sorted(
         p
         for p in root.iterdir()
-        if (p.is_dir() and _has_frames(p)) or (p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+        if (p.is_dir() and (_has_frames(p) or clip_frames(p) is not None))
+        or (p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
     )
     if not found:
-        raise InputError(f"No video under {root}: expected a frame folder, a video file, or a folder of those.")
+        raise InputError(
+            f"No video under {root}: expected a frame folder, a video file, a clip folder (frames/ beside "
+            "masks/), or a folder of those."
+        )
     return found
+
+
+def describe_videos(root: str | os.PathLike, jobs: Sequence[VideoJob], show: int = 20) -> str:
+    """One line saying what ``root`` was read as, for the user before a run starts:
+    ``3 videos under ROOT: a, b, c``, or for one clip folder where its frames are and which of its
+    sub-folders are not read unless given."""
+    root = Path(root)
+    if len(jobs) == 1 and jobs[0].frames != root and clip_frames(root) is not None:
+        given = {Path(p).resolve() for p in (jobs[0].masks, jobs[0].anchors) if isinstance(p, (str, os.PathLike))}
+        unread = sorted(
+            p.name for p in root.iterdir() if p.is_dir() and _is_label_folder(p.name) and p.resolve() not in given
+        )
+        note = f"; {', '.join(unread)} not read unless given as overseer.masks or overseer.anchors" if unread else ""
+        return f"{root} is one clip: frames from {jobs[0].frames}{note}"
+    if len(jobs) == 1 and Path(jobs[0].frames) == root:
+        return f"1 video: {root}"
+    names = [j.name for j in jobs]
+    more = f", ... ({len(names) - show} more)" if len(names) > show else ""
+    return f"{len(names)} video{'s' if len(names) != 1 else ''} under {root}: {', '.join(names[:show])}{more}"
 
 
 def video_name(path: Path) -> str:
@@ -117,7 +187,7 @@ def plan_videos(inputs: Any, out: str | os.PathLike, config: RunConfig) -> list[
         jobs.append(
             VideoJob(
                 name=name,
-                frames=v,
+                frames=video_frames(v),
                 store=out if single else out / f"{name}.zarr",
                 masks=masks_for(v, masks_root, single) if config.overseer.kind == "replay" else None,
                 anchors=anchors_for(v, anchors_root, single),
@@ -130,9 +200,12 @@ def plan_videos(inputs: Any, out: str | os.PathLike, config: RunConfig) -> list[
 __all__ = [
     "VideoJob",
     "anchors_for",
+    "clip_frames",
+    "describe_videos",
     "find_videos",
     "frame_names",
     "masks_for",
     "plan_videos",
+    "video_frames",
     "video_name",
 ]

@@ -11,24 +11,38 @@ import numpy as np
 
 from .datasets import ClassTable
 from .errors import CorruptFrameError, EmptyInputError, InputError, LabelEncodingError
+from .frames import describe_skipped, list_frame_files, skipped_files
 
 LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
+#: image files a label folder may hold that are not read: lossy formats change class ids at edges
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp", ".gif", ".jp2")
+
+
+def skipped_note(counts: dict[str, int]) -> str:
+    """``72 .jpg files skipped: masks must be lossless PNG/TIFF/BMP/.npy`` for the image files of a
+    label folder that are not read (other files are not mentioned); empty when there are none."""
+    lossy = {ext: n for ext, n in counts.items() if ext in LOSSY_EXTENSIONS}
+    if not lossy:
+        return ""
+    return f"{describe_skipped(lossy)} skipped: masks must be lossless PNG/TIFF/BMP/.npy"
 
 
 class RawFolder:
     """A folder of label images; ``raw(t)`` is the stored values (H, W) of frame t."""
 
     def __init__(self, folder: Path):
-        from .frames import list_frame_files
-
+        #: e.g. "72 .jpg files skipped: masks must be lossless ..." ("" when none was)
+        self.skipped = ""
         if folder.is_file():  # one label image (a corrected frame)
             self.files = [folder]
         else:
+            self.skipped = skipped_note(skipped_files(folder, LABEL_EXTENSIONS)) if folder.is_dir() else ""
             try:
                 self.files = list_frame_files(folder, LABEL_EXTENSIONS)
             except EmptyInputError as e:
+                why = f"; {self.skipped}" if self.skipped else ""
                 raise EmptyInputError(
-                    f"No label images in {folder}: expected one .png (or .bmp/.tif) per frame."
+                    f"No label images in {folder}: expected one .png (or .bmp/.tif) per frame{why}."
                 ) from e
         self.desc = str(folder)
         self.kinds: set[str] = set()

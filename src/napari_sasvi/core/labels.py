@@ -300,8 +300,16 @@ def open_labels(
         raise InputError(
             f"{raw.desc}: say which classes these labels hold (the class table: a preset or a file); label files do not say."
         )
+    skipped = getattr(raw, "skipped", "")
     if check_shape is not None:
-        check_shape(tuple(raw.shape))
+        try:
+            check_shape(tuple(raw.shape))
+        except InputError as e:
+            if skipped:  # a count that differs because files were left out: say which
+                raise type(e)(f"{e}\n  In {raw.desc}: {skipped}.") from None
+            raise
+    if skipped:
+        log.warning("labels %s: %s", raw.desc, skipped)
     scan = scan_labels(raw, progress)
     chosen, reason = decide_encoding(scan, classes, encoding, raw)
     if store_table is not None:

@@ -1,8 +1,26 @@
-"""Progress reporting is injected, never imported: long work takes a ``progress`` factory.
+"""Progress: one mechanism, long work as generators of typed events.
 
-A factory is any callable ``progress(iterable, total=..., desc=...) -> iterable`` that yields the
-items of ``iterable`` and reports them: ``tqdm.tqdm`` in the CLI, a napari progress bar in the
-shell, :func:`no_progress` (the default) in tests and the library.
+Every long task of the core is a generator (house style, rule 2): it yields small frozen
+dataclasses as it goes (a finished frame with ``done``/``total``, e.g. :class:`~.engine.FrameDone`,
+:class:`~.evaluate.Progress`, :class:`~.exports.common.ExportProgress`, training's ``Stage`` and
+``TrainStep``; notes; policy events) and *returns* its summary. Nothing in the core draws progress
+or prints.
+
+Whoever drives a generator decides how to show it:
+
+* :func:`drain` runs it to its end, handing each item to ``on_item``, and returns the summary;
+  :class:`Returning` is the same as a ``for`` loop with ``.value`` afterwards. They are the only
+  way the package drives a generator (no hand-written ``next()``/``StopIteration`` loops).
+* The CLI has one display (``napari_sasvi._cli_progress.Progress``): a bar when standard error is
+  a terminal, plain log lines (every 10 % or 10 s) when it is not.
+* The napari shell drives the same generators in a ``thread_worker`` and shows the items in its
+  own progress bar.
+
+Two conveniences for Python callers are built on these and add nothing else: a ``progress``
+callback ``progress(done, total, fps)`` (``segment_video``, ``run_sasvi``: ``drain`` with an
+``on_item`` that calls it per finished frame), and a :class:`ProgressFactory` for drivers of a
+plain iterator (``export_frames``): any ``progress(iterable, total=..., desc=...)`` such as
+``tqdm.tqdm``; :func:`no_progress` (the default) reports nothing.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ from typing import Literal
 
 import numpy as np
 
+from .progress import drain
+
 Convention = Literal["default", "reference"]
 REF_SIZE = (299, 299)  # (W, H) of the reference's label maps
 REF_FLOW_SIZE = (384, 512)  # (W, H) the reference squashes frames to for RAFT: Resize((512, 384)) is (H, W)
@@ -341,12 +343,7 @@ def _warp(prev, prev_frame, cur_frame, flow: FlowFn, ref: bool) -> np.ndarray:
 
 def temporal_consistency(labels, frames=None, **kw) -> TemporalResult:
     """Drive :func:`iter_temporal` to the end."""
-    gen = iter_temporal(labels, frames, **kw)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_temporal(labels, frames, **kw))
 
 
 def raft_flow(weights: str | None = None, device: str = "cpu", iterations: int = 12) -> FlowFn:
