@@ -84,3 +84,71 @@ def test_help_lists_commands(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert "frames" in text and "demo" in text
+
+
+# -- the one progress display --------------------------------------------------------------------
+class _Terminal:
+    """A stream that says it is a terminal."""
+
+    def __init__(self):
+        import io
+
+        self.buf = io.StringIO()
+
+    def write(self, s):
+        return self.buf.write(s)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_draws_a_bar_on_a_terminal_and_log_lines_elsewhere(monkeypatch):
+    import io
+
+    import napari_sasvi._cli_progress as cp
+
+    tty = _Terminal()
+    with cp.Progress(50, "run", stream=tty) as bar:
+        for k in range(1, 51):
+            bar.update_to(k)
+    assert "\r" in tty.buf.getvalue() and "50/50" in tty.buf.getvalue()
+
+    log = io.StringIO()
+    with cp.Progress(50, "run", stream=log) as bar:
+        for k in range(1, 51):
+            bar.update_to(k, "2.0 frames/s")
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue()
+    assert lines[0] == "run: 5/50 frames (10%), 2.0 frames/s" and lines[-1].startswith("run: 50/50 frames (100%)")
+    assert len(lines) == 10
+
+    # a slow task: a line every 10 s even when 10 % takes longer
+    clock = iter(range(0, 10_000, 11))
+    monkeypatch.setattr(cp.time, "monotonic", lambda: next(clock))
+    log = io.StringIO()
+    with cp.Progress(1000, "slow", stream=log) as bar:
+        for k in (1, 2, 3):
+            bar.update_to(k)
+    assert log.getvalue().splitlines() == [f"slow: {k}/1000 frames (0%)" for k in (1, 2, 3)]
+
+
+def test_demo_writes_into_a_temporary_folder_unless_out(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    tmp.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    assert main(["demo", "--frames", "4"]) == 0
+    assert list(cwd.iterdir()) == []  # nothing left in the working folder
+    (out,) = tmp.iterdir()
+    assert (out / "frames").is_dir()
+    assert f"are in {out} (a temporary folder" in capsys.readouterr().out
+
+
+def test_tests_keep_temporary_folders_only_on_failure(request):
+    assert request.config.getini("tmp_path_retention_policy") == "failed"

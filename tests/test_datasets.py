@@ -80,3 +80,21 @@ def test_evaluate_frames_cli(tmp_path, capsys):
     assert float(tool["dice"]) == 2 * 100 / (100 + 150)  # 100 px found of 150, none extra
     assert rows[-1]["name"] == "macro" and float(rows[-1]["dice"]) == float(tool["dice"])  # bg ignored
     assert "macro" in capsys.readouterr().out
+
+
+def test_dataset_names_in_any_case_everywhere():
+    from napari_sasvi.cli import build_parser
+    from napari_sasvi.core.config import RunConfig
+    from napari_sasvi.core.datasets import canonical_dataset
+
+    for name in ("CholecSeg8k", "CHOLECSEG8K", "cholec-seg8k", "Cholec_Seg8k"):
+        assert canonical_dataset(name) == "cholecseg8k"
+        assert get_class_table(name) is CHOLECSEG8K
+    assert RunConfig(dataset="CaDIS").class_table() is CADIS
+    assert canonical_dataset("tables/mine.yaml") == "tables/mine.yaml"  # a file: unchanged
+    parser = build_parser()
+    # the spelling `train` accepts is one that `segment` and `evaluate` accept too
+    assert parser.parse_args(["segment", "v", "--out", "o.zarr", "--dataset", "CholecSeg8k"]).dataset == "cholecseg8k"
+    assert parser.parse_args(["evaluate", "frames", "p", "g", "--dataset", "CaDIS"]).dataset == "cadis"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["segment", "v", "--out", "o.zarr", "--dataset", "endovis"])

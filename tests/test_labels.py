@@ -242,3 +242,50 @@ def test_a_label_map_splits_into_the_classes_it_holds(dtype):
     for c, m in res.items():
         np.testing.assert_array_equal(m.mask, lab == c)
         assert m.score == 1.0
+
+
+def test_lossy_mask_files_are_counted_not_skipped_silently(tmp_path, lab):
+    from napari_sasvi.core.errors import EmptyInputError
+
+    jpgs = tmp_path / "jpg"
+    jpgs.mkdir()
+    for t in range(3):
+        Image.fromarray(lab[t]).save(jpgs / f"{t:04d}.jpg", quality=95)
+    (jpgs / "notes.txt").write_text("not a mask: not counted")
+    with pytest.raises(EmptyInputError) as e:
+        open_labels(jpgs, CHOLECSEG8K)
+    assert "3 .jpg files skipped: masks must be lossless PNG/TIFF/BMP/.npy" in str(e.value)
+    assert "txt" not in str(e.value)
+
+
+def test_a_count_that_differs_because_files_were_skipped_says_so(tmp_path, lab, capsys):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(lab[0]).save(masks / "0000.png")
+    for t in range(1, 4):
+        Image.fromarray(lab[t]).save(masks / f"{t:04d}.jpeg")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(4):
+        Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(frames / f"{t:04d}.png")
+    rc = main(
+        ["segment", str(frames), "--out", str(tmp_path / "o.zarr"), "--overseer-masks", str(masks)]
+        + ["--dataset", "cholecseg8k", "--tracker", "flow", "--device", "cpu"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "The overseer masks hold 1 frames but the video has 4" in err
+    assert f"In {masks}: 3 .jpeg files skipped: masks must be lossless PNG/TIFF/BMP/.npy" in err
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_a_frame_folder_without_frames_names_what_it_holds(tmp_path):
+    from napari_sasvi.core.errors import EmptyInputError
+    from napari_sasvi.core.frames import list_frame_files
+
+    d = tmp_path / "d"
+    d.mkdir()
+    for name in ("a.gif", "b.gif", "files.csv", ".DS_Store"):
+        (d / name).write_bytes(b"x")
+    with pytest.raises(EmptyInputError, match=r"\(2 \.gif files, 1 \.csv file skipped\)"):
+        list_frame_files(d)

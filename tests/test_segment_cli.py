@@ -138,3 +138,88 @@ def test_trained_overseer_options_are_checked_before_anything_is_written(tmp_pat
     assert main([*argv[:3], str(out2), "--overseer", "detr", "--overseer-checkpoint", str(ckpt), *COMMON]) == 2
     assert "no DETR classifier" in capsys.readouterr().err
     assert not out2.exists()
+
+
+# -- inputs said, not guessed --------------------------------------------------------------------
+FLOW = ["--dataset", "synthetic", "--tracker", "flow", "--device", "cpu"]
+
+
+def _clip_folder(tmp_path, name="clip", n=4):
+    """``<name>/frames``, ``<name>/masks`` and ``<name>/masks_color``, as a dataset ships a clip."""
+    import shutil
+
+    videos, masks = write_video_dirs(tmp_path / f"_{name}", ["v"], n=n)
+    clip = tmp_path / name
+    clip.mkdir()
+    shutil.move(str(videos / "v"), clip / "frames")
+    shutil.move(str(masks / "v"), clip / "masks")
+    shutil.copytree(clip / "masks", clip / "masks_color")
+    return clip
+
+
+def test_a_clip_folder_is_one_video(tmp_path, capsys):
+    clip = _clip_folder(tmp_path)
+    out = tmp_path / "o.zarr"
+    rc = main(["segment", str(clip), "--out", str(out), "--overseer-masks", str(clip / "masks"), *FLOW])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    # one store, not a folder of three (frames.zarr, masks.zarr, masks_color.zarr)
+    store = SasviStore.read(out)
+    assert store.complete and store.labels.shape == (4, 64, 80)
+    first = captured.out.splitlines()[0]
+    assert (
+        first
+        == f"{clip} is one clip: frames from {clip / 'frames'}; masks_color not read unless given as --overseer-masks or --anchors"
+    )
+
+
+def test_a_batch_root_lists_its_videos_before_it_starts(tmp_path, capsys):
+    videos, masks = write_video_dirs(tmp_path, ["Video1", "Video2"], n=3)
+    rc = main(["segment", str(videos), "--out", str(tmp_path / "out"), "--overseer-masks", str(masks), *FLOW])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    lines = captured.out.splitlines()
+    assert lines[0] == f"2 videos under {videos}: Video1, Video2"
+    assert lines[1].startswith("Video1: ")  # the listing comes before the first video starts
+
+
+def test_clip_rule_and_batch_roots_of_clips(tmp_path):
+    from napari_sasvi.core.config import RunConfig
+    from napari_sasvi.core.inputs import clip_frames, describe_videos, find_videos, plan_videos
+
+    root = tmp_path / "root"
+    root.mkdir()
+    a, b = _clip_folder(root, "a"), _clip_folder(root, "b")
+    jobs = plan_videos(root, tmp_path / "out", RunConfig())
+    assert [(j.name, j.frames, j.store) for j in jobs] == [
+        ("a", a / "frames", tmp_path / "out" / "a.zarr"),
+        ("b", b / "frames", tmp_path / "out" / "b.zarr"),
+    ]
+    assert describe_videos(root, jobs) == f"2 videos under {root}: a, b"
+    # names in any case; images/ rgb/ as the frames folder, gt*/labels* as label folders
+    (a / "frames").rename(a / "Images")
+    (a / "masks_color").rename(a / "GT_colour")
+    assert clip_frames(a) == a / "Images"
+    # a sub-folder of images that is neither frames nor labels: a batch, as before
+    (a / "masks").rename(a / "other_video")
+    assert clip_frames(a) is None
+    assert [p.name for p in find_videos(a)] == ["GT_colour", "Images", "other_video"]
+    # a frame folder is itself the video
+    assert find_videos(b / "frames") == [b / "frames"]
+    assert describe_videos(b / "frames", plan_videos(b / "frames", tmp_path / "x.zarr", RunConfig())) == (
+        f"1 video: {b / 'frames'}"
+    )
+
+
+def test_progress_is_log_lines_when_not_a_terminal(tmp_path, capsys):
+    videos, masks = write_video_dirs(tmp_path, ["v"], n=20, size=(32, 40))
+    rc = main(
+        ["segment", str(videos / "v"), "--out", str(tmp_path / "o.zarr"), "--overseer-masks", str(masks / "v"), *FLOW]
+    )
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "\r" not in err  # no bar redrawn in a log
+    lines = [ln for ln in err.splitlines() if ln.startswith("v: ")]
+    assert lines[-1].startswith("v: 20/20 frames (100%)")
+    # a line per 10 % (every 2 frames here; or per 10 s): 2, 4, ..., 18, and the closing one
+    assert [ln.split()[1] for ln in lines] == [f"{k}/20" for k in range(2, 21, 2)]

@@ -268,19 +268,22 @@ def test_cancel_keeps_the_last_step(tmp_path, clip):
 
 
 @pytest.mark.slow
-def test_cli_train_then_segment_with_the_overseer(tmp_path, clip):
+def test_cli_train_then_segment_with_the_overseer(tmp_path, clip, capsys):
     frames, labels, _ = clip
     root = _frame_folder(tmp_path / "clip", frames[:8], labels[:8], every=4)
     rc = main(
-        ["train", "--overseer", "pixel", "--dataset", "synthetic", "--data", str(root), "--out", str(tmp_path / "m")]
+        ["train", "--overseer", "pixel", "--dataset", "Synthetic", "--data", str(root), "--out", str(tmp_path / "m")]
     )
     assert rc == 0
+    # the command it prints names the dataset as segment spells it (any case is accepted there too)
+    (use,) = [ln for ln in capsys.readouterr().out.splitlines() if "use it:" in ln]
+    assert "--dataset synthetic --overseer pixel" in use
     rc = main(
         [
             "segment",
             str(root / "frames"),
             "--dataset",
-            "synthetic",
+            "SYNTHETIC",
             "--overseer",
             "pixel",
             "--overseer-checkpoint",

@@ -8,6 +8,7 @@ update; there a line is written when another 10 % is done or 10 s passed, and at
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any, TextIO
@@ -65,7 +66,7 @@ class Progress:
             return
         self.n = done
         now = time.monotonic()
-        step = max(1, int(round((self.total or 0) * LOG_EVERY_FRACTION)))
+        step = max(1, math.ceil((self.total or 0) * LOG_EVERY_FRACTION))
         if self.total and done >= self.total:
             return  # the closing line says it
         if done - self._logged_n >= step or now - self._logged_t >= LOG_EVERY_SECONDS:
