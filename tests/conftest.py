@@ -161,12 +161,10 @@ def write_video_dirs(root, names, n=6, seed=0, size=(64, 80)):
 
 def drive(gen):
     """Run a generator (iter_sasvi, iter_from_anchors) to its end: (its return value, the items it yielded)."""
+    from napari_sasvi.core.progress import drain
+
     items = []
-    while True:
-        try:
-            items.append(next(gen))
-        except StopIteration as stop:
-            return stop.value, items
+    return drain(gen, items.append), items
 
 
 def check_a_broken_frame_read_ahead(tmp_path, tracker, workers_left, *, n: int, bad: int, seed: int) -> None:
@@ -175,9 +173,9 @@ def check_a_broken_frame_read_ahead(tmp_path, tracker, workers_left, *, n: int, 
     fixed, the run resumes to the end. ``workers_left()`` lists reading-ahead threads still alive."""
     from PIL import Image
 
+    from napari_sasvi.core.engine import run_sasvi
     from napari_sasvi.core.errors import SasviError
     from napari_sasvi.core.overseers.replay import ReplayOverseer
-    from napari_sasvi.core.engine import run_sasvi
     from napari_sasvi.core.policy import PolicyParams
     from napari_sasvi.core.store import SasviStore
     from napari_sasvi.core.synthetic import SyntheticVideo

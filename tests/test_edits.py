@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pytest
 
+from conftest import drive
 from napari_sasvi.core.anchors import read_anchors
 from napari_sasvi.core.datasets import SYNTHETIC
-from napari_sasvi.core.engine import EditRequest, iter_edit, plan_edit, run_edit, undo_edit
 from napari_sasvi.core.edit_log import boundaries, read_edits, reprompts, store_anchor_frames
+from napari_sasvi.core.engine import EditRequest, FrameDone, iter_edit, plan_edit, run_edit, run_sasvi, undo_edit
 from napari_sasvi.core.errors import InputError
 from napari_sasvi.core.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.engine import FrameDone, run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
@@ -73,14 +73,7 @@ def test_correction_recomputes_its_span_only_becomes_an_anchor_and_undoes(tmp_pa
     before = _files(path)
     assert json.loads((path / "zarr.json").read_text())["attributes"]["sasvi"].get("edited") is None
 
-    items = []
-    gen = iter_edit(path, frames, FlowTracker(), EditRequest("correction", t, labels[t]))
-    while True:
-        try:
-            items.append(next(gen))
-        except StopIteration as stop:
-            summary = stop.value
-            break
+    summary, items = drive(iter_edit(path, frames, FlowTracker(), EditRequest("correction", t, labels[t])))
     assert (summary.start, summary.stop, summary.written) == (t, nxt - 1, nxt - t)
     done = [i for i in items if isinstance(i, FrameDone)]
     assert [d.frame for d in done] == list(range(t, nxt)) and done[-1].done == done[-1].total == nxt - t

@@ -14,6 +14,7 @@ from conftest import drive
 from napari_sasvi.core.engine import FrameDone, iter_sasvi, run_sasvi
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
+from napari_sasvi.core.progress import drain
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.flow import FlowTracker
@@ -52,17 +53,15 @@ def test_background_writes_give_the_same_store_and_frame_done_follows_the_write(
         gen = iter_sasvi(frames, ReplayOverseer(noisy, video.classes), FlowTracker(), str(out), video.classes,
                          PolicyParams(mode=mode), background_writes=background)  # fmt: skip
         seen = []
-        while True:
-            try:
-                item = next(gen)
-            except StopIteration as stop:
-                summary = stop.value
-                break
+
+        def on_item(item, out=out, seen=seen):
             if isinstance(item, FrameDone):
                 on_disk = SasviStore.read(out)  # what a napari layer reading the store sees now
                 assert on_disk.frames_done >= item.done == item.frame + 1
                 assert np.count_nonzero(np.asarray(on_disk.labels[item.frame]) != video.classes.no_label)
                 seen.append(item.frame)
+
+        summary = drain(gen, on_item)
         assert seen == list(range(N))  # every frame once, in order
         assert len(writers) == N and all(w.startswith("sasvi-store") for w in writers) == background
         assert not any(w.startswith("sasvi-store") for w in writers) or background

@@ -16,28 +16,17 @@ Whoever drives a generator decides how to show it:
 * The napari shell drives the same generators in a ``thread_worker`` and shows the items in its
   own progress bar.
 
-Two conveniences for Python callers are built on these and add nothing else: a ``progress``
+One convenience for Python callers is built on these and adds nothing else: a ``progress``
 callback ``progress(done, total, fps)`` (``segment_video``, ``run_sasvi``: ``drain`` with an
-``on_item`` that calls it per finished frame), and a :class:`ProgressFactory` for drivers of a
-plain iterator (``export_frames``): any ``progress(iterable, total=..., desc=...)`` such as
-``tqdm.tqdm``; :func:`no_progress` (the default) reports nothing.
+``on_item`` that calls it per finished frame).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
-
-
-class ProgressFactory(Protocol):
-    def __call__(self, iterable: Iterable[T], *, total: int | None = ..., desc: str | None = ...) -> Iterable[T]: ...
-
-
-def no_progress(iterable: Iterable[T], *, total: int | None = None, desc: str | None = None, **_: Any) -> Iterator[T]:
-    """The default progress factory: reports nothing."""
-    yield from iterable
 
 
 R = TypeVar("R")

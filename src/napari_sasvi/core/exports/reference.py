@@ -12,7 +12,6 @@ from PIL import Image
 from ..errors import InputError
 from ..frames import IMAGE_EXTENSIONS, FrameStack, open_frames
 from ..fsutil import atomic_path
-from ..progress import ProgressFactory, no_progress
 
 
 def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:
@@ -53,23 +52,6 @@ def iter_export_frames(
     for i, t in enumerate(range(0, len(stack), every)):
         _atomic_save(Image.fromarray(stack.frame(t)), out / f"{i:010d}.jpg", format="JPEG", quality=quality)
         yield t
-
-
-def export_frames(
-    frames: FrameStack | str | os.PathLike,
-    out_dir: str | os.PathLike,
-    every: int = 1,
-    quality: int = 95,
-    overwrite: bool = False,
-    progress: ProgressFactory = no_progress,
-) -> int:
-    """Drive :func:`iter_export_frames` to the end; returns the number of frames written."""
-    stack = open_frames(frames)
-    total = (len(stack) + every - 1) // max(every, 1)
-    n = 0
-    for _ in progress(iter_export_frames(stack, out_dir, every, quality, overwrite), total=total, desc="frames"):
-        n += 1
-    return n
 
 
 def iter_export_reference_masks(
