@@ -90,9 +90,14 @@ def main() -> None:
     import distributed
 
     logging.getLogger("distributed").setLevel(logging.CRITICAL)  # the killed worker's tracebacks are expected
-    from napari_sasvi.core.distributed import BatchProgress, ClusterReady, iter_segment_distributed, local_cluster
+    from napari_sasvi.core.engine.batch import segment_videos
+    from napari_sasvi.core.engine.distributed import (
+        BatchProgress,
+        ClusterReady,
+        iter_segment_distributed,
+        local_cluster,
+    )
     from napari_sasvi.core.progress import drain
-    from napari_sasvi.core.segment import segment_videos
 
     work = HERE / "_work" / "distributed"
     videos, masks = make_videos(work / "data", args.videos, args.frames, args.height, args.width)

@@ -41,10 +41,14 @@ sys.path.insert(0, str(HERE))
 
 from bench_anchors import prepare  # noqa: E402
 
-from napari_sasvi.core.engine import EditRequest, run_edit, undo_edit  # noqa: E402
 from napari_sasvi.core.edit_log import boundaries  # noqa: E402
+from napari_sasvi.core.engine import (  # noqa: E402
+    EditRequest,
+    run_edit,
+    run_sasvi,  # noqa: E402
+    undo_edit,
+)
 from napari_sasvi.core.overseers.replay import ReplayOverseer  # noqa: E402
-from napari_sasvi.core.engine import run_sasvi  # noqa: E402
 from napari_sasvi.core.policy import PolicyParams  # noqa: E402
 from napari_sasvi.core.store import SasviStore  # noqa: E402
 
@@ -55,7 +59,7 @@ def make_tracker(kind: str, image_size: int):
 
         return FlowTracker()
     from napari_sasvi.core.config import TrackerConfig
-    from napari_sasvi.core.segment import build_tracker
+    from napari_sasvi.core.engine.batch import build_tracker
 
     cfg = TrackerConfig(kind="sam2", config="sam2.1_hiera_t", random_weights=True, image_size=image_size)
     return build_tracker(cfg, "cpu")

@@ -40,7 +40,7 @@ import json, resource, sys, threading, time, tempfile
 from pathlib import Path
 import numpy as np
 from napari_sasvi.core.datasets import CHOLECSEG8K, SYNTHETIC
-from napari_sasvi.core.frames import open_frames
+from napari_sasvi.core.inputs.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.engine import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
@@ -106,7 +106,7 @@ if a["clip"] == "real":
     frames_dir, gt_dir, noisy_dir, gt, names, table = prepare("cholecseg8k", Path(a["data"]), Path(a["work"]))
     stack = open_frames(frames_dir)
     masks_dir = noisy_dir if a["overseer"] == "noisy" else gt_dir
-    from napari_sasvi.core.labels import open_labels
+    from napari_sasvi.core.inputs.labels import open_labels
     masks = open_labels(masks_dir, table, encoding="class-ids")
     n = len(stack)
     h, w = stack.frame_size
@@ -185,7 +185,7 @@ else:
                       background_writes=a["background_writes"])
         secs = time.perf_counter() - t0
         if a["tracker"] == "flow":  # accuracy beside speed: Dice against the ground truth
-            from napari_sasvi.core.metrics import macro, overlap_counts
+            from napari_sasvi.core.metrics.accuracy import macro, overlap_counts
             truth = gt if a["clip"] == "real" else np.stack([video.labels(t) for t in range(n)])
             lab = np.asarray(SasviStore.read(d + "/run.zarr").labels[:])
             out["dice"] = macro(overlap_counts(iter(lab), iter(truth), table.ids).dice(), table.scored_ids())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 MEASURE = r"""
 import json, resource, sys, time, numpy as np, dask.array  # dask imported up front (napari has it loaded already)
-from napari_sasvi.core.frames import open_frames
+from napari_sasvi.core.inputs.frames import open_frames
 def rss_kib():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])
 rss0 = rss_kib()
@@ -41,8 +41,8 @@ print(json.dumps(dict(frames=len(stack), shape=list(stack.shape), open_s=t_open,
 def make_inputs(work: Path, n_frames: int, minutes: float) -> tuple[Path, Path]:
     from PIL import Image
 
+    from napari_sasvi.core.inputs.video import write_video
     from napari_sasvi.core.synthetic import SyntheticVideo
-    from napari_sasvi.core.video import write_video
 
     video = SyntheticVideo(n_frames=250, height=480, width=854, seed=1)
     folder = work / f"folder_{n_frames}"

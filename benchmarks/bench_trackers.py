@@ -26,12 +26,12 @@ import time
 SPEED_RUN = r"""
 import json, resource, sys, time, tempfile
 from napari_sasvi.core.datasets import SYNTHETIC
-from napari_sasvi.core.frames import open_frames
+from napari_sasvi.core.inputs.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.engine import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.config import TrackerConfig
-from napari_sasvi.core.segment import build_tracker
+from napari_sasvi.core.engine.batch import build_tracker
 from napari_sasvi.core.synthetic import SyntheticVideo
 
 kind, model, n, h, w, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
@@ -96,13 +96,13 @@ def table(a) -> None:
     import numpy as np
 
     from napari_sasvi.core.datasets import SYNTHETIC
-    from napari_sasvi.core.metrics import macro, overlap_counts
-    from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.engine import run_sasvi
+    from napari_sasvi.core.metrics.accuracy import macro, overlap_counts
+    from napari_sasvi.core.metrics.temporal import temporal_consistency
+    from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.policy import PolicyParams
     from napari_sasvi.core.store import SasviStore
     from napari_sasvi.core.synthetic import SyntheticVideo
-    from napari_sasvi.core.temporal import temporal_consistency
     from napari_sasvi.core.trackers.flow import FlowTracker
 
     print(

@@ -87,9 +87,9 @@ def cmd_sam2(a) -> int:
     import torch
 
     from napari_sasvi.core.datasets import SYNTHETIC
-    from napari_sasvi.core.frames import open_frames
-    from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.engine import run_sasvi
+    from napari_sasvi.core.inputs.frames import open_frames
+    from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.policy import PolicyParams
     from napari_sasvi.core.synthetic import SyntheticVideo
     from napari_sasvi.core.trackers.base import compose_labels

@@ -9,13 +9,12 @@ from PIL import Image
 
 from conftest import drive
 from napari_sasvi.cli import main
-from napari_sasvi.core.anchors import Anchors, read_anchors
-from napari_sasvi.core.engine import iter_from_anchors
 from napari_sasvi.core.datasets import SYNTHETIC
+from napari_sasvi.core.engine import FrameDone, iter_from_anchors, iter_sasvi
 from napari_sasvi.core.errors import InputError, StoreMismatchError
-from napari_sasvi.core.frames import open_frames
+from napari_sasvi.core.inputs.anchors import Anchors, read_anchors
+from napari_sasvi.core.inputs.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.engine import FrameDone, iter_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo

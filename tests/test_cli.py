@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from napari_sasvi.cli import main
-from napari_sasvi.core.frames import open_frames
-from napari_sasvi.core.video import write_video
+from napari_sasvi.core.inputs.frames import open_frames
+from napari_sasvi.core.inputs.video import write_video
 
 
 @pytest.fixture

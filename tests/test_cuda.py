@@ -22,8 +22,8 @@ def test_device_resolves_to_cuda():
 
 def test_sam2_on_cuda_follows_the_cpu_run(tmp_path):
     from napari_sasvi.core.datasets import SYNTHETIC
-    from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.engine import run_sasvi
+    from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.policy import PolicyParams
     from napari_sasvi.core.store import SasviStore
     from napari_sasvi.core.synthetic import SyntheticVideo

@@ -14,7 +14,8 @@ import pytest
 from conftest import write_video_dirs
 from napari_sasvi.cli import main
 from napari_sasvi.core.config import RunConfig
-from napari_sasvi.core.distributed import (
+from napari_sasvi.core.engine.batch import VideoDone, segment_videos
+from napari_sasvi.core.engine.distributed import (
     BatchProgress,
     ClusterReady,
     VideoFailed,
@@ -22,7 +23,6 @@ from napari_sasvi.core.distributed import (
     segment_distributed,
 )
 from napari_sasvi.core.progress import Returning, drain
-from napari_sasvi.core.segment import VideoDone, segment_videos
 from napari_sasvi.core.store import SasviStore
 
 distributed = pytest.importorskip("distributed")
@@ -214,8 +214,8 @@ def _builds(dask_worker=None):
 
 
 def test_paths_sent_to_workers_are_absolute(tmp_path, monkeypatch):
-    from napari_sasvi.core.distributed import _absolute_config, _absolute_job
-    from napari_sasvi.core.inputs import VideoJob
+    from napari_sasvi.core.engine.distributed import _absolute_config, _absolute_job
+    from napari_sasvi.core.inputs.videos import VideoJob
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "v").mkdir()

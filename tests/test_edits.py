@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import drive
-from napari_sasvi.core.anchors import read_anchors
 from napari_sasvi.core.datasets import SYNTHETIC
 from napari_sasvi.core.edit_log import boundaries, read_edits, reprompts, store_anchor_frames
 from napari_sasvi.core.engine import EditRequest, FrameDone, iter_edit, plan_edit, run_edit, run_sasvi, undo_edit
 from napari_sasvi.core.errors import InputError
-from napari_sasvi.core.frames import open_frames
+from napari_sasvi.core.inputs.anchors import read_anchors
+from napari_sasvi.core.inputs.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore

@@ -16,10 +16,10 @@ import torch
 from conftest import SAM2_SIZE as SIZE
 from conftest import check_a_broken_frame_read_ahead
 from napari_sasvi.core.datasets import SYNTHETIC
-from napari_sasvi.core.errors import CheckpointError, InputError, StoreMismatchError
-from napari_sasvi.core.frames import open_frames
-from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.engine import run_sasvi
+from napari_sasvi.core.errors import CheckpointError, InputError, StoreMismatchError
+from napari_sasvi.core.inputs.frames import open_frames
+from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
@@ -143,7 +143,7 @@ def test_killed_process_resumes_to_the_same_labels(tmp_path, clip):
 
 @pytest.mark.slow
 def test_tracker_memory_stays_bounded(clip, tracker_default):
-    from napari_sasvi.core.frames import open_frames
+    from napari_sasvi.core.inputs.frames import open_frames
 
     video = SyntheticVideo(n_frames=60, height=64, width=96, seed=5)
     stack = open_frames(video.frames_dask())

@@ -144,7 +144,7 @@ def test_coco_video_rle_reads_back(batch, tmp_path):
 
 
 def test_palette_pngs_read_back_as_class_ids(batch, tmp_path):
-    from napari_sasvi.core.labels import open_labels
+    from napari_sasvi.core.inputs.labels import open_labels
 
     _, _, out = batch
     assert main(["export", str(out / "VidA.zarr"), "--to", "png", "--out", str(tmp_path / "a")]) == 0

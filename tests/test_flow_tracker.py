@@ -12,8 +12,8 @@ import pytest
 from conftest import check_a_broken_frame_read_ahead
 from napari_sasvi.cli import main
 from napari_sasvi.core.engine import run_sasvi
-from napari_sasvi.core.frames import open_frames
-from napari_sasvi.core.metrics import macro, overlap_counts
+from napari_sasvi.core.inputs.frames import open_frames
+from napari_sasvi.core.metrics.accuracy import macro, overlap_counts
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store import SasviStore

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from napari_sasvi.core.errors import CorruptFrameError, EmptyInputError, FrameSizeError, InputError
-from napari_sasvi.core.frames import FolderSource, frame_sort_key, list_frame_files, open_frames, to_rgb_uint8
+from napari_sasvi.core.inputs.frames import FolderSource, frame_sort_key, list_frame_files, open_frames, to_rgb_uint8
 
 
 def test_sort_key_uses_trailing_integer():
@@ -137,7 +137,7 @@ def test_png_frames_of_every_kind_decode_as_pillow_decodes_them(tmp_path):
     PNG OpenCV refuses (no IEND: Pillow reads it) or one both refuse behaves as before."""
     import cv2
 
-    from napari_sasvi.core.frames import _decode_image_file, _decode_rgb8_png
+    from napari_sasvi.core.inputs.frames import _decode_image_file, _decode_rgb8_png
 
     rng = np.random.default_rng(5)
     rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
@@ -162,7 +162,7 @@ def test_png_frames_of_every_kind_decode_as_pillow_decodes_them(tmp_path):
             if ref.mode == "RGB" and not name.startswith("rgb16"):
                 expect = np.asarray(ref)
             else:
-                from napari_sasvi.core.frames import to_rgb_uint8
+                from napari_sasvi.core.inputs.frames import to_rgb_uint8
 
                 expect = to_rgb_uint8(np.asarray(ref if ref.mode not in ("P", "RGBA") else ref.convert("RGB")))
         assert (_decode_rgb8_png(path) is not None) == fast, name

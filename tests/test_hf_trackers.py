@@ -9,12 +9,12 @@ import pytest
 
 from napari_sasvi.cli import main
 from napari_sasvi.core.config import TrackerConfig
-from napari_sasvi.core.errors import CheckpointError, InputError
-from napari_sasvi.core.frames import open_frames
-from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.engine import run_sasvi
+from napari_sasvi.core.engine.batch import build_tracker
+from napari_sasvi.core.errors import CheckpointError, InputError
+from napari_sasvi.core.inputs.frames import open_frames
+from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
-from napari_sasvi.core.segment import build_tracker
 from napari_sasvi.core.store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.hf import HFVideoTracker

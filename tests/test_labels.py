@@ -12,7 +12,7 @@ from PIL import Image
 from napari_sasvi.cli import main
 from napari_sasvi.core.datasets import CHOLECSEG8K, get_class_table
 from napari_sasvi.core.errors import LabelEncodingError
-from napari_sasvi.core.labels import open_labels
+from napari_sasvi.core.inputs.labels import open_labels
 
 T, H, W = 8, 24, 32
 WATERSHED = {c: g for g, c in CHOLECSEG8K.source_values.items()}  # class id -> grey
@@ -208,7 +208,7 @@ def test_evaluate_with_nothing_to_score_is_an_error(tmp_path, capsys):
 
 
 def test_unlabelled_ground_truth_pixels_are_not_scored():
-    from napari_sasvi.core.metrics import overlap_counts
+    from napari_sasvi.core.metrics.accuracy import overlap_counts
 
     gt = np.array([[1, 1, 255, 255]], np.uint8)
     pred = np.array([[1, 1, 1, 2]], np.uint8)
@@ -219,7 +219,7 @@ def test_unlabelled_ground_truth_pixels_are_not_scored():
 def test_resize_nearest_matches_torch():
     import torch
 
-    from napari_sasvi.core.metrics import resize_nearest
+    from napari_sasvi.core.metrics.accuracy import resize_nearest
 
     a = np.random.default_rng(1).integers(0, 13, (37, 53)).astype(np.uint8)
     for size in ((299, 299), (20, 31), (480, 854)):
@@ -229,7 +229,7 @@ def test_resize_nearest_matches_torch():
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
 def test_a_label_map_splits_into_the_classes_it_holds(dtype):
-    from napari_sasvi.core.labels import present_values
+    from napari_sasvi.core.inputs.labels import present_values
     from napari_sasvi.core.overseers.base import label_map_to_result
 
     rng = np.random.default_rng(3)
@@ -281,7 +281,7 @@ def test_a_count_that_differs_because_files_were_skipped_says_so(tmp_path, lab, 
 
 def test_a_frame_folder_without_frames_names_what_it_holds(tmp_path):
     from napari_sasvi.core.errors import EmptyInputError
-    from napari_sasvi.core.frames import list_frame_files
+    from napari_sasvi.core.inputs.frames import list_frame_files
 
     d = tmp_path / "d"
     d.mkdir()

@@ -33,7 +33,7 @@ def test_npe2_validate():
 
 def test_core_and_cli_import_no_gui_and_no_torch_at_package_level():
     code = (
-        "import sys, napari_sasvi, napari_sasvi.cli, napari_sasvi.core.frames, napari_sasvi.core.video, "
+        "import sys, napari_sasvi, napari_sasvi.cli, napari_sasvi.core.inputs.frames, napari_sasvi.core.inputs.video, "
         "napari_sasvi.core.synthetic, napari_sasvi.core.exports, napari_sasvi.core.datasets;"
         "import pkgutil, importlib, napari_sasvi.core as c;"
         "[importlib.import_module(m.name) for m in pkgutil.walk_packages(c.__path__, 'napari_sasvi.core.')];"

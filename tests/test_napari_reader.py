@@ -24,7 +24,7 @@ def test_open_folder_through_reader(make_napari_viewer, frame_folder, small_fram
 
 
 def test_open_video_through_reader(make_napari_viewer, tmp_path, small_frames):
-    from napari_sasvi.core.video import write_video
+    from napari_sasvi.core.inputs.video import write_video
 
     path = write_video(tmp_path / "case_07.mp4", np.repeat(np.repeat(small_frames, 2, 1), 2, 2))
     viewer = make_napari_viewer()
@@ -54,8 +54,8 @@ def test_sample_data_layers(make_napari_viewer):
 
 def _store_of(tmp_path, frames_source, lab):
     from napari_sasvi.core.datasets import SYNTHETIC
-    from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.engine import run_sasvi
+    from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.policy import PolicyParams
     from napari_sasvi.core.trackers.flow import FlowTracker
 

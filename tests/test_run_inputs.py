@@ -8,9 +8,9 @@ from PIL import Image
 
 from napari_sasvi.cli import main
 from napari_sasvi.core.datasets import SYNTHETIC
+from napari_sasvi.core.engine import iter_sasvi, run_sasvi
 from napari_sasvi.core.errors import FrameSizeError, InputChangedError, SasviError
 from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.engine import iter_sasvi, run_sasvi
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.trackers.flow import FlowTracker
 
@@ -44,7 +44,7 @@ def write_masks(folder, lab):
 
 
 def run(frames, masks, out, **kw):
-    from napari_sasvi.core.frames import open_frames
+    from napari_sasvi.core.inputs.frames import open_frames
 
     stack = open_frames(frames)
     ov = ReplayOverseer(masks, SYNTHETIC, frame_count=len(stack), frame_size=stack.frame_size)
@@ -182,7 +182,7 @@ def test_output_paths_and_exports(tmp_path, inputs, capsys):
 
 def test_ctrl_c_says_how_to_continue(tmp_path, inputs, capsys, monkeypatch):
     frames, masks, arr, lab = inputs
-    import napari_sasvi.core.segment as segment
+    import napari_sasvi.core.engine.batch as segment
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -198,7 +198,7 @@ def test_ctrl_c_says_how_to_continue(tmp_path, inputs, capsys, monkeypatch):
 def test_error_first_lines_are_short(tmp_path, inputs):
     """Every refusal above starts with one line a person can read; details follow."""
     frames, masks, arr, lab = inputs
-    from napari_sasvi.core.labels import open_labels
+    from napari_sasvi.core.inputs.labels import open_labels
 
     bad = lab.copy()
     bad[:, 0, :] = np.arange(W) + 100

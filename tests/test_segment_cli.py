@@ -185,7 +185,7 @@ def test_a_batch_root_lists_its_videos_before_it_starts(tmp_path, capsys):
 
 def test_clip_rule_and_batch_roots_of_clips(tmp_path):
     from napari_sasvi.core.config import RunConfig
-    from napari_sasvi.core.inputs import clip_frames, describe_videos, find_videos, plan_videos
+    from napari_sasvi.core.inputs.videos import clip_frames, describe_videos, find_videos, plan_videos
 
     root = tmp_path / "root"
     root.mkdir()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sasvi.core.temporal import assd, pool_results, temporal_consistency
+from napari_sasvi.core.metrics.temporal import assd, pool_results, temporal_consistency
 
 
 def _textured_translation(n=4, h=120, w=160, shift=5, side=10):
@@ -117,7 +117,7 @@ import sys
 import numpy as np, torch
 from torchvision.models.optical_flow import raft_small
 from napari_sasvi.core.errors import CheckpointError
-from napari_sasvi.core.temporal import raft_flow
+from napari_sasvi.core.metrics.temporal import raft_flow
 torch.manual_seed(0)
 torch.save(raft_small(weights=None).state_dict(), sys.argv[1] + "/raft.pth")
 flow = raft_flow(sys.argv[1] + "/raft.pth")
@@ -127,7 +127,7 @@ assert f.shape == (128, 136, 2) and np.isfinite(f).all()
 # the reference's frames: torchvision's ToTensor, Resize((512, 384)), Normalize(0.5, 0.5) of a PIL image
 import torchvision.transforms as T
 from PIL import Image
-from napari_sasvi.core.temporal import reference_flow_frame
+from napari_sasvi.core.metrics.temporal import reference_flow_frame
 sys.path.insert(0, sys.argv[2])
 from temporal_reference_impl import _transform
 tv = T.Compose([T.ToTensor(), T.Resize((512, 384)), T.Normalize(0.5, 0.5)])
@@ -263,7 +263,7 @@ def _moving_scene(rng, n, h, w, tiny_ids, keep_rows=None, keep_cols=None):
 
 
 def _generated_videos():
-    from napari_sasvi.core.temporal import nearest_indices
+    from napari_sasvi.core.metrics.temporal import nearest_indices
 
     rng = np.random.default_rng(11)
     small = _moving_scene(rng, 7, 37, 53, tiny_ids=[2, 3, 4])  # upscaled: tiny labels survive
@@ -388,7 +388,7 @@ def test_reference_skip_rules_by_hand():
 
 
 def _hole_fraction(frame):
-    from napari_sasvi.core.temporal import REF_SIZE, resize_nearest
+    from napari_sasvi.core.metrics.temporal import REF_SIZE, resize_nearest
 
     return float(np.mean(resize_nearest(frame, REF_SIZE) != 0))
 
@@ -399,7 +399,7 @@ def test_reference_resize_is_torch_nearest():
     import torch.nn.functional as F
     from PIL import Image
 
-    from napari_sasvi.core.temporal import REF_SIZE, nearest_indices, resize_nearest
+    from napari_sasvi.core.metrics.temporal import REF_SIZE, nearest_indices, resize_nearest
 
     def torch_nearest(x):
         t = torch.from_numpy(x.astype(np.int64)).to(torch.uint8)[None, None].float()
@@ -430,7 +430,7 @@ def test_reference_resize_is_torch_nearest():
 def test_default_convention_counts_a_label_that_flickers():
     """A label present in one frame of a pair scores IoU 0 in the default convention too (it is
     flicker), and gives no contour distance."""
-    from napari_sasvi.core.temporal import temporal_consistency
+    from napari_sasvi.core.metrics.temporal import temporal_consistency
 
     lab = np.zeros((3, 20, 20), np.uint8)
     lab[:, 2:8, 2:8] = 1

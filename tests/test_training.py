@@ -10,9 +10,9 @@ from PIL import Image
 
 from napari_sasvi.cli import main
 from napari_sasvi.core.config import OverseerConfig
+from napari_sasvi.core.engine.batch import build_trained_overseer
 from napari_sasvi.core.errors import CheckpointError, EmptyInputError, InputError
 from napari_sasvi.core.progress import drain
-from napari_sasvi.core.segment import build_trained_overseer
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.training.data import (
     check_trainable,

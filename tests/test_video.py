@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_sasvi.core.errors import CorruptFrameError, InputError
-from napari_sasvi.core.frames import open_frames
-from napari_sasvi.core.video import VideoSource, write_video
+from napari_sasvi.core.inputs.frames import open_frames
+from napari_sasvi.core.inputs.video import VideoSource, write_video
 
 
 @pytest.fixture(scope="module")

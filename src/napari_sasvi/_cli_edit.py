@@ -64,7 +64,7 @@ def _tracker_config(args):
 
 def _read_correction(args, store):
     from .core.errors import InputError
-    from .core.labels import open_labels
+    from .core.inputs.labels import open_labels
 
     if args.labels is None:
         raise InputError("--correct needs --labels FILE: the corrected frame (a label .png or .npy).")
@@ -84,9 +84,9 @@ def run_edit_command(args) -> int:
     from ._cli_progress import Bars
     from .core.edit_log import read_edits, reprompts
     from .core.engine import EditRequest, EditStarted, FrameDone, iter_edit, undo_edit
+    from .core.engine.batch import edit_tracker
     from .core.errors import InputError
     from .core.progress import drain
-    from .core.segment import edit_tracker
     from .core.store import SasviStore
 
     store = SasviStore.read(args.store)

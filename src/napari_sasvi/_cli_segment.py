@@ -247,9 +247,9 @@ def config_from_args(args):
 def _run_segment(args) -> int:
     from ._cli_progress import Progress
     from .core.engine import FrameDone
+    from .core.engine.batch import VideoDone, VideoStarted, segment_videos
     from .core.errors import InputError
-    from .core.inputs import describe_videos, plan_videos
-    from .core.segment import VideoDone, VideoStarted, segment_videos
+    from .core.inputs.videos import describe_videos, plan_videos
 
     config = config_from_args(args)
     if config.tracker.kind == "flow" and config.device not in ("auto", "cpu"):
@@ -293,9 +293,9 @@ def _run_segment_distributed(args, config) -> int:
     """``segment --scheduler``: one aggregated bar over every video's frames (read from the stores),
     the dashboard's address, and a line per video as it ends."""
     from ._cli_progress import Progress
-    from .core.distributed import BatchProgress, ClusterReady, VideoFailed, iter_segment_distributed
+    from .core.engine.batch import VideoDone
+    from .core.engine.distributed import BatchProgress, ClusterReady, VideoFailed, iter_segment_distributed
     from .core.errors import InputError
-    from .core.segment import VideoDone
 
     if args.workers is not None and args.scheduler != "local":
         raise InputError(

@@ -72,7 +72,7 @@ def run_train_command(args) -> int:
     from .core.training.data import check_trainable, detect_layout, open_training_data
     from .core.training.deep import DeepParams
     from .core.training.events import Saved, Stage, TrainStep, Validated
-    from .core.training.pixel import PixelParams
+    from .core.training.forest import PixelParams
     from .core.training.run import checkpoint_path, iter_train
 
     log = logging.getLogger("napari_sasvi.train")

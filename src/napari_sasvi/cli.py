@@ -43,7 +43,7 @@ def _add_frames(sub) -> None:
 
 def _run_frames(args) -> int:
     from .core.exports.reference import iter_export_frames
-    from .core.frames import open_frames
+    from .core.inputs.frames import open_frames
 
     stack = open_frames(args.video)
     total = (len(stack) + args.every - 1) // max(args.every, 1)
@@ -119,8 +119,8 @@ def _class_table_arg(args):
 
 def _drive(gen):
     """Run an evaluation generator: its notes printed, a progress display per video; returns its result."""
-    from .core.evaluate import Progress as Evaluated
-    from .core.evaluate import Reading
+    from .core.metrics.evaluate import Progress as Evaluated
+    from .core.metrics.evaluate import Reading
 
     bars = Bars()
 
@@ -145,8 +145,8 @@ def _fmt(v) -> str:
 def _run_evaluate_temporal(args) -> int:
     import json
 
-    from .core.evaluate import iter_evaluate_temporal
-    from .core.temporal import opencv_flow, raft_flow
+    from .core.metrics.evaluate import iter_evaluate_temporal
+    from .core.metrics.temporal import opencv_flow, raft_flow
 
     flow = raft_flow(str(args.raft_weights) if args.raft_weights else None) if args.flow == "raft" else opencv_flow()
     pooled, report = _drive(
@@ -178,7 +178,7 @@ def _run_evaluate_frames(args) -> int:
     import csv
     import json
 
-    from .core.evaluate import iter_evaluate_frames
+    from .core.metrics.evaluate import iter_evaluate_frames
 
     report = _drive(
         iter_evaluate_frames(

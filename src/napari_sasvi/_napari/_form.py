@@ -334,7 +334,7 @@ def config_from_form(w):
 def job_from_form(w):
     """The video to run: the frames layer (read from its file or folder when our reader opened
     it, so that the store records where the frames are) and the replayed labels layer."""
-    from ..core.segment import VideoJob
+    from ..core.inputs.videos import VideoJob
 
     frames_layer = w._frames.value
     if frames_layer is None:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from ..core.errors import SasviError
-from ..core.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_frames
+from ..core.inputs.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, open_frames
 
 log = logging.getLogger(__name__)
 

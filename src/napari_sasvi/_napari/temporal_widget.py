@@ -1,7 +1,7 @@
 """Plugins > SASVi temporal consistency: T and F of labels layers, plotted against the time slider.
 
 Pick up to three labels layers (SASVi, overseer, ground truth) and optionally the frames for F;
-Compute runs :func:`napari_sasvi.core.temporal.iter_temporal` in a worker with a progress bar.
+Compute runs :func:`napari_sasvi.core.metrics.temporal.iter_temporal` in a worker with a progress bar.
 The per-frame T-IoU (and F-IoU) curves share the time axis with the viewer: a line marks the
 current frame and clicking the plot moves the slider there. Per-class bars and a summary table
 follow; the figure can be saved as PNG and the numbers as CSV.
@@ -116,8 +116,8 @@ class TemporalWidget(Container):
         from napari.utils import progress
         from napari.utils.notifications import show_error
 
-        from ..core.metrics import overlap_counts
-        from ..core.temporal import iter_temporal
+        from ..core.metrics.accuracy import overlap_counts
+        from ..core.metrics.temporal import iter_temporal
 
         chosen = {role: self._viewer.layers[w.value] for role, w in self._layers.items() if w.value not in (None, NONE)}
         if not chosen:
@@ -136,9 +136,9 @@ class TemporalWidget(Container):
                 return _Failed(str(e))  # (a returned exception object would be re-raised by the worker)
 
         def compute_all():
-            from ..core.labels import open_labels
-            from ..core.lazy import read_frame
-            from ..core.metrics import macro
+            from ..core.inputs.labels import open_labels
+            from ..core.inputs.lazy import read_frame
+            from ..core.metrics.accuracy import macro
 
             results, accuracy, stacks = {}, {}, {}
             for role, layer in chosen.items():

@@ -225,7 +225,7 @@ class TrainWidget(Container):
         from napari.utils.notifications import show_error
 
         from ..core.training.deep import DeepParams
-        from ..core.training.pixel import PixelParams
+        from ..core.training.forest import PixelParams
         from ..core.training.run import iter_train
 
         if self._worker is not None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import napari
 from magicgui.widgets import Label, PushButton, Table
 
+from ..core.engine.batch import Models
 from ..core.errors import SasviError
 from ..core.progress import Returning
-from ..core.segment import Models
 from ._corrections import CorrectionsPanel
 from ._event_strip import EventStrip
 from ._form import SegmentForm
@@ -73,7 +73,7 @@ class SegmentWidget(SegmentForm):
 
         from ..core.background import frozen_heap, preload_torch, wait_warm
         from ..core.engine import FrameDone, StoreOpened
-        from ..core.segment import segment_videos
+        from ..core.engine.batch import segment_videos
 
         if self._worker is not None:
             return self._worker
@@ -221,7 +221,7 @@ class SegmentWidget(SegmentForm):
 
     def _on_item(self, item):
         from ..core.engine import FrameDone, StoreOpened
-        from ..core.segment import VideoDone, VideoStarted
+        from ..core.engine.batch import VideoDone, VideoStarted
 
         if isinstance(item, StoreOpened):
             self._show_store(item, then=self._shown.set)  # the worker waits for it before computing
@@ -342,7 +342,7 @@ class SegmentWidget(SegmentForm):
 
     @property
     def models(self):
-        """The models built so far (:class:`~napari_sasvi.core.segment.Models`), shared with edits."""
+        """The models built so far (:class:`~napari_sasvi.core.engine.batch.Models`), shared with edits."""
         return self._models
 
     @property

@@ -24,7 +24,7 @@ from typing import Any
 from .datasets import PRESETS, ClassTable, get_class_table
 from .devices import DEVICES
 from .errors import InputError
-from .labels import ENCODINGS
+from .inputs.labels import ENCODINGS
 from .policy import PolicyParams
 
 DATASETS: tuple[str, ...] = tuple(PRESETS)

@@ -24,14 +24,14 @@ def iter_demo(
     "temporal": {"ground truth" | "overseer" | "SASVi": macro dict}}``."""
     from PIL import Image
 
+    from .engine.batch import segment_videos
     from .exports.reference import iter_export_frames
-    from .frames import open_frames
-    from .inputs import VideoJob
-    from .metrics import macro, overlap_counts
-    from .segment import segment_videos
+    from .inputs.frames import open_frames
+    from .inputs.videos import VideoJob
+    from .metrics.accuracy import macro, overlap_counts
+    from .metrics.temporal import temporal_consistency
     from .store import SasviStore
     from .synthetic import SyntheticVideo
-    from .temporal import temporal_consistency
 
     tracker = tracker or TrackerConfig(kind="flow")
     video = SyntheticVideo(n_frames=n_frames, seed=seed)

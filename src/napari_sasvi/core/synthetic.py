@@ -299,7 +299,7 @@ class SyntheticVideo:
 
     # -- stacks ------------------------------------------------------------------------------------
     def _lazy(self, fn, shape, dtype):
-        from .lazy import lazy_stack
+        from .inputs.lazy import lazy_stack
 
         return lazy_stack(fn, shape, dtype, f"{self.name}-{fn.__name__}-{self.n_frames}x{self.height}x{self.width}")
 

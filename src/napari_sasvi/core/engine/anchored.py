@@ -1,7 +1,7 @@
 """SASVi with no overseer: the annotated frames (anchors) propagated alone.
 
 Each frame takes the segment of the nearer anchor, propagated forward from the anchor before it
-or backward from the anchor after it (a tie goes forward; :meth:`~napari_sasvi.core.anchors.Anchors.segments`).
+or backward from the anchor after it (a tie goes forward; :meth:`~napari_sasvi.core.inputs.anchors.Anchors.segments`).
 Each anchor is up to two spans of the engine (:func:`~.span.propagate_span`): the backward part
 (the anchor down to the first frame of its segment, over a reversed :class:`~.span.FrameRange`),
 written as it comes and recorded as done when it is whole, then the forward part, written in order.
@@ -14,10 +14,10 @@ from collections.abc import Callable, Generator
 
 import numpy as np
 
-from ..anchors import Anchors, prompt_classes
 from ..datasets import ClassTable
-from ..frames import open_frames
 from ..fsutil import check_output_path
+from ..inputs.anchors import Anchors, prompt_classes
+from ..inputs.frames import open_frames
 from ..policy import Event, Prompt, SegmentStart
 from ..records import FrameDone, RunSummary, StoreOpened
 from .run import input_signature, open_store

@@ -5,7 +5,7 @@ An edit recomputes the frames from its frame up to the next segment boundary (ex
 :mod:`~napari_sasvi.core.edit_log`), and never a frame past the last finished one:
 
 * **correction** at t: the user's label map of frame t. It is written as given, becomes an anchor
-  (a boundary, and an annotated frame that :func:`~napari_sasvi.core.anchors.read_anchors` reads
+  (a boundary, and an annotated frame that :func:`~napari_sasvi.core.inputs.anchors.read_anchors` reads
   from the store), and the tracker propagates it forward to the next boundary.
 * **pin** at f: a re-prompt the run did not make. The tracker is reset at f and prompted with the
   overseer's labels there (the store's overseer array, as masks); f..next boundary is recomputed.
@@ -35,12 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..anchors import prompt_classes
 from ..edit_log import KINDS, active_edits, boundaries, read_edits, store_anchor_frames
 from ..errors import InputError
 from ..fingerprint import same_video
-from ..frames import open_frames
-from ..labels import UNLABELLED
+from ..inputs.anchors import prompt_classes
+from ..inputs.frames import open_frames
+from ..inputs.labels import UNLABELLED
 from ..policy import Prompt, SegmentStart
 from ..progress import drain
 from ..records import EditPlan, EditStarted, EditSummary

@@ -21,11 +21,11 @@ from collections.abc import Callable, Generator
 
 import numpy as np
 
-from ..anchors import AnchoredOverseer, Anchors
 from ..datasets import ClassTable
 from ..fingerprint import structural_fingerprint
-from ..frames import FrameStack, open_frames
 from ..fsutil import check_output_path
+from ..inputs.anchors import AnchoredOverseer, Anchors
+from ..inputs.frames import FrameStack, open_frames
 from ..overseers.base import OverseerCache, result_to_label_map
 from ..policy import Event, Policy, PolicyParams, SegmentStart, event_from_dict
 from ..progress import drain
@@ -154,13 +154,13 @@ def iter_sasvi(
     """Run SASVi over ``frames`` into the store at ``out`` (created, or resumed if it matches).
 
     Args:
-        frames: a :class:`FrameStack`, a path or an array (see :func:`~napari_sasvi.core.frames.open_frames`).
+        frames: a :class:`FrameStack`, a path or an array (see :func:`~napari_sasvi.core.inputs.frames.open_frames`).
         overseer: an :class:`~napari_sasvi.core.overseers.base.Overseer`.
         tracker: a :class:`~napari_sasvi.core.trackers.base.Tracker`; ``reference`` mode needs a
             non-incremental one (the legacy SAM2 predictor), ``default`` mode an incremental one.
         cancel: polled between frames; True stops the run, keeping what is written.
         stop_after: stop once this many frames are on disk (tests of resuming).
-        anchors: :class:`~napari_sasvi.core.anchors.Anchors`, annotated frames: they replace the
+        anchors: :class:`~napari_sasvi.core.inputs.anchors.Anchors`, annotated frames: they replace the
             overseer there, and SASVi re-prompts at each of them with the annotation (recorded in
             the store).
         background_writes: write each finished frame on a thread of its own while the next one is

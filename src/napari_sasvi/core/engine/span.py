@@ -104,7 +104,7 @@ def propagate_span(
     reason: str = "start",
     stop: Callable[[], bool] | None = None,
 ) -> Generator[Event | FrameDone, None, bool]:
-    """Propagate ``view`` (a :class:`~napari_sasvi.core.frames.FrameStack` or a
+    """Propagate ``view`` (a :class:`~napari_sasvi.core.inputs.frames.FrameStack` or a
     :class:`FrameRange`) from its frame ``first`` to its end.
 
     The tracker is bound to ``view`` and prompted at ``first`` with what ``planner.prompt`` says

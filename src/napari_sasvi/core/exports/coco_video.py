@@ -143,7 +143,7 @@ def _frame_file_names(src: Source, idx: list[int]) -> list[str]:
     fp = src.store.frames_path
     files = None
     if fp is not None and Path(fp).is_dir():
-        from ..frames import list_frame_files
+        from ..inputs.frames import list_frame_files
 
         try:
             files = list_frame_files(fp)

@@ -54,7 +54,7 @@ class Source:
         """The store's frames, checked against the run's recorded input (shape and file names),
         each frame read then checked against its recorded hash by :meth:`frame`."""
         from ..fingerprint import InputLedger, same_video
-        from ..frames import open_frames
+        from ..inputs.frames import open_frames
 
         if getattr(self, "_stack", None) is not None:
             return self._stack

@@ -43,7 +43,7 @@ def iter_export_overlay_mp4(
     blended at ``opacity``; ``fps`` defaults to the source video's rate, else 25."""
     import av
 
-    from ..video import iter_write_video
+    from ..inputs.video import iter_write_video
 
     check_every(every)
     if not 0 <= opacity <= 1:

@@ -26,7 +26,7 @@ def iter_export_png(
     store): ``<frame>.png``, or with ``reference_layout`` the published scripts' ``<frame>_rgb_mask.png``.
     Pixel values are SASVi class ids; the palette holds the class colours. ``size`` = (W, H)
     resizes (nearest), None keeps the frame size."""
-    from ..segment import frame_names
+    from ..inputs.videos import frame_names
 
     check_every(every)
     sources, classes, notes = open_sources(stores, array, None)

@@ -10,8 +10,8 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import InputError
-from ..frames import IMAGE_EXTENSIONS, FrameStack, open_frames
 from ..fsutil import atomic_path
+from ..inputs.frames import IMAGE_EXTENSIONS, FrameStack, open_frames
 
 
 def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:

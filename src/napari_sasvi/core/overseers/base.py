@@ -7,7 +7,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from ..labels import present_values
+from ..inputs.labels import present_values
 
 
 class ClassMask(NamedTuple):

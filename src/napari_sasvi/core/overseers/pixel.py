@@ -93,7 +93,7 @@ def frame_features(frame: np.ndarray, params: FeatureParams) -> np.ndarray:
 
 def labels_at(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A label map brought to the working size by nearest neighbour (ids stay ids)."""
-    from ..metrics import resize_nearest
+    from ..metrics.accuracy import resize_nearest
 
     return labels if labels.shape == size else resize_nearest(labels, size)
 

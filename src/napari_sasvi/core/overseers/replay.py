@@ -1,6 +1,6 @@
 """The replay overseer: frame-wise predictions that already exist act as the overseer.
 
-Sources: anything :func:`napari_sasvi.core.labels.open_labels` reads (a folder of label PNGs in
+Sources: anything :func:`napari_sasvi.core.inputs.labels.open_labels` reads (a folder of label PNGs in
 class ids or a dataset's source values, a ``.npy`` stack, a zarr array or an output store of ours,
 a (T, H, W) array such as a napari labels layer's data). Every frame is read and validated when
 the overseer is built, before any output exists.
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..datasets import ClassTable
 from ..errors import InputError
-from ..labels import open_labels
+from ..inputs.labels import open_labels
 from .base import OverseerResult, label_map_to_result
 
 
@@ -58,7 +58,7 @@ class ReplayOverseer:
         self.name = "replay"
 
     def label_map(self, t: int) -> np.ndarray:
-        from ..lazy import read_frame
+        from ..inputs.lazy import read_frame
 
         return read_frame(self.labels, t)
 

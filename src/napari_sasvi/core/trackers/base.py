@@ -20,7 +20,7 @@ class Tracker(Protocol):
     encodes: dict[int, int]
 
     def bind(self, frames) -> None:
-        """Attach the video (a :class:`~napari_sasvi.core.frames.FrameStack`)."""
+        """Attach the video (a :class:`~napari_sasvi.core.inputs.frames.FrameStack`)."""
 
     def reset(self) -> None:
         """Forget every object, prompt and memory."""

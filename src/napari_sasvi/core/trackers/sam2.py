@@ -1,6 +1,6 @@
 """SAM2 as a streaming tracker through the ``sam2`` package.
 
-Frames come from the lazy :class:`~napari_sasvi.core.frames.FrameStack` (no JPEG folder, no
+Frames come from the lazy :class:`~napari_sasvi.core.inputs.frames.FrameStack` (no JPEG folder, no
 whole-video tensor): the inference state's ``images`` is a lazy sequence that decodes and
 normalises a frame when SAM2 asks for it. After every propagated frame, outputs older than SAM2's
 memory reach (``num_maskmem`` frames of mask memory, ``max_obj_ptrs_in_encoder`` frames of object

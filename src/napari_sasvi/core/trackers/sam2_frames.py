@@ -1,5 +1,5 @@
 """The frames SAM2's inference state reads, decoded lazily from a
-:class:`~napari_sasvi.core.frames.FrameStack` and normalised as SAM2's own loader does, with the
+:class:`~napari_sasvi.core.inputs.frames.FrameStack` and normalised as SAM2's own loader does, with the
 next frame optionally read ahead in a worker thread."""
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..datasets import ClassTable
 from ..errors import EmptyInputError, InputError
-from ..labels import UNLABELLED
+from ..inputs.labels import UNLABELLED
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def from_arrays(
     values are class id + offset (the widget's annotation layers paint id + 1, so 0 stays "not
     painted" even where 0 is a class). Only painted frames are kept in memory; ``val_frames`` are
     held out for validation."""
-    from ..frames import to_rgb_uint8
+    from ..inputs.frames import to_rgb_uint8
 
     if tuple(labels.shape[:3]) != tuple(frames.shape[:3]):
         raise InputError(
@@ -177,8 +177,8 @@ def from_arrays(
 def _pairs_folder(
     frames_dir: Path, masks_dir: Path, classes: ClassTable, encoding: str, video: str, readings: list[str] | None = None
 ) -> list[Sample]:
-    from ..frames import FolderSource, list_frame_files
-    from ..labels import open_labels
+    from ..inputs.frames import FolderSource, list_frame_files
+    from ..inputs.labels import open_labels
 
     files = list_frame_files(frames_dir)
     source = FolderSource(frames_dir)
@@ -244,7 +244,7 @@ def labelled_folder(
 
 
 def _cholecseg8k(root: Path, classes: ClassTable, encoding: str) -> dict[str, list[Sample]]:
-    from ..frames import frame_sort_key
+    from ..inputs.frames import frame_sort_key
 
     # one mask at a time: a single file's values may fit both encodings, and these are watershed values
     encoding = "source" if encoding == "auto" else encoding
@@ -269,8 +269,8 @@ def _cholecseg8k(root: Path, classes: ClassTable, encoding: str) -> dict[str, li
 
 
 def _one_file_sample(video: str, index: int, img: Path, mask: Path, classes: ClassTable, encoding: str) -> Sample:
-    from ..frames import _decode_image_file, to_rgb_uint8
-    from ..labels import open_labels
+    from ..inputs.frames import _decode_image_file, to_rgb_uint8
+    from ..inputs.labels import open_labels
 
     def labels():
         return check_labels(open_labels(mask, classes, encoding)[0], classes, str(mask))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..datasets import ClassTable
-from ..labels import UNLABELLED
+from ..inputs.labels import UNLABELLED
 from ..overseers.models import ArchSpec, _detr, _m2f, _maskrcnn, reference_spec
 
 

@@ -13,7 +13,7 @@ from ..fsutil import atomic_write_text
 from .data import TrainingSet
 from .deep import CHECKPOINT, INFO, DeepParams, _check_out, iter_train_deep
 from .events import Saved, Stage, TrainResult, TrainStep, Validated
-from .pixel import PixelParams, iter_train_pixel
+from .forest import PixelParams, iter_train_pixel
 
 KINDS = ("pixel", "maskrcnn", "detr", "mask2former")
 PIXEL_CHECKPOINT = "overseer.skops"

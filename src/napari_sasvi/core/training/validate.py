@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 
 from ..datasets import ClassTable
-from ..metrics import macro, overlap_counts
+from ..metrics.accuracy import macro, overlap_counts
 from ..overseers.base import result_to_label_map
 from .data import Sample
 from .events import Stage, Validated

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
-from .errors import InputError, SasviError
-from .progress import drain
+from ..config import RunConfig
+from ..errors import InputError, SasviError
+from ..progress import drain
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class VideoFailed:
 def _worker_models():
     global _MODELS
     if _MODELS is None:
-        from .segment import Models
+        from .batch import Models
 
         _MODELS = Models()
     return _MODELS
@@ -76,7 +76,7 @@ def _worker_models():
 def run_job(job, config_dict: dict, threads: int | None = None) -> dict:
     """One video on a worker (the task): returns ``{"summary": RunSummary}`` or ``{"error": msg}``
     for bad input (not retried)."""
-    from .segment import segment_videos
+    from .batch import segment_videos
 
     if threads:
         import sys
@@ -155,7 +155,7 @@ def _pick_gpu(device: str) -> None:
 
 
 def _frames_done(store: Path) -> int:
-    from .store import PROGRESS
+    from ..store import PROGRESS
 
     try:
         return int(json.loads((store / PROGRESS).read_text(encoding="utf-8"))["frames_done"])
@@ -214,8 +214,9 @@ def iter_segment_distributed(
     :class:`~.segment.BatchSummary`. Stopping the generator cancels the tasks not yet finished
     (the stores keep what was written; the same call resumes them).
     """
-    from .frames import open_frames
-    from .segment import BatchSummary, VideoDone, _check_exports, plan_videos, write_events_json
+    from ..inputs.frames import open_frames
+    from ..inputs.videos import plan_videos
+    from .batch import BatchSummary, VideoDone, _check_exports, write_events_json
 
     config = config or RunConfig()
     config.class_table()

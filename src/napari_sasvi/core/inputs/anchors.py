@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import ClassTable
-from .edit_log import store_anchor_frames
-from .errors import InputError
+from ..datasets import ClassTable
+from ..edit_log import store_anchor_frames
+from ..errors import InputError
+from ..overseers.base import label_map_to_result
+from ..store import SasviStore
 from .labels import UNLABELLED, open_labels
-from .overseers.base import label_map_to_result
-from .store import SasviStore
 
 log = logging.getLogger(__name__)
 

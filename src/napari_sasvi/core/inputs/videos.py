@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
-from .errors import InputError
+from ..config import RunConfig
+from ..errors import InputError
+from ..fsutil import check_output_path
 from .frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FrameStack
-from .fsutil import check_output_path
 
 #: names (any case) of a clip folder's frames sub-folder, and prefixes of its label sub-folders
 CLIP_FRAMES_FOLDERS = ("frames", "images", "imgs", "img", "rgb")

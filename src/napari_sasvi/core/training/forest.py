@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..labels import UNLABELLED
+from ..inputs.labels import UNLABELLED
 from ..overseers.pixel import FeatureParams, PixelModel, PixelOverseer, frame_features, labels_at
 from .data import TrainingSet, check_trainable
 from .events import Saved, Stage, TrainResult, TrainStep, Validated

@@ -35,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from .progress import drain
+from ..progress import drain
 
 Convention = Literal["default", "reference"]
 REF_SIZE = (299, 299)  # (W, H) of the reference's label maps
@@ -258,7 +258,7 @@ def iter_temporal(
     pools = {k: _Pool() for k in ("t_iou", "t_assd", "f_iou", "f_dice")}
     series: dict[str, list[float]] = {"t_iou": [], "f_iou": []}
 
-    from .lazy import read_frame as read
+    from ..inputs.lazy import read_frame as read
 
     def prepare(t):
         """Labels (and frame) t as scored: resized (reference) or as they are (default)."""
@@ -355,7 +355,7 @@ def raft_flow(weights: str | None = None, device: str = "cpu", iterations: int =
     import torch
     from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
 
-    from .errors import CheckpointError
+    from ..errors import CheckpointError
 
     model = raft_small(weights=None)
     if weights is not None:

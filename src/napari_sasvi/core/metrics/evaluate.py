@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .datasets import ClassTable
-from .errors import InputError
-from .label_files import LABEL_EXTENSIONS
-from .labels import LabelStack, open_labels
-from .progress import Returning
+from ..datasets import ClassTable
+from ..errors import InputError
+from ..inputs.label_sources import LABEL_EXTENSIONS
+from ..inputs.labels import LabelStack, open_labels
+from ..progress import Returning
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,8 @@ def iter_evaluate_frames(
         ``{"per_class": [{id, name, dice, iou}], "macro_dice", "macro_iou", "per_frame_macro_dice"}``
         (macro over the scored ids present; ground-truth pixels that are unlabelled are not scored).
     """
-    from .lazy import read_frame
-    from .metrics import OverlapCounts, macro, overlap_counts, resize_nearest
+    from ..inputs.lazy import read_frame
+    from .accuracy import OverlapCounts, macro, overlap_counts, resize_nearest
 
     preds = label_sources(pred, classes, pred_encoding, array)
     table = classes or preds[0][1].classes
@@ -158,7 +158,7 @@ def iter_evaluate_temporal(
     Returns:
         (pooled :class:`~.temporal.TemporalResult`, {video name: its result as a dict}).
     """
-    from .frames import open_frames
+    from ..inputs.frames import open_frames
     from .temporal import iter_temporal, pool_results
 
     sources = label_sources(pred, classes, encoding, array)

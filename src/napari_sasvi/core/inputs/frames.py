@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import CorruptFrameError, EmptyInputError, FrameSizeError, InputError
+from ..errors import CorruptFrameError, EmptyInputError, FrameSizeError, InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")

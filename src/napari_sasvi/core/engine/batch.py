@@ -16,15 +16,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .anchors import read_anchors
-from .config import TRAINED_OVERSEERS, OverseerConfig, RunConfig, TrackerConfig
-from .datasets import ClassTable
-from .engine import FrameDone, RunSummary, StoreOpened, iter_from_anchors, iter_sasvi
-from .errors import InputError
-from .frames import FrameStack, open_frames
-from .inputs import VideoJob, frame_names, plan_videos
-from .policy import Event
-from .progress import drain
+from ..config import TRAINED_OVERSEERS, OverseerConfig, RunConfig, TrackerConfig
+from ..datasets import ClassTable
+from ..errors import InputError
+from ..inputs.anchors import read_anchors
+from ..inputs.frames import FrameStack, open_frames
+from ..inputs.videos import VideoJob, frame_names, plan_videos
+from ..policy import Event
+from ..progress import drain
+from ..records import FrameDone, RunSummary, StoreOpened
+from .anchored import iter_from_anchors
+from .run import iter_sasvi
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +35,13 @@ log = logging.getLogger(__name__)
 def build_tracker(cfg: TrackerConfig, device: str = "auto", legacy: bool = False):
     """The tracker a :class:`TrackerConfig` names (``legacy``: the predictor ``reference`` mode needs)."""
     if cfg.kind == "flow":
-        from .trackers.flow import FlowTracker
+        from ..trackers.flow import FlowTracker
 
         if device not in ("auto", "cpu"):
             log.warning("the flow tracker runs on the CPU; device %s is for the overseer", device)
         return FlowTracker(method=cfg.model or "dis")
     if cfg.kind == "hf":
-        from .trackers.hf import HFVideoTracker
+        from ..trackers.hf import HFVideoTracker
 
         if not cfg.model:
             raise InputError(
@@ -47,7 +49,7 @@ def build_tracker(cfg: TrackerConfig, device: str = "auto", legacy: bool = False
                 "id (facebook/sam2.1-hiera-tiny, yonigozlan/EdgeTAM-hf, facebook/sam3) while online."
             )
         return HFVideoTracker.load(cfg.model, device=device)
-    from .trackers.sam2 import SAM2Tracker
+    from ..trackers.sam2 import SAM2Tracker
 
     if cfg.model is None and cfg.config is None:
         raise InputError(
@@ -69,10 +71,10 @@ def build_tracker(cfg: TrackerConfig, device: str = "auto", legacy: bool = False
 def build_trained_overseer(cfg: OverseerConfig, classes: ClassTable, device: str = "auto"):
     """A trained overseer (Mask R-CNN, DETR, Mask2Former) from its checkpoint file or published name,
     or a pixel classifier from its ``.skops`` file."""
-    from .overseers.trained import load_overseer
+    from ..overseers.trained import load_overseer
 
     if cfg.kind == "pixel":
-        from .overseers.pixel import load_pixel_overseer
+        from ..overseers.pixel import load_pixel_overseer
 
         if cfg.checkpoint is None:
             raise InputError(
@@ -89,7 +91,7 @@ def build_trained_overseer(cfg: OverseerConfig, classes: ClassTable, device: str
 
 def replay_overseer(masks: Any, classes: ClassTable, stack: FrameStack, encoding: str = "auto"):
     """The replay overseer of one video, its masks read and validated now (before any output)."""
-    from .overseers.replay import ReplayOverseer
+    from ..overseers.replay import ReplayOverseer
 
     if masks is None:
         raise InputError("overseer.kind replay needs overseer.masks (a folder of label PNGs, a .npy or a zarr store).")
@@ -105,8 +107,8 @@ def replay_overseer(masks: Any, classes: ClassTable, stack: FrameStack, encoding
 def _unmatched_names(masks: Any, stack: FrameStack, show: int = 5) -> str:
     """For a frame folder and a mask folder of different lengths: which frames have no mask and
     which masks no frame, matched by file name without extension ("" when not both folders)."""
-    from .frames import list_frame_files
-    from .label_files import LABEL_EXTENSIONS
+    from ..inputs.frames import list_frame_files
+    from ..inputs.label_sources import LABEL_EXTENSIONS
 
     files = getattr(getattr(stack, "source", None), "files", None)
     if not files or not isinstance(masks, (str, os.PathLike)) or not Path(masks).is_dir():
@@ -225,7 +227,7 @@ class BatchSummary:
 def _check_exports(config: RunConfig, jobs: list[VideoJob]) -> None:
     """Export paths refused before any run: inside a file, or a folder holding exported masks
     without ``export.overwrite`` (an hour's run must not end in a refusal)."""
-    from .fsutil import check_output_path
+    from ..fsutil import check_output_path
 
     ex = config.export
     if ex.events_json:
@@ -328,7 +330,7 @@ def write_events_json(config: RunConfig, results: dict[str, RunSummary], n_jobs:
     (not written when a video was cancelled or none finished)."""
     if not config.export.events_json or not results or any(s.cancelled for s in results.values()):
         return
-    from .fsutil import atomic_write_text
+    from ..fsutil import atomic_write_text
 
     payload = next(iter(results.values())).events if n_jobs == 1 else {n: s.events for n, s in results.items()}
     path = Path(config.export.events_json)
@@ -337,7 +339,7 @@ def write_events_json(config: RunConfig, results: dict[str, RunSummary], n_jobs:
 
 
 def _export_png(job: VideoJob, config: RunConfig, stack: FrameStack) -> None:
-    from .exports.reference import iter_export_reference_masks
+    from ..exports.reference import iter_export_reference_masks
 
     if job.png is not None:
         size = tuple(config.export.size) if config.export.size else None
@@ -390,7 +392,7 @@ def segment_video(
 def load_store(path: str | os.PathLike):
     """Open a SASVi store read-only: ``store.labels`` and ``store.overseer`` are (T, H, W) zarr
     arrays, ``store.classes`` the class table, ``store.events`` the re-prompt log."""
-    from .store import SasviStore
+    from ..store import SasviStore
 
     return SasviStore.read(path)
 

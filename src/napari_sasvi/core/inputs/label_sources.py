@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import ClassTable
-from .errors import CorruptFrameError, EmptyInputError, InputError, LabelEncodingError
+from ..datasets import ClassTable
+from ..errors import CorruptFrameError, EmptyInputError, InputError, LabelEncodingError
 from .frames import describe_skipped, list_frame_files, skipped_files
 
 LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")

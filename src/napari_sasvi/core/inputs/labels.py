@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .datasets import ClassTable
-from .errors import EmptyInputError, FrameSizeError, InputError, LabelEncodingError
-from .label_files import open_raw
+from ..datasets import ClassTable
+from ..errors import EmptyInputError, FrameSizeError, InputError, LabelEncodingError
+from .label_sources import open_raw
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _present(a: np.ndarray) -> frozenset[int]:
 
 
 def _digest(a: np.ndarray) -> str:
-    from .fingerprint import frame_digest  # the one content hash, for frames and masks alike
+    from ..fingerprint import frame_digest  # the one content hash, for frames and masks alike
 
     return frame_digest(a).tobytes().hex()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CorruptFrameError, EmptyInputError, InputError
+from ..errors import CorruptFrameError, EmptyInputError, InputError
 
 
 class VideoSource:
