@@ -58,7 +58,7 @@ def config(args, masks):
 
 
 def same(a: Path, b: Path) -> bool:
-    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.store.sasvi_store import SasviStore
 
     sa, sb = SasviStore.read(a), SasviStore.read(b)
     return (

@@ -41,7 +41,6 @@ sys.path.insert(0, str(HERE))
 
 from bench_anchors import prepare  # noqa: E402
 
-from napari_sasvi.core.edit_log import boundaries  # noqa: E402
 from napari_sasvi.core.engine import (  # noqa: E402
     EditRequest,
     run_edit,
@@ -50,7 +49,8 @@ from napari_sasvi.core.engine import (  # noqa: E402
 )
 from napari_sasvi.core.overseers.replay import ReplayOverseer  # noqa: E402
 from napari_sasvi.core.policy import PolicyParams  # noqa: E402
-from napari_sasvi.core.store import SasviStore  # noqa: E402
+from napari_sasvi.core.store.edit_log import boundaries  # noqa: E402
+from napari_sasvi.core.store.sasvi_store import SasviStore  # noqa: E402
 
 
 def make_tracker(kind: str, image_size: int):

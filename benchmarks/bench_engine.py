@@ -44,8 +44,8 @@ from napari_sasvi.core.inputs.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.engine import run_sasvi
 from napari_sasvi.core.policy import PolicyParams
-from napari_sasvi.core.store import SasviStore
-from napari_sasvi.core.store_writer import FrameWriter
+from napari_sasvi.core.store.sasvi_store import SasviStore
+from napari_sasvi.core.store.writer import FrameWriter
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.base import compose_labels
 from napari_sasvi.core.trackers.sam2 import SAM2Tracker

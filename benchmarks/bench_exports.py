@@ -53,7 +53,7 @@ def main() -> None:
 
     from napari_sasvi.core.datasets import CHOLECSEG8K
     from napari_sasvi.core.exports import overlay
-    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.store.sasvi_store import SasviStore
 
     work = HERE / "_work" / "exports"
     frames_dir, _, noisy_dir, gt, names, table = prepare("cholecseg8k", args.data, work)

@@ -101,7 +101,7 @@ def table(a) -> None:
     from napari_sasvi.core.metrics.temporal import temporal_consistency
     from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.policy import PolicyParams
-    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.store.sasvi_store import SasviStore
     from napari_sasvi.core.synthetic import SyntheticVideo
     from napari_sasvi.core.trackers.flow import FlowTracker
 

@@ -177,7 +177,7 @@ def check_a_broken_frame_read_ahead(tmp_path, tracker, workers_left, *, n: int, 
     from napari_sasvi.core.errors import SasviError
     from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.policy import PolicyParams
-    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.store.sasvi_store import SasviStore
     from napari_sasvi.core.synthetic import SyntheticVideo
 
     video = SyntheticVideo(n_frames=n, height=64, width=80, seed=seed)

@@ -72,7 +72,7 @@ def test_demo_runs_offline(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Grasper" in out and "Dice" in out
     assert len(list((tmp_path / "demo" / "frames").iterdir())) == 12
-    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.store.sasvi_store import SasviStore
 
     store = SasviStore.read(tmp_path / "demo" / "synthetic_surgery_seed0_default.zarr")
     assert store.complete

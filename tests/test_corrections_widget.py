@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sasvi.core.edit_log import boundaries, read_edits
-from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.store.edit_log import boundaries, read_edits
+from napari_sasvi.core.store.sasvi_store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 
 pytestmark = pytest.mark.gui

@@ -25,7 +25,7 @@ def test_sam2_on_cuda_follows_the_cpu_run(tmp_path):
     from napari_sasvi.core.engine import run_sasvi
     from napari_sasvi.core.overseers.replay import ReplayOverseer
     from napari_sasvi.core.policy import PolicyParams
-    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.store.sasvi_store import SasviStore
     from napari_sasvi.core.synthetic import SyntheticVideo
     from napari_sasvi.core.trackers.sam2 import SAM2Tracker
 

@@ -23,7 +23,7 @@ from napari_sasvi.core.engine.distributed import (
     segment_distributed,
 )
 from napari_sasvi.core.progress import Returning, drain
-from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.store.sasvi_store import SasviStore
 
 distributed = pytest.importorskip("distributed")
 
@@ -208,7 +208,7 @@ def test_sam2_on_a_worker_matches_a_sequential_run_with_as_many_threads(tmp_path
 
 
 def _builds(dask_worker=None):
-    from napari_sasvi.core import distributed as d
+    from napari_sasvi.core.engine import distributed as d
 
     return dict(d._MODELS.builds)
 

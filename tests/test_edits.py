@@ -11,14 +11,14 @@ import pytest
 
 from conftest import drive
 from napari_sasvi.core.datasets import SYNTHETIC
-from napari_sasvi.core.edit_log import boundaries, read_edits, reprompts, store_anchor_frames
 from napari_sasvi.core.engine import EditRequest, FrameDone, iter_edit, plan_edit, run_edit, run_sasvi, undo_edit
 from napari_sasvi.core.errors import InputError
 from napari_sasvi.core.inputs.anchors import read_anchors
 from napari_sasvi.core.inputs.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
-from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.store.edit_log import boundaries, read_edits, reprompts, store_anchor_frames
+from napari_sasvi.core.store.sasvi_store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.flow import FlowTracker
 

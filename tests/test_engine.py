@@ -15,14 +15,14 @@ from conftest import drive
 from napari_sasvi.cli import main
 from napari_sasvi.core.config import RunConfig
 from napari_sasvi.core.datasets import SYNTHETIC
-from napari_sasvi.core.edit_log import read_edits
 from napari_sasvi.core.engine import EditRequest, iter_from_anchors, run_edit, run_sasvi, undo_edit
 from napari_sasvi.core.engine.batch import edit_tracker, segment_video, store_tracker_config
 from napari_sasvi.core.errors import CorruptFrameError, InputError, StoreBusyError
 from napari_sasvi.core.inputs.anchors import Anchors
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
-from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.store.edit_log import read_edits
+from napari_sasvi.core.store.sasvi_store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.flow import FlowTracker
 

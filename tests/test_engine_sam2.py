@@ -21,7 +21,7 @@ from napari_sasvi.core.errors import CheckpointError, InputError, StoreMismatchE
 from napari_sasvi.core.inputs.frames import open_frames
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
-from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.store.sasvi_store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.sam2 import SAM2Tracker, build_sam2_predictor
 

@@ -15,7 +15,7 @@ from conftest import write_video_dirs
 from napari_sasvi.cli import main
 from napari_sasvi.core.datasets import CADIS, CHOLECSEG8K, SYNTHETIC
 from napari_sasvi.core.exports import export, nnunet_label_values, overlay, video_splits
-from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.store.sasvi_store import SasviStore
 
 N = 6
 

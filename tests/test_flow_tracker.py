@@ -16,7 +16,7 @@ from napari_sasvi.core.inputs.frames import open_frames
 from napari_sasvi.core.metrics.accuracy import macro, overlap_counts
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
-from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.store.sasvi_store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.flow import FlowTracker, points_to_mask
 

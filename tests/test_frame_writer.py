@@ -15,7 +15,7 @@ from napari_sasvi.core.engine import FrameDone, iter_sasvi, run_sasvi
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.progress import drain
-from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.store.sasvi_store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.flow import FlowTracker
 
@@ -119,7 +119,7 @@ def test_a_failed_write_stops_the_run_with_its_error_and_nothing_after_it_is_rec
 
 
 def test_an_interrupt_while_the_last_frame_lands_leaves_the_store_unlocked(tmp_path, clip, monkeypatch):
-    from napari_sasvi.core.store_writer import FrameWriter
+    from napari_sasvi.core.store.writer import FrameWriter
 
     close = FrameWriter.close
 

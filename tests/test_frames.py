@@ -219,7 +219,7 @@ def _ledger(tmp_path, stack):
     """The content ledger a run keeps in its store (here: a bare zarr group), reopened on each call."""
     import zarr
 
-    from napari_sasvi.core.fingerprint import InputLedger
+    from napari_sasvi.core.store.fingerprint import InputLedger
 
     return InputLedger(zarr.open_group(tmp_path / "store.zarr", mode="a"), stack, "store.zarr")
 
@@ -230,7 +230,7 @@ def test_a_changed_frame_file_same_name_and_size_is_noticed(tmp_path, small_fram
     per-frame hashes and file stats notice that one: on resume, verify_files decodes the finished
     frames whose file changed on disk and refuses the changed content."""
     from napari_sasvi.core.errors import InputChangedError
-    from napari_sasvi.core.fingerprint import structural_fingerprint
+    from napari_sasvi.core.store.fingerprint import structural_fingerprint
 
     folder = tmp_path / "v"
     folder.mkdir()
@@ -273,7 +273,7 @@ def test_a_changed_frame_of_an_array_is_noticed_whichever_frame(tmp_path, small_
     One bit of any frame, not only of a sampled first/middle/last one, is refused; the same
     pixels pass."""
     from napari_sasvi.core.errors import InputChangedError
-    from napari_sasvi.core.fingerprint import frame_digest
+    from napari_sasvi.core.store.fingerprint import frame_digest
 
     data = small_frames.copy()
     stack = open_frames(data)
@@ -306,8 +306,8 @@ def test_the_ledger_writes_hashes_in_batches_and_all_of_them_when_reading_ends(t
     holding exactly the hashes a write per frame would have left."""
     import zarr
 
-    from napari_sasvi.core import fingerprint
-    from napari_sasvi.core.fingerprint import InputLedger, frame_digest
+    from napari_sasvi.core.store import fingerprint
+    from napari_sasvi.core.store.fingerprint import InputLedger, frame_digest
 
     monkeypatch.setattr(fingerprint, "FLUSH_FRAMES", 8)
     data = np.random.default_rng(3).integers(0, 255, (100, 6, 5, 3), dtype=np.uint8)

@@ -219,7 +219,7 @@ def test_cadis_merge_and_cache_mutation(tmp_path):
     frames = scene(30)
     frames[25] = {1: box(0, 0, 20, 25), 2: B}
     s, tracker, overseer = run(frames, tmp_path=tmp_path, merge_unlabelled=True)
-    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.store.sasvi_store import SasviStore
 
     store = SasviStore.read(tmp_path / "reference.zarr")
     # D5: the merge leaked into the cached overseer result that was saved as the overseer's labels
@@ -233,7 +233,7 @@ def test_point_erasure_mutates_cache_only_in_reference(tmp_path):
     # new class 3 overlaps class 2; at the restart the reference erases 3's pixels from 2 in the cache
     over = box(15, 20, 30, 45)
     frames = scene(24, **{"3": (10, 23, over)})
-    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.store.sasvi_store import SasviStore
 
     run(frames, tmp_path=tmp_path)
     ov = np.asarray(SasviStore.read(tmp_path / "reference.zarr").overseer)

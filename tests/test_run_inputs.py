@@ -105,7 +105,7 @@ def test_corrected_frame_after_a_mid_run_failure_resumes(tmp_path, inputs):
     out = tmp_path / "out.zarr"
     with pytest.raises(SasviError, match="0006.bmp"):
         run(frames, masks, out)
-    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.store.sasvi_store import SasviStore
 
     kept = SasviStore.read(out).frames_done
     assert 0 < kept <= 6

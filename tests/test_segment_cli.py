@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import SAM2_SIZE, write_video_dirs
 from napari_sasvi.cli import main
-from napari_sasvi.core.store import SasviStore
+from napari_sasvi.core.store.sasvi_store import SasviStore
 
 COMMON = [
     "--dataset",

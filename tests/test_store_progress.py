@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from napari_sasvi.core.datasets import SYNTHETIC
-from napari_sasvi.core.store import PROGRESS, SasviStore
+from napari_sasvi.core.store.sasvi_store import PROGRESS, SasviStore
 
 
 def _on_disk(path):

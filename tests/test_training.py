@@ -295,7 +295,7 @@ def test_cli_train_then_segment_with_the_overseer(tmp_path, clip, capsys):
         ]
     )
     assert rc == 0
-    from napari_sasvi.core.store import SasviStore
+    from napari_sasvi.core.store.sasvi_store import SasviStore
 
     store = SasviStore.read(tmp_path / "s.zarr")
     assert store.signature["overseer"]["type"] == "pixel"

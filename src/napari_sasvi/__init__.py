@@ -50,9 +50,9 @@ _API = {
     "plan_edit": "napari_sasvi.core.engine",
     "undo_edit": "napari_sasvi.core.engine",
     "edit_tracker": "napari_sasvi.core.engine.batch",
-    "read_edits": "napari_sasvi.core.edit_log",
-    "boundaries": "napari_sasvi.core.edit_log",
-    "reprompts": "napari_sasvi.core.edit_log",
+    "read_edits": "napari_sasvi.core.store.edit_log",
+    "boundaries": "napari_sasvi.core.store.edit_log",
+    "reprompts": "napari_sasvi.core.store.edit_log",
     "iter_evaluate_frames": "napari_sasvi.core.metrics.evaluate",
     "iter_evaluate_temporal": "napari_sasvi.core.metrics.evaluate",
     # models and sample data

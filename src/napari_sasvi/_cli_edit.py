@@ -82,12 +82,12 @@ def _read_correction(args, store):
 
 def run_edit_command(args) -> int:
     from ._cli_progress import Bars
-    from .core.edit_log import read_edits, reprompts
     from .core.engine import EditRequest, EditStarted, FrameDone, iter_edit, undo_edit
     from .core.engine.batch import edit_tracker
     from .core.errors import InputError
     from .core.progress import drain
-    from .core.store import SasviStore
+    from .core.store.edit_log import read_edits, reprompts
+    from .core.store.sasvi_store import SasviStore
 
     store = SasviStore.read(args.store)
     if args.list:

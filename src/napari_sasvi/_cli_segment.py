@@ -1,23 +1,65 @@
 """``napari-sasvi segment``: its options, and the :class:`~napari_sasvi.core.config.RunConfig`
-they make (core errors name config options; :func:`as_flags` shows them as these flags)."""
+they make (core errors name config options; :func:`as_flags` shows them as these flags).
+
+Every flag that sets a config option is absent from the parsed arguments unless it is given
+(``argparse.SUPPRESS``), so a flag given with the default's value still overrides ``--config``;
+the defaults shown by ``--help`` are read from :class:`RunConfig`, where each is declared.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
+from .core.config import DEVICES, ENCODINGS, MODES, OVERSEERS, TRACKERS, RunConfig
 from .core.datasets import PRESETS, canonical_dataset
+from .core.errors import InputError
+
+#: the value of every option when nothing sets it (RunConfig's defaults, as a dict)
+_DEFAULTS = RunConfig().to_dict()
+#: the config options by their dotted names (the `dest` of the flags that set them)
+_CONFIG_KEYS = {k for k, v in _DEFAULTS.items() if not isinstance(v, dict)} | {
+    f"{section}.{k}" for section, v in _DEFAULTS.items() if isinstance(v, dict) for k in v
+}
+
+
+ENCODING_HELP = (
+    "auto decides from the files (and says what it chose); class-ids: pixel values are class ids; "
+    "source: the dataset's own values (CholecSeg8k watershed greys, a table's source_values)"
+)
 
 
 def add_encoding_option(p, flag: str, what: str) -> None:
-    p.add_argument(
-        flag,
-        choices=["auto", "class-ids", "source"],
-        default="auto",
-        help=f"{what}: auto decides from the files (and says what it chose); class-ids: pixel values are class ids; "
-        "source: the dataset's own values (CholecSeg8k watershed greys, a table's source_values)",
-    )
+    p.add_argument(flag, choices=list(ENCODINGS), default="auto", help=f"{what}: {ENCODING_HELP}")
+
+
+def _default(key: str) -> Any:
+    value: Any = _DEFAULTS
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def _option(group, flag: str, key: str, help: str, **kw) -> None:
+    """A flag that sets the config option ``key``: present in the parsed arguments only when given,
+    its help ending with the config's default."""
+    default = _default(key)
+    if default is not None:
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        help = f"{help} (default: {shown})"
+    if "choices" not in kw and kw.get("action") != "store_true":
+        kw.setdefault("metavar", flag.lstrip("-").upper().replace("-", "_"))
+    group.add_argument(flag, dest=key, default=argparse.SUPPRESS, help=help, **kw)
+
+
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except None ("not given", said by the help text where it matters)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 # -- segment ---------------------------------------------------------------------------------------
@@ -25,7 +67,7 @@ def add_segment(sub) -> None:
     p = sub.add_parser(
         "segment",
         help="run SASVi on a video, a frame folder, or a folder of videos",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     p.add_argument("input", type=Path, help="frame folder, video file, or a root folder of videos")
     p.add_argument(
@@ -35,91 +77,143 @@ def add_segment(sub) -> None:
         help="output store (.zarr folder); for a root of videos, a folder with one store per video",
     )
     g = p.add_argument_group("overseer")
-    g.add_argument(
+    _option(
+        g,
         "--overseer",
-        choices=["replay", "maskrcnn", "detr", "mask2former", "pixel", "none"],
-        default="replay",
-        help="a trained frame-wise model; replay: existing frame-wise predictions act as the overseer; "
+        "overseer.kind",
+        "a trained frame-wise model; replay: existing frame-wise predictions act as the overseer; "
         "none: propagate the annotated frames of --anchors alone",
+        choices=list(OVERSEERS),
     )
-    g.add_argument(
+    _option(
+        g,
         "--overseer-checkpoint",
-        help="maskrcnn/detr/mask2former: a .pth state dict, or a published checkpoint's name "
+        "overseer.checkpoint",
+        "maskrcnn/detr/mask2former: a .pth state dict, or a published checkpoint's name "
         "(cadis/maskrcnn, cholecseg8k/detr, ...; 'published': the one of --overseer and --dataset), "
         "downloaded into the user cache when online; pixel: the .skops file `napari-sasvi train` wrote",
     )
-    g.add_argument(
+    _option(
+        g,
         "--overseer-masks",
+        "overseer.masks",
+        "replay: folder of label PNGs, .npy or zarr (for a root: one per video, same names)",
         type=Path,
-        help="replay: folder of label PNGs, .npy or zarr (for a root: one per video, same names)",
     )
-    add_encoding_option(g, "--masks-encoding", "replay: how the mask files store classes")
-    g.add_argument(
+    _option(
+        g,
+        "--masks-encoding",
+        "overseer.masks_encoding",
+        f"replay: how the mask files store classes: {ENCODING_HELP}",
+        choices=list(ENCODINGS),
+    )
+    _option(
+        g,
         "--anchors",
-        type=Path,
-        help="--overseer none: annotated frames, label files for some frames named after them "
+        "overseer.anchors",
+        "--overseer none: annotated frames, label files for some frames named after them "
         "(for a root of videos: one sub-folder per video)",
+        type=Path,
     )
-    add_encoding_option(g, "--anchors-encoding", "how the anchor files store classes")
-    g.add_argument(
+    _option(
+        g,
+        "--anchors-encoding",
+        "overseer.anchors_encoding",
+        f"how the anchor files store classes: {ENCODING_HELP}",
+        choices=list(ENCODINGS),
+    )
+    _option(
+        g,
         "--overseer-score-threshold",
+        "overseer.score_threshold",
+        "keep instances scoring above this (reference: Mask R-CNN 0.05, DETR 0, Mask2Former 0)",
         type=float,
-        help="keep instances scoring above this (reference: Mask R-CNN 0.05, DETR 0, Mask2Former 0)",
     )
-    g.add_argument(
+    _option(
+        g,
         "--overseer-mask-threshold",
+        "overseer.mask_threshold",
+        "mask probability (Mask R-CNN, reference 0.5) or logit (DETR 0.5, Mask2Former 0) threshold",
         type=float,
-        help="mask probability (Mask R-CNN, reference 0.5) or logit (DETR 0.5, Mask2Former 0) threshold",
     )
-    g.add_argument("--batch-size", type=int, default=8, help="overseer batch size over the look-ahead window")
+    _option(g, "--batch-size", "overseer.batch_size", "overseer batch size over the look-ahead window", type=int)
     p.add_argument("--config", type=Path, help="a run config (YAML/JSON, see docs/python.md); flags given override it")
     p.add_argument("--save-config", type=Path, help="write the run's config (YAML/JSON) here, to run it again")
     c = p.add_mutually_exclusive_group()
-    c.add_argument("--dataset", type=canonical_dataset, choices=list(PRESETS), help="class table preset")
-    c.add_argument("--classes", type=Path, help="class table file (.yaml/.json: classes: [{id, name, color}])")
+    # both set `dataset`; required unless --config gives it (RunConfig's default, synthetic, is for Python)
+    for flag, kw in (
+        ("--dataset", dict(type=canonical_dataset, choices=list(PRESETS), help="class table preset")),
+        (
+            "--classes",
+            dict(type=Path, metavar="CLASSES", help="class table file (.yaml/.json: classes: [{id, name, color}])"),
+        ),
+    ):
+        c.add_argument(flag, dest="dataset", default=argparse.SUPPRESS, **kw)
     s = p.add_argument_group("tracker")
-    s.add_argument(
+    _option(
+        s,
         "--tracker",
-        choices=["sam2", "flow", "hf"],
-        default="sam2",
-        help="sam2: the sam2 package's video predictor; flow: optical flow carries the prompts (no weights, "
-        "CPU); hf: SAM2/SAM2.1, EdgeTAM or the SAM3 tracker through transformers",
+        "tracker.kind",
+        "sam2: the sam2 package's video predictor (implied by --sam2-model/--sam2-config); flow: optical flow "
+        "carries the prompts (no weights, CPU); hf: SAM2/SAM2.1, EdgeTAM or the SAM3 tracker through transformers",
+        choices=list(TRACKERS),
     )
-    s.add_argument(
+    _option(
+        s,
         "--tracker-model",
-        help="sam2: an official model name (as --sam2-model); flow: the flow method, dis (default), dis-fast or farneback; "
+        "tracker.model",
+        "sam2: an official model name (as --sam2-model); flow: the flow method, dis (default), dis-fast or farneback; "
         "hf: a folder saved with save_pretrained, or a Hub repository id (downloaded when online)",
     )
     m = s.add_mutually_exclusive_group()
     m.add_argument("--sam2-model", help="official model name (sam2.1_hiera_tiny, ...); downloaded when online")
-    m.add_argument("--sam2-config", help="config name (sam2.1_hiera_t, sam2_hiera_l, ...) or YAML path")
-    s.add_argument("--sam2-checkpoint", type=Path, help="checkpoint file for --sam2-config ({'model': state_dict})")
-    s.add_argument("--sam2-random-weights", action="store_true", help="no checkpoint: random weights (tests, demos)")
-    s.add_argument("--image-size", type=int, help="override SAM2's input size (a multiple of 32)")
-    s.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    pol = p.add_argument_group("policy")
-    pol.add_argument(
-        "--mode",
-        choices=["default", "reference"],
-        default="default",
-        help="reference: the published behaviour decision for decision; default: its defects fixed",
+    _option(m, "--sam2-config", "tracker.config", "config name (sam2.1_hiera_t, sam2_hiera_l, ...) or YAML path")
+    _option(
+        s,
+        "--sam2-checkpoint",
+        "tracker.checkpoint",
+        "checkpoint file for --sam2-config ({'model': state_dict})",
+        type=Path,
     )
-    pol.add_argument("--lookahead", type=int, help="overseer look-ahead frames (reference 10)")
-    pol.add_argument("--persistence", type=int, help="frames a new class must persist (reference 3)")
-    pol.add_argument("--overlap", type=float, help="duplicate overlap threshold (reference 0.70)")
-    pol.add_argument("--buffer", type=int, help="frames between forced re-seeds (reference 25)")
+    _option(
+        s,
+        "--sam2-random-weights",
+        "tracker.random_weights",
+        "no checkpoint: random weights (tests, demos)",
+        action="store_true",
+    )
+    _option(s, "--image-size", "tracker.image_size", "override SAM2's input size (a multiple of 32)", type=int)
+    _option(s, "--device", "device", "auto: CUDA, then MPS, then the CPU", choices=list(DEVICES))
+    pol = p.add_argument_group("policy")
+    _option(
+        pol,
+        "--mode",
+        "mode",
+        "reference: the published behaviour decision for decision; default: its defects fixed",
+        choices=list(MODES),
+    )
+    _option(pol, "--lookahead", "policy.lookahead", "overseer look-ahead frames", type=int)
+    _option(pol, "--persistence", "policy.persistence", "frames a new class must persist", type=int)
+    _option(pol, "--overlap", "policy.overlap", "duplicate overlap threshold", type=float)
+    _option(pol, "--buffer", "policy.buffer", "frames between forced re-seeds", type=int)
+    _option(
+        pol, "--min-visible", "policy.min_visible", "default mode: pixels below which a class counts as lost", type=int
+    )
     o = p.add_argument_group("outputs")
-    o.add_argument("--events-json", type=Path, help="write the re-prompt events (a JSON list) here")
-    o.add_argument("--export-png", type=Path, help="also write <frame>_rgb_mask.png palette PNGs here")
-    o.add_argument("--export-npz", action="store_true", help="with --export-png: also <frame>_binary_mask.npz")
-    o.add_argument("--overwrite", action="store_true", help="with --export-png: replace mask files already there")
-    o.add_argument(
+    _option(o, "--events-json", "export.events_json", "write the re-prompt events (a JSON list) here", type=Path)
+    _option(o, "--export-png", "export.png", "also write <frame>_rgb_mask.png palette PNGs here", type=Path)
+    _option(o, "--export-npz", "export.npz", "with --export-png: also <frame>_binary_mask.npz", action="store_true")
+    _option(
+        o, "--overwrite", "export.overwrite", "with --export-png: replace mask files already there", action="store_true"
+    )
+    _option(
+        o,
         "--export-size",
+        "export.size",
+        "size of the exported PNGs (0 0: the frame size)",
         type=int,
         nargs=2,
-        default=[299, 299],
         metavar=("W", "H"),
-        help="size of the exported PNGs (0 0: the frame size)",
     )
     d = p.add_argument_group("cluster (dask.distributed; see docs/scale-out.md)")
     d.add_argument(
@@ -156,6 +250,8 @@ CONFIG_FLAGS = {
     "overseer.anchors": "--anchors",
     "overseer.kind": "--overseer",
     "overseer.batch_size": "--batch-size",
+    "overseer.score_threshold": "--overseer-score-threshold",
+    "overseer.mask_threshold": "--overseer-mask-threshold",
     "tracker.random_weights": "--sam2-random-weights",
     "tracker.checkpoint": "--sam2-checkpoint",
     "tracker.config": "--sam2-config",
@@ -164,91 +260,70 @@ CONFIG_FLAGS = {
     "tracker.kind": "--tracker",
     "export.overwrite": "--overwrite",
     "export.png": "--export-png",
+    "export.npz": "--export-npz",
+    "export.size": "--export-size",
     "export.events_json": "--events-json",
     "policy.lookahead": "--lookahead",
     "policy.persistence": "--persistence",
     "policy.overlap": "--overlap",
     "policy.buffer": "--buffer",
+    "policy.min_visible": "--min-visible",
 }
+#: what a message about the --config file starts with: its option names stay as the file spells them
+CONFIG_FILE_PREFIX = "--config: "
 
 
 def as_flags(message: str) -> str:
-    import re
-
+    if message.startswith(CONFIG_FILE_PREFIX):
+        return message
     for name, flag in CONFIG_FLAGS.items():
         message = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w])", flag, message)
     return message
 
 
-def config_from_args(args):
+#: options that only mean something for one overseer or tracker kind: a flag that changes the kind
+#: drops the --config file's values of these (a SAM2 checkpoint means nothing to the flow tracker)
+_KIND_OPTIONS = {
+    "overseer": ("checkpoint", "masks", "masks_encoding", "score_threshold", "mask_threshold"),
+    "tracker": ("model", "config", "checkpoint", "random_weights", "image_size"),
+}
+
+
+def config_from_args(args) -> RunConfig:
     """The run's :class:`~napari_sasvi.core.config.RunConfig`: ``--config FILE`` as the base (if
-    given), then every option given on the command line."""
-    from .core.config import RunConfig
-    from .core.errors import InputError
-
-    base = RunConfig.load(args.config) if args.config else None
-    if base is None and not (args.dataset or args.classes):
+    given; else ``RunConfig()``), then every option given on the command line, whatever its value."""
+    given = {k: v for k, v in vars(args).items() if k in _CONFIG_KEYS}
+    if args.config:
+        try:
+            base = RunConfig.load(args.config)
+        except InputError as e:
+            raise InputError(f"{CONFIG_FILE_PREFIX}{e}") from None
+    elif "dataset" not in given:
         raise InputError("Give the class table: --dataset NAME or --classes FILE (or --config FILE).")
-    if args.tracker != "sam2" and (args.sam2_model or args.sam2_config):
+    else:
+        base = RunConfig()
+    sam2 = args.sam2_model or given.get("tracker.config")
+    kind = given.setdefault("tracker.kind", "sam2") if sam2 else None  # a SAM2 model or config names the tracker
+    if kind not in (None, "sam2"):
         raise InputError(
-            f"--sam2-model/--sam2-config are for --tracker sam2; the {args.tracker} tracker takes --tracker-model."
+            f"--sam2-model/--sam2-config are for --tracker sam2; the {kind} tracker takes --tracker-model."
         )
-    if args.tracker == "sam2" and args.tracker_model and args.sam2_model and args.tracker_model != args.sam2_model:
-        raise InputError("Give the SAM2 model once: --tracker-model or --sam2-model.")
-    d = base.to_dict() if base else RunConfig().to_dict()
-
-    def put(section, key, value):
-        (d[section] if section else d)[key] = value
-
-    if args.dataset or args.classes:
-        put(None, "dataset", str(args.dataset or args.classes))
-    if base is None or args.mode != "default":
-        put(None, "mode", args.mode)
-    if base is None or args.device != "auto":
-        put(None, "device", args.device)
-    if base is None or args.overseer != "replay":
-        put("overseer", "kind", args.overseer)
-    if base is None or args.tracker != "sam2":
-        put("tracker", "kind", args.tracker)
-    for section, key, value in (
-        ("overseer", "checkpoint", args.overseer_checkpoint),
-        ("overseer", "masks", str(args.overseer_masks) if args.overseer_masks else None),
-        ("overseer", "anchors", str(args.anchors) if args.anchors else None),
-        ("overseer", "score_threshold", args.overseer_score_threshold),
-        ("overseer", "mask_threshold", args.overseer_mask_threshold),
-        ("tracker", "model", args.tracker_model or args.sam2_model),
-        ("tracker", "config", args.sam2_config),
-        ("tracker", "checkpoint", str(args.sam2_checkpoint) if args.sam2_checkpoint else None),
-        ("tracker", "image_size", args.image_size),
-        ("policy", "lookahead", args.lookahead),
-        ("policy", "persistence", args.persistence),
-        ("policy", "overlap", args.overlap),
-        ("policy", "buffer", args.buffer),
-        ("export", "png", str(args.export_png) if args.export_png else None),
-        ("export", "events_json", str(args.events_json) if args.events_json else None),
-    ):
-        if value is not None:
-            put(section, key, value)
-    for section, key, value, default in (
-        ("overseer", "masks_encoding", args.masks_encoding, "auto"),
-        ("overseer", "anchors_encoding", args.anchors_encoding, "auto"),
-        ("overseer", "batch_size", args.batch_size, 8),
-        ("tracker", "random_weights", args.sam2_random_weights, False),
-        ("export", "npz", args.export_npz, False),
-        ("export", "overwrite", args.overwrite, False),
-    ):
-        if base is None or value != default:
-            put(section, key, value)
-    if base is None or args.export_size != [299, 299]:
-        put("export", "size", None if args.export_size == [0, 0] else list(args.export_size))
-    return RunConfig.from_dict(d)
+    if args.sam2_model:
+        if given.setdefault("tracker.model", args.sam2_model) != args.sam2_model:
+            raise InputError("Give the SAM2 model once: --tracker-model or --sam2-model.")
+    if given.get("export.size") == [0, 0]:
+        given["export.size"] = None
+    for section, options in _KIND_OPTIONS.items():
+        kind = given.get(f"{section}.kind")
+        if kind is not None and kind != getattr(base, section).kind:
+            base = base.replace(**{section: {k: _default(f"{section}.{k}") for k in options}})
+    return base.replace(**given)  # a Path is kept as its string by the config
 
 
 def _run_segment(args) -> int:
     from ._cli_progress import Progress
     from .core.engine import FrameDone
     from .core.engine.batch import VideoDone, VideoStarted, segment_videos
-    from .core.errors import InputError
     from .core.inputs.videos import describe_videos, plan_videos
 
     config = config_from_args(args)
@@ -295,7 +370,6 @@ def _run_segment_distributed(args, config) -> int:
     from ._cli_progress import Progress
     from .core.engine.batch import VideoDone
     from .core.engine.distributed import BatchProgress, ClusterReady, VideoFailed, iter_segment_distributed
-    from .core.errors import InputError
 
     if args.workers is not None and args.scheduler != "local":
         raise InputError(

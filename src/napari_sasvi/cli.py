@@ -291,7 +291,7 @@ def _run_demo(args) -> int:
         import napari
 
         from ._napari.sample import labels_layer_kwargs
-        from .core.store import SasviStore
+        from .core.store.sasvi_store import SasviStore
 
         store = SasviStore.read(report["store"])
         viewer = napari.Viewer()

@@ -59,7 +59,7 @@ class CorrectionsPanel(Container):
             raise SasviError("A run is going: wait for it, or Cancel it, before editing.")
         if self._worker is not None:
             raise SasviError("Re-propagation is going: wait for it, or Cancel it.")
-        from ..core.store import SasviStore
+        from ..core.store.sasvi_store import SasviStore
 
         return SasviStore.read(store.path), layer.data  # read again: the run may have gone on since
 
@@ -83,8 +83,8 @@ class CorrectionsPanel(Container):
 
     def timeline(self) -> list[dict]:
         """Rows for the events table and strip: edits made, pins/skips queued, painted frames."""
-        from ..core.edit_log import reprompts
-        from ..core.store import SasviStore
+        from ..core.store.edit_log import reprompts
+        from ..core.store.sasvi_store import SasviStore
 
         shown = self._seg.store
         rows = []

@@ -67,7 +67,7 @@ def read_frames(path):
 def read_store(path):
     """Layer data of a SASVi store: the frames (when the store records where they are and they are
     still there), the SASVi labels and the overseer's labels (hidden), all lazy."""
-    from ..core.store import SasviStore
+    from ..core.store.sasvi_store import SasviStore
     from .sample import labels_layer_kwargs
 
     if isinstance(path, (list, tuple)):

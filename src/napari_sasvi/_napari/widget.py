@@ -141,7 +141,7 @@ class SegmentWidget(SegmentForm):
         between, and ``then`` is called after the last (the worker waits for it)."""
         from qtpy.QtCore import QTimer
 
-        from ..core.store import SasviStore
+        from ..core.store.sasvi_store import SasviStore
         from .sample import labels_layer_kwargs
 
         store = SasviStore.read(item.store)
@@ -257,7 +257,7 @@ class SegmentWidget(SegmentForm):
         self.last_summary = summary
         self._labels_layer.refresh()
         self._overseer_layer_out.refresh()
-        from ..core.store import SasviStore
+        from ..core.store.sasvi_store import SasviStore
 
         state = "cancelled" if summary.cancelled else "done"
         done = SasviStore.read(self._store.path).frames_done  # re-read: the run's progress, not the start's
@@ -327,7 +327,7 @@ class SegmentWidget(SegmentForm):
     # -- the surface the corrections panel uses -------------------------------------------------------
     @property
     def store(self):
-        """The :class:`~napari_sasvi.core.store.SasviStore` shown (as opened by the last Run), or None."""
+        """The :class:`~napari_sasvi.core.store.sasvi_store.SasviStore` shown (as opened by the last Run), or None."""
         return self._store
 
     @property

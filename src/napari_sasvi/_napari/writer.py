@@ -17,7 +17,7 @@ def write_labels_zarr(path: str, data, meta: dict) -> list[str]:
     """Save a (T, H, W) labels layer as a zarr store SASVi can read (one chunk per frame)."""
     import numpy as np
 
-    from ..core.store import SasviStore
+    from ..core.store.sasvi_store import SasviStore
 
     classes = _classes(meta)
     if np.ndim(data) == 2:

@@ -1,4 +1,4 @@
-"""One frozen, serialisable description of a SASVi run, and the registries it names.
+"""One frozen, validated, serialisable description of a SASVi run, and the registries it names.
 
 A :class:`RunConfig` says everything a run needs besides its inputs and output: the class table,
 the overseer, the tracker, the policy's parameters, the device, the exports. It round-trips
@@ -7,6 +7,19 @@ through JSON and YAML (:meth:`RunConfig.to_dict`, :meth:`RunConfig.from_dict`,
 (``tracker.kind``, ``overseer.masks``, ``policy.buffer``); core error messages use these names, and
 the CLI shows them as its flags.
 
+Every option is declared here once, with its type, its range and its default: the CLI's flags, the
+widget's form and Python callers pass only what the user set and take the rest from these types
+(``RunConfig()`` is "all defaults"). The policy's numbers are :class:`PolicyParams`'s own.
+
+Validation is pydantic v2's: the types are frozen *pydantic dataclasses* rather than
+``BaseModel``s so that they stay real dataclasses (``dataclasses.replace``, ``asdict``, ``fields``
+and hashing work as before, and the engine memoises models keyed by these values), while every
+construction, ``replace`` included, is validated: YAML's ``"8"`` is taken as 8, ``"eight"``, an
+out-of-range number or an unknown key is refused. pydantic's report is turned into a one-line
+:class:`InputError` naming the dotted key (``overseer.batch_size: expected an integer, got
+'eight'``). pydantic rather than msgspec or attrs+cattrs: it is installed already (napari and npe2
+depend on it) and its constrained types (``Field(ge=1)``) keep each range beside its option.
+
 Registries: :data:`DATASETS` (class table presets), :data:`OVERSEERS`, :data:`TRACKERS`,
 :data:`DEVICES`, :data:`MODES`, :data:`ENCODINGS`.
 """
@@ -14,16 +27,22 @@ Registries: :data:`DATASETS` (class table presets), :data:`OVERSEERS`, :data:`TR
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from .datasets import PRESETS, ClassTable, get_class_table
 from .devices import DEVICES
 from .errors import InputError
+from .fsutil import atomic_write_text
 from .inputs.labels import ENCODINGS
 from .policy import PolicyParams
 
@@ -46,8 +65,62 @@ TRACKERS: dict[str, str] = {
 }
 MODES = ("default", "reference")
 
+#: lax types ("8" is 8, 1 is 1.0) but no unknown keys
+_PYDANTIC = ConfigDict(extra="forbid")
 
-@dataclass(frozen=True)
+
+# -- option types ----------------------------------------------------------------------------------
+def _one_of(allowed: tuple[str, ...], prefix: bool = False):
+    """A name from a registry (``prefix``: before a ``:``, as ``cuda:1``)."""
+
+    def check(value: str) -> str:
+        if (value.split(":")[0] if prefix else value) not in allowed:
+            raise PydanticCustomError("choice", "is not one of {allowed}", {"allowed": ", ".join(allowed)})
+        return value
+
+    return AfterValidator(check)
+
+
+def _fspath(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _multiple_of_32(value: int | None) -> int | None:
+    # SAM2's Hiera backbone downsamples by 32: other sizes do not tile its feature maps
+    if value is not None and (value < 32 or value % 32):
+        raise PydanticCustomError("multiple_of_32", "must be a positive multiple of 32, got {value}", {"value": value})
+    return value
+
+
+#: a file or folder: a ``Path`` is kept as its string, so that configs stay JSON
+PathName = Annotated[str, BeforeValidator(_fspath)]
+Encoding = Annotated[str, _one_of(ENCODINGS)]
+_POLICY = PolicyParams()  # the policy's defaults are its own
+
+
+# -- sections --------------------------------------------------------------------------------------
+def _one_line_errors(section: str):
+    """Make a pydantic dataclass raise one-line :class:`InputError`s naming dotted keys (its options
+    are under ``section``; "" for :class:`RunConfig`) instead of pydantic's multi-line report."""
+
+    def wrap(cls):
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            try:
+                init(self, *args, **kwargs)
+            except ValidationError as e:
+                raise _input_error(e, (section,) if section else ()) from None
+
+        cls.__init__ = __init__
+        return cls
+
+    return wrap
+
+
+@_one_line_errors("overseer")
+@dataclass(frozen=True, config=_PYDANTIC)
 class OverseerConfig:
     """The overseer.
 
@@ -66,51 +139,60 @@ class OverseerConfig:
         batch_size: frames per overseer call over the look-ahead window.
     """
 
-    kind: str = "replay"
-    checkpoint: str | None = None
-    masks: str | None = None
-    masks_encoding: str = "auto"
-    anchors: str | None = None
-    anchors_encoding: str = "auto"
+    kind: Annotated[str, _one_of(tuple(OVERSEERS))] = "replay"
+    checkpoint: PathName | None = None
+    masks: PathName | None = None
+    masks_encoding: Encoding = "auto"
+    anchors: PathName | None = None
+    anchors_encoding: Encoding = "auto"
     score_threshold: float | None = None
     mask_threshold: float | None = None
-    batch_size: int = 8
+    batch_size: Annotated[int, Field(ge=1)] = 8
 
 
-@dataclass(frozen=True)
+@_one_line_errors("tracker")
+@dataclass(frozen=True, config=_PYDANTIC)
 class TrackerConfig:
     """The video tracker.
 
     Attributes:
-        kind: one of :data:`TRACKERS`.
+        kind: one of :data:`TRACKERS`; ``flow`` by default: it runs offline, with no weights.
         model: sam2: an official model name (``sam2.1_hiera_tiny``, downloaded when online); flow:
-            ``dis``, ``dis-fast`` or ``farneback``; hf: a ``save_pretrained`` folder or a Hub id.
+            ``dis`` (None), ``dis-fast`` or ``farneback``; hf: a ``save_pretrained`` folder or a Hub id.
         config: sam2: a config name or YAML path (with ``checkpoint``, or ``random_weights``).
         checkpoint: sam2: a checkpoint file for ``config``.
         random_weights: sam2: no checkpoint (tests, demos).
-        image_size: sam2: override the input size (a multiple of 32).
+        image_size: sam2: override the input size (a positive multiple of 32); None: the model's.
     """
 
-    kind: str = "flow"
-    model: str | None = None
-    config: str | None = None
-    checkpoint: str | None = None
+    kind: Annotated[str, _one_of(tuple(TRACKERS))] = "flow"
+    model: PathName | None = None
+    config: PathName | None = None
+    checkpoint: PathName | None = None
     random_weights: bool = False
-    image_size: int | None = None
+    image_size: Annotated[int | None, AfterValidator(_multiple_of_32)] = None
 
 
-@dataclass(frozen=True)
+@_one_line_errors("policy")
+@dataclass(frozen=True, config=_PYDANTIC)
 class PolicyConfig:
-    """The re-prompting policy's parameters; None: the reference's value (see :class:`PolicyParams`)."""
+    """The re-prompting policy's parameters (see :class:`PolicyParams`, whose defaults, the
+    reference's values, these are). None, as older configs wrote it, is that default."""
 
-    lookahead: int | None = None
-    persistence: int | None = None
-    overlap: float | None = None
-    buffer: int | None = None
-    min_visible: int | None = None
+    lookahead: Annotated[int, Field(ge=1)] = _POLICY.lookahead
+    persistence: Annotated[int, Field(ge=0)] = _POLICY.persistence
+    overlap: Annotated[float, Field(gt=0, le=1)] = _POLICY.overlap
+    buffer: Annotated[int, Field(ge=2)] = _POLICY.buffer
+    min_visible: Annotated[int, Field(ge=0)] = _POLICY.min_visible
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _none_is_default(cls, value, info):
+        return getattr(_POLICY, info.field_name) if value is None else value
 
 
-@dataclass(frozen=True)
+@_one_line_errors("export")
+@dataclass(frozen=True, config=_PYDANTIC)
 class ExportConfig:
     """Exports written after each video.
 
@@ -123,45 +205,42 @@ class ExportConfig:
         events_json: write the re-prompt events (a JSON list; for a root, a dict per video) here.
     """
 
-    png: str | None = None
+    png: PathName | None = None
     npz: bool = False
-    size: tuple[int, int] | None = (299, 299)
+    size: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = (299, 299)
     overwrite: bool = False
-    events_json: str | None = None
+    events_json: PathName | None = None
 
 
-@dataclass(frozen=True)
+_SECTIONS: dict[str, type] = {
+    "overseer": OverseerConfig,
+    "tracker": TrackerConfig,
+    "policy": PolicyConfig,
+    "export": ExportConfig,
+}
+
+
+@_one_line_errors("")
+@dataclass(frozen=True, config=_PYDANTIC)
 class RunConfig:
     """Everything a SASVi run needs besides its inputs and output (see the module docstring).
 
     Attributes:
         dataset: a class table preset (:data:`DATASETS`) or the path of a class table file.
         mode: ``default`` (defects fixed) or ``reference`` (the published decisions).
-        device: one of :data:`DEVICES`.
+        device: one of :data:`DEVICES` (``cuda:1`` names a GPU).
     """
 
-    dataset: str = "synthetic"
-    mode: str = "default"
-    device: str = "auto"
-    overseer: OverseerConfig = field(default_factory=OverseerConfig)
-    tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
+    dataset: PathName = "synthetic"
+    mode: Annotated[str, _one_of(MODES)] = "default"
+    device: Annotated[str, _one_of(DEVICES, prefix=True)] = "auto"
+    overseer: OverseerConfig = dataclasses.field(default_factory=OverseerConfig)
+    tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
 
     def __post_init__(self):
-        checks = (
-            ("mode", self.mode, MODES),
-            ("device", self.device.split(":")[0], DEVICES),
-            ("overseer.kind", self.overseer.kind, tuple(OVERSEERS)),
-            ("overseer.masks_encoding", self.overseer.masks_encoding, ENCODINGS),
-            ("overseer.anchors_encoding", self.overseer.anchors_encoding, ENCODINGS),
-            ("tracker.kind", self.tracker.kind, tuple(TRACKERS)),
-        )
-        for name, value, allowed in checks:
-            if value not in allowed:
-                raise InputError(f"{name} {value!r} is not one of {', '.join(allowed)}.")
-        if self.overseer.batch_size < 1:
-            raise InputError(f"overseer.batch_size must be 1 or more, got {self.overseer.batch_size}.")
+        """Checks across options (each option's type and range are checked by its type)."""
         if self.overseer.kind == "replay" and self.overseer.checkpoint:
             raise InputError(
                 "overseer.checkpoint is for a trained overseer: add overseer.kind maskrcnn|detr|mask2former|pixel."
@@ -178,10 +257,9 @@ class RunConfig:
 
     def policy_params(self, classes: ClassTable | None = None) -> PolicyParams:
         """The policy's parameters: the CaDIS merge and the dummy id follow the class table."""
-        kw = {k: v for k, v in dataclasses.asdict(self.policy).items() if v is not None}
+        kw: dict[str, Any] = dataclasses.asdict(self.policy)
         if classes is not None:
-            kw.setdefault("merge_unlabelled", classes.name == "cadis")
-            kw.setdefault("dummy_id", classes.dummy_id)
+            kw.update(merge_unlabelled=classes.name == "cadis", dummy_id=classes.dummy_id)
         try:
             return PolicyParams(mode=self.mode, **kw)
         except ValueError as e:
@@ -196,35 +274,12 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
-        """A config from a (possibly partial) dict; an unknown key is an error that names it."""
-        sections = {
-            "overseer": OverseerConfig,
-            "tracker": TrackerConfig,
-            "policy": PolicyConfig,
-            "export": ExportConfig,
-        }
-        top = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - top)
-        if unknown:
-            raise InputError(f"Unknown run option(s) {', '.join(unknown)}: use {', '.join(sorted(top))}.")
-        kw: dict[str, Any] = {}
-        for key, value in d.items():
-            if key in sections:
-                sub = sections[key]
-                names = {f.name for f in dataclasses.fields(sub)}
-                value = dict(value or {})
-                bad = sorted(set(value) - names)
-                if bad:
-                    raise InputError(
-                        f"Unknown option(s) {', '.join(f'{key}.{b}' for b in bad)}: "
-                        f"{key} takes {', '.join(sorted(names))}."
-                    )
-                if key == "export" and value.get("size") is not None:
-                    value["size"] = tuple(int(v) for v in value["size"])
-                kw[key] = sub(**value)
-            else:
-                kw[key] = value
-        return cls(**kw)
+        """A config from a (possibly partial) dict; a wrong key or value is an :class:`InputError`
+        that names it."""
+        if not isinstance(d, Mapping) or not all(isinstance(k, str) for k in d):
+            raise InputError("A run config is a mapping of options (dataset, mode, overseer, tracker, ...).")
+        # an empty section (`overseer:` alone in YAML) takes every default
+        return cls(**{k: {} if k in _SECTIONS and v is None else v for k, v in d.items()})
 
     def replace(self, **options: Any) -> RunConfig:
         """A copy with options changed, by dotted name: ``cfg.replace(**{"tracker.kind": "sam2"})``
@@ -233,10 +288,10 @@ class RunConfig:
         for key, value in options.items():
             if "." in key:
                 section, name = key.split(".", 1)
-                if section not in d or not isinstance(d[section], dict):
-                    raise InputError(f"Unknown run option {key}.")
+                if section not in _SECTIONS:
+                    raise InputError(f"{key}: unknown run option; sections are {', '.join(_SECTIONS)}.")
                 d[section][name] = value
-            elif isinstance(value, Mapping) and isinstance(d.get(key), dict):
+            elif isinstance(value, Mapping) and key in _SECTIONS:
                 d[key].update(value)
             else:
                 d[key] = value
@@ -244,12 +299,8 @@ class RunConfig:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the config as YAML (``.yaml``/``.yml``) or JSON."""
-        from .fsutil import atomic_write_text
-
         path = Path(path)
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
             text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:
             text = json.dumps(self.to_dict(), indent=2)
@@ -258,20 +309,67 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RunConfig:
-        """Read a config written by :meth:`save` (or by hand; missing options take their defaults)."""
+        """Read a config written by :meth:`save` (or by hand; missing options take their defaults).
+        Errors name the file and the option."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"Run config {path} does not exist.")
         text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+        try:
+            data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+        except (yaml.YAMLError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+            mark = getattr(e, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            fmt = "JSON" if path.suffix.lower() == ".json" else "YAML"
+            raise InputError(f"{path}: not valid {fmt} ({str(e).splitlines()[0]}{where}).") from None
+        try:
+            return cls.from_dict({} if data is None else data)
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
 
-            data = yaml.safe_load(text) or {}
+
+# -- pydantic's report as one line -----------------------------------------------------------------
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "tuple": "a list",
+    "dataclass": "a mapping of options",
+}
+
+
+def _options_of(section: tuple[str, ...]) -> list[str]:
+    cls = _SECTIONS[section[0]] if section else RunConfig
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _input_error(e: ValidationError, prefix: tuple[str, ...]) -> InputError:
+    """pydantic's errors as one line: ``overseer.batch_size: expected an integer, got 'eight'``."""
+    lines = []
+    for err in e.errors(include_url=False):
+        ctx, kind, got = err.get("ctx") or {}, err["type"], err.get("input")
+        if kind == "value_error" and isinstance(ctx.get("error"), InputError):
+            return ctx["error"]  # a check across options (RunConfig.__post_init__), in its own words
+        loc = (*prefix, *(p for p in err["loc"] if isinstance(p, str)))  # list indices dropped
+        key = ".".join(loc)
+        if kind == "choice":
+            lines.append(f"{key} {got!r} is not one of {ctx['allowed']}")
+        elif kind in ("unexpected_keyword_argument", "extra_forbidden"):
+            where = f"{loc[0]} takes" if len(loc) > 1 else "a run config takes"
+            lines.append(f"{key}: unknown option; {where} {', '.join(_options_of(loc[:-1]))}")
+        elif kind.endswith(("_type", "_parsing")) or kind == "int_from_float":
+            what = _EXPECTED.get(kind.split("_")[0], kind.split("_")[0])
+            lines.append(f"{key}: expected {what}, got {got!r}")
+        elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+            bound = {"greater_than_equal": "{ge} or more", "greater_than": "more than {gt}"}.get(kind)
+            bound = bound or {"less_than_equal": "{le} or less", "less_than": "less than {lt}"}[kind]
+            lines.append(f"{key}: must be {bound.format(**ctx)}, got {got!r}")
+        elif kind in ("too_short", "too_long") or (kind == "missing" and isinstance(err["loc"][-1], int)):
+            lines.append(f"{key}: wrong number of values, got {got!r}")
         else:
-            data = json.loads(text)
-        if not isinstance(data, Mapping):
-            raise InputError(f"{path}: a run config is a mapping of options (dataset, overseer, tracker, ...).")
-        return cls.from_dict(data)
+            lines.append(f"{key}: {err['msg'][:1].lower()}{err['msg'][1:]}")
+    return InputError("; ".join(lines) + ".")
 
 
 __all__ = [

@@ -30,7 +30,7 @@ def iter_demo(
     from .inputs.videos import VideoJob
     from .metrics.accuracy import macro, overlap_counts
     from .metrics.temporal import temporal_consistency
-    from .store import SasviStore
+    from .store.sasvi_store import SasviStore
     from .synthetic import SyntheticVideo
 
     tracker = tracker or TrackerConfig(kind="flow")

@@ -51,5 +51,11 @@ class StoreDamagedError(SasviError):
     """A SASVi store whose files are missing or unreadable (it is named, never overwritten)."""
 
 
+class StoreFullError(SasviError):
+    """The disk (or the user's quota) holding an output store is full: the write that failed is not
+    recorded, the frames finished before it are kept, and the same command continues once there
+    is room again."""
+
+
 class DeviceError(SasviError):
     """The requested compute device is not available."""

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, StoreFullError
+
+#: errnos of a full disk or an exhausted quota (EDQUOT is missing on some platforms)
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: numpy's ``ndarray.tofile`` (so ``np.save``) on a short write: an OSError without an errno
+#: ("307200 requested and 278400 written" when the disk fills in the middle of a frame)
+_SHORT_WRITE = re.compile(r"\b\d+ requested and \d+ written\b")
 
 
 def check_output_path(path: str | os.PathLike, what: str = "output", *, folder: bool = True) -> Path:
@@ -28,6 +36,23 @@ def check_output_path(path: str | os.PathLike, what: str = "output", *, folder: 
                 )
             break
     return path
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that failed for want of space (ENOSPC, EDQUOT or numpy's short write)."""
+    return isinstance(exc, OSError) and (exc.errno in _FULL or bool(_SHORT_WRITE.search(str(exc))))
+
+
+@contextmanager
+def disk_full_as_error(path: str | os.PathLike, kept: str = "finished frames are kept") -> Iterator[None]:
+    """Turn a write that failed for want of space inside the block into a :class:`StoreFullError`
+    naming ``path`` and what to do; any other error passes through unchanged."""
+    try:
+        yield
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        raise StoreFullError(f"no space left on {path}: free some and run the same command again; {kept}.") from e
 
 
 @contextmanager

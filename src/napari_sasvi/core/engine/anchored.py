@@ -88,9 +88,11 @@ def iter_from_anchors(
         "classes": classes.to_dict(),
         "params": {"mode": "anchors"},
     }
-    store = open_store(stack, out, classes, signature, config)
+    store = open_store(stack, out, classes, signature)
     resumed_from = store.frames_done
     with store.session(stack, check="resume") as session:
+        if config is not None:
+            store.record_config(config)
         yield StoreOpened(str(out), resumed_from, n)
         events = [
             Event(a, "anchor", f"annotated frame; frames {lo}-{hi} follow it", labels=tuple(prompt_classes(m, classes)))

@@ -153,7 +153,7 @@ class Models:
         cfg = config.overseer
         ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
         stamp = ckpt.stat().st_mtime_ns if ckpt is not None and ckpt.is_file() else None
-        key = (replace(cfg, batch_size=0, masks=None, masks_encoding="auto"), classes.name, config.device, stamp)
+        key = (replace(cfg, batch_size=1, masks=None, masks_encoding="auto"), classes.name, config.device, stamp)
         if self._overseer is None or self._overseer[0] != key:
             self._overseer = None
             self._overseer = (key, build_trained_overseer(cfg, classes, config.device))
@@ -392,7 +392,7 @@ def segment_video(
 def load_store(path: str | os.PathLike):
     """Open a SASVi store read-only: ``store.labels`` and ``store.overseer`` are (T, H, W) zarr
     arrays, ``store.classes`` the class table, ``store.events`` the re-prompt log."""
-    from ..store import SasviStore
+    from ..store.sasvi_store import SasviStore
 
     return SasviStore.read(path)
 

@@ -8,7 +8,7 @@ after each finished frame (so the stores must be on a file system the client and
 share, as for any cluster job). A task that fails by bad input returns its message (no retry: the
 same input fails the same way); a task whose worker dies is run again by the scheduler, and its
 video resumes from its store, losing at most the frame being computed (SASVi replays from the last
-segment start; see store.py). Models are built once per worker process and kept there.
+segment start; see store/sasvi_store.py). Models are built once per worker process and kept there.
 
 GPUs: a task asks for the dask resource ``GPU`` (1 per video) when the run's device is ``cuda``;
 start GPU workers with ``--resources GPU=1`` (one per GPU, ``CUDA_VISIBLE_DEVICES`` set by the job
@@ -155,7 +155,7 @@ def _pick_gpu(device: str) -> None:
 
 
 def _frames_done(store: Path) -> int:
-    from ..store import PROGRESS
+    from ..store.sasvi_store import PROGRESS
 
     try:
         return int(json.loads((store / PROGRESS).read_text(encoding="utf-8"))["frames_done"])

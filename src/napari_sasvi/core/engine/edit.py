@@ -2,7 +2,7 @@
 only the span it affects, each undoable.
 
 An edit recomputes the frames from its frame up to the next segment boundary (exclusive; see
-:mod:`~napari_sasvi.core.edit_log`), and never a frame past the last finished one:
+:mod:`~napari_sasvi.core.store.edit_log`), and never a frame past the last finished one:
 
 * **correction** at t: the user's label map of frame t. It is written as given, becomes an anchor
   (a boundary, and an annotated frame that :func:`~napari_sasvi.core.inputs.anchors.read_anchors` reads
@@ -19,7 +19,7 @@ from the store's overseer labels, so a correction does not lose a class that ent
 tracker that cannot add objects to a running segment stops the span there instead.
 
 An edit is a planner for the span engine (:func:`~.span.propagate_span`) over the span's frames,
-written through a store session (:meth:`~napari_sasvi.core.store.SasviStore.session`), which holds
+written through a store session (:meth:`~napari_sasvi.core.store.sasvi_store.SasviStore.session`), which holds
 the store's writer lock, saves the undo data first and keeps the edit log. It uses the tracker
 the store was made with: another one is refused unless asked for (``other_tracker``), and then
 recorded in the edit log. Nothing outside the span is written.
@@ -35,16 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..edit_log import KINDS, active_edits, boundaries, read_edits, store_anchor_frames
 from ..errors import InputError
-from ..fingerprint import same_video
 from ..inputs.anchors import prompt_classes
 from ..inputs.frames import open_frames
 from ..inputs.labels import UNLABELLED
 from ..policy import Prompt, SegmentStart
 from ..progress import drain
 from ..records import EditPlan, EditStarted, EditSummary
-from ..store import SasviStore
+from ..store.edit_log import KINDS, active_edits, boundaries, read_edits, store_anchor_frames
+from ..store.fingerprint import same_video
+from ..store.sasvi_store import SasviStore
 from .anchored import mask_prompts
 from .span import FrameRange, Reprompt, Write, propagate_span
 
@@ -255,7 +255,6 @@ def iter_edit(
         if not same_tracker:
             record["other_tracker"] = True  # the user asked for a tracker other than the store's
         sink = session.begin_edit(record)
-        yield EditStarted(plan, record["id"])
         planner = _EditPlanner(store, request, plan, prompt, ids)
 
         def stop() -> bool:
@@ -264,6 +263,7 @@ def iter_edit(
         view = FrameRange(stack, plan.prompt_frame, plan.stop)
         state = "done"
         try:
+            yield EditStarted(plan, record["id"])  # from here on the record ends in a state of its own
             if (yield from propagate_span(view, tracker, planner, sink, store.classes, stop=stop)):
                 state = "cancelled"
         except GeneratorExit:  # the caller stopped the edit between frames: what is written stays

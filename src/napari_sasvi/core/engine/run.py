@@ -22,7 +22,6 @@ from collections.abc import Callable, Generator
 import numpy as np
 
 from ..datasets import ClassTable
-from ..fingerprint import structural_fingerprint
 from ..fsutil import check_output_path
 from ..inputs.anchors import AnchoredOverseer, Anchors
 from ..inputs.frames import FrameStack, open_frames
@@ -30,7 +29,8 @@ from ..overseers.base import OverseerCache, result_to_label_map
 from ..policy import Event, Policy, PolicyParams, SegmentStart, event_from_dict
 from ..progress import drain
 from ..records import FrameDone, RunSummary, StoreOpened
-from ..store import SasviStore
+from ..store.fingerprint import structural_fingerprint
+from ..store.sasvi_store import SasviStore
 from .span import Reprompt, Write, propagate_span
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def run_signature(frames: FrameStack, overseer, tracker, classes: ClassTable, pa
     """Everything that decides a run's result; a store refuses to resume under another one.
 
     The frames enter by structure (kind, shape, file names); their content is checked frame by
-    frame as the run reads them (:class:`~napari_sasvi.core.fingerprint.InputLedger`), so a
+    frame as the run reads them (:class:`~napari_sasvi.core.store.fingerprint.InputLedger`), so a
     corrected frame that was never read (the one that failed) does not block a resume, and a
     changed one that was read does."""
     return {
@@ -56,16 +56,14 @@ def input_signature(stack: FrameStack) -> dict:
     return {"name": stack.name, "shape": list(stack.shape), "fingerprint": structural_fingerprint(stack)}
 
 
-def open_store(stack: FrameStack, out: str, classes: ClassTable, signature: dict, config: dict | None) -> SasviStore:
-    """Create the store at ``out``, or reopen it for a resume (refused under another signature);
-    the run's config is recorded in it."""
-    store = SasviStore.open(
+def open_store(stack: FrameStack, out: str, classes: ClassTable, signature: dict) -> SasviStore:
+    """Create the store at ``out``, or reopen it for a resume (refused under another signature).
+    The run records its config once it holds the store's lock (a run refused as busy changes
+    nothing)."""
+    return SasviStore.open(
         out, n_frames=len(stack), frame_size=stack.frame_size, classes=classes, signature=signature,
         frames_path=stack.path,
     )  # fmt: skip
-    if config is not None:
-        store.record_config(config)
-    return store
 
 
 class _RunPlanner:
@@ -179,9 +177,11 @@ def iter_sasvi(
     stack.validate()  # every check that can run before the store exists runs now
     if anchors is not None:
         overseer = AnchoredOverseer(overseer, anchors, classes)
-    store = open_store(stack, out, classes, run_signature(stack, overseer, tracker, classes, params), config)
+    store = open_store(stack, out, classes, run_signature(stack, overseer, tracker, classes, params))
     resumed_from = store.frames_done
     with store.session(stack, check="resume") as session:
+        if config is not None:
+            store.record_config(config)
         yield StoreOpened(str(out), resumed_from, n)
         if store.complete:
             return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})

@@ -6,7 +6,7 @@ propagate, turn each frame's logits into a label map, write the frames that are 
 again where a decision says so. :func:`propagate_span` is that loop; what differs is the
 *planner* (what to prompt, when to prompt again, which frames to write and with what: the SASVi
 policy, the anchors, an edit's plan) and the *sink* the frames go to (a
-:class:`~napari_sasvi.core.session.StoreSession`'s run, backward or edit sink).
+:class:`~napari_sasvi.core.store.session.StoreSession`'s run, backward or edit sink).
 """
 
 from __future__ import annotations

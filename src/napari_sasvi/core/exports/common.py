@@ -53,8 +53,8 @@ class Source:
     def stack(self):
         """The store's frames, checked against the run's recorded input (shape and file names),
         each frame read then checked against its recorded hash by :meth:`frame`."""
-        from ..fingerprint import InputLedger, same_video
         from ..inputs.frames import open_frames
+        from ..store.fingerprint import InputLedger, same_video
 
         if getattr(self, "_stack", None) is not None:
             return self._stack
@@ -119,7 +119,7 @@ def find_stores(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def open_sources(stores, array: str, frames: Sequence | None) -> tuple[list[Source], ClassTable, list[str]]:
-    from ..store import SasviStore
+    from ..store.sasvi_store import SasviStore
 
     paths = find_stores(stores) if not isinstance(stores, (str, os.PathLike)) else find_stores([stores])
     if frames is not None and len(frames) != len(paths):

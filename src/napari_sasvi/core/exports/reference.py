@@ -63,7 +63,7 @@ def iter_export_reference_masks(
     array: str = "labels",
 ) -> Iterator[int]:
     """Write a store's labels in the reference layout (see :func:`iter_export_label_pngs`)."""
-    from ..store import SasviStore
+    from ..store.sasvi_store import SasviStore
 
     store = SasviStore.read(store_path)
     yield from iter_export_label_pngs(store.group[array], store.classes, out_dir, size, npz, frame_names)

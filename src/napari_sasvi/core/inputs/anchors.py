@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from ..datasets import ClassTable
-from ..edit_log import store_anchor_frames
 from ..errors import InputError
 from ..overseers.base import label_map_to_result
-from ..store import SasviStore
+from ..store.edit_log import store_anchor_frames
+from ..store.sasvi_store import SasviStore
 from .labels import UNLABELLED, open_labels
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def _sasvi_store(source: Any):
 
 
 def _store_anchors(store, n: int, size: tuple[int, int]) -> Anchors:
-    """A SASVi store's annotated frames: the anchors of its run and its corrections (edit_log.py)."""
+    """A SASVi store's annotated frames: the anchors of its run and its corrections (store/edit_log.py)."""
 
     if store.n_frames != n or tuple(store.labels.shape[1:]) != size:
         raise InputError(

@@ -90,7 +90,7 @@ def _present(a: np.ndarray) -> frozenset[int]:
 
 
 def _digest(a: np.ndarray) -> str:
-    from ..fingerprint import frame_digest  # the one content hash, for frames and masks alike
+    from ..store.fingerprint import frame_digest  # the one content hash, for frames and masks alike
 
     return frame_digest(a).tobytes().hex()
 

@@ -10,7 +10,8 @@ Layout (zarr v3)::
       overseer/              (T, H, W) uint8, one chunk per frame: the overseer's frame-wise labels
       sasvi_progress.json    frames finished, the event log, the last resumable segment start;
                              rewritten atomically after every finished frame
-      sasvi_resume.npy       the previous output at that segment start (CaDIS merge only)
+      sasvi_resume.npy       the previous output at that segment start (CaDIS merge only; the
+                             snapshot names this file or sasvi_resume.1.npy, the two alternate)
       sasvi_edits.json       corrections and pinned/skipped re-prompts made afterwards (see edits.py);
       sasvi_undo/            the labels each edit replaced; the attribute "edited" says there are some
       .sasvi_lock            held (flock) by the process running SASVi into the store: one writer at a time
@@ -31,16 +32,21 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from .datasets import ClassTable
-from .errors import InputError, StoreBusyError, StoreMismatchError
-from .fsutil import atomic_path, atomic_write_text, check_output_path
+from ... import __version__
+from ..datasets import ClassTable
+from ..errors import InputError, StoreBusyError, StoreDamagedError, StoreMismatchError
+from ..fsutil import atomic_path, atomic_write_text, check_output_path, disk_full_as_error
+from .integrity import check_files, damaged, has_sasvi_attrs, open_arrays, read_progress
 from .session import StoreSession
 
 log = logging.getLogger(__name__)
 
 PROGRESS = "sasvi_progress.json"
 RESUME_ARRAY = "sasvi_resume.npy"
+#: the snapshot's previous output alternates between two files, so that the one the recorded
+#: snapshot names is never overwritten before the new snapshot is recorded (a write that fails
+#: between the two, e.g. on a full disk, leaves the old pair intact)
+RESUME_ARRAYS = (RESUME_ARRAY, "sasvi_resume.1.npy")
 LOCK = ".sasvi_lock"
 
 
@@ -56,6 +62,19 @@ def ome_label_metadata(classes: ClassTable) -> dict:
         "colors": [{"label-value": c.id, "rgba": [*c.color, 255]} for c in classes],
         "properties": [{"label-value": c.id, "class": c.name} for c in classes],
     }
+
+
+def _open_checked(path: Path, mode: str):
+    """The store's zarr group, once its metadata and arrays are whole (:mod:`.integrity`)."""
+    import zarr
+
+    check_files(path)
+    try:
+        group = zarr.open_group(str(path), mode=mode)
+    except Exception as e:  # noqa: BLE001 - zarr's errors for metadata it cannot parse vary
+        raise damaged(path, f"zarr cannot open it ({e})") from None
+    open_arrays(path, group)
+    return group
 
 
 class SasviStore:
@@ -98,33 +117,61 @@ class SasviStore:
                 compared as JSON with the stored one.
             frames_path: where the frames are (recorded, so that opening the store in napari shows them).
         """
-        import zarr
-
         path = check_output_path(path, "output store")
         signature = _normalise(signature)
         if path.is_dir() and any(path.iterdir()):
-            if not (path / "zarr.json").exists():
-                raise InputError(
-                    f"{path} exists and is not a SASVi store; choose a new output path (nothing was written)."
-                )
-            group = zarr.open_group(str(path), mode="r+")
-            stored = group.attrs.get("sasvi", {}).get("signature")
-            if stored is None:
+            store = cls._reopen(path, signature)
+            if store is not None:
+                return store
+        with disk_full_as_error(path, "no frame was finished yet"):
+            return cls._create(path, n_frames, frame_size, classes, signature, frames_path)
+
+    @classmethod
+    def _reopen(cls, path: Path, signature: dict) -> SasviStore | None:
+        """The store at ``path`` to resume, or None where it may be replaced (no finished frame)."""
+        if not (path / "zarr.json").exists():
+            raise InputError(f"{path} exists and is not a SASVi store; choose a new output path (nothing was written).")
+        try:
+            group = _open_checked(path, "r+")
+        except StoreDamagedError:
+            # a store is made attributes first and progress file last: with the one and without
+            # the other, its making stopped half-way (e.g. on a full disk) and it holds no frame
+            if (path / PROGRESS).exists() or not has_sasvi_attrs(path):
+                raise
+            log.info("replacing %s: it was not made to the end", path)
+            return None
+        stored = group.attrs.get("sasvi", {}).get("signature")
+        if stored is None:
+            raise StoreMismatchError(
+                f"{path} is a zarr store but not one napari-sasvi wrote; choose a new output path."
+            )
+        if _normalise(stored) != signature:
+            diff = sorted(k for k in set(stored) | set(signature) if stored.get(k) != signature.get(k))
+            if cls(path, group, stored).frames_done > 0:
                 raise StoreMismatchError(
-                    f"{path} is a zarr store but not one napari-sasvi wrote; choose a new output path."
+                    f"{path} was made from other inputs or settings (differs in: {', '.join(diff)}).\n"
+                    "  It is kept as it is: choose a new output path, or delete that store to start over."
                 )
-            if _normalise(stored) != signature:
-                diff = sorted(k for k in set(stored) | set(signature) if stored.get(k) != signature.get(k))
-                if cls(path, group, stored).frames_done > 0:
-                    raise StoreMismatchError(
-                        f"{path} was made from other inputs or settings (differs in: {', '.join(diff)}).\n"
-                        "  It is kept as it is: choose a new output path, or delete that store to start over."
-                    )
-                log.info("replacing %s: it holds no finished frame (differs in: %s)", path, ", ".join(diff))
-            else:
-                return cls(path, group, signature)
+            log.info("replacing %s: it holds no finished frame (differs in: %s)", path, ", ".join(diff))
+            return None
+        store = cls(path, group, signature)
+        store._check_resumable()
+        return store
+
+    @classmethod
+    def _create(cls, path, n_frames, frame_size, classes, signature, frames_path) -> SasviStore:
+        import zarr
+
         path.mkdir(parents=True, exist_ok=True)
-        group = zarr.open_group(str(path), mode="w")
+        sasvi = {
+            "version": __version__,
+            "classes": classes.to_dict(),
+            "signature": signature,
+            "frames": str(Path(frames_path).resolve()) if frames_path is not None else None,
+            "description": "labels: SASVi class ids; overseer: the overseer's frame-wise class ids; "
+            f"{classes.no_label} = no label",
+        }
+        group = zarr.open_group(str(path), mode="w", attributes={"sasvi": sasvi})  # first: see _reopen
         h, w = frame_size
         for name in ("labels", "overseer"):
             arr = group.create_array(
@@ -136,14 +183,6 @@ class SasviStore:
                 dimension_names=("t", "y", "x"),
             )
             arr.attrs["image-label"] = ome_label_metadata(classes)
-        group.attrs["sasvi"] = {
-            "version": __version__,
-            "classes": classes.to_dict(),
-            "signature": signature,
-            "frames": str(Path(frames_path).resolve()) if frames_path is not None else None,
-            "description": "labels: SASVi class ids; overseer: the overseer's frame-wise class ids; "
-            f"{classes.no_label} = no label",
-        }
         store = cls(path, group, signature)
         store._write_progress({"frames_done": 0, "events": [], "snapshot": None})
         return store
@@ -151,13 +190,12 @@ class SasviStore:
     @classmethod
     def read(cls, path: str | os.PathLike, *, writable: bool = False) -> SasviStore:
         """Open an existing store read-only (viewing, exporting, evaluating), or ``writable`` for
-        :mod:`~.edits` (which writes the labels of finished frames only)."""
-        import zarr
-
+        :mod:`~.edits` (which writes the labels of finished frames only). A store whose files are
+        missing or unreadable is a :class:`StoreDamagedError` naming the file."""
         path = Path(path)
         if not (path / "zarr.json").exists():
             raise InputError(f"{path} is not a SASVi store (no zarr.json).")
-        group = zarr.open_group(str(path), mode="r+" if writable else "r")
+        group = _open_checked(path, "r+" if writable else "r")
         if "sasvi" not in group.attrs:
             raise InputError(f"{path} is a zarr store but not one napari-sasvi wrote.")
         return cls(path, group, group.attrs["sasvi"]["signature"])
@@ -189,14 +227,12 @@ class SasviStore:
         return self._progress.get("snapshot")
 
     def _read_progress(self) -> dict:
-        p = self.path / PROGRESS
-        if not p.exists():
-            return {"frames_done": 0, "events": [], "snapshot": None}
-        return json.loads(p.read_text(encoding="utf-8"))
+        return read_progress(self.path, PROGRESS, self.n_frames)
 
     def _write_progress(self, progress: dict) -> None:
-        self._progress = progress
-        atomic_write_text(self.path / PROGRESS, self._progress_json(progress))
+        with disk_full_as_error(self.path):
+            atomic_write_text(self.path / PROGRESS, self._progress_json(progress))
+        self._progress = progress  # only once on disk: a failed write records nothing
 
     def _progress_json(self, progress: dict) -> str:
         """``json.dumps(progress)``, reusing the JSON of the events already written when the log
@@ -218,8 +254,9 @@ class SasviStore:
         """Write frame t's labels, then record it as done (frames must finish in order)."""
         if t != self.frames_done:
             raise RuntimeError(f"frame {t} written out of order (next expected {self.frames_done})")
-        self.labels[t] = labels
-        self.overseer[t] = overseer
+        with disk_full_as_error(self.path):
+            self.labels[t] = labels
+            self.overseer[t] = overseer
         self._write_progress({**self._progress, "frames_done": t + 1, "events": events})
 
     def write_unfinished(self, t: int, labels: np.ndarray, overseer: np.ndarray) -> None:
@@ -227,8 +264,9 @@ class SasviStore:
         computed backwards, recorded with :meth:`mark_done` once all of it is written."""
         if t < self.frames_done:
             raise RuntimeError(f"frame {t} is already done (frames done: {self.frames_done})")
-        self.labels[t] = labels
-        self.overseer[t] = overseer
+        with disk_full_as_error(self.path):
+            self.labels[t] = labels
+            self.overseer[t] = overseer
 
     def mark_done(self, n: int, events: list[dict]) -> None:
         """Record frames up to ``n`` (exclusive) as done; the caller wrote them all."""
@@ -242,16 +280,43 @@ class SasviStore:
 
     def save_snapshot(self, snapshot: dict, previous_output: np.ndarray | None) -> None:
         """Record a resumable segment start (the policy's state before it, and the previous output)."""
+        old = self._resume_file()
+        name = None
         if previous_output is not None:
-            with atomic_path(self.path / RESUME_ARRAY) as tmp:
+            name = RESUME_ARRAYS[1] if old == RESUME_ARRAYS[0] else RESUME_ARRAYS[0]
+            with disk_full_as_error(self.path), atomic_path(self.path / name) as tmp:
                 np.save(tmp, previous_output)
-        self._write_progress({**self._progress, "snapshot": {**snapshot, "has_previous": previous_output is not None}})
+        snap = {**snapshot, "has_previous": name is not None}
+        if name is not None:
+            snap["previous"] = name
+        self._write_progress({**self._progress, "snapshot": snap})
+        if old is not None and old != name:
+            (self.path / old).unlink(missing_ok=True)
 
-    def load_previous_output(self) -> np.ndarray | None:
+    def _resume_file(self) -> str | None:
+        """The file holding the recorded snapshot's previous output (None: it has none)."""
         snap = self.snapshot
         if not snap or not snap.get("has_previous"):
             return None
-        return np.load(self.path / RESUME_ARRAY, allow_pickle=False)
+        name = snap.get("previous", RESUME_ARRAY)  # stores before RESUME_ARRAYS name none
+        return name if name in RESUME_ARRAYS else RESUME_ARRAY
+
+    def _check_resumable(self) -> None:
+        """A store to resume: the snapshot it resumes from finds its previous output."""
+        name = self._resume_file()
+        if 0 < self.frames_done < self.n_frames and name is not None and not (self.path / name).is_file():
+            raise damaged(self.path, f"{name}, which its last snapshot needs to resume, is missing")
+
+    def load_previous_output(self) -> np.ndarray | None:
+        name = self._resume_file()
+        if name is None:
+            return None
+        try:
+            return np.load(self.path / name, allow_pickle=False)
+        except FileNotFoundError:
+            raise damaged(self.path, f"{name}, which its last snapshot needs to resume, is missing") from None
+        except (OSError, ValueError) as e:
+            raise damaged(self.path, f"{name} cannot be read ({e})") from None
 
     # -- one writer at a time ---------------------------------------------------------------------
     def lock(self) -> None:

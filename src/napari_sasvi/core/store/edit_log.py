@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import StoreDamagedError
+from ..errors import StoreDamagedError
 
 EDITS = "sasvi_edits.json"
 UNDO_DIR = "sasvi_undo"

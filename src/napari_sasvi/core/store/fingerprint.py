@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputChangedError
+from ..errors import InputChangedError
 
 log = logging.getLogger(__name__)
 

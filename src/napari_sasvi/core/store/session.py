@@ -24,12 +24,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from ..errors import InputError
+from ..fsutil import atomic_path, atomic_write_text
+from ..records import FrameDone
 from .edit_log import EDITS, UNDO_DIR, active_edits, read_edits
-from .errors import InputError
 from .fingerprint import InputLedger
-from .fsutil import atomic_path, atomic_write_text
-from .records import FrameDone
-from .store_writer import FrameWriter
+from .writer import FrameWriter
 
 
 class _Rate:
@@ -57,10 +57,6 @@ class RunSink:
         self.resumed_from = session.store.frames_done
         self.written = 0
         self._rate = _Rate()
-
-    @property
-    def done(self) -> int:
-        return self.store.frames_done + (1 if self.writer.pending else 0)
 
     def _frame_done(self, t: int) -> FrameDone:
         return FrameDone(t, t + 1, self.n, self._rate.fps(t + 1 - self.resumed_from))
@@ -90,15 +86,17 @@ class UnfinishedSink:
     def __init__(self, session: StoreSession, empty_overseer: np.ndarray):
         self.store = session.store
         self.empty = empty_overseer
-        self.written = 0
+        self.written = 0  # frames recorded as done: those of a span stopped before its end are redone
+        self._unrecorded = 0
 
     def put(self, t: int, labels: np.ndarray, overseer: np.ndarray | None = None) -> Iterator[FrameDone]:
         self.store.write_unfinished(t, labels, self.empty if overseer is None else overseer)
-        self.written += 1
+        self._unrecorded += 1
         return iter(())
 
     def finish(self, upto: int, events: list[dict]) -> None:
         self.store.mark_done(upto, events)
+        self.written, self._unrecorded = self.written + self._unrecorded, 0
 
 
 class EditSink:
