@@ -15,7 +15,7 @@ from napari_sasvi.core.inputs.anchors import Anchors
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.records import FrameDone
-from napari_sasvi.core.store.edit_log import read_edits
+from napari_sasvi.core.store.edit_log import boundaries, read_edits
 from napari_sasvi.core.store.sasvi_store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.flow import FlowTracker
@@ -176,3 +176,23 @@ def test_a_run_failing_in_the_tracker_keeps_the_frame_in_flight_and_resumes_exac
     assert summary.resumed_from == store.frames_done and summary.frames_written == N - store.frames_done
     np.testing.assert_array_equal(SasviStore.read(out).labels[:], SasviStore.read(full).labels[:])
     assert SasviStore.read(out).events == SasviStore.read(full).events
+
+
+def test_a_skip_cancelled_before_its_first_written_frame_still_writes_that_frame(tmp_path, clip):
+    """A skip recomputes the frames from the boundary before it without writing them. Cancel was
+    polled there too, so a cancelled skip could end with nothing written yet recorded (and in
+    effect: its re-prompt gone from the boundaries). As before the engine, cancel stops an edit
+    after a written frame: an edit that is in effect wrote at least its first frame."""
+    frames, _, noisy = clip
+    path = tmp_path / "s.zarr"
+    run_sasvi(frames, ReplayOverseer(noisy, SYNTHETIC), FlowTracker(), str(path), SYNTHETIC, PolicyParams("reference"))
+    before = np.asarray(SasviStore.read(path).labels[:])
+    restarts = [b for b in boundaries(SasviStore.read(path)) if b > 0]
+    assert restarts, "the noisy overseer makes SASVi restart"
+    r = restarts[0]
+    summary = run_edit(path, frames, FlowTracker(), EditRequest("skip", r), cancel=lambda: True)
+    (rec,) = read_edits(path)
+    assert summary.cancelled and rec["state"] == "cancelled"
+    assert summary.written == rec["written"] == 1 and r not in boundaries(SasviStore.read(path))
+    undo_edit(path)
+    np.testing.assert_array_equal(SasviStore.read(path).labels[:], before)

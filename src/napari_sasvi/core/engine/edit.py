@@ -257,8 +257,8 @@ def iter_edit(
         sink = session.begin_edit(record)
         planner = _EditPlanner(store, request, plan, prompt, ids)
 
-        def stop() -> bool:
-            return cancel is not None and planner.t < plan.stop and cancel()
+        def stop() -> bool:  # after a written frame (an edit in effect wrote its first one), not the last
+            return cancel is not None and plan.start <= planner.t < plan.stop and cancel()
 
         view = FrameRange(stack, plan.prompt_frame, plan.stop)
         state = "done"
