@@ -169,3 +169,19 @@ def test_a_session_releases_the_lock_whatever_ends_it(tmp_path, clip):
     with writable.session():
         pass
     assert json.loads((store.path / "sasvi_edits.json").read_text())["edits"][-1]["state"] == "cancelled"
+
+
+def test_an_edit_stopped_before_its_first_frame_is_not_in_effect(tmp_path, clip):
+    from napari_sasvi.core.engine import iter_edit
+    from napari_sasvi.core.store.edit_log import boundaries, store_anchor_frames
+
+    store = _flow_store(tmp_path / "s.zarr", clip)
+    frames, labels, _ = clip
+    bounds = boundaries(store)
+    gen = iter_edit(store.path, frames, FlowTracker(), EditRequest("correction", 5, labels[5]))
+    next(gen)  # EditStarted: planned, undo data saved, recorded; no frame written yet
+    gen.close()
+    [rec] = read_edits(store.path)
+    assert rec["state"] == "cancelled" and rec["written"] == 0
+    assert boundaries(store) == bounds and 5 not in store_anchor_frames(store)  # no anchor, no re-prompt
+    assert undo_edit(store.path) is None  # nothing in effect to undo

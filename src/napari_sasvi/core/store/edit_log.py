@@ -41,7 +41,9 @@ def read_edits(store_path: str | Path) -> list[dict]:
 
 
 def active_edits(edits: list[dict]) -> list[dict]:
-    return [e for e in edits if e["state"] != "undone"]
+    """The edits in effect: not undone, and with at least one frame written (an edit that failed or
+    was stopped before its first frame changed nothing, so it is no re-prompt and no anchor)."""
+    return [e for e in edits if e["state"] != "undone" and e.get("written", 0) > 0]
 
 
 def store_anchor_frames(store, edits: list[dict] | None = None) -> list[int]:

@@ -109,9 +109,11 @@ class EditSink:
 
     def put(self, t: int, labels: np.ndarray, overseer: np.ndarray | None = None) -> Iterator[FrameDone]:
         rec = self.record
-        self.session.store.labels[t] = labels
+        # the log first: a frame is covered by undo once the log counts it, so an interrupt between
+        # the two writes leaves it counted (undo restores it) rather than edited and uncounted
         rec["written"] = t - rec["span"][0] + 1
         self.session.save_edits()
+        self.session.store.labels[t] = labels
         yield FrameDone(t, rec["written"], self.n, self._rate.fps(rec["written"]))
 
 
