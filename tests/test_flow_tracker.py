@@ -150,7 +150,9 @@ def test_cli_tracker_flow(tmp_path, capsys):
     assert desc["method"] == "dis-fast" and desc["max_side"] == 320  # the fast preset's frame size
     rc = main([*base, "--out", str(tmp_path / "p.zarr"), "--tracker", "flow", "--sam2-model", "sam2.1_hiera_tiny"])
     assert rc == 2 and "for --tracker sam2" in capsys.readouterr().err
-    assert main([*base, "--out", str(tmp_path / "q.zarr")]) == 2  # sam2 without a model
+    assert main([*base, "--out", str(tmp_path / "q.zarr")]) == 0  # no --tracker: flow, the default (no weights)
+    assert SasviStore.read(tmp_path / "q.zarr").signature["tracker"]["type"] == "flow"
+    assert main([*base, "--out", str(tmp_path / "r.zarr"), "--tracker", "sam2"]) == 2  # sam2 without a model
     assert "--tracker flow" in capsys.readouterr().err
 
 

@@ -15,10 +15,13 @@ from pathlib import Path
 import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox
 
+from ..core.config import DEVICES, ENCODINGS, MODES, OverseerConfig, PolicyConfig, RunConfig, TrackerConfig
 from ..core.datasets import PRESETS
 from ..core.errors import SasviError
 from ..core.weights import SAM2_CHECKPOINTS
 
+#: the form starts from RunConfig's defaults (declared there once, shared with the CLI and Python)
+DEFAULTS = RunConfig()
 CONFIG_CHOICE = "config + checkpoint"
 #: tracker choices beside the SAM2 models -> flow method
 FLOW_CHOICES = {
@@ -44,6 +47,15 @@ WARM_SAM2 = ["hydra.utils", "sam2.build_sam", "sam2.sam2_video_predictor"]
 WARM_HF = ["transformers.models.sam2_video.modeling_sam2_video"]
 
 
+def _tracker_choice(tracker: TrackerConfig) -> str:
+    """The tracker list's entry for a tracker config (the list starts at the config's default)."""
+    if tracker.kind == "flow":
+        return next(name for name, method in FLOW_CHOICES.items() if method == (tracker.model or "dis"))
+    if tracker.kind == "hf":
+        return HF_CHOICE
+    return tracker.model if tracker.model in SAM2_CHECKPOINTS else CONFIG_CHOICE
+
+
 def _layers_of(viewer, kind: str):
     import napari.layers
 
@@ -65,7 +77,9 @@ class SegmentForm(Container):
         )
         self._overseer_layer = ComboBox(label="overseer labels", choices=lambda _: _layers_of(self._viewer, "labels"))
         self._overseer_path = FileEdit(label="overseer masks", mode="d")
-        self._encoding = ComboBox(label="masks encoding", choices=["auto", "class-ids", "source"], value="auto")
+        self._encoding = ComboBox(
+            label="masks encoding", choices=list(ENCODINGS), value=DEFAULTS.overseer.masks_encoding
+        )
         self._anchor_src = ComboBox(
             label="annotated frames", choices=[NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER], value=NO_ANCHORS
         )
@@ -73,31 +87,34 @@ class SegmentForm(Container):
         self._anchor_path = FileEdit(label="annotation files", mode="d")
         self._overseer_ckpt = FileEdit(label="overseer checkpoint", mode="r", filter="*.pth *.pt *.skops")
         self._published = CheckBox(label="published checkpoint (downloads once)", value=False)
-        self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value="synthetic")
+        self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value=DEFAULTS.dataset)
         self._classes_file = FileEdit(label="class table", mode="r", filter="*.yaml *.yml *.json")
         self._sam2 = ComboBox(
             label="tracker",
             choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE, HF_CHOICE, *FLOW_CHOICES],
-            value=next(iter(FLOW_CHOICES)),  # runs offline, no weights to download
+            value=_tracker_choice(DEFAULTS.tracker),
         )
         self._hf_model = LineEdit(label="model folder or repo id", value="facebook/sam2.1-hiera-tiny")
         self._sam2_config = LineEdit(label="SAM2 config", value="sam2.1_hiera_t")
         self._sam2_ckpt = FileEdit(label="SAM2 checkpoint", mode="r", filter="*.pt *.pth")
         self._random = CheckBox(label="random weights (testing)", value=False)
-        self._image_size = SpinBox(label="image size (0: model's)", value=0, min=0, max=2048, step=32)
-        self._device = ComboBox(label="device", choices=["auto", "cuda", "cpu", "mps"], value="auto")
+        self._image_size = SpinBox(
+            label="image size (0: model's)", value=DEFAULTS.tracker.image_size or 0, min=0, max=2048, step=32
+        )
+        self._device = ComboBox(label="device", choices=list(DEVICES), value=DEFAULTS.device)
         self._out = FileEdit(label="output store", mode="w", filter="*.zarr", value=Path.home() / "sasvi.zarr")
         self._out_suggested = True  # follows the frames layer until the user picks a path
         self._show_adv = CheckBox(label="advanced", value=False)
-        self._mode = ComboBox(label="mode", choices=["default", "reference"], value="default")
-        self._lookahead = SpinBox(label="look-ahead", value=10, min=1, max=100)
-        self._persistence = SpinBox(label="persistence", value=3, min=0, max=50)
-        self._overlap = FloatSpinBox(label="overlap threshold", value=0.70, min=0.05, max=1.0, step=0.05)
-        self._buffer = SpinBox(label="re-seed every", value=25, min=2, max=10000)
-        self._min_visible = SpinBox(label="min visible px", value=20, min=1, max=100000)
+        policy = DEFAULTS.policy
+        self._mode = ComboBox(label="mode", choices=list(MODES), value=DEFAULTS.mode)
+        self._lookahead = SpinBox(label="look-ahead", value=policy.lookahead, min=1, max=100)
+        self._persistence = SpinBox(label="persistence", value=policy.persistence, min=0, max=50)
+        self._overlap = FloatSpinBox(label="overlap threshold", value=policy.overlap, min=0.05, max=1.0, step=0.05)
+        self._buffer = SpinBox(label="re-seed every", value=policy.buffer, min=2, max=10000)
+        self._min_visible = SpinBox(label="min visible px", value=policy.min_visible, min=1, max=100000)
         self._score_thr = FloatSpinBox(label="overseer score threshold", value=0.05, min=-1.0, max=1.0, step=0.05)
         self._mask_thr = FloatSpinBox(label="overseer mask threshold", value=0.5, min=-50.0, max=50.0, step=0.1)
-        self._batch = SpinBox(label="overseer batch", value=8, min=1, max=64)
+        self._batch = SpinBox(label="overseer batch", value=DEFAULTS.overseer.batch_size, min=1, max=64)
         self._advanced = [
             self._mode,
             self._lookahead,
@@ -259,8 +276,6 @@ class SegmentForm(Container):
 
 def config_from_form(w):
     """The form as a :class:`~napari_sasvi.core.config.RunConfig` (cheap: nothing is built)."""
-    from ..core.config import OverseerConfig, PolicyConfig, RunConfig, TrackerConfig
-
     choice = w._overseer.value
     overseer = OverseerConfig(
         kind="replay",

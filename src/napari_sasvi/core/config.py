@@ -337,6 +337,12 @@ _EXPECTED = {
     "tuple": "a list",
     "dataclass": "a mapping of options",
 }
+_BOUNDS = {
+    "greater_than_equal": "{ge} or more",
+    "greater_than": "more than {gt}",
+    "less_than_equal": "{le} or less",
+    "less_than": "less than {lt}",
+}
 
 
 def _options_of(section: tuple[str, ...]) -> list[str]:
@@ -361,10 +367,8 @@ def _input_error(e: ValidationError, prefix: tuple[str, ...]) -> InputError:
         elif kind.endswith(("_type", "_parsing")) or kind == "int_from_float":
             what = _EXPECTED.get(kind.split("_")[0], kind.split("_")[0])
             lines.append(f"{key}: expected {what}, got {got!r}")
-        elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-            bound = {"greater_than_equal": "{ge} or more", "greater_than": "more than {gt}"}.get(kind)
-            bound = bound or {"less_than_equal": "{le} or less", "less_than": "less than {lt}"}[kind]
-            lines.append(f"{key}: must be {bound.format(**ctx)}, got {got!r}")
+        elif kind in _BOUNDS:
+            lines.append(f"{key}: must be {_BOUNDS[kind].format(**ctx)}, got {got!r}")
         elif kind in ("too_short", "too_long") or (kind == "missing" and isinstance(err["loc"][-1], int)):
             lines.append(f"{key}: wrong number of values, got {got!r}")
         else:
