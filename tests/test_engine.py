@@ -16,7 +16,8 @@ from napari_sasvi.cli import main
 from napari_sasvi.core.config import RunConfig
 from napari_sasvi.core.datasets import SYNTHETIC
 from napari_sasvi.core.engine import EditRequest, iter_from_anchors, run_edit, run_sasvi, undo_edit
-from napari_sasvi.core.engine.batch import edit_tracker, segment_video, store_tracker_config
+from napari_sasvi.core.engine.batch import segment_video
+from napari_sasvi.core.engine.rebuild import edit_tracker, store_tracker_config
 from napari_sasvi.core.errors import CorruptFrameError, InputError, StoreBusyError
 from napari_sasvi.core.inputs.anchors import Anchors
 from napari_sasvi.core.overseers.replay import ReplayOverseer
@@ -185,3 +186,38 @@ def test_an_edit_stopped_before_its_first_frame_is_not_in_effect(tmp_path, clip)
     assert rec["state"] == "cancelled" and rec["written"] == 0
     assert boundaries(store) == bounds and 5 not in store_anchor_frames(store)  # no anchor, no re-prompt
     assert undo_edit(store.path) is None  # nothing in effect to undo
+
+
+def test_resume_continues_a_stopped_run_from_the_store_alone(tmp_path, capsys):
+    """`napari-sasvi resume STORE`: the run config and frames the store records, the video's own
+    masks even when the run was a batch (whose config names the masks' root)."""
+    from conftest import write_video_dirs
+
+    videos, masks = write_video_dirs(tmp_path / "data", ["a", "b"], n=10)
+    broken = sorted((videos / "b").iterdir())[6]
+    good = broken.read_bytes()
+    broken.write_bytes(good[: len(good) // 2])
+    out = tmp_path / "stores"
+    base = ["segment", str(videos), "--out", str(out), "--dataset", "synthetic", "--overseer-masks", str(masks)]
+    assert main([*base, "--tracker", "flow", "--mode", "reference"]) == 2  # b fails at its frame 6
+    assert "frame" in capsys.readouterr().err
+    b = out / "b.zarr"
+    assert 0 < SasviStore.read(b).frames_done < 10 and SasviStore.read(out / "a.zarr").complete
+    assert RunConfig.from_dict(SasviStore.read(b).config).overseer.masks == str(masks / "b")
+
+    broken.write_bytes(good)
+    assert main(["resume", str(b)]) == 0
+    assert "resuming" in capsys.readouterr().out and SasviStore.read(b).complete
+    fresh = tmp_path / "fresh.zarr"
+    assert main([*base[:1], str(videos / "b"), "--out", str(fresh), *base[4:6], "--overseer-masks", str(masks / "b"),
+                 "--tracker", "flow", "--mode", "reference"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(SasviStore.read(b).labels[:], SasviStore.read(fresh).labels[:])
+    assert SasviStore.read(b).events == SasviStore.read(fresh).events
+    assert main(["resume", str(b)]) == 0 and "nothing to resume" in capsys.readouterr().out
+
+    # a store that records no config (an earlier version) says how to resume it instead
+    attrs = dict(SasviStore.read(fresh).group.attrs["sasvi"])
+    del attrs["config"]
+    SasviStore.read(fresh, writable=True).group.attrs["sasvi"] = attrs
+    assert main(["resume", str(fresh)]) == 2
+    assert "same `napari-sasvi segment` command" in capsys.readouterr().err

@@ -49,7 +49,7 @@ _API = {
     "run_edit": "napari_sasvi.core.engine",
     "plan_edit": "napari_sasvi.core.engine",
     "undo_edit": "napari_sasvi.core.engine",
-    "edit_tracker": "napari_sasvi.core.engine.batch",
+    "edit_tracker": "napari_sasvi.core.engine.rebuild",
     "read_edits": "napari_sasvi.core.store.edit_log",
     "boundaries": "napari_sasvi.core.store.edit_log",
     "reprompts": "napari_sasvi.core.store.edit_log",

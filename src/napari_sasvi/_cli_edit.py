@@ -83,7 +83,7 @@ def _read_correction(args, store):
 def run_edit_command(args) -> int:
     from ._cli_progress import Bars
     from .core.engine import EditRequest, EditStarted, FrameDone, iter_edit, undo_edit
-    from .core.engine.batch import edit_tracker
+    from .core.engine.rebuild import edit_tracker
     from .core.errors import InputError
     from .core.progress import drain
     from .core.store.edit_log import read_edits, reprompts

@@ -321,9 +321,6 @@ def config_from_args(args) -> RunConfig:
 
 
 def _run_segment(args) -> int:
-    from ._cli_progress import Progress
-    from .core.engine import FrameDone
-    from .core.engine.batch import VideoDone, VideoStarted, segment_videos
     from .core.inputs.videos import describe_videos, plan_videos
 
     config = config_from_args(args)
@@ -340,6 +337,15 @@ def _run_segment(args) -> int:
     print(as_flags(describe_videos(args.input, jobs)))
     if args.scheduler is not None:
         return _run_segment_distributed(args, config)
+    return run_jobs(jobs, config)
+
+
+def run_jobs(jobs, config) -> int:
+    """Run a batch's jobs one after another, showing each video's progress (the one display)."""
+    from ._cli_progress import Progress
+    from .core.engine import FrameDone
+    from .core.engine.batch import VideoDone, VideoStarted, segment_videos
+
     bar = None
     gen = segment_videos(jobs, config)
     try:

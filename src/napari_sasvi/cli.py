@@ -16,6 +16,7 @@ from . import __version__
 from ._cli_edit import add_edit
 from ._cli_export import add_export
 from ._cli_progress import Bars, Progress
+from ._cli_resume import add_resume
 from ._cli_segment import add_encoding_option, add_segment, as_flags
 from ._cli_train import add_train
 from .core.datasets import PRESETS as DATASET_PRESETS
@@ -316,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_frames(sub)
     add_segment(sub)
     add_edit(sub)
+    add_resume(sub)
     add_export(sub)
     add_train(sub)
     _add_evaluate(sub)

@@ -285,6 +285,6 @@ __all__ = ["CorrectionsPanel"]
 def _edit_tracker(store, models, config):
     """The tracker Re-propagate uses: the store's own (rebuilt from the run config it records),
     whatever the form says now; the form's device only."""
-    from ..core.engine.batch import edit_tracker
+    from ..core.engine.rebuild import edit_tracker
 
     return edit_tracker(store, models, device=config.device)

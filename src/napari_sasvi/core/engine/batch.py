@@ -161,39 +161,6 @@ class Models:
         return self._overseer[1]
 
 
-# -- the tracker of a finished store (edits) -------------------------------------------------------------
-def store_tracker_config(store) -> TrackerConfig:
-    """The tracker a store was made with: the run's recorded :class:`RunConfig`, or for stores
-    written before it was recorded, the tracker's description where that names enough (the flow
-    tracker, an official SAM2 model). Raises :class:`InputError` when it cannot be rebuilt."""
-    rec = store.config
-    if rec is not None:
-        try:
-            return RunConfig.from_dict(rec).tracker
-        except InputError as e:
-            log.warning("the run config recorded in %s does not load (%s); using its tracker record", store.path, e)
-    desc = store.signature.get("tracker", {})
-    if desc.get("type") == "flow":
-        return TrackerConfig(kind="flow", model=desc.get("method"))
-    if desc.get("type") == "sam2" and desc.get("model") and not desc.get("checkpoint"):
-        return TrackerConfig(kind="sam2", model=desc["model"], image_size=desc.get("image_size"))
-    raise InputError(
-        f"The store {store.path} was made with the tracker {desc.get('type')} "
-        f"({desc.get('config') or desc.get('model')}, checkpoint {desc.get('checkpoint')}), which cannot be rebuilt "
-        "from the store alone: give it explicitly (napari-sasvi edit --tracker ... --other-tracker)."
-    )
-
-
-def edit_tracker(store, models: Models | None = None, device: str = "auto", tracker: TrackerConfig | None = None):
-    """The tracker an edit of ``store`` uses: the store's own (:func:`store_tracker_config`), or
-    ``tracker`` when the user names another; built for the store's mode (the legacy SAM2
-    predictor for a ``reference`` run), memoised in ``models`` when given."""
-    legacy = store.signature.get("params", {}).get("mode") == "reference"
-    cfg = tracker if tracker is not None else store_tracker_config(store)
-    run = RunConfig(mode="reference" if legacy else "default", device=device, tracker=cfg)
-    return (models or Models()).tracker(run)
-
-
 # -- the batch --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class VideoStarted:
@@ -285,7 +252,7 @@ def segment_videos(
             )
             yield VideoStarted(i, len(jobs), job.name, str(job.store), len(stack), note)
             summary = yield from iter_from_anchors(
-                stack, anchors, tracker, str(job.store), classes, cancel=cancel, config=config.to_dict()
+                stack, anchors, tracker, str(job.store), classes, cancel=cancel, config=job_config(config, job)
             )
             results[job.name] = summary
             yield VideoDone(job.name, summary)
@@ -314,7 +281,7 @@ def segment_videos(
             batch_size=config.overseer.batch_size,
             cancel=cancel,
             anchors=anchors,
-            config=config.to_dict(),
+            config=job_config(config, job),
         )
         results[job.name] = summary
         yield VideoDone(job.name, summary)
@@ -323,6 +290,19 @@ def segment_videos(
         _export_png(job, config, stack)
     write_events_json(config, results, len(jobs))
     return BatchSummary(results)
+
+
+def job_config(config: RunConfig, job: VideoJob) -> dict:
+    """The config a store records: the batch's, with this video's own masks, anchors and PNG
+    folder where they are files (a batch's config names their roots), so that the store alone
+    says how it was made and resumes (:func:`~.rebuild.resume_job`)."""
+    d = config.to_dict()
+    for key, value in (("masks", job.masks), ("anchors", job.anchors)):
+        if isinstance(value, (str, os.PathLike)):
+            d["overseer"][key] = str(value)
+    if job.png is not None:
+        d["export"]["png"] = str(job.png)
+    return d
 
 
 def write_events_json(config: RunConfig, results: dict[str, RunSummary], n_jobs: int) -> None:
@@ -408,6 +388,4 @@ __all__ = [
     "replay_overseer",
     "segment_video",
     "segment_videos",
-    "edit_tracker",
-    "store_tracker_config",
 ]
