@@ -221,3 +221,30 @@ def test_resume_continues_a_stopped_run_from_the_store_alone(tmp_path, capsys):
     SasviStore.read(fresh, writable=True).group.attrs["sasvi"] = attrs
     assert main(["resume", str(fresh)]) == 2
     assert "same `napari-sasvi segment` command" in capsys.readouterr().err
+
+
+def test_an_edit_on_a_full_disk_is_said_and_undone_cleanly(tmp_path, clip, monkeypatch):
+    import errno
+
+    from zarr.storage import LocalStore
+
+    from napari_sasvi.core.errors import StoreFullError
+
+    store = _flow_store(tmp_path / "s.zarr", clip)
+    frames, labels, _ = clip
+    before = np.asarray(store.labels[:])
+    put = LocalStore.set
+
+    async def full_at_frame_7(self, key, value):
+        if key.startswith("labels/c/7/"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return await put(self, key, value)
+
+    monkeypatch.setattr(LocalStore, "set", full_at_frame_7)
+    with pytest.raises(StoreFullError, match=r"^no space left on .*s\.zarr: free some .* Undo restores them\.$"):
+        run_edit(store.path, frames, FlowTracker(), EditRequest("correction", 5, labels[5]))
+    monkeypatch.setattr(LocalStore, "set", put)
+    [rec] = read_edits(store.path)
+    assert rec["state"] == "failed" and rec["written"] == 3  # frames 5, 6 and the one that failed
+    assert undo_edit(store.path)["state"] == "undone"
+    np.testing.assert_array_equal(SasviStore.read(store.path).labels[:], before)

@@ -381,7 +381,8 @@ class SasviStore:
         attrs = dict(self.group.attrs["sasvi"])
         if attrs.get("config") != config:
             attrs["config"] = _normalise(config)
-            self.group.attrs["sasvi"] = attrs
+            with disk_full_as_error(self.path):
+                self.group.attrs["sasvi"] = attrs
 
     @property
     def frames_path(self) -> Path | None:

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from ..errors import InputError
-from ..fsutil import atomic_path, atomic_write_text
+from ..fsutil import atomic_path, atomic_write_text, disk_full_as_error
 from ..records import FrameDone
 from .edit_log import EDITS, UNDO_DIR, active_edits, read_edits
 from .fingerprint import InputLedger
@@ -113,7 +113,8 @@ class EditSink:
         # the two writes leaves it counted (undo restores it) rather than edited and uncounted
         rec["written"] = t - rec["span"][0] + 1
         self.session.save_edits()
-        self.session.store.labels[t] = labels
+        with disk_full_as_error(self.session.store.path, "the frames this edit wrote are kept; Undo restores them"):
+            self.session.store.labels[t] = labels
         yield FrameDone(t, rec["written"], self.n, self._rate.fps(rec["written"]))
 
 
@@ -186,7 +187,8 @@ class StoreSession:
 
     def save_edits(self) -> None:
         store = self.store
-        atomic_write_text(store.path / EDITS, json.dumps({"version": 1, "edits": self.edits}, indent=1))
+        with disk_full_as_error(store.path, "the store's frames are as they were"):
+            atomic_write_text(store.path / EDITS, json.dumps({"version": 1, "edits": self.edits}, indent=1))
         edited = bool(active_edits(self.edits))
         attrs = dict(store.group.attrs["sasvi"])
         if attrs.get("edited") != edited:
@@ -203,7 +205,7 @@ class StoreSession:
         a, b = record["span"]
         (self.store.path / UNDO_DIR).mkdir(exist_ok=True)
         undo = f"{UNDO_DIR}/{edit_id:04d}.npy"
-        with atomic_path(self.store.path / undo) as tmp:
+        with disk_full_as_error(self.store.path, "nothing was edited"), atomic_path(self.store.path / undo) as tmp:
             np.save(tmp, np.asarray(self.store.labels[a : b + 1]))
         record.update(
             id=edit_id,
