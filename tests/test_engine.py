@@ -248,3 +248,32 @@ def test_an_edit_on_a_full_disk_is_said_and_undone_cleanly(tmp_path, clip, monke
     assert rec["state"] == "failed" and rec["written"] == 3  # frames 5, 6 and the one that failed
     assert undo_edit(store.path)["state"] == "undone"
     np.testing.assert_array_equal(SasviStore.read(store.path).labels[:], before)
+
+
+def test_stores_written_before_the_engine_resume_edit_and_export(tmp_path, capsys, monkeypatch):
+    """tests/data/stores_4ed02d2.tar.gz: a complete store and one stopped after 5 of 12 frames
+    (reference mode, snapshot at frame 4), written by the code before this change (4ed02d2), with
+    their frames and masks. The new code resumes the stopped one to the other, byte for byte, and
+    edits, undoes and exports the old ones."""
+    import tarfile
+    from pathlib import Path
+
+    with tarfile.open(Path(__file__).parent / "data" / "stores_4ed02d2.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    monkeypatch.chdir(tmp_path)  # the run was given relative paths ("frames", "masks"), which its store records
+    old, stopped = tmp_path / "complete.zarr", tmp_path / "partial.zarr"
+    assert SasviStore.read(stopped).frames_done == 5 and SasviStore.read(stopped).config is None
+    args = ["--dataset", "synthetic", "--overseer-masks", "masks", "--mode", "reference"]
+    assert main(["segment", "frames", "--out", str(stopped), *args]) == 0
+    a, b = SasviStore.read(stopped), SasviStore.read(old)
+    np.testing.assert_array_equal(a.labels[:], b.labels[:])
+    np.testing.assert_array_equal(a.overseer[:], b.overseer[:])
+    assert a.events == b.events
+
+    np.save(tmp_path / "fix.npy", np.asarray(b.labels[3]))
+    edit = ["edit", str(old), "--correct", "3", "--labels", str(tmp_path / "fix.npy"), "--frames"]
+    assert main([*edit, str(tmp_path / "frames")]) == 0  # the tracker from the old store's record
+    assert main(["edit", str(old), "--undo"]) == 0
+    np.testing.assert_array_equal(SasviStore.read(old).labels[:], a.labels[:])
+    assert main(["export", str(old), "--to", "png", "--out", str(tmp_path / "png")]) == 0
+    assert main(["resume", str(old)]) == 2 and "same `napari-sasvi segment` command" in capsys.readouterr().err
