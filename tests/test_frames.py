@@ -53,6 +53,7 @@ def test_folder_stack_is_lazy_dask(frame_folder, small_frames):
     np.testing.assert_array_equal(data.compute(), small_frames)
 
 
+@pytest.mark.slow  # 3-5 s here (5,000 files / a plain-loop reference / a forest)
 def test_opening_5000_frame_folder_decodes_nothing(tmp_path):
     folder = tmp_path / "long"
     folder.mkdir()

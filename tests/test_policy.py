@@ -284,6 +284,7 @@ def _plain_kmeans(mask, k, seed=0, iters=20):
     return c
 
 
+@pytest.mark.slow  # 3-5 s here (5,000 files / a plain-loop reference / a forest)
 def test_kmeans_points_are_the_plain_loops_bit_for_bit():
     import cv2
 

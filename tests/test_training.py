@@ -51,6 +51,7 @@ def _frame_folder(root, frames, labels, every=1):
 
 
 # -- the pixel classifier ------------------------------------------------------------------------------
+@pytest.mark.slow  # 3-5 s here (5,000 files / a plain-loop reference / a forest)
 def test_pixel_classifier_trains_from_painted_frames_and_segments(tmp_path, clip):
     frames, labels, classes = clip
     painted = np.full_like(labels, 255)  # 255: not painted (class 0, the background, is a class here)
