@@ -130,6 +130,8 @@ def test_names_and_mismatches():
         resolve_overseer_checkpoint("cadis/detr", "maskrcnn", "cadis")
     with pytest.raises(CheckpointError, match="does not exist.*cadis/maskrcnn"):
         resolve_overseer_checkpoint("nowhere/best.pth", "maskrcnn", "cadis")
+    with pytest.raises(CheckpointError, match="is a detr checkpoint"):  # names in any case, as datasets
+        resolve_overseer_checkpoint("CaDIS/DETR", "maskrcnn", "CaDIS")
 
 
 # -- SAM2: a plain download, written atomically ---------------------------------------------------------

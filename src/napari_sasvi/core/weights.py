@@ -242,9 +242,9 @@ def resolve_overseer_checkpoint(checkpoint: str | os.PathLike, arch: str, datase
     path = Path(checkpoint)
     if path.is_file():
         return path
-    name = str(checkpoint)
+    name = str(checkpoint).lower()  # dataset names in any case, as everywhere (CholecSeg8k/maskrcnn)
     if name == "published":
-        name = f"{dataset}/{arch}"
+        name = f"{dataset}/{arch}".lower()
     if name in SASVI_OVERSEERS:
         entry = SASVI_OVERSEERS[name]
         if entry.arch != arch:
