@@ -203,3 +203,31 @@ def check_a_broken_frame_read_ahead(tmp_path, tracker, workers_left, *, n: int, 
     (folder / name).write_bytes(good)
     go()
     assert SasviStore.read(out).complete
+
+
+@pytest.fixture(scope="session")
+def engine_clip():
+    """(frames, ground truth, noisy overseer labels) of a 16-frame 64 x 48 synthetic clip (seed 5):
+    the engine's tests run the flow tracker over it."""
+    from napari_sasvi.core.synthetic import SyntheticVideo
+
+    video = SyntheticVideo(n_frames=16, height=48, width=64, seed=5)
+    frames, labels = video.arrays()
+    _, noisy = video.arrays(noisy=True)
+    return frames, labels, noisy
+
+
+def flow_store(path, clip, method: str = "dis"):
+    """A finished default-mode store of ``clip`` (:func:`engine_clip`) made with the flow tracker."""
+    from napari_sasvi.core.datasets import SYNTHETIC
+    from napari_sasvi.core.engine import run_sasvi
+    from napari_sasvi.core.overseers.replay import ReplayOverseer
+    from napari_sasvi.core.policy import PolicyParams
+    from napari_sasvi.core.store.sasvi_store import SasviStore
+    from napari_sasvi.core.trackers.flow import FlowTracker
+
+    frames, _, noisy = clip
+    run_sasvi(
+        frames, ReplayOverseer(noisy, SYNTHETIC), FlowTracker(method=method), str(path), SYNTHETIC, PolicyParams()
+    )
+    return SasviStore.read(path)

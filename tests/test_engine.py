@@ -11,39 +11,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import drive
+from conftest import drive, flow_store
 from napari_sasvi.cli import main
 from napari_sasvi.core.config import RunConfig
 from napari_sasvi.core.datasets import SYNTHETIC
-from napari_sasvi.core.engine import EditRequest, iter_from_anchors, run_edit, run_sasvi, undo_edit
+from napari_sasvi.core.engine import EditRequest, iter_from_anchors, run_edit, undo_edit
 from napari_sasvi.core.engine.batch import segment_video
 from napari_sasvi.core.engine.rebuild import edit_tracker, store_tracker_config
 from napari_sasvi.core.errors import CorruptFrameError, InputError, StoreBusyError
 from napari_sasvi.core.inputs.anchors import Anchors
-from napari_sasvi.core.overseers.replay import ReplayOverseer
-from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.store.edit_log import read_edits
 from napari_sasvi.core.store.sasvi_store import SasviStore
-from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.flow import FlowTracker
 
 N = 16
 
 
-@pytest.fixture(scope="module")
-def clip():
-    video = SyntheticVideo(n_frames=N, height=48, width=64, seed=5)
-    frames, labels = video.arrays()
-    _, noisy = video.arrays(noisy=True)
-    return frames, labels, noisy
-
-
-def _flow_store(path, clip, method="dis"):
-    frames, _, noisy = clip
-    run_sasvi(
-        frames, ReplayOverseer(noisy, SYNTHETIC), FlowTracker(method=method), str(path), SYNTHETIC, PolicyParams()
-    )
-    return SasviStore.read(path)
+@pytest.fixture
+def clip(engine_clip):
+    return engine_clip
 
 
 def _labels_bytes(path) -> dict[str, bytes]:
@@ -78,7 +64,7 @@ def test_a_failed_anchors_run_releases_the_store_for_the_next_run_in_the_same_pr
 def test_an_edit_with_another_tracker_than_the_stores_is_refused_unless_asked_for(tmp_path, clip):
     """Bug 2: an edit recomputed a span with whatever tracker it was given (the widget's form:
     optical flow for a SAM2 store), silently."""
-    store = _flow_store(tmp_path / "s.zarr", clip, method="dis")
+    store = flow_store(tmp_path / "s.zarr", clip, method="dis")
     frames, labels, _ = clip
     before = _labels_bytes(store.path)
     request = EditRequest("correction", 5, labels[5])
@@ -136,7 +122,7 @@ def _folder(tmp_path, frames):
 
 def test_edits_and_undo_take_the_writer_lock(tmp_path, clip):
     """Bug 3: edits wrote ``store.labels[t]`` without the writer lock, beside a run or another edit."""
-    store = _flow_store(tmp_path / "s.zarr", clip)
+    store = flow_store(tmp_path / "s.zarr", clip)
     frames, labels, _ = clip
     before = _labels_bytes(store.path)
     request = EditRequest("correction", 5, labels[5])
@@ -154,7 +140,7 @@ def test_edits_and_undo_take_the_writer_lock(tmp_path, clip):
 
 
 def test_a_session_releases_the_lock_whatever_ends_it(tmp_path, clip):
-    store = _flow_store(tmp_path / "s.zarr", clip)
+    store = flow_store(tmp_path / "s.zarr", clip)
     writable = SasviStore.read(store.path, writable=True)
     with pytest.raises(RuntimeError), writable.session():
         raise RuntimeError("boom")
@@ -176,7 +162,7 @@ def test_an_edit_stopped_before_its_first_frame_is_not_in_effect(tmp_path, clip)
     from napari_sasvi.core.engine import iter_edit
     from napari_sasvi.core.store.edit_log import boundaries, store_anchor_frames
 
-    store = _flow_store(tmp_path / "s.zarr", clip)
+    store = flow_store(tmp_path / "s.zarr", clip)
     frames, labels, _ = clip
     bounds = boundaries(store)
     gen = iter_edit(store.path, frames, FlowTracker(), EditRequest("correction", 5, labels[5]))
@@ -230,7 +216,7 @@ def test_an_edit_on_a_full_disk_is_said_and_undone_cleanly(tmp_path, clip, monke
 
     from napari_sasvi.core.errors import StoreFullError
 
-    store = _flow_store(tmp_path / "s.zarr", clip)
+    store = flow_store(tmp_path / "s.zarr", clip)
     frames, labels, _ = clip
     before = np.asarray(store.labels[:])
     put = LocalStore.set

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import drive
+from conftest import drive, flow_store
 from napari_sasvi.core.config import RunConfig
 from napari_sasvi.core.datasets import SYNTHETIC
 from napari_sasvi.core.engine import EditRequest, iter_edit, iter_from_anchors, run_edit, run_sasvi, undo_edit
@@ -17,18 +17,14 @@ from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.records import FrameDone
 from napari_sasvi.core.store.edit_log import boundaries, read_edits
 from napari_sasvi.core.store.sasvi_store import SasviStore
-from napari_sasvi.core.synthetic import SyntheticVideo
 from napari_sasvi.core.trackers.flow import FlowTracker
 
 N = 16
 
 
-@pytest.fixture(scope="module")
-def clip():
-    video = SyntheticVideo(n_frames=N, height=48, width=64, seed=5)
-    frames, labels = video.arrays()
-    _, noisy = video.arrays(noisy=True)
-    return frames, labels, noisy
+@pytest.fixture
+def clip(engine_clip):
+    return engine_clip
 
 
 class _FailingFlow(FlowTracker):
@@ -125,15 +121,9 @@ def test_an_anchors_run_failing_in_a_backward_part_keeps_the_frames_before_it_an
         np.testing.assert_array_equal(SasviStore.read(out).labels[:], SasviStore.read(fresh).labels[:])
 
 
-def _flow_store(path, clip):
-    frames, _, noisy = clip
-    run_sasvi(frames, ReplayOverseer(noisy, SYNTHETIC), FlowTracker(), str(path), SYNTHETIC, PolicyParams())
-    return SasviStore.read(path)
-
-
 def test_an_edit_closed_before_its_first_frame_is_recorded_as_cancelled(tmp_path, clip):
     """Its record said ``running`` for ever (and the lock was released under it)."""
-    store = _flow_store(tmp_path / "s.zarr", clip)
+    store = flow_store(tmp_path / "s.zarr", clip)
     frames, labels, _ = clip
     before = np.asarray(store.labels[:])
     gen = iter_edit(store.path, frames, FlowTracker(), EditRequest("correction", 2, labels[2]))
@@ -149,7 +139,7 @@ def test_an_edit_closed_before_its_first_frame_is_recorded_as_cancelled(tmp_path
 
 @pytest.mark.parametrize("exc", [RuntimeError("tracker failed"), KeyboardInterrupt()], ids=["error", "interrupt"])
 def test_an_edit_failing_half_way_is_recorded_as_failed_and_undoes(tmp_path, clip, exc):
-    store = _flow_store(tmp_path / "s.zarr", clip)
+    store = flow_store(tmp_path / "s.zarr", clip)
     frames, labels, _ = clip
     before = np.asarray(store.labels[:])
     with pytest.raises(type(exc)):
@@ -164,7 +154,7 @@ def test_an_edit_failing_half_way_is_recorded_as_failed_and_undoes(tmp_path, cli
 def test_a_run_failing_in_the_tracker_keeps_the_frame_in_flight_and_resumes_exactly(tmp_path, clip, exc):
     frames, _, noisy = clip
     full = tmp_path / "full.zarr"
-    _flow_store(full, clip)
+    flow_store(full, clip)
     out = tmp_path / "s.zarr"
     items = []
     with pytest.raises(type(exc)):
