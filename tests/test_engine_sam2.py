@@ -329,6 +329,7 @@ def _sam2_ahead_threads():
     return [th for th in threading.enumerate() if th.name.startswith("sasvi-sam2-ahead")]
 
 
+@pytest.mark.slow  # 2.5-3.6 s each here; the flow tracker's read-ahead test stays in the quick suite
 @pytest.mark.parametrize("legacy", [False, True])
 def test_sam2_reading_ahead_gives_the_same_labels_and_leaves_no_worker(tmp_path, legacy):
     import threading
