@@ -69,14 +69,16 @@ def open_store(stack: FrameStack, out: str, classes: ClassTable, signature: dict
 class _RunPlanner:
     """The SASVi policy as the span engine's planner (see the module docstring)."""
 
-    def __init__(self, store, sink, policy: Policy, cache: OverseerCache, classes, params, annotated, previous):
-        self.store, self.sink, self.policy, self.cache = store, sink, policy, cache
+    def __init__(self, session, policy: Policy, cache: OverseerCache, classes, params, annotated, previous, background):
+        self.store, self.policy, self.cache = session.store, policy, cache
         self.classes, self.params, self.annotated = classes, params, annotated
+        # the frames go to the session's run sink, each recording the event log as it is then
+        self.sink = session.run_sink(lambda: self.events_out, background=background)
         self.previous = previous
-        self.done = store.frames_done
+        self.done = self.store.frames_done
         self.first = True
         self.last_prompt_frame = -1
-        self.size = store.labels.shape[1:]
+        self.size = self.store.labels.shape[1:]
         # the event log as dicts, converted once each: the log only grows during a run (events are
         # frozen), and converting all of it for every frame would cost O(events) a frame
         self._dicts: list[dict] = []
@@ -193,8 +195,9 @@ def iter_sasvi(
             policy.restore_state(snap["state"], [event_from_dict(e) for e in store.events])
             s, previous = int(snap["frame"]), store.load_previous_output()
             log.info("resuming %s: %d frames done, replaying from segment start %d", out, resumed_from, s)
-        planner = _RunPlanner(store, None, policy, cache, classes, params, getattr(overseer, "anchors", None), previous)
-        sink = planner.sink = session.run_sink(lambda: planner.events_out, background=background_writes)
+        annotated = getattr(overseer, "anchors", None)
+        planner = _RunPlanner(session, policy, cache, classes, params, annotated, previous, background_writes)
+        sink = planner.sink
         first_reason = snap["reason"] if snap is not None else "start"
 
         def stop() -> bool:
