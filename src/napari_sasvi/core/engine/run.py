@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Generator
 
 import numpy as np
@@ -31,7 +32,11 @@ from ..progress import drain
 from ..records import FrameDone, RunSummary, StoreOpened
 from ..store.fingerprint import structural_fingerprint
 from ..store.sasvi_store import SasviStore
-from .span import Reprompt, Write, propagate_span
+from ..trackers.base import compose_labels
+from .span import Amend, Reprompt, propagate_span
+
+#: the logit of a live prompt's mask on the frame it is given (inside +, outside -)
+LIVE_LOGIT = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +53,24 @@ def run_signature(frames: FrameStack, overseer, tracker, classes: ClassTable, pa
         "overseer": overseer.describe(),
         "tracker": tracker.describe(),
         "classes": classes.to_dict(),
-        "params": {k: getattr(params, k) for k in params.__dataclass_fields__},
+        "params": params_signature(params),
     }
+
+
+#: the consensus step's parameters (``default`` mode): recorded only where they act, so stores
+#: written before consensus existed (``reference`` mode) resume as they were
+_CONSENSUS = ("consensus", "agree_iou", "disagree_frames", "fade_after", "backfill")
+
+
+def params_signature(params: PolicyParams) -> dict:
+    """The policy's parameters that decide the run's result."""
+    out = {k: getattr(params, k) for k in params.__dataclass_fields__}
+    if params.mode != "default" or not params.consensus:
+        for k in _CONSENSUS:
+            out.pop(k)
+        if params.mode == "default":
+            out["consensus"] = False
+    return out
 
 
 def input_signature(stack: FrameStack) -> dict:
@@ -67,7 +88,11 @@ def open_store(stack: FrameStack, out: str, classes: ClassTable, signature: dict
 
 
 class _RunPlanner:
-    """The SASVi policy as the span engine's planner (see the module docstring)."""
+    """The SASVi policy as the span engine's planner (see the module docstring).
+
+    With consensus (``default`` mode), decisions between restarts are applied live (:class:`Amend`)
+    and every frame is written ``params.backfill`` frames late, so a class added at frame t can be
+    filled into the frames just before it (the policy's backfill)."""
 
     def __init__(self, session, policy: Policy, cache: OverseerCache, classes, params, annotated, previous, background):
         self.store, self.policy, self.cache = session.store, policy, cache
@@ -75,7 +100,9 @@ class _RunPlanner:
         # the frames go to the session's run sink, each recording the event log as it is then
         self.sink = session.run_sink(lambda: self.events_out, background=background)
         self.previous = previous
-        self.done = self.store.frames_done
+        self.on_disk = self.done = self.store.frames_done
+        self.lag = max(params.backfill, params.disagree_frames - 1, params.fade_after - 1) if policy.live else 0
+        self.pending: deque[list] = deque()  # [t, labels, overseer map] written `lag` frames late
         self.first = True
         self.last_prompt_frame = -1
         self.size = self.store.labels.shape[1:]
@@ -97,7 +124,8 @@ class _RunPlanner:
         n_before = len(self.policy.events)
         if self.first or reason in ("buffer", "anchor") or self.params.mode != "default":
             # a segment start with a reset: resumable from here
-            yield from self.sink.flush()  # the snapshot records the frames done so far
+            yield from self.write_pending(upto=None)  # the snapshot records the frames done so far
+            yield from self.sink.flush()
             if s > 0 or self.done == 0:
                 keep = self.previous if (self.params.merge_unlabelled or self.params.mode == "default") else None
                 state = self.policy.export_state()
@@ -112,28 +140,73 @@ class _RunPlanner:
 
     def step(self, i: int, t: int, labels: np.ndarray, logits) -> Generator:
         default = self.params.mode == "default"
+        live = self.policy.live
         visible = {obj: int(np.count_nonzero(labels == obj)) for obj in logits} if default else None
         n_before = len(self.policy.events)
-        reason = self.policy.step(t, visible)
+        reason = self.policy.step(t, visible, labels if live else None)
         yield from self._new_events(n_before)
-        if reason is not None and t == self.last_prompt_frame:
+        restart = reason is not None and not (live and reason not in ("buffer", "anchor"))
+        if restart and t == self.last_prompt_frame:
             # a decision to prompt again at the very frame just prompted cannot make progress
             # (the tracker's answer would be the same): go on instead of looping
             log.warning("frame %d: %s ignored, the frame was just prompted", t, reason)
-            reason = None
-        if reason is not None:
+            reason, restart = None, False
+        if restart:
             self.previous = labels
             return Reprompt(reason)
-        out = None
-        if t >= self.done:
+        amend = None
+        if reason is not None:  # consensus: applied live, frame t is not recomputed
+            n_before = len(self.policy.events)
+            amend = self.policy.amend(t, reason)
+            yield from self._new_events(n_before)
+            labels = self._amended(t, labels, logits, amend)
+        if t >= self.on_disk:
             no_label = self.classes.no_label
             if self.annotated is not None and t in self.annotated.masks:  # an annotated frame is the user's
                 labels = self.annotated.exact(t, no_label)
-            out = Write(labels, result_to_label_map(self.cache.masks(t) or {}, self.size, no_label))
+            self.pending.append([t, labels, result_to_label_map(self.cache.masks(t) or {}, self.size, no_label)])
+        for f, masks in (self.policy.fill if amend is not None else {}).items():
+            self._fill(f, masks)
+        yield from self.write_pending(upto=t - self.lag)
+        self.cache.release_before(t - self.lag)
+        return Amend(amend) if amend is not None else None
+
+    def _amended(self, t: int, labels: np.ndarray, logits, seg: SegmentStart) -> np.ndarray:
+        """Frame t's labels as the tracker gives them once prompted live at t: removed objects
+        gone, a prompted object exactly its mask (points: the overseer's mask)."""
+        if not seg.prompts and not seg.remove:
+            return labels
+        lg = {k: v for k, v in logits.items() if k not in seg.remove}
+        res = self.cache.masks(t) or {}
+        for p in seg.prompts:
+            m = p.mask if p.kind == "mask" else res.get(p.obj_id)
+            if m is not None:
+                lg[p.obj_id] = np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32)
+        return compose_labels(lg, self.size, self.classes.no_label, self.classes.ids)
+
+    def _fill(self, f: int, masks: dict[int, np.ndarray | None]) -> None:
+        """Frame f, if it is still waiting to be written (never an annotated frame), with each
+        class of ``masks`` replaced by its mask (None: removed): pixels the class loses take the
+        overseer's label there."""
+        if self.annotated is not None and f in self.annotated.masks:
+            return
+        for entry in self.pending:
+            if entry[0] == f:
+                labels, overseer = entry[1].copy(), entry[2]
+                for c, m in masks.items():
+                    was = labels == c
+                    labels[was] = overseer[was]
+                    if m is not None:
+                        labels[m] = c
+                entry[1] = labels
+
+    def write_pending(self, upto: int | None) -> Generator:
+        """Write the waiting frames up to frame ``upto`` (None: all)."""
+        while self.pending and (upto is None or self.pending[0][0] <= upto):
+            t, labels, overseer = self.pending.popleft()
             self.events_out = self.events_so_far()
+            yield from self.sink.put(t, labels, overseer)
             self.done = t + 1
-        self.cache.release_before(t)
-        return out
 
 
 def iter_sasvi(
@@ -207,6 +280,8 @@ def iter_sasvi(
         stopped = yield from propagate_span(
             stack, tracker, planner, sink, classes, first=s, reason=first_reason, stop=stop
         )
+        if not stopped:
+            yield from planner.write_pending(upto=None)
         yield from sink.flush()
         events_out = planner.events_so_far() if not stopped else planner.events_out
         if not stopped:

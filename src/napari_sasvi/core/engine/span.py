@@ -38,6 +38,18 @@ class Write:
     overseer: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class Amend:
+    """Prompt the running tracker at this frame without a reset and without recomputing the frame
+    (objects added, re-prompted or removed: in effect from the next frame), then write the frame
+    as ``write`` gives it (None: write nothing). Trackers with ``live_prompts`` take the prompt
+    between two frames of the same propagation; others are propagated again from this frame,
+    whose second result is dropped."""
+
+    prompt: SegmentStart
+    write: Write | None = None
+
+
 class Planner(Protocol):
     """What a span does, frame by frame (a run's SASVi policy, an anchors run, an edit)."""
 
@@ -47,9 +59,9 @@ class Planner(Protocol):
 
     def step(
         self, i: int, t: int, labels: np.ndarray, logits: dict[int, np.ndarray]
-    ) -> Generator[Event, None, Reprompt | Write | None]:
-        """After the tracker produced view frame ``i`` (video frame ``t``): prompt again, write it,
-        or neither (a frame already on disk)."""
+    ) -> Generator[Event, None, Reprompt | Amend | Write | None]:
+        """After the tracker produced view frame ``i`` (video frame ``t``): prompt again (with a
+        reset or recomputing the frame; or live), write it, or neither (a frame already on disk)."""
 
 
 class Sink(Protocol):
@@ -119,25 +131,42 @@ def propagate_span(
     """
     h, w = view.frame_size
     time_of = getattr(view, "time", None)
+    live = bool(getattr(tracker, "live_prompts", False))
     tracker.bind(view)
-    i_from = first
+    i_from, pending = first, None  # pending: an amendment for a tracker without live prompts
     while True:
-        apply_prompt(tracker, (yield from planner.prompt(i_from, reason)))
+        skip = None
+        if pending is None:
+            apply_prompt(tracker, (yield from planner.prompt(i_from, reason)))
+        else:
+            apply_prompt(tracker, pending)
+            pending, skip = None, i_from
         again = None
         for i, logits in tracker.propagate(i_from):
+            if i == skip:  # the amended frame again: it is written already
+                continue
             t = time_of(i) if time_of is not None else i
             labels = compose_labels(logits, (h, w), classes.no_label, classes.ids)
             step = yield from planner.step(i, t, labels, logits)
             if isinstance(step, Reprompt):
                 again = (i, step.reason)
                 break
+            amend = None
+            if isinstance(step, Amend):
+                amend, step = step.prompt, step.write
+                if live:
+                    apply_prompt(tracker, amend)
+                    amend = None
             if step is not None:
                 yield from sink.put(t, step.labels, step.overseer)
             if stop is not None and stop():
                 return True
+            if amend is not None:
+                pending, again = amend, (i, "")
+                break
         if again is None:
             return False
         i_from, reason = again
 
 
-__all__ = ["FrameRange", "Planner", "Reprompt", "Sink", "Write", "apply_prompt", "propagate_span"]
+__all__ = ["Amend", "FrameRange", "Planner", "Reprompt", "Sink", "Write", "apply_prompt", "propagate_span"]

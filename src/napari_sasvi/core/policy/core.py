@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .consensus import ConsensusRules
 from .default import DefaultRules
 from .events import Event, Prompt, SegmentStart
 from .params import Lookup, Masks, PolicyParams
@@ -26,9 +27,15 @@ class _State:
     segment_start: int = 0
     tracked: set[int] = field(default_factory=set)  # default mode: objects in the tracker
     added: dict[int, int] = field(default_factory=dict)  # default mode: label -> frame last prompted
+    # consensus (default mode): consecutive disagreeing / missing frames, last IoU, decisions at t
+    disagree: dict[int, int] = field(default_factory=dict)
+    missing: dict[int, int] = field(default_factory=dict)
+    agreement: dict[int, float] = field(default_factory=dict)
+    reprompt: list[int] = field(default_factory=list)
+    fade: list[int] = field(default_factory=list)
 
 
-class Policy(ReferenceRules, DefaultRules):
+class Policy(ReferenceRules, DefaultRules, ConsensusRules):
     """The re-prompting policy (see the module docstring). One instance drives one video.
 
     Args:
@@ -47,6 +54,10 @@ class Policy(ReferenceRules, DefaultRules):
         self.anchors = frozenset(anchors)  # annotated frames: a full re-prompt from them, always
         self.s = _State()
         self.events: list[Event] = []
+        # consensus: frame -> {class: its mask there (None: not there)} for frames before the last
+        # amend (filled backwards, a disagreement's frames, a fade's frames); and those found at t
+        self.fill: dict[int, dict[int, np.ndarray | None]] = {}
+        self.retro: dict[int, dict[int, np.ndarray | None]] = {}
 
     @property
     def reference(self) -> bool:
@@ -138,6 +149,7 @@ class Policy(ReferenceRules, DefaultRules):
         st.current = set(ids)
         st.tracked = {p.obj_id for p in prompts}
         st.added = {}
+        st.disagree, st.missing, st.agreement = {}, {}, {}
         st.prompt_new, st.negatives = [], set()
         st.skip_next_trigger = False
         st.buffer = self.p.buffer
@@ -170,11 +182,14 @@ class Policy(ReferenceRules, DefaultRules):
         return snap_to_mask(kmeans_points(mask, k, self.p.seed), mask)
 
     # -- per frame ------------------------------------------------------------------------------------
-    def step(self, t: int, visible: Mapping[int, int] | None = None) -> str | None:
+    def step(self, t: int, visible: Mapping[int, int] | None = None, labels: np.ndarray | None = None) -> str | None:
         """Decide after the tracker produced frame t. Returns the reason to restart at t, or None.
+        With :attr:`live` (default mode with consensus), a reason other than ``buffer`` or
+        ``anchor`` is applied live with :meth:`amend` instead of a restart.
 
         Args:
             visible: ``default`` mode: object id -> pixel count in the tracker's output at t.
+            labels: consensus: the run's label map at t (the tracker's classes composed).
         """
         st = self.s
         if t == 0:
@@ -197,7 +212,11 @@ class Policy(ReferenceRules, DefaultRules):
             return "buffer"
         if self.reference:
             return self._trigger_reference(t, current)
-        return self._trigger_default(t, current, visible or {})
+        reason = self._trigger_default(t, current, visible or {})
+        if self.live and labels is not None:
+            more = self._consensus(t, current, labels)
+            reason = "; ".join(r for r in (reason, more) if r) or None
+        return reason
 
     # -- resuming -------------------------------------------------------------------------------------
     def export_state(self) -> dict:
@@ -214,6 +233,8 @@ class Policy(ReferenceRules, DefaultRules):
             "tracked": sorted(st.tracked),
             "n_events": len(self.events),
             "added": {str(k): v for k, v in st.added.items()},
+            "disagree": {str(k): v for k, v in st.disagree.items()},
+            "missing": {str(k): v for k, v in st.missing.items()},
         }
 
     def restore_state(self, state: dict, events: list[Event]) -> None:
@@ -227,5 +248,7 @@ class Policy(ReferenceRules, DefaultRules):
             segment_start=int(state["segment_start"]),
             tracked=set(state["tracked"]),
             added={int(k): int(v) for k, v in state.get("added", {}).items()},
+            disagree={int(k): int(v) for k, v in state.get("disagree", {}).items()},
+            missing={int(k): int(v) for k, v in state.get("missing", {}).items()},
         )
         self.events = list(events[: state["n_events"]])

@@ -49,6 +49,8 @@ class DefaultRules:
         self._emit(Event(s, "restart", reason, ids, ()))
         st.tracked = {p.obj_id for p in prompts}
         st.old = set(ids)
+        st.disagree = {}  # consensus: every class starts again from the overseer's mask (or its own)
+        st.missing = {c: n for c, n in st.missing.items() if c in st.tracked}
         st.prompt_new = []
         st.negatives = set()
         st.buffer = self.p.buffer
@@ -136,6 +138,9 @@ class DefaultRules:
         st = self.s
         st.prompt_new, st.negatives = [], set()  # no deferral (D3): decisions are made per frame
         seen = {obj for obj, n in visible.items() if n >= self.p.min_visible}
+        if self.live:  # consensus: an object as small as the overseer's mask of it is seen too
+            res = self.lookup(t) or {}
+            seen |= {o for o, n in visible.items() if o in res and 0 < n and 2 * n >= np.count_nonzero(res[o])}
         # a label prompted in the last `persistence` frames gets time before it is prompted again:
         # the tracker may lose a freshly added object to a neighbour's stronger logits, and
         # re-prompting it at once would loop on one frame

@@ -35,6 +35,20 @@ class PolicyParams:
         new_prompt: ``default`` mode: prompt new labels with their ``mask`` or with ``points``.
         min_visible: ``default`` mode: pixels below which the tracker is taken not to see a class.
         seed: random state of the k-means point sampling.
+        consensus: ``default`` mode: compare the tracker with the overseer on every frame and
+            class (:mod:`.consensus`): re-prompt a class alone where they disagree for a while,
+            fade a class the overseer stopped seeing, fill a new class into the frames before it
+            was added. False: ``default`` mode as it was before (re-prompts at new classes and
+            re-seeds only).
+        agree_iou: consensus: IoU between a class's propagated mask and the overseer's below which
+            the two disagree on that frame.
+        disagree_frames: consensus: consecutive disagreeing frames after which the class is
+            re-prompted from the overseer (2: a one-frame overseer glitch is ignored).
+        fade_after: consensus: consecutive frames the overseer misses a tracked class after which
+            the class fades out of the tracker (2 or more: a one-frame dropout is ignored).
+        backfill: consensus: frames before a new class was added that are filled with it where the
+            overseer already saw it (the frames the persistence check waited on); the run writes
+            each frame this many frames late. 0: no fill, no delay.
     """
 
     mode: Mode = "default"
@@ -49,9 +63,16 @@ class PolicyParams:
     new_prompt: Literal["mask", "points"] = "mask"
     min_visible: int = 20
     seed: int = 0
+    consensus: bool = True
+    agree_iou: float = 0.85
+    disagree_frames: int = 2
+    fade_after: int = 3
+    backfill: int = 4
 
     def __post_init__(self):
         if self.mode not in ("default", "reference"):
             raise ValueError(f"mode must be 'default' or 'reference', got {self.mode!r}")
         if self.lookahead < 1 or self.persistence < 0 or self.buffer < 2 or not 0 < self.overlap <= 1:
             raise ValueError("lookahead >= 1, persistence >= 0, buffer >= 2 and 0 < overlap <= 1 are required")
+        if not 0 < self.agree_iou <= 1 or self.disagree_frames < 1 or self.fade_after < 1 or self.backfill < 0:
+            raise ValueError("0 < agree_iou <= 1, disagree_frames >= 1, fade_after >= 1 and backfill >= 0 are required")

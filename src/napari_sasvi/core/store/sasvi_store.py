@@ -147,6 +147,13 @@ class SasviStore:
             )
         if _normalise(stored) != signature:
             diff = sorted(k for k in set(stored) | set(signature) if stored.get(k) != signature.get(k))
+            old_p, new_p = stored.get("params") or {}, signature.get("params") or {}
+            if "params" in diff and isinstance(old_p, dict) and isinstance(new_p, dict):
+                keys = sorted(k for k in set(old_p) | set(new_p) if old_p.get(k) != new_p.get(k))
+                shown = ", ".join(
+                    f"{k} {old_p.get(k, 'absent')} in the store, {new_p.get(k, 'absent')} now" for k in keys
+                )
+                diff[diff.index("params")] = f"params: {shown}"
             if cls(path, group, stored).frames_done > 0:
                 raise StoreMismatchError(
                     f"{path} was made from other inputs or settings (differs in: {', '.join(diff)}).\n"

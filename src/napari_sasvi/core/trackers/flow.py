@@ -103,6 +103,9 @@ class FlowTracker:
     """
 
     incremental = True
+    #: prompts between two frames of a propagation (``add_mask`` at the frame just yielded,
+    #: ``remove_objects``) take effect from the next frame; nothing is recomputed
+    live_prompts = True
 
     def __init__(
         self,
@@ -168,10 +171,7 @@ class FlowTracker:
                 self._step(k)
         if not self._objects or self._t is None:
             self._t, self._gray = start, self._flow.gray(self.frames.frame(start))
-        for obj, (f, m) in list(self._pending.items()):
-            if f == start:
-                self._objects[obj] = TrackedObject(m, self.extend)
-                del self._pending[obj]
+        self._install(start)
         self._read_ahead()
         try:
             yield start, self._logits()
@@ -226,7 +226,15 @@ class FlowTracker:
         fut = self._pool.submit(self._read, t, self._gray if moving else None)
         self._next = (t, self._gray, moving, fut)
 
+    def _install(self, frame: int) -> None:
+        """Prompts given at ``frame`` (where the objects are) become tracked objects."""
+        for obj, (f, m) in list(self._pending.items()):
+            if f == frame:
+                self._objects[obj] = TrackedObject(m, self.extend)
+                del self._pending[obj]
+
     def _step(self, t: int) -> None:
+        self._install(t - 1)  # live prompts given at the frame before, between two yields
         moving = bool(self._objects)
         nxt = self._next
         if nxt is not None and nxt[0] == t and nxt[1] is self._gray and (nxt[2] or not moving):
