@@ -64,7 +64,7 @@ class PolicyParams:
     min_visible: int = 20
     seed: int = 0
     consensus: bool = True
-    agree_iou: float = 0.85
+    agree_iou: float = 0.90
     disagree_frames: int = 2
     fade_after: int = 3
     backfill: int = 4
