@@ -50,7 +50,7 @@ def _option(group, flag: str, key: str, help: str, **kw) -> None:
     if default is not None:
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
         help = f"{help} (default: {shown})"
-    if "choices" not in kw and kw.get("action") != "store_true":
+    if "choices" not in kw and kw.get("action") not in ("store_true", argparse.BooleanOptionalAction):
         kw.setdefault("metavar", flag.lstrip("-").upper().replace("-", "_"))
     group.add_argument(flag, dest=key, default=argparse.SUPPRESS, help=help, **kw)
 
@@ -199,6 +199,30 @@ def add_segment(sub) -> None:
     _option(
         pol, "--min-visible", "policy.min_visible", "default mode: pixels below which a class counts as lost", type=int
     )
+    _option(
+        pol,
+        "--consensus",
+        "policy.consensus",
+        "default mode: compare the tracker with the overseer on every frame and class (re-prompt one class, "
+        "fade, backfill); --no-consensus: re-prompts at new classes and re-seeds only",
+        action=argparse.BooleanOptionalAction,
+    )
+    _option(
+        pol, "--agree-iou", "policy.agree_iou", "consensus: IoU below which tracker and overseer disagree", type=float
+    )
+    _option(
+        pol,
+        "--disagree-frames",
+        "policy.disagree_frames",
+        "consensus: disagreeing frames in a row before the class is re-prompted",
+        type=int,
+    )
+    _option(
+        pol, "--fade-after", "policy.fade_after", "consensus: frames the overseer misses a class before it fades", type=int
+    )
+    _option(
+        pol, "--backfill", "policy.backfill", "consensus: frames a new class is filled backwards (0: none)", type=int
+    )
     o = p.add_argument_group("outputs")
     _option(o, "--events-json", "export.events_json", "write the re-prompt events (a JSON list) here", type=Path)
     _option(o, "--export-png", "export.png", "also write <frame>_rgb_mask.png palette PNGs here", type=Path)
@@ -268,6 +292,11 @@ CONFIG_FLAGS = {
     "policy.overlap": "--overlap",
     "policy.buffer": "--buffer",
     "policy.min_visible": "--min-visible",
+    "policy.consensus": "--consensus",
+    "policy.agree_iou": "--agree-iou",
+    "policy.disagree_frames": "--disagree-frames",
+    "policy.fade_after": "--fade-after",
+    "policy.backfill": "--backfill",
 }
 #: what a message about the --config file starts with: its option names stay as the file spells them
 CONFIG_FILE_PREFIX = "--config: "

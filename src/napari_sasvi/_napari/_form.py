@@ -112,6 +112,8 @@ class SegmentForm(Container):
         self._overlap = FloatSpinBox(label="overlap threshold", value=policy.overlap, min=0.05, max=1.0, step=0.05)
         self._buffer = SpinBox(label="re-seed every", value=policy.buffer, min=2, max=10000)
         self._min_visible = SpinBox(label="min visible px", value=policy.min_visible, min=1, max=100000)
+        self._consensus = CheckBox(label="consensus with the overseer", value=policy.consensus)
+        self._agree_iou = FloatSpinBox(label="agree IoU", value=policy.agree_iou, min=0.05, max=1.0, step=0.05)
         self._score_thr = FloatSpinBox(label="overseer score threshold", value=0.05, min=-1.0, max=1.0, step=0.05)
         self._mask_thr = FloatSpinBox(label="overseer mask threshold", value=0.5, min=-50.0, max=50.0, step=0.1)
         self._batch = SpinBox(label="overseer batch", value=DEFAULTS.overseer.batch_size, min=1, max=64)
@@ -122,6 +124,8 @@ class SegmentForm(Container):
             self._overlap,
             self._buffer,
             self._min_visible,
+            self._consensus,
+            self._agree_iou,
             self._score_thr,
             self._mask_thr,
             self._batch,
@@ -342,6 +346,8 @@ def config_from_form(w):
             overlap=round(w._overlap.value, 4),
             buffer=w._buffer.value,
             min_visible=w._min_visible.value,
+            consensus=w._consensus.value,
+            agree_iou=round(w._agree_iou.value, 4),
         ),
     )
 

@@ -184,6 +184,11 @@ class PolicyConfig:
     overlap: Annotated[float, Field(gt=0, le=1)] = _POLICY.overlap
     buffer: Annotated[int, Field(ge=2)] = _POLICY.buffer
     min_visible: Annotated[int, Field(ge=0)] = _POLICY.min_visible
+    consensus: bool = _POLICY.consensus
+    agree_iou: Annotated[float, Field(gt=0, le=1)] = _POLICY.agree_iou
+    disagree_frames: Annotated[int, Field(ge=1)] = _POLICY.disagree_frames
+    fade_after: Annotated[int, Field(ge=1)] = _POLICY.fade_after
+    backfill: Annotated[int, Field(ge=0)] = _POLICY.backfill
 
     @field_validator("*", mode="before")
     @classmethod
