@@ -28,18 +28,20 @@ def clip(engine_clip):
 
 
 class _FailingFlow(FlowTracker):
-    """The flow tracker, raising ``exc`` when it is about to give its ``after``-th frame (counted
-    over every span it propagates); its description is the flow tracker's."""
+    """The flow tracker, raising ``exc`` when it is about to give its ``after``-th distinct frame
+    (counted over every span it propagates; a frame given again after a re-prompt counts once);
+    its description is the flow tracker's."""
 
     def __init__(self, after: int, exc: BaseException):
         super().__init__()
-        self.after, self.exc, self.given = after, exc, 0
+        self.after, self.exc, self.given = after, exc, set()
 
     def propagate(self, start):
         for item in super().propagate(start):
-            if self.given == self.after:
+            key = (id(self.frames), item[0])  # the view (a part of an anchors run) and its frame
+            if key not in self.given and len(self.given) == self.after:
                 raise self.exc
-            self.given += 1
+            self.given.add(key)
             yield item
 
 
