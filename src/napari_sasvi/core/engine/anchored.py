@@ -5,6 +5,14 @@ or backward from the anchor after it (a tie goes forward; :meth:`~napari_sasvi.c
 Each anchor is up to two spans of the engine (:func:`~.span.propagate_span`): the backward part
 (the anchor down to the first frame of its segment, over a reversed :class:`~.span.FrameRange`),
 written as it comes and recorded as done when it is whole, then the forward part, written in order.
+
+**Lost objects.** A tracker that reports its confidence per object (``tracker.confidence()``, in
+[0, 1] for the frame just yielded; the flow tracker's: :mod:`~..trackers.confidence`) is watched:
+when an object's confidence falls below :data:`LOST_BELOW`, it is re-seeded from its anchor's
+mask as annotated, the copy baseline (that frame is written with the anchor's mask; the tracker
+carries the mask on from there, live, without a reset) and a ``lost`` event says which object,
+at which frame and why. One event per loss episode: the re-seeded object starts afresh, and
+only a new collapse is a new episode. Trackers without ``confidence()`` are taken as confident.
 """
 
 from __future__ import annotations
@@ -20,8 +28,17 @@ from ..inputs.anchors import Anchors, prompt_classes
 from ..inputs.frames import open_frames
 from ..policy import Event, Prompt, SegmentStart
 from ..records import FrameDone, RunSummary, StoreOpened
+from ..trackers.base import compose_labels
 from .run import input_signature, open_store
-from .span import FrameRange, Write, propagate_span
+from .span import Amend, FrameRange, Write, propagate_span
+
+#: an object whose tracker confidence falls below this is lost (re-seeded from its anchor). Chosen
+#: once on the synthetic clip and the DAVIS 2016 / CholecSeg8k development clips with one anchor
+#: on frame 0 (benchmarks/bench_lost.py), then fixed: 0.15-0.2 re-seeds bmx-trees' rider where the
+#: mask has left it (Dice 0.256 -> 0.32) and changes nothing elsewhere; 0.25-0.3 also re-seeds
+#: objects still tracked well on the synthetic clip (its Dice 0.495 -> 0.45)
+LOST_BELOW = 0.2
+_SIGNAL_WORDS = {"area": "area collapse", "fit": "flow fit", "residual": "warp residual"}
 
 
 def mask_prompts(frame: int, mask: np.ndarray, ids: list[int]) -> SegmentStart:
@@ -34,10 +51,15 @@ class _AnchorPart:
     the anchor (view frame 0), every later frame written (``forward``: the anchor's own frame as
     annotated, frames already done skipped)."""
 
-    def __init__(self, anchors: Anchors, a: int, classes: ClassTable, *, forward: bool, done: int):
+    def __init__(
+        self, anchors: Anchors, a: int, classes: ClassTable, *, forward: bool, done: int, tracker=None, events=None
+    ):
         self.anchors, self.a, self.classes, self.forward, self.done = anchors, a, classes, forward, done
         self.overseer = anchors.masks[a]  # the store's overseer array: the annotation where there is one
         self.last: int | None = None  # the last frame written
+        self.confidence = getattr(tracker, "confidence", None)
+        self.reasons = getattr(tracker, "confidence_reasons", None)
+        self.events = events  # the run's event log: lost events go there as they happen
 
     def prompt(self, i: int, reason: str) -> Generator:
         mask = self.anchors.masks[self.a]
@@ -45,15 +67,43 @@ class _AnchorPart:
         yield  # a generator that decides nothing
 
     def step(self, i: int, t: int, labels: np.ndarray, logits) -> Generator:
+        reseed = None
+        if i > 0 and (not self.forward or t >= self.done):
+            reseed, labels = yield from self._watch(i, t, labels, logits)
         if not self.forward:
-            return Write(labels) if i > 0 else None
-        if t < self.done:
+            write = Write(labels) if i > 0 else None
+        elif t < self.done:
             return None
-        self.last = t
-        if i == 0:
-            return Write(self.anchors.exact(self.a, self.classes.no_label), self.overseer)
-        return Write(labels, np.full(labels.shape, self.classes.no_label, np.uint8))
-        yield  # a generator that decides nothing
+        else:
+            self.last = t
+            if i == 0:
+                return Write(self.anchors.exact(self.a, self.classes.no_label), self.overseer)
+            write = Write(labels, np.full(labels.shape, self.classes.no_label, np.uint8))
+        return write if reseed is None else Amend(reseed, write)
+
+    def _watch(self, i: int, t: int, labels: np.ndarray, logits) -> Generator:
+        """Lost objects at view frame ``i`` (video frame ``t``): a ``lost`` event each, their
+        anchor masks in this frame's labels, and the prompt that re-seeds them (None: none lost)."""
+        if self.confidence is None:
+            return None, labels
+        conf = self.confidence()
+        lost = sorted(o for o, v in conf.items() if v < LOST_BELOW and o in logits)
+        if not lost:
+            return None, labels
+        reasons = self.reasons() if self.reasons is not None else {}
+        mask = self.anchors.masks[self.a]
+        logits = dict(logits)
+        for o in lost:
+            why = _SIGNAL_WORDS.get(reasons.get(o, ""), "tracker")
+            reason = f"confidence {conf[o]:.2f} < {LOST_BELOW:.2f} ({why}); re-seeded from anchor {self.a}"
+            event = Event(t, "lost", reason, labels=(o,))
+            if self.events is not None:
+                self.events.append(event.to_dict())
+            yield event
+            logits[o] = np.where(mask == o, np.float32(10.0), np.float32(-10.0))
+        labels = compose_labels(logits, labels.shape, self.classes.no_label, self.classes.ids)
+        prompts = tuple(Prompt(o, "mask", mask=mask == o) for o in lost)
+        return SegmentStart(frame=i, reset=False, prompts=prompts), labels
 
 
 def iter_from_anchors(
@@ -118,7 +168,9 @@ def iter_from_anchors(
                 continue
             if lo < a and store.frames_done <= a - 1:  # backward part: a-1 down to lo, then done up to a
                 yield from forward.flush()  # the frames before it are on disk before it is recorded
-                part = _AnchorPart(anchors, a, classes, forward=False, done=store.frames_done)
+                part = _AnchorPart(
+                    anchors, a, classes, forward=False, done=store.frames_done, tracker=tracker, events=events_out
+                )
                 if (
                     yield from propagate_span(
                         FrameRange(stack, a, lo), tracker, part, backward, classes, stop=cancelled
@@ -128,7 +180,9 @@ def iter_from_anchors(
                 backward.finish(a, events_out)
                 elapsed = time.perf_counter() - t_run
                 yield FrameDone(a - 1, a, n, (forward.written + backward.written) / elapsed if elapsed > 0 else 0.0)
-            part = _AnchorPart(anchors, a, classes, forward=True, done=store.frames_done)
+            part = _AnchorPart(
+                anchors, a, classes, forward=True, done=store.frames_done, tracker=tracker, events=events_out
+            )
 
             def stop(part=part) -> bool:
                 return cancelled() or (stop_after is not None and part.last is not None and part.last + 1 >= stop_after)
@@ -141,4 +195,4 @@ def iter_from_anchors(
         return summary(False)
 
 
-__all__ = ["iter_from_anchors", "mask_prompts"]
+__all__ = ["LOST_BELOW", "iter_from_anchors", "mask_prompts"]

@@ -184,6 +184,15 @@ class FlowTracker:
                 self._pool.shutdown(wait=True)
                 self._pool = None
 
+    def confidence(self) -> dict[int, float]:
+        """Per object, how sure the tracker is at the frame just yielded, in [0, 1]
+        (:mod:`.confidence`: area kept, RANSAC fit, photometric error)."""
+        return {i: o.confidence.value for i, o in self._objects.items()}
+
+    def confidence_reasons(self) -> dict[int, str]:
+        """Per object, the signal that sets its :meth:`confidence` (``area``, ``fit``, ``residual``)."""
+        return {i: o.confidence.reason for i, o in self._objects.items()}
+
     def describe(self) -> dict:
         return {
             "type": "flow",
@@ -199,7 +208,7 @@ class FlowTracker:
     def _read(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, Motion | None]:
         """Frame t in gray, and the flow from ``prev`` (frame t-1 in gray) to it when given."""
         gray = self._flow.gray(self.frames.frame(t))
-        motion = None if prev is None else Motion(self._flow.calc(prev, gray, self.frames.frame_size))
+        motion = None if prev is None else Motion(self._flow.calc(prev, gray, self.frames.frame_size), prev, gray)
         return gray, motion
 
     def _drain(self) -> None:

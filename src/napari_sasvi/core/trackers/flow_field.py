@@ -63,12 +63,14 @@ class FlowField:
 class Motion:
     """One frame pair's flow, and what every object's disagreement test reads of it, made once
     per frame pair (in the worker thread when reading ahead) instead of once per object: the
-    flow at the frame's even pixels, x and y apart, and the squared tolerance there."""
+    flow at the frame's even pixels, x and y apart, and the squared tolerance there; and the two
+    grey frames it was computed from (``prev``, ``gray``: for the objects' photometric error)."""
 
-    __slots__ = ("flow", "fx", "fy", "tol2")
+    __slots__ = ("flow", "fx", "fy", "gray", "prev", "tol2")
 
-    def __init__(self, flow: np.ndarray):
+    def __init__(self, flow: np.ndarray, prev: np.ndarray | None = None, gray: np.ndarray | None = None):
         self.flow = flow
+        self.prev, self.gray = prev, gray
         half = flow[::2, ::2]
         self.fx = np.ascontiguousarray(half[..., 0])
         self.fy = np.ascontiguousarray(half[..., 1])
