@@ -369,6 +369,21 @@ def _run_segment(args) -> int:
     return run_jobs(jobs, config)
 
 
+def lost_lines(events: list[dict], classes) -> list[str]:
+    """One line per object the tracker lost (``lost`` events): its class and the frames."""
+    frames: dict[int, list[int]] = {}
+    for e in events:
+        if e["kind"] == "lost":
+            for c in e.get("labels", []):
+                frames.setdefault(int(c), []).append(int(e["frame"]))
+    names = {c.id: c.name for c in classes}
+    return [
+        f"lost: class {c} ({names.get(c, '?')}) at frames {', '.join(map(str, sorted(fr)))}; "
+        "re-seeded from the nearest anchor"
+        for c, fr in sorted(frames.items())
+    ]
+
+
 def run_jobs(jobs, config) -> int:
     """Run a batch's jobs one after another, showing each video's progress (the one display)."""
     from ._cli_progress import Progress
@@ -393,6 +408,8 @@ def run_jobs(jobs, config) -> int:
                 restarts = [e["frame"] for e in s.events if e["kind"] == "restart"]
                 state = f"resumed at frame {s.resumed_from}, " if s.resumed_from else ""
                 print(f"{item.name}: {state}{s.frames_written} frames written to {s.store}; restarts at {restarts}")
+                for line in lost_lines(s.events, config.class_table()):
+                    print(f"{item.name}: {line}")
     finally:
         if bar is not None:
             bar.close()

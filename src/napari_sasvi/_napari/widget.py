@@ -301,6 +301,7 @@ class SegmentWidget(SegmentForm):
                 "carried_over",
                 "no_prompt",
                 "dummy",
+                "lost",
             )
         ]
         rows = sorted(rows + self._corrections.timeline(), key=lambda e: e["frame"])

@@ -11,7 +11,7 @@ per object and frame, from signals its step computes anyway or cheaply.
   fits badly frame after frame; one bad frame (motion blur) does not count much.
 * **Residual** (``residual``): the photometric error of the fitted step, the mean absolute grey
   difference between frame t-1 at the samples and frame t where the step puts them, against the
-  same error on the first steps after the anchor (their mean, at least ``RESIDUAL_FLOOR`` grey
+  same error on the first steps after the anchor (their median, robust to one bad step; at least ``RESIDUAL_FLOOR`` grey
   levels). A mask that slid onto other texture, or an object whose appearance changed under it,
   stops matching: the score is ``reference / residual`` (1 while the error stays as it was),
   smoothed as the fit is (one frame's error spikes on the synthetic clip's noise and lighting).
@@ -25,7 +25,7 @@ The confidence is the smallest of the three scores, and its reason is the name o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,8 +48,7 @@ class ObjectConfidence:
     area: float = 1.0
     fit: float = 1.0
     residual: float = 1.0
-    _ref_sum: float = 0.0
-    _ref_n: int = 0
+    _ref: list[float] = field(default_factory=list)
 
     @property
     def value(self) -> float:
@@ -73,10 +72,9 @@ class ObjectConfidence:
         self.fit = float((1 - FIT_SMOOTHING) * self.fit + FIT_SMOOTHING * inlier_share)
 
     def update_residual(self, error: float) -> None:
-        if self._ref_n < RESIDUAL_REFERENCE_STEPS:
-            self._ref_sum += error
-            self._ref_n += 1
-        ref = max(RESIDUAL_FLOOR, self._ref_sum / self._ref_n)
+        if len(self._ref) < RESIDUAL_REFERENCE_STEPS:
+            self._ref.append(error)
+        ref = max(RESIDUAL_FLOOR, float(np.median(self._ref)))
         score = float(min(1.0, ref / error)) if error > 0 else 1.0
         self.residual = float((1 - FIT_SMOOTHING) * self.residual + FIT_SMOOTHING * score)
 
