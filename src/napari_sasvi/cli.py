@@ -90,7 +90,12 @@ def _add_evaluate(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     f.add_argument("pred", type=Path, help="a SASVi store or a folder of label PNGs (or a root of those)")
-    f.add_argument("gt", type=Path, help="ground truth: a store or a folder of label PNGs (or a root, same names)")
+    f.add_argument(
+        "gt",
+        type=Path,
+        help="ground truth: a store, a folder of label PNGs (any subset of the frames, matched by name or "
+        "frame number), a COCO annotations .json, or a root of those with the same names",
+    )
     _add_class_table_options(f, "class table deciding which ids count (a store brings its own)")
     add_encoding_option(f, "--masks-encoding", "how the prediction's label files store classes")
     add_encoding_option(f, "--gt-encoding", "how the ground truth's label files store classes")
@@ -199,13 +204,15 @@ def _run_evaluate_frames(args) -> int:
         "macro (over the classes present, ignore ids and unlabelled ground-truth pixels left out): "
         f"Dice {report['macro_dice']:.3f}  IoU {report['macro_iou']:.3f}"
     )
+    scored = {"n_scored": report["n_scored"], "n_frames": report["n_frames"]}
+    print(f"scored {scored['n_scored']} of {scored['n_frames']} frames (frames without ground truth left out)")
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["id", "name", "dice", "iou"])
+            w = csv.DictWriter(fh, fieldnames=["id", "name", "dice", "iou", "n_scored", "n_frames"])
             w.writeheader()
             w.writerows(rows)
-            w.writerow({"id": "", "name": "macro", "dice": report["macro_dice"], "iou": report["macro_iou"]})
+            w.writerow({"id": "", "name": "macro", "dice": report["macro_dice"], "iou": report["macro_iou"]} | scored)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({k: v for k, v in report.items() if k != "classes"}, indent=1))

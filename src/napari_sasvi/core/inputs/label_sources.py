@@ -11,7 +11,8 @@ import numpy as np
 
 from ..datasets import ClassTable
 from ..errors import CorruptFrameError, EmptyInputError, InputError, LabelEncodingError
-from .frames import describe_skipped, list_frame_files, skipped_files
+from .coco_labels import CocoRaw
+from .frames import IMAGE_EXTENSIONS, describe_skipped, list_frame_files, skipped_files
 
 LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
 #: image files a label folder may hold that are not read: lossy formats change class ids at edges
@@ -54,6 +55,11 @@ class RawFolder:
 
     def name(self, t: int) -> str:
         return self.files[t].name
+
+    @property
+    def names(self) -> list[str]:
+        """The file name of every frame (matching ground truth to frames by name)."""
+        return [f.name for f in self.files]
 
     def raw(self, t: int) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
@@ -100,7 +106,7 @@ class RawFolder:
 class RawArray:
     """A (T, H, W) array-like (numpy, memory-mapped ``.npy``, dask, zarr) of stored values."""
 
-    def __init__(self, array: Any, desc: str, kind: str = "array"):
+    def __init__(self, array: Any, desc: str, kind: str = "array", names: list[str] | None = None):
         shape = tuple(int(s) for s in array.shape)
         if len(shape) == 4 and shape[3] == 1:
             shape = shape[:3]
@@ -108,6 +114,8 @@ class RawArray:
             raise InputError(f"Labels must be a (T, H, W) stack, got shape {tuple(array.shape)} ({desc}).")
         self.array, self.desc, self.shape = array, desc, shape
         self.kinds = {kind}
+        #: the frames' file names where known (a store made from a frame folder), else None
+        self.names = names if names is not None and len(names) == shape[0] else None
 
     def name(self, t: int) -> str:
         return f"frame {t}"
@@ -132,7 +140,8 @@ class RawArray:
 
 
 def _store_array(path: Path, array: str):
-    """(array, class table) of one of our stores, or (zarr array, None) of a plain zarr."""
+    """(array, class table, frame names) of one of our stores, or (zarr array, None, None) of a
+    plain zarr."""
     import zarr
 
     node = zarr.open(str(path), mode="r")
@@ -140,12 +149,24 @@ def _store_array(path: Path, array: str):
         if "sasvi" in node.attrs:
             if array not in node:
                 raise InputError(f"{path} holds no {array!r} array (a SASVi store has 'labels' and 'overseer').")
-            return node[array], ClassTable.from_dict(node.attrs["sasvi"]["classes"])
+            sasvi = node.attrs["sasvi"]
+            return node[array], ClassTable.from_dict(sasvi["classes"]), _frame_names(sasvi.get("frames"))
         for key in (array, "labels", "overseer"):
             if key in node:
-                return node[key], None
+                return node[key], None, None
         raise InputError(f"{path} is a zarr group without a 'labels' or 'overseer' array.")
-    return node, None
+    return node, None, None
+
+
+def _frame_names(frames: str | None) -> list[str] | None:
+    """The file names of the frames a store was made from, when it recorded a frame folder that
+    still holds them (None for a video file, an array, or a folder that is gone)."""
+    if not frames or not Path(frames).is_dir():
+        return None
+    try:
+        return [p.name for p in list_frame_files(frames, IMAGE_EXTENSIONS)]
+    except EmptyInputError:
+        return None
 
 
 def _is_zarr(path: Path) -> bool:
@@ -160,11 +181,15 @@ def open_raw(source: Any, array: str) -> tuple[Any, ClassTable | None]:
         if path.suffix.lower() == ".npy":
             return RawArray(np.load(path, mmap_mode="r", allow_pickle=False), str(path), "npy"), None
         if _is_zarr(path):
-            arr, table = _store_array(path, array)
-            return RawArray(arr, str(path), "store" if table is not None else "zarr"), table
+            arr, table, names = _store_array(path, array)
+            return RawArray(arr, str(path), "store" if table is not None else "zarr", names), table
+        if path.suffix.lower() == ".json" and path.is_file():
+            return CocoRaw(path), None
         if path.is_dir() or (path.is_file() and path.suffix.lower() in LABEL_EXTENSIONS):
             return RawFolder(path), None
-        raise InputError(f"Cannot read labels from {path}: give a folder of label PNGs, a .npy stack or a zarr store.")
+        raise InputError(
+            f"Cannot read labels from {path}: give a folder of label PNGs, a .npy stack, a zarr store or a COCO .json."
+        )
     if hasattr(source, "raw_source"):  # a LabelStack: read its files again
         return source.raw_source, None
     if hasattr(source, "shape") and hasattr(source, "__getitem__"):

@@ -181,7 +181,7 @@ def decide_encoding(scan: LabelScan, classes: ClassTable, encoding: str = "auto"
         # type decides, as the datasets ship them: watershed greys as RGB, class ids as L/P
         if scan.kinds <= {"grey-RGB"}:
             return "source", f"values fit both encodings; RGB grey files are {classes.name}'s source masks"
-        if scan.kinds & {"L", "P", "store", "npy", "array", "zarr"} and "grey-RGB" not in scan.kinds:
+        if scan.kinds & {"L", "P", "store", "npy", "array", "zarr", "coco"} and "grey-RGB" not in scan.kinds:
             return "class-ids", f"values fit both encodings; {'/'.join(sorted(scan.kinds))} data are class ids"
         raise LabelEncodingError(
             f"The label values fit both class ids and {classes.name}'s source values.\n"
@@ -240,6 +240,20 @@ class LabelStack:
     @property
     def files(self) -> list[Path] | None:
         return getattr(self.raw_source, "files", None)
+
+    @property
+    def names(self) -> list[str] | None:
+        """Each frame's file name (label files, a COCO file's images, the frames a store was made
+        from), or None where the source has no names (an array, a store made from a video)."""
+        return getattr(self.raw_source, "names", None)
+
+    def labelled(self, t: int) -> bool:
+        """Whether frame t holds any labelled pixel after decoding (from the validation pass): a
+        frame that is unlabelled everywhere (255) has no ground truth to score."""
+        values = self.scan.frame_values[t]
+        if self._lut is not None:
+            return any(self._lut[v] != UNLABELLED for v in values)
+        return any(v != UNLABELLED for v in values)
 
     def __getitem__(self, t):
         if not isinstance(t, (int, np.integer)):

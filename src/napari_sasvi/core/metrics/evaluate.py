@@ -16,9 +16,11 @@ from typing import Any
 
 from ..datasets import ClassTable
 from ..errors import InputError
+from ..inputs.coco_labels import coco_class_table, is_coco_json
 from ..inputs.label_sources import LABEL_EXTENSIONS
 from ..inputs.labels import LabelStack, open_labels
 from ..progress import Returning
+from .matching import match_frames
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def _is_label_folder(path: Path) -> bool:
 def label_sources(
     path: str | os.PathLike, classes: ClassTable | None, encoding: str = "auto", array: str = "labels"
 ) -> list[tuple[str, LabelStack]]:
-    """[(name, label stack)] for a store, a label folder, a ``.npy`` or a root of those."""
+    """[(name, label stack)] for a store, a label folder, a ``.npy``, a COCO ``.json`` or a root of those."""
     path = Path(path)
 
     def one(p: Path):
@@ -76,26 +78,47 @@ def iter_evaluate_frames(
     array: str = "labels",
     resize: bool = False,
 ) -> Generator[Reading | Progress, None, dict]:
-    """Per-class Dice and IoU of predictions against ground truth, pooled over all frames.
+    """Per-class Dice and IoU of predictions against ground truth, pooled over the frames that
+    have ground truth.
+
+    Ground-truth frames are matched to prediction frames by position when their counts are equal,
+    else by file name or frame number (:mod:`.matching`); frames without ground truth are left out,
+    and a :class:`Reading` says how many were scored.
 
     Args:
+        gt: a store, a label folder, a ``.npy``, a COCO ``.json`` (RLE or polygons, matched by the
+            images' ``file_name``), or a root of those named like the predictions.
         classes: the class table; None when ``pred`` is a store (it brings its own, and the ground
-            truth is read with it).
+            truth is read with it) or when ``gt`` is a COCO file (its categories, 0 = background).
         resize: predictions of another size are resized to the ground truth's (nearest
             neighbour, torch's index rule), stated in a :class:`Reading`; else refused.
 
     Returns:
-        ``{"per_class": [{id, name, dice, iou}], "macro_dice", "macro_iou", "per_frame_macro_dice"}``
-        (macro over the scored ids present; ground-truth pixels that are unlabelled are not scored).
+        ``{"per_class": [{id, name, dice, iou}], "macro_dice", "macro_iou", "n_scored", "n_frames",
+        "frames": {video: {n_scored, n_frames, matched_by, scored}}, "per_frame_macro_dice":
+        {video: [Dice or None per prediction frame]}}`` (macro over the scored ids present;
+        ground-truth pixels that are unlabelled are not scored; None for frames not scored).
     """
     from ..inputs.lazy import read_frame
     from .accuracy import OverlapCounts, macro, overlap_counts, resize_nearest
 
-    preds = label_sources(pred, classes, pred_encoding, array)
+    coco = coco_class_table(gt) if is_coco_json(gt) else None
+    try:
+        preds = label_sources(pred, classes, pred_encoding, array)
+    except InputError:
+        if classes is not None or coco is None:
+            raise
+        preds = label_sources(pred, coco, pred_encoding, array)  # a label folder: the COCO file's categories
     table = classes or preds[0][1].classes
+    if coco is not None:
+        for c in coco:
+            if c.id in table.ids and c.id != 0 and table.by_id(c.id).name.lower() != c.name.lower():
+                yield Reading("gt", f"COCO category {c.id} {c.name!r} is scored as class {c.id} "
+                                    f"{table.by_id(c.id).name!r} of {table.name!r}")  # fmt: skip
     gts = dict(label_sources(gt, table, gt_encoding, "labels"))
     total = OverlapCounts({}, {}, {})
-    per_frame: dict[str, list[float]] = {}
+    per_frame: dict[str, list[float | None]] = {}
+    frames: dict[str, dict] = {}
     for name, p in preds:
         g = gts.get(name) if len(preds) > 1 else next(iter(gts.values()))
         if g is None:
@@ -104,8 +127,8 @@ def iter_evaluate_frames(
             raise InputError(f"{name}: the prediction's classes ({p.classes.name}) are not {table.name}'s.")
         yield _read_note(name, "prediction ", p)
         yield _read_note(name, "ground truth ", g)
-        if p.shape[0] != g.shape[0]:
-            raise InputError(f"{name}: the prediction has {p.shape[0]} frames, the ground truth {g.shape[0]}.")
+        match = match_frames(p.names, p.shape[0], g.names, [g.labelled(t) for t in range(g.shape[0])], name)
+        yield Reading(name, f"{name}: {match.describe()}")
         size = None
         if tuple(p.shape[1:]) != tuple(g.shape[1:]):
             (ph, pw), (gh, gw) = p.shape[1:], g.shape[1:]
@@ -117,15 +140,20 @@ def iter_evaluate_frames(
                 )
             size = (gh, gw)
             yield Reading(name, f"{name}: prediction resized from {pw}x{ph} to {gw}x{gh} (nearest neighbour)")
-        series = []
-        n = p.shape[0]
-        for t in range(n):
+        series: list[float | None] = [None] * p.shape[0]
+        for done, (t, gt_t) in enumerate(match.pairs, 1):
             a = read_frame(p, t)
-            one = overlap_counts([a if size is None else resize_nearest(a, size)], [read_frame(g, t)], table.ids)
-            series.append(macro(one.dice(), table.scored_ids()))
+            one = overlap_counts([a if size is None else resize_nearest(a, size)], [read_frame(g, gt_t)], table.ids)
+            series[t] = macro(one.dice(), table.scored_ids())
             total.add(one)
-            yield Progress(name, t + 1, n)
+            yield Progress(name, done, match.n_scored)
         per_frame[name] = series
+        frames[name] = {
+            "n_scored": match.n_scored,
+            "n_frames": match.n_frames,
+            "matched_by": match.rule,
+            "scored": [t for t, _ in match.pairs],
+        }
     dice, iou = total.dice(), total.iou()
     ids = table.scored_ids()
     if not any(c in dice for c in ids):
@@ -138,6 +166,9 @@ def iter_evaluate_frames(
         "per_class": rows,
         "macro_dice": macro(dice, ids),
         "macro_iou": macro(iou, ids),
+        "n_scored": sum(f["n_scored"] for f in frames.values()),
+        "n_frames": sum(f["n_frames"] for f in frames.values()),
+        "frames": frames,
         "per_frame_macro_dice": per_frame,
         "classes": table.name,
     }
