@@ -1,4 +1,4 @@
-"""Sequences and seeded overseer noise models for ``bench_consensus.py``.
+"""Sequences, seeded overseer noise models and scoring for ``bench_consensus.py``.
 
 Every sequence is read into memory as (T, H, W, 3) uint8 frames and a (T, H, W) uint8 ground truth
 in the class ids of its table (255 where nothing is annotated: CholecSeg8k's white border, and every
@@ -25,6 +25,8 @@ import numpy as np
 from PIL import Image
 
 from napari_sasvi.core.datasets import CHOLECSEG8K, SYNTHETIC, ClassInfo, ClassTable
+from napari_sasvi.core.metrics.accuracy import macro, overlap_counts
+from napari_sasvi.core.metrics.temporal import temporal_consistency
 
 MAX_SIDE = 480
 SEED = 0
@@ -98,6 +100,17 @@ class Sequence:
     def rng(self, tag: str) -> np.random.Generator:
         """A generator seeded by (SEED, sequence, tag): the same noise on every run."""
         return np.random.default_rng([SEED, zlib.crc32(self.name.encode()), zlib.crc32(tag.encode())])
+
+
+def score(seq: Sequence, labels: np.ndarray, frames: list[int] | None = None) -> dict:
+    """Dice over ``frames`` (default: those with ground truth) and T-IoU over the whole output."""
+    frames = seq.scored if frames is None else frames
+    ids = seq.gt_ids()
+    dice = overlap_counts((labels[t] for t in frames), (seq.gt[t] for t in frames), ids).dice()
+    tab = seq.table
+    ignore = set(tab.ignore_ids) | {tab.no_label, UNLABELLED}
+    t = temporal_consistency(labels, None, ignore=ignore, no_label=tab.no_label).macro
+    return {"dice": macro(dice, ids), "t_iou": t["t_iou"], "per_class": {int(c): dice[c] for c in ids if c in dice}}
 
 
 def _downscale(frames: list[np.ndarray], labels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

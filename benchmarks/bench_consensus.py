@@ -27,8 +27,8 @@ Sections:
   with the ``mixed`` overseer (Endoscapes: ``pixel``). Dice leaves the anchor frame out. ``lost``:
   the ``lost`` events in the store's event log.
 * ``sam2``: SAM2.1 tiny at 256 px with random weights on 24 synthetic frames, default mode with
-  consensus off and on, each in its own process: frames/s, peak RSS, encodes per frame (must be
-  1.00). Cost only: random weights disagree with any overseer, so this is the worst case.
+  consensus off and on, each in its own process (``--sam2-repeats`` times, alternating, the fastest
+  kept): frames/s, peak RSS, encodes per frame (must be 1.00). Cost only: random weights disagree with any overseer, so this is the worst case.
 
 Goals (the summary, issue 28), each for ``default (before)`` and for consensus: Dice >= the
 overseer's - 0.01 on every row, mean gain >= 0.02; T-IoU >= the overseer's + 0.10, except where the
@@ -61,8 +61,6 @@ import numpy as np
 
 from napari_sasvi.core.engine import iter_from_anchors, run_sasvi
 from napari_sasvi.core.inputs.anchors import Anchors
-from napari_sasvi.core.metrics.accuracy import macro, overlap_counts
-from napari_sasvi.core.metrics.temporal import temporal_consistency
 from napari_sasvi.core.overseers.replay import ReplayOverseer
 from napari_sasvi.core.policy import PolicyParams
 from napari_sasvi.core.progress import drain
@@ -89,17 +87,6 @@ def policy(mode: str) -> PolicyParams | None:
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def score(seq: data.Sequence, labels: np.ndarray, frames: list[int] | None = None) -> dict:
-    """Dice over ``frames`` (default: those with ground truth) and T-IoU over the whole output."""
-    frames = seq.scored if frames is None else frames
-    ids = seq.gt_ids()
-    dice = overlap_counts((labels[t] for t in frames), (seq.gt[t] for t in frames), ids).dice()
-    tab = seq.table
-    ignore = set(tab.ignore_ids) | {tab.no_label, data.UNLABELLED}
-    t = temporal_consistency(labels, None, ignore=ignore, no_label=tab.no_label).macro
-    return {"dice": macro(dice, ids), "t_iou": t["t_iou"], "per_class": {int(c): dice[c] for c in ids if c in dice}}
 
 
 def events_of(events: list[dict]) -> dict[str, int]:
@@ -132,7 +119,7 @@ def sasvi(seq, overseer: np.ndarray, mode: str, out: Path, anchors: Anchors | No
     frames = None if anchors is None else [t for t in seq.scored if t not in anchors.masks]
     n = len(seq.frames)
     return {
-        **score(seq, labels, frames),
+        **data.score(seq, labels, frames),
         "seconds": secs,
         "fps": n / secs,
         "events": events_of(summary.events),
@@ -153,7 +140,7 @@ def bench_main(seq, overseers: list[str], modes: list[str], work: Path, cache: d
             continue  # no overseer can be replayed from sparse ground truth
         t0 = time.perf_counter()
         arr = overseer_of(seq, ov, work, cache)
-        row = {"overseer": score(seq, arr)}
+        row = {"overseer": data.score(seq, arr)}
         for mode in modes:
             row[mode] = sasvi(seq, arr, mode, work / seq.name / f"{ov}_{mode}.zarr")
         rows[ov] = row
@@ -175,9 +162,9 @@ def bench_anchors(seq, modes: list[str], work: Path, cache: dict) -> dict:
     lost = [e for e in store.events if e["kind"] == "lost"]
     res = {
         "anchor": a,
-        "copy": score(seq, np.ascontiguousarray(copy), frames),
+        "copy": data.score(seq, np.ascontiguousarray(copy), frames),
         "anchors_only": {
-            **score(seq, np.asarray(store.labels[:]), frames),
+            **data.score(seq, np.asarray(store.labels[:]), frames),
             "fps": len(seq.frames) / secs,
             "events": events_of(summary.events or store.events),
             "lost": [{"frame": e["frame"], "labels": e.get("labels", [])} for e in lost],
@@ -186,7 +173,7 @@ def bench_anchors(seq, modes: list[str], work: Path, cache: dict) -> dict:
     noisy = "pixel" if seq.sparse else "mixed"
     arr = overseer_of(seq, noisy, work, cache)
     res["noisy"] = noisy
-    res["noisy_alone"] = score(seq, arr, frames)
+    res["noisy_alone"] = data.score(seq, arr, frames)
     for mode in modes:
         if mode != "reference":
             res[f"with_{mode}"] = sasvi(seq, arr, mode, work / seq.name / f"anchor_{noisy}_{mode}.zarr", anchors)
@@ -222,22 +209,26 @@ print(json.dumps({"seconds": secs, "fps": n / secs, "encodes_per_frame": sum(s.e
 """
 
 
-def bench_sam2(frames: int, size: int = 256) -> dict:
-    res = {}
-    for name, flag in (("default", "off" if HAS_CONSENSUS else "absent"), ("consensus", "on")):
-        if name == "consensus" and not HAS_CONSENSUS:
-            res[name] = {"na": True}
-            continue
-        p = subprocess.run(
-            [sys.executable, "-c", SAM2_RUN, flag, str(frames), str(size)], capture_output=True, text=True
-        )
-        if p.returncode:
-            log(p.stderr[-3000:])
-            res[name] = {"error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"}
-        else:
-            res[name] = json.loads(p.stdout.strip().splitlines()[-1])
-        log(f"  sam2 {name}: {res[name]}")
-    return res
+def bench_sam2(frames: int, repeats: int, size: int = 256) -> dict:
+    """Each setting ``repeats`` times, alternating which goes first; the fastest run of each is kept
+    (the 2 cores are shared: the slower runs measure the neighbours), every run's frames/s listed."""
+    flags = {"default": "off" if HAS_CONSENSUS else "absent", "consensus": "on"}
+    names = ["default", "consensus"] if HAS_CONSENSUS else ["default"]
+    res: dict = {"consensus": {"na": True}}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            cmd = [sys.executable, "-c", SAM2_RUN, flags[name], str(frames), str(size)]
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode:
+                log(p.stderr[-3000:])
+                res[name] = {"error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"}
+                continue
+            run = json.loads(p.stdout.strip().splitlines()[-1])
+            log(f"  sam2 {name}: {run}")
+            best = res.get(name) if "fps" in res.get(name, {}) else None
+            runs = (best["fps_runs"] if best else []) + [run["fps"]]
+            res[name] = {**(run if best is None or run["fps"] > best["fps"] else best), "fps_runs": runs}
+    return {k: res[k] for k in ("default", "consensus")}
 
 
 # -- tables ---------------------------------------------------------------------------------------------
@@ -291,7 +282,7 @@ def print_tables(res: dict, modes: list[str]) -> None:
             )
     if res["sam2"]:
         print(f"\n## SAM2.1 tiny, random weights, 256 px, {res['sam2_frames']} synthetic frames, CPU (cost only)\n")
-        print("| default mode | frames/s | peak RSS (MiB) | encodes per frame | events |")
+        print("| default mode | frames/s (best; every run) | peak RSS (MiB) | encodes per frame | events |")
         print("|---|---|---|---|---|")
         for name, r in res["sam2"].items():
             if r.get("na") or "error" in r:
@@ -299,7 +290,8 @@ def print_tables(res: dict, modes: list[str]) -> None:
                 continue
             ev = ", ".join(f"{k} {v}" for k, v in sorted(r["events"].items()))
             print(
-                f"| {MODE_NAMES[name]} | {r['fps']:.2f} | {r['peak_rss_mib']:.0f} | {r['encodes_per_frame']:.2f} | "
+                f"| {MODE_NAMES[name]} | {r['fps']:.2f} ({', '.join(f'{v:.2f}' for v in r['fps_runs'])}) | "
+                f"{r['peak_rss_mib']:.0f} | {r['encodes_per_frame']:.2f} | "
                 f"{ev} |"
             )
 
@@ -326,20 +318,28 @@ def goals(res: dict, col: str) -> list[tuple[str, bool | None, str]]:
             if r and "dice" in r:
                 gt_t = res["sequences"][name]["gt_t_iou"]
                 smoother = row["overseer"]["t_iou"] >= gt_t if gt_t is not None else ov == "pixel"
-                pairs.append((f"{name}/{ov}", row["overseer"], r, smoother))
+                pairs.append((f"{name}/{ov}", row["overseer"], r, smoother, gt_t))
     out: list[tuple[str, bool | None, str]] = []
     if not pairs:
         return [(g, None, "no runs") for g in GOALS[:4]]
-    below = [f"{k} {r['dice'] - o['dice']:+.3f}" for k, o, r, _ in pairs if r["dice"] < o["dice"] - 0.01]
+    below = [f"{k} {r['dice'] - o['dice']:+.3f}" for k, o, r, *_ in pairs if r["dice"] < o["dice"] - 0.01]
     out.append((GOALS[0], not below, f"{len(below)}/{len(pairs)} below: {below}"))
-    gain = float(np.mean([r["dice"] - o["dice"] for _, o, r, _ in pairs]))
+    gain = float(np.mean([r["dice"] - o["dice"] for _, o, r, *_ in pairs]))
     out.append((GOALS[1], gain >= 0.02, f"mean gain {gain:+.3f} over {len(pairs)} rows"))
     bad = []
-    for k, o, r, smoother in pairs:
+    for k, o, r, smoother, gt_t in pairs:
         need = o["t_iou"] - 0.05 if smoother else o["t_iou"] + 0.10
         if not r["t_iou"] >= need:
-            bad.append(f"{k} {r['t_iou'] - o['t_iou']:+.3f}{' (smoother overseer)' if smoother else ''}")
-    out.append((GOALS[2], not bad, f"{len(bad)} fail: {bad}"))
+            # + 0.10 above an overseer within 0.10 of the GT's T-IoU means smoother than the truth
+            why = (
+                " (smoother overseer)"
+                if smoother
+                else " (unreachable below the GT)"
+                if gt_t is not None and need > gt_t
+                else ""
+            )
+            bad.append(f"{k} {r['t_iou'] - o['t_iou']:+.3f}{why}")
+    out.append((GOALS[2], not bad, f"{len(bad)}/{len(pairs)} fail: {bad}"))
     g = res["main"].get("cholecseg8k", {}).get("gt", {}).get(col)
     ok = g["dice"] >= 0.97 if g and "dice" in g else None
     out.append((GOALS[3], ok, f"{g['dice']:.3f}" if ok is not None else "not run"))
@@ -391,6 +391,7 @@ def main() -> None:
     ap.add_argument("--sections", nargs="+", choices=["main", "anchors", "sam2"], default=["main", "anchors", "sam2"])
     ap.add_argument("--quick", action="store_true", help="synthetic + cholecseg8k, overseers gt mixed pixel")
     ap.add_argument("--sam2-frames", type=int, default=24)
+    ap.add_argument("--sam2-repeats", type=int, default=2, help="runs per setting, alternating; the fastest kept")
     ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=HERE / "_work" / "consensus")
     a = ap.parse_args()
@@ -403,7 +404,7 @@ def main() -> None:
     for name in a.sequences:
         log(f"{name}: loading")
         seq = data.load(name, a.data)
-        gt_t = None if seq.sparse else score(seq, seq.gt)["t_iou"]
+        gt_t = None if seq.sparse else data.score(seq, seq.gt)["t_iou"]
         h, w = seq.size
         res["sequences"][name] = {
             "frames": len(seq.frames),
@@ -421,7 +422,7 @@ def main() -> None:
         cache.clear()
     if "sam2" in a.sections:
         log("sam2: two runs in subprocesses")
-        res["sam2"] = bench_sam2(a.sam2_frames)
+        res["sam2"] = bench_sam2(a.sam2_frames, a.sam2_repeats)
     wall = time.perf_counter() - t_start
     a.work.mkdir(parents=True, exist_ok=True)
     (a.work / "results.json").write_text(json.dumps(res, indent=1, default=str))
