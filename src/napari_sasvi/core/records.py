@@ -72,7 +72,9 @@ class EditStarted:
 
 @dataclass(frozen=True)
 class EditSummary:
-    """How an edit ended: ``written`` frames from ``start`` on (``start``..``start + written - 1``)."""
+    """How an edit ended: ``written`` frames from ``start`` on (``start``..``start + written - 1``);
+    ``readds``: (frame, class id) of the classes the overseer saw and the tracker had lost, added
+    again during the edit."""
 
     edit_id: int
     kind: str
@@ -82,6 +84,7 @@ class EditSummary:
     written: int
     cancelled: bool
     seconds: float
+    readds: tuple[tuple[int, int], ...] = ()
 
 
 __all__ = ["EditPlan", "EditStarted", "EditSummary", "FrameDone", "RunSummary", "StoreOpened"]

@@ -18,6 +18,16 @@ Objects the run added inside the span (``add_objects`` events) are added again a
 from the store's overseer labels, so a correction does not lose a class that enters later; a
 tracker that cannot add objects to a running segment stops the span there instead.
 
+**Re-adds** (corrections and pins, ``readd=True``): after the edit's frame, a class that the
+store's overseer maps show at t..t+persistence (the run's own ``persistence``) and that the
+tracker does not see at t (fewer than ``min_visible`` pixels in the edit's labels, and less than
+half the overseer's mask of it) joins the running tracker at t with the overseer's mask, live
+(:class:`~.span.Amend`: no reset, frame t is not recomputed), as the run's policy adds a new class.
+Without it a class the corrected frame lacks came back only at the next re-seed, up to ``buffer``
+frames later. The edit's own frame is the user's word: nothing is added there. The additions are
+in the edit's record (``readds``: ``{"frame", "class"}``) and its :class:`EditSummary`. A skip
+continues the run's segment as it was and re-adds nothing.
+
 An edit is a planner for the span engine (:func:`~.span.propagate_span`) over the span's frames,
 written through a store session (:meth:`~napari_sasvi.core.store.sasvi_store.SasviStore.session`), which holds
 the store's writer lock, saves the undo data first and keeps the edit log. It uses the tracker
@@ -39,14 +49,16 @@ from ..errors import InputError
 from ..inputs.anchors import prompt_classes
 from ..inputs.frames import open_frames
 from ..inputs.labels import UNLABELLED
-from ..policy import Prompt, SegmentStart
+from ..policy import PolicyParams, Prompt, SegmentStart
 from ..progress import drain
 from ..records import EditPlan, EditStarted, EditSummary
 from ..store.edit_log import KINDS, active_edits, boundaries, read_edits, store_anchor_frames
 from ..store.fingerprint import same_video
 from ..store.sasvi_store import SasviStore
+from ..trackers.base import compose_labels
 from .anchored import mask_prompts
-from .span import FrameRange, Reprompt, Write, propagate_span
+from .run import LIVE_LOGIT
+from .span import Amend, FrameRange, Reprompt, Write, propagate_span
 
 
 @dataclass(frozen=True)
@@ -166,13 +178,72 @@ def describe_tracker(desc: dict) -> str:
 
 
 # -- running --------------------------------------------------------------------------------------------
+def _run_param(store, name: str) -> int:
+    """A policy parameter of the store's run: its recorded config, else its signature, else the default."""
+    for src in ((store.config or {}).get("policy") or {}, store.signature.get("params") or {}):
+        if src.get(name) is not None:
+            return int(src[name])
+    return int(getattr(PolicyParams(), name))
+
+
+class _Readds:
+    """Which classes the overseer sees that the tracker lost (module docstring, re-adds): the
+    store's overseer maps over t..t+persistence, read once each."""
+
+    def __init__(self, store, first: int):
+        self.store, self.classes = store, store.classes
+        self.first = first  # re-adds start after the edit's own frame
+        self.persistence = _run_param(store, "persistence")
+        self.min_visible = _run_param(store, "min_visible")
+        self.last = store.frames_done - 1  # the overseer's maps exist up to the last finished frame
+        self.maps: dict[int, tuple[np.ndarray, set[int]]] = {}
+        self.added: dict[int, int] = {}  # class -> frame it was last prompted at
+        self.done: list[dict] = []
+
+    def _map(self, t: int) -> tuple[np.ndarray, set[int]]:
+        if t not in self.maps:
+            ov = np.asarray(self.store.overseer[t])
+            self.maps[t] = ov, set(prompt_classes(ov, self.classes))
+        return self.maps[t]
+
+    def due(self, t: int, labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(class, overseer mask) of the classes to add at frame t."""
+        if t < self.first:
+            return []
+        for old in [f for f in self.maps if f < t]:
+            del self.maps[old]
+        ov, present = self._map(t)
+        out = []
+        for c in sorted(present):
+            if t - self.added.get(c, -(10**9)) <= self.persistence:
+                continue  # just prompted: the tracker gets time before it is prompted again, as in the run
+            n = int(np.count_nonzero(labels == c))
+            m = ov == c
+            if n >= self.min_visible or (n > 0 and 2 * n >= np.count_nonzero(m)):
+                continue  # the tracker sees it (a class smaller than min_visible: half its mask)
+            if all(c in self._map(f)[1] for f in range(t + 1, min(t + self.persistence, self.last) + 1)):
+                out.append((c, m))
+        return out
+
+    def note(self, t: int, classes, *, readd: bool) -> None:
+        for c in classes:
+            self.added[int(c)] = t
+            if readd:
+                self.done.append({"frame": int(t), "class": int(c)})
+
+
 class _EditPlanner:
     """An edit as the span engine's planner: prompted at the span's first frame, objects the run
-    added re-added at their frames, the frames from ``plan.start`` on written."""
+    added re-added at their frames, classes the tracker lost re-added live (``readds``), the
+    frames from ``plan.start`` on written."""
 
-    def __init__(self, store, request: EditRequest, plan: EditPlan, prompt: np.ndarray, ids: list[int]):
+    def __init__(
+        self, store, request: EditRequest, plan: EditPlan, prompt: np.ndarray, ids: list[int], readds: _Readds | None
+    ):
         self.store, self.request, self.plan, self.prompt_mask, self.ids = store, request, plan, prompt, ids
         self.adds = {f - plan.prompt_frame: c for f, c in plan.adds}
+        self.readds = readds
+        self.waiting: list[tuple[int, np.ndarray]] = []  # re-adds that join a run's add at its frame
         self.prompted = 0
         self.t = plan.prompt_frame
 
@@ -180,15 +251,41 @@ class _EditPlanner:
         self.prompted = i
         if reason == "start":
             return mask_prompts(0, self.prompt_mask, self.ids)
-        ov = np.asarray(self.store.overseer[self.plan.prompt_frame + i])
+        t = self.plan.prompt_frame + i
+        ov = np.asarray(self.store.overseer[t])
         masks = [(c, ov == c) for c in self.adds[i]]
-        return SegmentStart(frame=i, reset=False, prompts=tuple(Prompt(c, "mask", mask=m) for c, m in masks if m.any()))
+        masks = [(c, m) for c, m in masks if m.any()]
+        if self.readds is not None:
+            self.readds.note(t, [c for c, _ in masks], readd=False)
+            extra = [(c, m) for c, m in self.waiting if c not in self.adds[i]]
+            self.readds.note(t, [c for c, _ in extra], readd=True)
+            masks += extra
+        self.waiting = []
+        return SegmentStart(frame=i, reset=False, prompts=tuple(Prompt(c, "mask", mask=m) for c, m in masks))
         yield  # a generator that decides nothing
 
     def step(self, i: int, t: int, labels: np.ndarray, logits) -> Generator:
         self.t = t
-        if i in self.adds and i != self.prompted:
+        fresh = i == self.prompted  # the frame just prompted: its labels already answer the prompt
+        if i in self.adds and not fresh:
+            if self.readds is not None:
+                self.waiting = self.readds.due(t, labels)
             return Reprompt("add_objects")
+        due = self.readds.due(t, labels) if self.readds is not None and not fresh else []
+        write = self._labels(t, labels)
+        if not due:
+            return write
+        self.readds.note(t, [c for c, _ in due], readd=True)
+        # the frame as the tracker gives it once prompted live at t: each re-added class exactly its mask
+        lg = dict(logits)
+        lg.update({c: np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32) for c, m in due})
+        classes = self.store.classes
+        amended = compose_labels(lg, labels.shape, classes.no_label, classes.ids)
+        prompt = SegmentStart(frame=i, reset=False, prompts=tuple(Prompt(c, "mask", mask=m) for c, m in due))
+        return Amend(prompt, self._labels(t, amended))
+        yield
+
+    def _labels(self, t: int, labels: np.ndarray) -> Write | None:
         if t < self.plan.start:
             return None
         if self.request.kind == "correction" and t == self.plan.frame:
@@ -197,7 +294,6 @@ class _EditPlanner:
             no_label = np.uint8(self.store.classes.no_label)
             return Write(np.where(self.prompt_mask == UNLABELLED, no_label, self.prompt_mask))
         return Write(labels)
-        yield
 
 
 def iter_edit(
@@ -208,12 +304,15 @@ def iter_edit(
     *,
     cancel: Callable[[], bool] | None = None,
     other_tracker: bool = False,
+    readd: bool = True,
 ) -> Generator:
     """Make one edit of the store at ``store_path`` (module docstring) with ``tracker`` over
     ``frames`` (the store's video). Yields :class:`~napari_sasvi.core.records.EditStarted`, then
     :class:`~napari_sasvi.core.records.FrameDone` per written frame (``done``/``total`` count the span); returns an
     :class:`~napari_sasvi.core.records.EditSummary`. Cancel stops between frames: the frames written stay (Undo
-    restores them too).
+    restores them too). ``readd``: re-add the classes the overseer sees and the tracker lost after
+    a correction or a pin (module docstring); False propagates the edit's prompt alone (the run's
+    own additions are still made again).
 
     Raises:
         InputError: frames of another video; a tracker other than the store's (unless
@@ -254,8 +353,12 @@ def iter_edit(
         }
         if not same_tracker:
             record["other_tracker"] = True  # the user asked for a tracker other than the store's
+        readds = None
+        if readd and request.kind in ("correction", "pin") and getattr(tracker, "incremental", False):
+            readds = _Readds(store, plan.frame + 1)
+            record["readds"] = readds.done  # filled in as the edit goes; saved with every frame
         sink = session.begin_edit(record)
-        planner = _EditPlanner(store, request, plan, prompt, ids)
+        planner = _EditPlanner(store, request, plan, prompt, ids, readds)
 
         def stop() -> bool:  # after a written frame (an edit in effect wrote its first one), not the last
             return cancel is not None and plan.start <= planner.t < plan.stop and cancel()
@@ -276,7 +379,7 @@ def iter_edit(
             session.end_edit(record, state, time.perf_counter() - t0)
         return EditSummary(
             record["id"], plan.kind, plan.frame, plan.start, plan.stop, record["written"], state == "cancelled",
-            time.perf_counter() - t0,
+            time.perf_counter() - t0, tuple((r["frame"], r["class"]) for r in record.get("readds", ())),
         )  # fmt: skip
 
 
