@@ -10,6 +10,15 @@ pointers) are released, so RAM and GPU memory stay flat however long the video i
 SASVi code ran: objects only before tracking starts, hence a reset at every restart); otherwise
 the current predictor, which adds objects to a running segment.
 
+Live prompts (the current predictor): while :meth:`SAM2Tracker.propagate` is suspended right after
+yielding frame t, ``add_mask(t, ...)``, ``add_points(t, ...)`` and ``remove_objects`` change the
+objects; resuming continues at t + 1. A prompted object gets a conditioning frame at t (its mask
+run through SAM2 on frame t's cached image features, so no frame is encoded twice), consolidated
+before t + 1 as SAM2 does before any propagation; the other objects' outputs and memory are
+untouched. Each object keeps at most ``max_cond`` conditioning frames (the newest): SAM2 attends
+to every conditioning frame of an object, so re-prompting it every few frames would otherwise
+grow its memory and the attention cost without bound.
+
 The model (configs, building, checkpoints) is in :mod:`.sam2_model`, the lazy frames in
 :mod:`.sam2_frames`; both are importable from here as before.
 """
@@ -29,9 +38,19 @@ import numpy as np
 from ..errors import InputError
 from ..weights import SAM2_CHECKPOINTS, SAM2_CONFIG_OF, fetch
 from .sam2_frames import LazyImages
-from .sam2_model import build_sam2_predictor, config_path, identify_sam2_checkpoint, load_sam2_checkpoint
+from .sam2_model import (
+    build_sam2_predictor,
+    cap_cond_frames,
+    config_path,
+    identify_sam2_checkpoint,
+    load_sam2_checkpoint,
+    prompt_mask_as_cond,
+)
 
 log = logging.getLogger(__name__)
+
+#: conditioning frames kept per object (see ``SAM2Tracker``'s ``max_cond``)
+MAX_COND = 2
 
 __all__ = [
     "SAM2Tracker",
@@ -58,7 +77,14 @@ class SAM2Tracker:
             join a running segment without a reset; the image features are computed once per frame.
         ahead: while propagating, decode and normalise the next frame in a worker thread while
             SAM2 computes the current one (the same tensors, so the same labels).
+        max_cond: conditioning frames kept per object (the current predictor), the newest; an
+            older one becomes an ordinary memory frame, dropped when it falls out of reach. The
+            default, 2, is what SAM2.1 was trained with (``num_init_cond_frames_for_train: 2``
+            and at most 2 corrected frames per clip in its training configs).
     """
+
+    #: prompts between two frames of a propagation (the current predictor; not the legacy one)
+    live_prompts = True
 
     def __init__(
         self,
@@ -72,6 +98,7 @@ class SAM2Tracker:
         predictor=None,
         batch_objects: bool = True,
         ahead: bool = True,
+        max_cond: int = MAX_COND,
     ):
         if model is not None:
             if model not in SAM2_CHECKPOINTS:
@@ -86,6 +113,12 @@ class SAM2Tracker:
         self.checkpoint_sha256 = None
         self.legacy = legacy
         self.incremental = not legacy
+        self.live_prompts = not legacy
+        if int(max_cond) < 1:
+            raise InputError(f"max_cond must be at least 1, got {max_cond}.")
+        self.max_cond = int(max_cond)
+        self._at: int | None = None  # the frame a suspended propagation has just yielded
+        self._changed = False  # prompts or removals while suspended there
         self.batch_objects = bool(batch_objects) and not legacy
         self.ahead = bool(ahead)
         self.batches: dict[int, int] = {}  # batch size -> forward passes of that size (tests, benchmarks)
@@ -173,15 +206,25 @@ class SAM2Tracker:
     def add_mask(self, frame: int, obj_id: int, mask: np.ndarray | None) -> None:
         import torch
 
+        self._live_check(int(frame))
         h, w = self.frames.frame_size
         m = np.zeros((h, w), bool) if mask is None else np.asarray(mask, bool)
+        if m.shape != (h, w):
+            raise InputError(f"A mask prompt of {m.shape} for frames of {(h, w)}.")
         with torch.inference_mode(), self._autocast():
-            self.predictor.add_new_mask(self.state, frame_idx=frame, obj_id=int(obj_id), mask=torch.from_numpy(m))
+            if self.legacy:
+                self.predictor.add_new_mask(self.state, frame_idx=frame, obj_id=int(obj_id), mask=torch.from_numpy(m))
+            else:
+                prompt_mask_as_cond(self.predictor, self.state, int(frame), int(obj_id), torch.from_numpy(m))
 
     def add_points(self, frame: int, obj_id: int, points_xy: np.ndarray, labels: np.ndarray) -> None:
         import torch
 
+        self._live_check(int(frame))
         with torch.inference_mode(), self._autocast():
+            if not self.legacy:  # a conditioning frame, as a mask prompt makes (prompt_mask_as_cond)
+                idx = self.predictor._obj_id_to_idx(self.state, int(obj_id))
+                self.state["frames_tracked_per_obj"][idx].pop(int(frame), None)
             self.predictor.add_new_points_or_box(
                 self.state,
                 frame_idx=frame,
@@ -195,6 +238,7 @@ class SAM2Tracker:
     def remove_objects(self, obj_ids: Iterable[int]) -> None:
         import torch
 
+        self._live_check(None)
         with torch.inference_mode():
             for i in obj_ids:
                 if i in self.state["obj_id_to_idx"]:
@@ -203,11 +247,7 @@ class SAM2Tracker:
     def propagate(self, start: int) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
         import torch
 
-        frames = (
-            self._propagate_batched(start)
-            if self.batch_objects
-            else self.predictor.propagate_in_video(self.state, start_frame_idx=start)
-        )
+        frames = self._frames_from(start)
         self.images.ahead = self.ahead
         try:
             while True:
@@ -219,12 +259,50 @@ class SAM2Tracker:
                         t, obj_ids, masks = next(frames)
                     except StopIteration:
                         return
-                    logits = masks[:, 0].float().cpu().numpy()
-                out = {int(o): logits[k] for k, o in enumerate(obj_ids)}
+                    logits = None if masks is None else masks[:, 0].float().cpu().numpy()
+                out = {} if logits is None else {int(o): logits[k] for k, o in enumerate(obj_ids)}
                 self._release(t)
+                self._at, self._changed = t, False
                 yield t, out
+                self._at = None
+                if self._changed:  # live prompts at t: go on from t + 1 with the objects as they are now
+                    frames.close()
+                    frames = self._frames_from(t + 1)
         finally:
+            self._at = None
             self.images.stop()  # no worker outlives the propagation that started it
+
+    def _live_check(self, frame: int | None) -> None:
+        """A prompt (``frame``) or removal (None) while a propagation is suspended must be live:
+        at the frame just yielded, with the current predictor."""
+        if self._at is None:
+            return
+        if self.legacy:
+            raise RuntimeError("The legacy SAM2 predictor takes no prompts during a propagation: stop it first.")
+        if frame is not None and frame != self._at:
+            raise RuntimeError(
+                f"A prompt at frame {frame} while the propagation is at frame {self._at}: live prompts go to "
+                "the frame just yielded; stop the propagation to prompt another frame."
+            )
+        self._changed = True
+
+    def _frames_from(self, start: int):
+        """SAM2's per-frame outputs (t, object ids, masks at video resolution) from ``start``."""
+        import torch
+
+        st = self.state
+        if self.legacy:
+            return self.predictor.propagate_in_video(st, start_frame_idx=start)
+        if not st["obj_ids"]:  # every object removed: nothing to compute, nothing encoded
+            return ((t, [], None) for t in range(start, st["num_frames"]))
+        with torch.inference_mode(), self._autocast():
+            # prompts since the last propagation become memory (SAM2's own consolidation, which its
+            # propagation would run first anyway), then each object's conditioning frames are capped
+            self.predictor.propagate_in_video_preflight(st)
+            cap_cond_frames(st, self.max_cond)
+        if self.batch_objects:
+            return self._propagate_batched(start)
+        return self.predictor.propagate_in_video(st, start_frame_idx=start)
 
     def _propagate_batched(self, start: int):
         """The current predictor's forward propagation, with the objects that have the same memory
@@ -235,7 +313,6 @@ class SAM2Tracker:
         import torch
 
         pred, st = self.predictor, self.state
-        pred.propagate_in_video_preflight(st)
         obj_ids = st["obj_ids"]
         n_obj = len(obj_ids)
         for t in range(start, st["num_frames"]):

@@ -2,7 +2,9 @@
 loading an official-format checkpoint into it strictly (a checkpoint that fits another config is
 named as such).
 
-:class:`~napari_sasvi.core.trackers.sam2.SAM2Tracker` builds its predictor here.
+:class:`~napari_sasvi.core.trackers.sam2.SAM2Tracker` builds its predictor here, and prompts the
+current predictor's inference state with the two helpers at the end (a mask prompt as a
+conditioning frame, the cap on conditioning frames per object).
 """
 
 from __future__ import annotations
@@ -118,3 +120,54 @@ def load_sam2_checkpoint(model, checkpoint: str | os.PathLike) -> str:
         )
     model.load_state_dict(state, strict=True)
     return sha256_of(path)
+
+
+def prompt_mask_as_cond(predictor, state: dict, frame: int, obj_id: int, mask) -> None:
+    """Prompt ``obj_id`` at ``frame`` with a bool mask (H, W) tensor, as the current predictor's
+    ``add_new_mask`` does for a frame the object was never tracked on, also where it was: the
+    frame becomes one of the object's conditioning frames, its output the mask itself (SAM2.1's
+    ``use_mask_input_as_output_without_sam``). ``add_new_mask`` would keep a mask on a tracked
+    frame as a non-conditioning correction, which the next propagation from that frame recomputes
+    and so discards. Unlike ``add_new_mask``, no masks of all objects at video resolution are made
+    (nobody reads them here). The output waits in the object's temporary outputs until
+    ``propagate_in_video_preflight`` encodes it into memory; frame ``frame``'s image features come
+    from SAM2's cache when it was the last frame computed (a live prompt), so it is not encoded
+    again."""
+    import torch
+
+    idx = predictor._obj_id_to_idx(state, obj_id)
+    m = mask[None, None].float().to(state["device"])
+    size = predictor.image_size
+    if m.shape[-2:] != (size, size):  # as add_new_mask resizes it
+        m = torch.nn.functional.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        m = (m >= 0.5).float()
+    state["mask_inputs_per_obj"][idx][frame] = m
+    state["point_inputs_per_obj"][idx].pop(frame, None)
+    state["frames_tracked_per_obj"][idx].pop(frame, None)
+    temp = state["temp_output_dict_per_obj"][idx]
+    temp["non_cond_frame_outputs"].pop(frame, None)
+    out, _ = predictor._run_single_frame_inference(
+        inference_state=state,
+        output_dict=state["output_dict_per_obj"][idx],
+        frame_idx=frame,
+        batch_size=1,
+        is_init_cond_frame=True,
+        point_inputs=None,
+        mask_inputs=m,
+        reverse=False,
+        run_mem_encoder=False,  # encoded with the others' outputs by the preflight, as SAM2 does
+    )
+    temp["cond_frame_outputs"][frame] = out
+
+
+def cap_cond_frames(state: dict, max_cond: int) -> None:
+    """Keep each object's newest ``max_cond`` conditioning frames (after the preflight moved new
+    prompts into the outputs). An older one becomes a non-conditioning output of its frame, so it
+    is still read as a recent memory until the tracker releases it, and its prompt is forgotten."""
+    for idx, outputs in state["output_dict_per_obj"].items():
+        cond = outputs["cond_frame_outputs"]
+        for f in sorted(cond)[: max(0, len(cond) - max_cond)]:
+            outputs["non_cond_frame_outputs"].setdefault(f, cond.pop(f))
+            state["mask_inputs_per_obj"][idx].pop(f, None)
+            state["point_inputs_per_obj"][idx].pop(f, None)
+            state["frames_tracked_per_obj"][idx][f] = {"reverse": False}
