@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._cli_events import lost_lines, video_done_lines  # noqa: F401 - lost_lines: its old home
 from .core.config import DEVICES, ENCODINGS, MODES, OVERSEERS, TRACKERS, RunConfig
 from .core.datasets import PRESETS, canonical_dataset
 from .core.errors import InputError
@@ -218,7 +219,11 @@ def add_segment(sub) -> None:
         type=int,
     )
     _option(
-        pol, "--fade-after", "policy.fade_after", "consensus: frames the overseer misses a class before it fades", type=int
+        pol,
+        "--fade-after",
+        "policy.fade_after",
+        "consensus: frames the overseer misses a class before it fades",
+        type=int,
     )
     _option(
         pol, "--backfill", "policy.backfill", "consensus: frames a new class is filled backwards (0: none)", type=int
@@ -369,21 +374,6 @@ def _run_segment(args) -> int:
     return run_jobs(jobs, config)
 
 
-def lost_lines(events: list[dict], classes) -> list[str]:
-    """One line per object the tracker lost (``lost`` events): its class and the frames."""
-    frames: dict[int, list[int]] = {}
-    for e in events:
-        if e["kind"] == "lost":
-            for c in e.get("labels", []):
-                frames.setdefault(int(c), []).append(int(e["frame"]))
-    names = {c.id: c.name for c in classes}
-    return [
-        f"lost: class {c} ({names.get(c, '?')}) at frames {', '.join(map(str, sorted(fr)))}; "
-        "re-seeded from the nearest anchor"
-        for c, fr in sorted(frames.items())
-    ]
-
-
 def run_jobs(jobs, config) -> int:
     """Run a batch's jobs one after another, showing each video's progress (the one display)."""
     from ._cli_progress import Progress
@@ -404,12 +394,7 @@ def run_jobs(jobs, config) -> int:
                     bar.update_to(item.summary.frames_written + item.summary.resumed_from)
                     bar.close()
                     bar = None
-                s = item.summary
-                restarts = [e["frame"] for e in s.events if e["kind"] == "restart"]
-                state = f"resumed at frame {s.resumed_from}, " if s.resumed_from else ""
-                print(f"{item.name}: {state}{s.frames_written} frames written to {s.store}; restarts at {restarts}")
-                for line in lost_lines(s.events, config.class_table()):
-                    print(f"{item.name}: {line}")
+                print("\n".join(video_done_lines(item.name, item.summary, config.class_table())))
     finally:
         if bar is not None:
             bar.close()
@@ -445,10 +430,7 @@ def _run_segment_distributed(args, config) -> int:
                     bar = Progress(item.total, "all videos")
                 bar.update_to(item.done, f"{item.finished}/{len(item.videos)} videos done")
             elif isinstance(item, VideoDone):
-                s = item.summary
-                restarts = [e["frame"] for e in s.events if e["kind"] == "restart"]
-                state = f"resumed at frame {s.resumed_from}, " if s.resumed_from else ""
-                msg = f"{item.name}: {state}{s.frames_written} frames written to {s.store}; restarts at {restarts}"
+                msg = "\n".join(video_done_lines(item.name, item.summary, config.class_table()))
                 (bar.write if bar is not None else print)(msg)
             elif isinstance(item, VideoFailed):
                 failed.append(item.name)

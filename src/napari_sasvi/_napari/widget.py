@@ -20,7 +20,7 @@ from ..core.engine.batch import Models
 from ..core.errors import SasviError
 from ..core.progress import Returning
 from ._corrections import CorrectionsPanel
-from ._event_strip import EventStrip
+from ._event_strip import EventStrip, class_names
 from ._form import SegmentForm
 from ._guard import keep_triton_out
 from ._lifecycle import on_detach
@@ -50,12 +50,14 @@ class SegmentWidget(SegmentForm):
         self._cancel_btn = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
         self._table = Table(value={"frame": [], "kind": [], "reason": [], "labels": []})
-        self.extend([self._run, self._cancel_btn, self._status, self._table])
+        self.extend([self._run, self._cancel_btn, self._status])
         self._corrections = CorrectionsPanel(self)
         self._strip = EventStrip(
             on_click=self._jump_to, on_pin=self._corrections.pin_at, on_skip=self._corrections.skip_at
         )
+        self.native.layout().addWidget(self._table.native)  # the dock's full width, as the strip below it
         self.native.layout().addWidget(self._strip)
+        self.native.layout().addWidget(self._strip.legend)  # the kinds on the strip, with counts
         self.native.layout().addWidget(self._corrections.native)
         self._run.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
@@ -302,21 +304,25 @@ class SegmentWidget(SegmentForm):
                 "no_prompt",
                 "dummy",
                 "lost",
+                "reprompt_class",
+                "fade",
+                "backfill",
             )
         ]
         rows = sorted(rows + self._corrections.timeline(), key=lambda e: e["frame"])
+        names = {c.id: c.name for c in self._store.classes} if self._store is not None else {}
         self._table.value = {
             "frame": [e["frame"] for e in rows],
             "kind": [e["kind"] for e in rows],
             "reason": [e.get("reason", "") for e in rows],
-            "labels": [
-                ", ".join(str(x) for x in (e.get("mask_labels", []) + e.get("point_labels", []) + e.get("labels", [])))
-                for e in rows
-            ],
+            "labels": [", ".join(class_names(e, names)) for e in rows],  # class names; ids where unnamed
         }
+        header = self._table.native.horizontalHeader()
+        header.setSectionResizeMode(1, header.ResizeMode.ResizeToContents)  # "reprompt_class" in full
+        header.setSectionResizeMode(2, header.ResizeMode.Stretch)  # the reason: what is left
 
         if self._store is not None:
-            self._strip.set_events(rows, self._store.n_frames)
+            self._strip.set_events(rows, self._store.n_frames, names)
 
     def _row_clicked(self, row, _col):
         frame = int(self._table.data[row][0])
