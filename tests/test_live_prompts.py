@@ -207,3 +207,90 @@ def test_consensus_run_with_sam2_encodes_every_frame_once(tmp_path, sam2_tracker
     assert set(tracker.encodes.values()) == {1} and len(tracker.encodes) == 16
     per = tracker.state["output_dict_per_obj"].values()
     assert all(len(d["cond_frame_outputs"]) <= MAX_COND for d in per)
+
+
+# -- transformers trackers ---------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sam2", "edgetam", "sam3"])
+def hf(request, hf_tracker, monkeypatch):
+    """A transformers tracker (random weights) whose image encoder counts its runs."""
+    tracker, _ = hf_tracker(request.param)
+    runs = []
+    encode = tracker.model.get_image_features
+
+    def counted(*args, **kwargs):
+        runs.append(1)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(tracker.model, "get_image_features", counted)
+    tracker.image_runs = runs
+    return tracker
+
+
+def _hf_memory(tr, obj: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """An object's stored object pointer and memory features at frame t."""
+    s = tr.session
+    per = s.output_dict_per_obj[s._obj_id_to_idx[obj]]
+    out = per["cond_frame_outputs"].get(t) or per["non_cond_frame_outputs"][t]
+    return out["object_pointer"].float().numpy().copy(), out["maskmem_features"].float().numpy().copy()
+
+
+def test_hf_re_prompt_remove_and_add_live(hf, clip):
+    _, labels, ids = clip
+    assert hf.live_prompts is True
+    seen: dict[str, dict] = {"base": {}, "live": {}}
+
+    def record(tr, t, key):
+        for o in tr.session.obj_ids:
+            seen[key][t, o] = _hf_memory(tr, o, t)
+
+    base = run(hf, clip, lambda tr, t: record(tr, t, "base"))
+    hf.image_runs.clear()
+    new = labels[0] == ids[2]
+
+    def change(tr, t):
+        record(tr, t, "live")
+        if t == AT:
+            tr.add_mask(t, ids[0], new)
+        if t == AT + 1:
+            tr.remove_objects([ids[1]])
+            tr.add_mask(t, 7, labels[t] == ids[1])
+
+    live = run(hf, clip, change)
+    assert len(hf.image_runs) == N and set(hf.encodes.values()) == {1}  # no frame encoded twice
+    for t in range(N):
+        want = set(ids) if t <= AT + 1 else {ids[0], ids[2], 7}
+        assert live[t].keys() == want
+        untouched = [ids[2]] + ([ids[1]] if t <= AT + 1 else []) + ([ids[0]] if t <= AT else [])
+        for o in untouched:  # outputs and memory as without the live prompts, bit for bit
+            np.testing.assert_array_equal(live[t][o], base[t][o])
+            for a, b in zip(seen["live"][t, o], seen["base"][t, o], strict=True):
+                np.testing.assert_array_equal(a, b)
+    # the re-prompted object's memory from frame AT on is its new mask (with random weights every
+    # object's later output is "no object", so its logits cannot show it)
+    s = hf.session
+    cond = s.output_dict_per_obj[s._obj_id_to_idx[ids[0]]]["cond_frame_outputs"]
+    assert sorted(cond) == [0, AT]
+    assert not np.array_equal(cond[AT]["maskmem_features"].float().numpy(), seen["base"][AT, ids[0]][1])
+    low = cond[AT]["pred_masks"][0, 0].float().numpy() > 0
+    rows = ((np.arange(low.shape[0]) + 0.5) * new.shape[0] / low.shape[0]).astype(int)
+    cols = ((np.arange(low.shape[1]) + 0.5) * new.shape[1] / low.shape[1]).astype(int)
+    assert (low & new[np.ix_(rows, cols)]).sum() / (low | new[np.ix_(rows, cols)]).sum() > 0.8
+    assert sorted(s.output_dict_per_obj[s._obj_id_to_idx[7]]["cond_frame_outputs"]) == [AT + 1]
+
+
+def test_hf_conditioning_frames_capped_and_other_frames_refused(hf, clip):
+    _, labels, ids = clip
+
+    def every_frame(tr, t):
+        tr.add_mask(t, ids[0], labels[t] == ids[0])
+        with pytest.raises(RuntimeError, match="frame just yielded"):
+            tr.add_mask(t + 1, ids[1], labels[t] == ids[1])
+
+    run(hf, clip, every_frame)
+    assert set(hf.encodes.values()) == {1}
+    s = hf.session
+    per = s.output_dict_per_obj[s._obj_id_to_idx[ids[0]]]
+    assert sorted(per["cond_frame_outputs"]) == [N - 2, N - 1]
+    assert sorted(s.mask_inputs_per_obj[s._obj_id_to_idx[ids[0]]]) == [N - 2, N - 1]

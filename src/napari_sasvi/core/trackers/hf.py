@@ -10,10 +10,17 @@ online (``facebook/sam2.1-hiera-tiny``, ``yonigozlan/EdgeTAM-hf``, ``facebook/sa
 Frames are fed from the lazy frame stack in streaming fashion: each frame is preprocessed when the
 propagation reaches it, added to the inference session, and frames and per-frame outputs that the
 memory no longer reads are dropped, so memory stays flat over a long video.
+
+Live prompts: while :meth:`HFVideoTracker.propagate` is suspended right after yielding frame t,
+``add_mask(t, ...)`` / ``add_points(t, ...)`` run that one object on frame t (its cached image
+features; a conditioning frame, as a first prompt would be) and ``remove_objects`` drops objects
+from the session; the others' outputs and memory are untouched, and the propagation goes on at
+t + 1. Each object keeps its newest ``max_cond`` conditioning frames.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -66,12 +73,30 @@ def _family_of(name_or_path: str, family: str | None) -> str:
     return fam
 
 
+#: conditioning frames kept per object (as SAM2Tracker's, for the same reason: SAM2.1's training)
+MAX_COND = 2
+
+
 class HFVideoTracker:
-    """A transformers video tracker (incremental: objects can join a running segment)."""
+    """A transformers video tracker (incremental: objects can join a running segment).
+
+    ``max_cond``: conditioning frames kept per object, the newest (live re-prompts add one each).
+    """
 
     incremental = True
+    #: prompts between two frames of a propagation (at the frame just yielded) take effect from
+    #: the next frame; nothing is recomputed
+    live_prompts = True
 
-    def __init__(self, model, processor, device: str = "auto", name: str | None = None, keep: int | None = None):
+    def __init__(
+        self,
+        model,
+        processor,
+        device: str = "auto",
+        name: str | None = None,
+        keep: int | None = None,
+        max_cond: int = MAX_COND,
+    ):
         import torch
 
         from ..devices import resolve_device
@@ -91,6 +116,13 @@ class HFVideoTracker:
         self.session = None
         self._pending_masks: dict[int, tuple[int, np.ndarray]] = {}
         self._pending_points: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        if int(max_cond) < 1:
+            raise InputError(f"max_cond must be at least 1, got {max_cond}.")
+        self.max_cond = int(max_cond)
+        self._at: int | None = None  # the frame a suspended propagation has just yielded
+        # EdgeTAM encodes a frame's memory inside its per-object step; SAM2 and SAM3 after it, batched
+        step = type(self.model)._run_single_frame_inference
+        self._encodes_inside = "run_mem_encoder" in inspect.signature(step).parameters
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -147,29 +179,22 @@ class HFVideoTracker:
         m = np.zeros((h, w), bool) if mask is None else np.asarray(mask, bool)
         self._pending_points.pop(int(obj_id), None)
         self._pending_masks[int(obj_id)] = (int(frame), m)
+        self._live(int(frame), int(obj_id))
 
     def add_points(self, frame: int, obj_id: int, points_xy: np.ndarray, labels: np.ndarray) -> None:
         self._pending_masks.pop(int(obj_id), None)
         pts = np.asarray(points_xy, np.float32).reshape(-1, 2)
         self._pending_points[int(obj_id)] = (int(frame), pts, np.asarray(labels, np.int32).reshape(-1))
+        self._live(int(frame), int(obj_id))
 
     def remove_objects(self, obj_ids: Iterable[int]) -> None:
-        """transformers' sessions cannot drop one object: the others are re-created from their
-        current masks at the frame the session is at, as new prompts."""
+        """Drop the objects from the session; the others keep their indices' order, prompts,
+        outputs and memory."""
         drop = {int(i) for i in obj_ids}
         for i in drop:
             self._pending_masks.pop(i, None)
             self._pending_points.pop(i, None)
-        keep_ids = [o for o in self.session.obj_ids if o not in drop]
-        if len(keep_ids) == len(self.session.obj_ids):
-            return
-        last = getattr(self, "_last", None)
-        self.session.reset_tracking_data()
-        if last is not None:
-            t, logits = last
-            for o in keep_ids:
-                if o in logits and o not in self._pending_masks and o not in self._pending_points:
-                    self._pending_masks[o] = (t, logits[o] > 0)
+        _drop_objects(self.session, drop)
 
     def propagate(self, start: int) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
         import torch
@@ -192,7 +217,11 @@ class HFVideoTracker:
                     out = {int(o): logits[k] for k, o in enumerate(res.object_ids)}
                 self._last = (t, out)
                 self._release(t)
-            yield t, out
+            self._at = t
+            try:
+                yield t, out
+            finally:
+                self._at = None
 
     def describe(self) -> dict:
         cfg = self.model.config
@@ -205,6 +234,63 @@ class HFVideoTracker:
         }
 
     # -- internals -----------------------------------------------------------------------------------
+    def _live(self, frame: int, obj_id: int) -> None:
+        """While a propagation is suspended at frame t: run the prompt given at t for this one
+        object now, as a conditioning frame, from frame t's cached image features."""
+        import torch
+
+        if self._at is None:
+            return
+        if frame != self._at:
+            raise RuntimeError(
+                f"A prompt at frame {frame} while the propagation is at frame {self._at}: live prompts go to "
+                "the frame just yielded; stop the propagation to prompt another frame."
+            )
+        s, t = self.session, frame
+        with torch.inference_mode():
+            self._submit(t)  # the processor resizes the prompt into the session's inputs
+            s.obj_with_new_inputs = []  # handled here, not by the next frame's forward
+            idx = s.obj_id_to_idx(obj_id)
+            s.frames_tracked_per_obj[idx].pop(t, None)  # a conditioning frame, as a first prompt
+            s.output_dict_per_obj[idx]["non_cond_frame_outputs"].pop(t, None)
+            points = s.point_inputs_per_obj[idx].get(t)
+            masks = s.mask_inputs_per_obj[idx].get(t) if points is None else None
+            kw = {"run_mem_encoder": True} if self._encodes_inside else {}
+            out = self.model._run_single_frame_inference(
+                inference_session=s,
+                frame_idx=t,
+                obj_idx=idx,
+                batch_size=1,
+                is_init_cond_frame=True,
+                point_inputs=points,
+                mask_inputs=masks,
+                reverse=False,
+                **kw,
+            )
+            s.store_output(idx, t, output_value=out, is_conditioning_frame=True)
+            if not self._encodes_inside and self.model.num_maskmem > 0:
+                self.model._batch_encode_memories(
+                    inference_session=s,
+                    frame_idx=t,
+                    objects_needing_memory_encoding=[idx],
+                    high_res_masks_for_memory=[out["high_res_masks"]],
+                    object_score_logits_for_memory=[out["object_score_logits"]],
+                    is_mask_from_pts_per_obj=[True],
+                )
+            self._cap_cond(idx)
+
+    def _cap_cond(self, idx: int) -> None:
+        """Keep the object's newest ``max_cond`` conditioning frames; an older one becomes an
+        ordinary memory frame of its frame (released when out of reach) and its prompt is forgotten."""
+        s = self.session
+        per = s.output_dict_per_obj[idx]
+        cond = per["cond_frame_outputs"]
+        for f in sorted(cond)[: max(0, len(cond) - self.max_cond)]:
+            per["non_cond_frame_outputs"].setdefault(f, cond.pop(f))
+            s.mask_inputs_per_obj[idx].pop(f, None)
+            s.point_inputs_per_obj[idx].pop(f, None)
+            s.frames_tracked_per_obj[idx][f] = {"reverse": False}
+
     def _ensure_frame(self, t: int) -> None:
         frames = self.session.processed_frames
         if frames is not None and t in frames:
@@ -261,6 +347,30 @@ class HFVideoTracker:
         return len(self.session.processed_frames or {}) + sum(
             len(p["non_cond_frame_outputs"]) for p in self.session.output_dict_per_obj.values()
         )
+
+
+def _drop_objects(session, drop: set[int]) -> None:
+    """Remove objects from a transformers video session (SAM2, EdgeTAM and SAM3 sessions keep the
+    same per-object tables, keyed by a dense index): the rest are re-indexed in their order."""
+    keep = [o for o in session.obj_ids if o not in drop]
+    if len(keep) == len(session.obj_ids):
+        return
+    old = [session._obj_id_to_idx[o] for o in keep]
+    for table in (
+        session.point_inputs_per_obj,
+        session.mask_inputs_per_obj,
+        session.output_dict_per_obj,
+        session.frames_tracked_per_obj,
+    ):
+        kept = [table[i] for i in old]
+        table.clear()
+        table.update(enumerate(kept))
+    session._obj_id_to_idx.clear()
+    session._obj_id_to_idx.update((o, i) for i, o in enumerate(keep))
+    session._obj_idx_to_id.clear()
+    session._obj_idx_to_id.update(enumerate(keep))
+    session.obj_ids = keep
+    session.obj_with_new_inputs = [o for o in session.obj_with_new_inputs if o not in drop]
 
 
 def _even_out_score_shapes(model) -> None:
