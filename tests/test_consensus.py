@@ -173,3 +173,17 @@ def test_the_flow_tracker_with_a_perfect_overseer_stays_on_it(tmp_path):
         dice[on] = macro(overlap_counts(iter(labels), iter(gt), SYNTHETIC.ids).dice(), SYNTHETIC.scored_ids())
         assert set(tracker.encodes.values()) == {1}  # live prompts recompute no frame
     assert dice[True] >= 0.95 and dice[True] >= dice[False] + 0.15, dice
+
+
+def test_a_matching_class_is_written_as_the_overseer_has_it(tmp_path):
+    """Class 1 drifts 1 px a frame: IoU 0.92 >= agree_iou after one frame, so no re-prompt yet;
+    it still matches (IoU >= match_iou), so the frame carries the overseer's mask of it. With
+    take_overseer off, the tracker's drifted mask is written."""
+    per_frame = still(6)
+    _, labels = go(per_frame, DriftTracker({1: 1}), tmp_path, name="take")
+    _, drifted = go(per_frame, DriftTracker({1: 1}), tmp_path, name="own", take_overseer=False)
+    want = still(6)
+    for t in range(6):
+        np.testing.assert_array_equal(labels[t] == 1, want[t][1])
+    assert not np.array_equal(drifted[1] == 1, want[1][1])
+    assert np.array_equal(drifted[1] == 1, np.roll(want[1][1], 1, axis=1))

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ._cli_events import lost_lines, video_done_lines  # noqa: F401 - lost_lines: its old home
-from .core.config import DEVICES, ENCODINGS, MODES, OVERSEERS, TRACKERS, RunConfig
+from ._cli_policy import POLICY_FLAGS, add_policy_options
+from .core.config import DEVICES, ENCODINGS, OVERSEERS, TRACKERS, RunConfig
 from .core.datasets import PRESETS, canonical_dataset
 from .core.errors import InputError
 
@@ -185,49 +186,7 @@ def add_segment(sub) -> None:
     )
     _option(s, "--image-size", "tracker.image_size", "override SAM2's input size (a multiple of 32)", type=int)
     _option(s, "--device", "device", "auto: CUDA, then MPS, then the CPU", choices=list(DEVICES))
-    pol = p.add_argument_group("policy")
-    _option(
-        pol,
-        "--mode",
-        "mode",
-        "reference: the published behaviour decision for decision; default: its defects fixed",
-        choices=list(MODES),
-    )
-    _option(pol, "--lookahead", "policy.lookahead", "overseer look-ahead frames", type=int)
-    _option(pol, "--persistence", "policy.persistence", "frames a new class must persist", type=int)
-    _option(pol, "--overlap", "policy.overlap", "duplicate overlap threshold", type=float)
-    _option(pol, "--buffer", "policy.buffer", "frames between forced re-seeds", type=int)
-    _option(
-        pol, "--min-visible", "policy.min_visible", "default mode: pixels below which a class counts as lost", type=int
-    )
-    _option(
-        pol,
-        "--consensus",
-        "policy.consensus",
-        "default mode: compare the tracker with the overseer on every frame and class (re-prompt one class, "
-        "fade, backfill); --no-consensus: re-prompts at new classes and re-seeds only",
-        action=argparse.BooleanOptionalAction,
-    )
-    _option(
-        pol, "--agree-iou", "policy.agree_iou", "consensus: IoU below which tracker and overseer disagree", type=float
-    )
-    _option(
-        pol,
-        "--disagree-frames",
-        "policy.disagree_frames",
-        "consensus: disagreeing frames in a row before the class is re-prompted",
-        type=int,
-    )
-    _option(
-        pol,
-        "--fade-after",
-        "policy.fade_after",
-        "consensus: frames the overseer misses a class before it fades",
-        type=int,
-    )
-    _option(
-        pol, "--backfill", "policy.backfill", "consensus: frames a new class is filled backwards (0: none)", type=int
-    )
+    add_policy_options(p, _option)
     o = p.add_argument_group("outputs")
     _option(o, "--events-json", "export.events_json", "write the re-prompt events (a JSON list) here", type=Path)
     _option(o, "--export-png", "export.png", "also write <frame>_rgb_mask.png palette PNGs here", type=Path)
@@ -292,16 +251,7 @@ CONFIG_FLAGS = {
     "export.npz": "--export-npz",
     "export.size": "--export-size",
     "export.events_json": "--events-json",
-    "policy.lookahead": "--lookahead",
-    "policy.persistence": "--persistence",
-    "policy.overlap": "--overlap",
-    "policy.buffer": "--buffer",
-    "policy.min_visible": "--min-visible",
-    "policy.consensus": "--consensus",
-    "policy.agree_iou": "--agree-iou",
-    "policy.disagree_frames": "--disagree-frames",
-    "policy.fade_after": "--fade-after",
-    "policy.backfill": "--backfill",
+    **POLICY_FLAGS,
 }
 #: what a message about the --config file starts with: its option names stay as the file spells them
 CONFIG_FILE_PREFIX = "--config: "

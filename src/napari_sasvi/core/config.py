@@ -189,6 +189,8 @@ class PolicyConfig:
     disagree_frames: Annotated[int, Field(ge=1)] = _POLICY.disagree_frames
     fade_after: Annotated[int, Field(ge=1)] = _POLICY.fade_after
     backfill: Annotated[int, Field(ge=0)] = _POLICY.backfill
+    take_overseer: bool = _POLICY.take_overseer
+    match_iou: Annotated[float, Field(gt=0, le=1)] = _POLICY.match_iou
 
     @field_validator("*", mode="before")
     @classmethod

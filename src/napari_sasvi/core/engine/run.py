@@ -59,7 +59,7 @@ def run_signature(frames: FrameStack, overseer, tracker, classes: ClassTable, pa
 
 #: the consensus step's parameters (``default`` mode): recorded only where they act, so stores
 #: written before consensus existed (``reference`` mode) resume as they were
-_CONSENSUS = ("consensus", "agree_iou", "disagree_frames", "fade_after", "backfill")
+_CONSENSUS = ("consensus", "agree_iou", "disagree_frames", "fade_after", "backfill", "take_overseer", "match_iou")
 
 
 def params_signature(params: PolicyParams) -> dict:
@@ -159,6 +159,7 @@ class _RunPlanner:
             n_before = len(self.policy.events)
             amend = self.policy.amend(t, reason)
             yield from self._new_events(n_before)
+        if amend is not None or (live and self.policy.take):
             labels = self._amended(t, labels, logits, amend)
         if t >= self.on_disk:
             no_label = self.classes.no_label
@@ -171,17 +172,22 @@ class _RunPlanner:
         self.cache.release_before(t - self.lag)
         return Amend(amend) if amend is not None else None
 
-    def _amended(self, t: int, labels: np.ndarray, logits, seg: SegmentStart) -> np.ndarray:
-        """Frame t's labels as the tracker gives them once prompted live at t: removed objects
-        gone, a prompted object exactly its mask (points: the overseer's mask)."""
-        if not seg.prompts and not seg.remove:
-            return labels
-        lg = {k: v for k, v in logits.items() if k not in seg.remove}
+    def _amended(self, t: int, labels: np.ndarray, logits, seg: SegmentStart | None) -> np.ndarray:
+        """Frame t's labels as the tracker gives them once prompted live at t (removed objects
+        gone, a prompted object exactly its mask; points: the overseer's mask), with the classes
+        the policy takes from the overseer at t (``policy.take``) as the overseer has them."""
         res = self.cache.masks(t) or {}
-        for p in seg.prompts:
+        remove = set(seg.remove) if seg is not None else set()
+        lg = {k: v for k, v in logits.items() if k not in remove}
+        masks = {c: res[c] for c in self.policy.take if c in res and c in lg}
+        for p in seg.prompts if seg is not None else ():
             m = p.mask if p.kind == "mask" else res.get(p.obj_id)
             if m is not None:
-                lg[p.obj_id] = np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32)
+                masks[p.obj_id] = m
+        if not masks and not remove:
+            return labels
+        for c, m in masks.items():
+            lg[c] = np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32)
         return compose_labels(lg, self.size, self.classes.no_label, self.classes.ids)
 
     def _fill(self, f: int, masks: dict[int, np.ndarray | None]) -> None:

@@ -55,6 +55,7 @@ class ConsensusRules:
         reprompt: list[tuple[int, float]] = []
         fade: list[int] = []
         self.retro = {}
+        self.take = set()
         for c in sorted(st.tracked - {self.p.dummy_id} - busy):
             if c not in current:
                 st.disagree.pop(c, None)
@@ -67,6 +68,8 @@ class ConsensusRules:
             st.missing.pop(c, None)
             a = iou(labels == c, res[c])
             st.agreement[c] = a
+            if self.p.take_overseer and a >= self.p.match_iou:
+                self.take.add(c)
             if a >= self.p.agree_iou:
                 st.disagree.pop(c, None)
                 continue

@@ -58,6 +58,7 @@ class Policy(ReferenceRules, DefaultRules, ConsensusRules):
         # amend (filled backwards, a disagreement's frames, a fade's frames); and those found at t
         self.fill: dict[int, dict[int, np.ndarray | None]] = {}
         self.retro: dict[int, dict[int, np.ndarray | None]] = {}
+        self.take: set[int] = set()  # consensus: classes written with the overseer's mask at this frame
 
     @property
     def reference(self) -> bool:
@@ -192,6 +193,7 @@ class Policy(ReferenceRules, DefaultRules, ConsensusRules):
             labels: consensus: the run's label map at t (the tracker's classes composed).
         """
         st = self.s
+        self.take = set()
         if t == 0:
             st.old = self._labels(0) or set()
             st.current = set(st.old)

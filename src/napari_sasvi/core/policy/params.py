@@ -46,6 +46,12 @@ class PolicyParams:
             re-prompted from the overseer (2: a one-frame overseer glitch is ignored).
         fade_after: consensus: consecutive frames the overseer misses a tracked class after which
             the class fades out of the tracker (2 or more: a one-frame dropout is ignored).
+        take_overseer: consensus: a class whose tracked mask matches the overseer's (IoU at least
+            ``match_iou``: the same object) is written with the overseer's mask on that frame; the
+            tracker's mask is written where they do not match (a glitch of the overseer, until it
+            lasts ``disagree_frames``) and where the overseer misses the class. False: the
+            tracker's mask always (re-prompted as above).
+        match_iou: consensus: IoU at or above which the overseer's mask is the tracked object's.
         backfill: consensus: frames before a new class was added that are filled with it where the
             overseer already saw it (the frames the persistence check waited on); the run writes
             each frame this many frames late. 0: no fill, no delay.
@@ -68,11 +74,13 @@ class PolicyParams:
     disagree_frames: int = 2
     fade_after: int = 3
     backfill: int = 4
+    take_overseer: bool = True
+    match_iou: float = 0.5
 
     def __post_init__(self):
         if self.mode not in ("default", "reference"):
             raise ValueError(f"mode must be 'default' or 'reference', got {self.mode!r}")
         if self.lookahead < 1 or self.persistence < 0 or self.buffer < 2 or not 0 < self.overlap <= 1:
             raise ValueError("lookahead >= 1, persistence >= 0, buffer >= 2 and 0 < overlap <= 1 are required")
-        if not 0 < self.agree_iou <= 1 or self.disagree_frames < 1 or self.fade_after < 1 or self.backfill < 0:
-            raise ValueError("0 < agree_iou <= 1, disagree_frames >= 1, fade_after >= 1 and backfill >= 0 are required")
+        if not 0 < self.agree_iou <= 1 or not 0 < self.match_iou <= 1 or self.disagree_frames < 1 or self.fade_after < 1 or self.backfill < 0:
+            raise ValueError("0 < agree_iou <= 1, 0 < match_iou <= 1, disagree_frames >= 1, fade_after >= 1 and backfill >= 0 are required")

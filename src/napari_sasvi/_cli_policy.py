@@ -1,0 +1,85 @@
+"""The ``segment`` command's policy options (``--mode``, ``--buffer``, the consensus step's ...)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .core.config import MODES
+
+
+def add_policy_options(p: argparse.ArgumentParser, _option) -> None:
+    """The policy group; ``_option(group, flag, config key, help, **kw)`` adds one flag."""
+    pol = p.add_argument_group("policy")
+    _option(
+        pol,
+        "--mode",
+        "mode",
+        "reference: the published behaviour decision for decision; default: its defects fixed",
+        choices=list(MODES),
+    )
+    _option(pol, "--lookahead", "policy.lookahead", "overseer look-ahead frames", type=int)
+    _option(pol, "--persistence", "policy.persistence", "frames a new class must persist", type=int)
+    _option(pol, "--overlap", "policy.overlap", "duplicate overlap threshold", type=float)
+    _option(pol, "--buffer", "policy.buffer", "frames between forced re-seeds", type=int)
+    _option(
+        pol, "--min-visible", "policy.min_visible", "default mode: pixels below which a class counts as lost", type=int
+    )
+    _option(
+        pol,
+        "--consensus",
+        "policy.consensus",
+        "default mode: compare the tracker with the overseer on every frame and class (re-prompt one class, "
+        "fade, backfill); --no-consensus: re-prompts at new classes and re-seeds only",
+        action=argparse.BooleanOptionalAction,
+    )
+    _option(
+        pol, "--agree-iou", "policy.agree_iou", "consensus: IoU below which tracker and overseer disagree", type=float
+    )
+    _option(
+        pol,
+        "--disagree-frames",
+        "policy.disagree_frames",
+        "consensus: disagreeing frames in a row before the class is re-prompted",
+        type=int,
+    )
+    _option(
+        pol,
+        "--fade-after",
+        "policy.fade_after",
+        "consensus: frames the overseer misses a class before it fades",
+        type=int,
+    )
+    _option(
+        pol, "--backfill", "policy.backfill", "consensus: frames a new class is filled backwards (0: none)", type=int
+    )
+    _option(
+        pol,
+        "--take-overseer",
+        "policy.take_overseer",
+        "consensus: write a class with the overseer's mask where the two match (--no-take-overseer: the tracker's)",
+        action=argparse.BooleanOptionalAction,
+    )
+    _option(
+        pol,
+        "--match-iou",
+        "policy.match_iou",
+        "consensus: IoU at which the overseer's mask is the object's",
+        type=float,
+    )
+
+
+#: config key -> flag, for messages about the policy options
+POLICY_FLAGS = {
+    "policy.lookahead": "--lookahead",
+    "policy.persistence": "--persistence",
+    "policy.overlap": "--overlap",
+    "policy.buffer": "--buffer",
+    "policy.min_visible": "--min-visible",
+    "policy.consensus": "--consensus",
+    "policy.agree_iou": "--agree-iou",
+    "policy.disagree_frames": "--disagree-frames",
+    "policy.fade_after": "--fade-after",
+    "policy.backfill": "--backfill",
+    "policy.take_overseer": "--take-overseer",
+    "policy.match_iou": "--match-iou",
+}
