@@ -187,3 +187,29 @@ def test_a_matching_class_is_written_as_the_overseer_has_it(tmp_path):
         np.testing.assert_array_equal(labels[t] == 1, want[t][1])
     assert not np.array_equal(drifted[1] == 1, want[1][1])
     assert np.array_equal(drifted[1] == 1, np.roll(want[1][1], 1, axis=1))
+
+
+def test_an_edit_keeps_the_classes_the_user_confirmed_on_the_overseer(tmp_path):
+    """A correction that leaves class 1 as the overseer has it and moves class 2: in the edit's span
+    class 1 stays on the overseer (the run's consensus), class 2 follows the user's mask with the
+    tracker (the overseer was wrong about it), drifting as the tracker drifts."""
+    from napari_sasvi.core.engine import EditRequest, run_edit
+
+    per_frame = still(20)
+    s, labels = go(per_frame, DriftTracker({1: 2, 2: 2}), tmp_path)
+    store = tmp_path / "r.zarr"
+    fix = np.asarray(labels[5]).copy()
+    fix[fix == 2] = TABLE.no_label
+    moved = box(25, 5, 35, 15)
+    fix[moved] = 2
+    frames = np.zeros((20, 40, 60, 3), np.uint8)
+    summary = run_edit(str(store), frames, DriftTracker({1: 2, 2: 2}), EditRequest("correction", 5, fix))
+    out = np.asarray(SasviStore.read(store).labels[:])
+    want = still(20)
+    for t in range(summary.start, summary.stop):
+        np.testing.assert_array_equal(out[t] == 1, want[t][1])
+        np.testing.assert_array_equal(out[t] == 2, np.roll(moved, 2 * (t - 5), axis=1))
+    off = tmp_path / "off.zarr"
+    go(per_frame, DriftTracker({1: 2, 2: 2}), tmp_path, name="off")
+    run_edit(str(off), frames, DriftTracker({1: 2, 2: 2}), EditRequest("correction", 5, fix), consensus=False)
+    assert not np.array_equal(np.asarray(SasviStore.read(off).labels[8]) == 1, want[8][1])

@@ -113,8 +113,8 @@ def test_readd_off_is_the_correction_alone_and_skips_never_readd(store_path, tmp
     f = max(b for b in boundaries(store) if b <= HIDDEN - 1) + 1
     a, b = _copy(store_path, tmp_path, "a.zarr"), _copy(store_path, tmp_path, "b.zarr")
     req = EditRequest("correction", f, np.asarray(store.labels[f]))
-    sa = run_edit(a, frames, FlowTracker(), req, readd=False)
-    sb = run_edit(b, frames, FlowTracker(), req)
+    sa = run_edit(a, frames, FlowTracker(), req, readd=False, consensus=False)
+    sb = run_edit(b, frames, FlowTracker(), req, consensus=False)
     assert sa.readds == () and "readds" not in read_edits(a)[-1] and (sa.start, sa.stop) == (sb.start, sb.stop)
     # the flag switches the re-adds only: the two agree on every frame before the first re-add
     lab_a, lab_b = np.asarray(SasviStore.read(a).labels[:]), np.asarray(SasviStore.read(b).labels[:])

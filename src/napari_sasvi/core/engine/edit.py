@@ -28,6 +28,11 @@ frames later. The edit's own frame is the user's word: nothing is added there. T
 in the edit's record (``readds``: ``{"frame", "class"}``) and its :class:`EditSummary`. A skip
 continues the run's segment as it was and re-adds nothing.
 
+**Consensus** (corrections and pins of a run made with consensus, ``consensus=True``): the classes
+the corrected frame leaves as the overseer had them stay on the overseer in the span, as in the
+run; the classes the user changed follow the tracker (:mod:`.edit_consensus`). Re-prompts are in
+the edit's record (``reprompts``).
+
 An edit is a planner for the span engine (:func:`~.span.propagate_span`) over the span's frames,
 written through a store session (:meth:`~napari_sasvi.core.store.sasvi_store.SasviStore.session`), which holds
 the store's writer lock, saves the undo data first and keeps the edit log. It uses the tracker
@@ -57,6 +62,7 @@ from ..store.fingerprint import same_video
 from ..store.sasvi_store import SasviStore
 from ..trackers.base import compose_labels
 from .anchored import mask_prompts
+from .edit_consensus import EditConsensus
 from .run import LIVE_LOGIT
 from .span import Amend, FrameRange, Reprompt, Write, propagate_span
 
@@ -243,6 +249,7 @@ class _EditPlanner:
         self.store, self.request, self.plan, self.prompt_mask, self.ids = store, request, plan, prompt, ids
         self.adds = {f - plan.prompt_frame: c for f, c in plan.adds}
         self.readds = readds
+        self.consensus: EditConsensus | None = None  # the run's consensus for the classes the user confirmed
         self.waiting: list[tuple[int, np.ndarray]] = []  # re-adds that join a run's add at its frame
         self.prompted = 0
         self.t = plan.prompt_frame
@@ -272,15 +279,22 @@ class _EditPlanner:
                 self.waiting = self.readds.due(t, labels)
             return Reprompt("add_objects")
         due = self.readds.due(t, labels) if self.readds is not None and not fresh else []
-        write = self._labels(t, labels)
-        if not due:
-            return write
-        self.readds.note(t, [c for c, _ in due], readd=True)
-        # the frame as the tracker gives it once prompted live at t: each re-added class exactly its mask
+        take, again = {}, []
+        if self.consensus is not None and t > self.plan.frame:
+            take, again = self.consensus.step(t, labels, np.asarray(self.store.overseer[t]))
+        if not due and not take:
+            return self._labels(t, labels)
+        if due:
+            self.readds.note(t, [c for c, _ in due], readd=True)
+        due += [(c, take[c]) for c in again if c not in dict(due)]
+        # the frame as the tracker gives it once prompted live at t (each prompted class exactly its
+        # mask), with the classes consensus takes from the overseer as the overseer has them
         lg = dict(logits)
-        lg.update({c: np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32) for c, m in due})
+        lg.update({c: np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32) for c, m in [*take.items(), *due]})
         classes = self.store.classes
         amended = compose_labels(lg, labels.shape, classes.no_label, classes.ids)
+        if not due:
+            return self._labels(t, amended)
         prompt = SegmentStart(frame=i, reset=False, prompts=tuple(Prompt(c, "mask", mask=m) for c, m in due))
         return Amend(prompt, self._labels(t, amended))
         yield
@@ -305,6 +319,7 @@ def iter_edit(
     cancel: Callable[[], bool] | None = None,
     other_tracker: bool = False,
     readd: bool = True,
+    consensus: bool = True,
 ) -> Generator:
     """Make one edit of the store at ``store_path`` (module docstring) with ``tracker`` over
     ``frames`` (the store's video). Yields :class:`~napari_sasvi.core.records.EditStarted`, then
@@ -359,6 +374,9 @@ def iter_edit(
             record["readds"] = readds.done  # filled in as the edit goes; saved with every frame
         sink = session.begin_edit(record)
         planner = _EditPlanner(store, request, plan, prompt, ids, readds)
+        if consensus and request.kind in ("correction", "pin") and getattr(tracker, "incremental", False):
+            planner.consensus = EditConsensus(store, plan.prompt_frame, prompt)
+            record["reprompts"] = planner.consensus.reprompted  # filled in as the edit goes
 
         def stop() -> bool:  # after a written frame (an edit in effect wrote its first one), not the last
             return cancel is not None and plan.start <= planner.t < plan.stop and cancel()
