@@ -82,5 +82,13 @@ class PolicyParams:
             raise ValueError(f"mode must be 'default' or 'reference', got {self.mode!r}")
         if self.lookahead < 1 or self.persistence < 0 or self.buffer < 2 or not 0 < self.overlap <= 1:
             raise ValueError("lookahead >= 1, persistence >= 0, buffer >= 2 and 0 < overlap <= 1 are required")
-        if not 0 < self.agree_iou <= 1 or not 0 < self.match_iou <= 1 or self.disagree_frames < 1 or self.fade_after < 1 or self.backfill < 0:
-            raise ValueError("0 < agree_iou <= 1, 0 < match_iou <= 1, disagree_frames >= 1, fade_after >= 1 and backfill >= 0 are required")
+        if (
+            not 0 < self.agree_iou <= 1
+            or not 0 < self.match_iou <= 1
+            or self.disagree_frames < 1
+            or self.fade_after < 1
+            or self.backfill < 0
+        ):
+            raise ValueError(
+                "0 < agree_iou <= 1, 0 < match_iou <= 1, disagree_frames >= 1, fade_after >= 1 and backfill >= 0 are required"
+            )
