@@ -17,10 +17,11 @@ class DriftTracker(FakeTracker):
     """Keeps each object's last prompt and moves the objects in ``drift`` by that many pixels to
     the right on every frame after it (a tracker drifting off its object)."""
 
-    def __init__(self, drift: dict[int, int], live: bool = True):
+    def __init__(self, drift: dict[int, int], live: bool = True, gain: float = 1.0):
         super().__init__(incremental=True)
         self.drift = drift
         self.live_prompts = live
+        self.gain = gain
 
     def propagate(self, start):
         for t in range(start, self.n):
@@ -29,7 +30,7 @@ class DriftTracker(FakeTracker):
                     if o in self.objects:
                         self.objects[o] = np.roll(self.objects[o], dx, axis=1)
             self.encodes[t] = self.encodes.get(t, 0) + 1
-            yield t, {o: np.where(m, 1.0, -1.0).astype(np.float32) for o, m in self.objects.items()}
+            yield t, {o: np.where(m, self.gain, -self.gain).astype(np.float32) for o, m in self.objects.items()}
 
 
 def still(n: int, **extra) -> list[dict]:
@@ -213,3 +214,14 @@ def test_an_edit_keeps_the_classes_the_user_confirmed_on_the_overseer(tmp_path):
     go(per_frame, DriftTracker({1: 2, 2: 2}), tmp_path, name="off")
     run_edit(str(off), frames, DriftTracker({1: 2, 2: 2}), EditRequest("correction", 5, fix), consensus=False)
     assert not np.array_equal(np.asarray(SasviStore.read(off).labels[8]) == 1, want[8][1])
+
+
+def test_a_prompted_class_wins_over_a_confident_tracker_on_its_frame(tmp_path):
+    """Class 0 (the whole background, the dummy id: never re-prompted) drifts over class 1 with
+    logits of 1000: the frames written still show class 1 exactly as the overseer has it."""
+    per_frame = still(12)
+    for f in per_frame:
+        f[0] = ~(f[1] | f[2])
+    _, labels = go(per_frame, DriftTracker({0: 3, 1: 3}, gain=1000.0), tmp_path)
+    for t in range(12):
+        np.testing.assert_array_equal(labels[t] == 1, per_frame[t][1])

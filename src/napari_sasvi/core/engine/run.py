@@ -35,8 +35,10 @@ from ..store.sasvi_store import SasviStore
 from ..trackers.base import compose_labels
 from .span import Amend, Reprompt, propagate_span
 
-#: the logit of a live prompt's mask on the frame it is given (inside +, outside -)
-LIVE_LOGIT = 10.0
+#: the logit of a live prompt's (or a taken overseer's) mask on the frame it is given, inside +,
+#: outside -: above any tracker's logit, so the frame shows that mask (a tie with another object's
+#: logit, as the flow tracker's +10, would go to the lower id)
+LIVE_LOGIT = 1.0e4
 
 log = logging.getLogger(__name__)
 
