@@ -217,11 +217,13 @@ def test_an_edit_keeps_the_classes_the_user_confirmed_on_the_overseer(tmp_path):
 
 
 def test_a_prompted_class_wins_over_a_confident_tracker_on_its_frame(tmp_path):
-    """Class 0 (the whole background, the dummy id: never re-prompted) drifts over class 1 with
-    logits of 1000: the frames written still show class 1 exactly as the overseer has it."""
+    """Class 0 (the whole background; also the dummy id, and a class of the table like any other)
+    drifts over class 1 with logits of 1000: the frames written show class 1 exactly as the
+    overseer has it, and class 0 too."""
     per_frame = still(12)
     for f in per_frame:
         f[0] = ~(f[1] | f[2])
     _, labels = go(per_frame, DriftTracker({0: 3, 1: 3}, gain=1000.0), tmp_path)
     for t in range(12):
         np.testing.assert_array_equal(labels[t] == 1, per_frame[t][1])
+        np.testing.assert_array_equal(labels[t] == 0, per_frame[t][0])

@@ -56,7 +56,7 @@ class ConsensusRules:
         fade: list[int] = []
         self.retro = {}
         self.take = set()
-        for c in sorted(st.tracked - {self.p.dummy_id} - busy):
+        for c in sorted(st.tracked - busy):  # the dummy id too: it may be a class of the table (background)
             if c not in current:
                 st.disagree.pop(c, None)
                 st.missing[c] = st.missing.get(c, 0) + 1
