@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from napari_sasvi.core.datasets import CHOLECSEG8K, SYNTHETIC, ClassInfo, ClassTable
+from napari_sasvi.core.inputs.coco_labels import decode_rle
 from napari_sasvi.core.metrics.accuracy import macro, overlap_counts
 from napari_sasvi.core.metrics.temporal import temporal_consistency
 
@@ -134,40 +135,6 @@ def _grey(path: Path) -> np.ndarray:
     return a[..., 0] if a.ndim == 3 else a
 
 
-def coco_rle_decode(rle: dict) -> np.ndarray:
-    """A compressed COCO RLE (``{"size": [h, w], "counts": str}``) as an (h, w) bool mask.
-
-    The counts string is pycocotools' ``rleToString``: each run length in 5-bit groups, least
-    significant first, offset by 48 into printable ASCII, bit 0x20 = more groups follow, bit 0x10
-    of the last group = negative; from the third run on, runs are stored as the difference to the
-    run two before. Runs alternate 0 and 1, starting with 0, over the mask in column-major order."""
-    h, w = rle["size"]
-    s = rle["counts"].encode() if isinstance(rle["counts"], str) else bytes(rle["counts"])
-    counts: list[int] = []
-    p = 0
-    while p < len(s):
-        x, k, more = 0, 0, True
-        while more:
-            c = s[p] - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p, k = p + 1, k + 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    flat = np.zeros(h * w, bool)
-    pos = 0
-    for i, n in enumerate(counts):
-        if i % 2:
-            flat[pos : pos + n] = True
-        pos += n
-    if pos != h * w:
-        raise ValueError(f"RLE covers {pos} pixels, the mask has {h * w}")
-    return flat.reshape((w, h)).T
-
-
 def _cholecseg8k(root: Path) -> Sequence:
     lut = np.full(256, UNLABELLED, np.uint8)
     for grey, c in CHOLECSEG8K.source_values.items():
@@ -201,7 +168,7 @@ def _endoscapes(root: Path) -> Sequence:
     for t, anns in by_frame.items():
         lab = np.zeros((h, w), np.uint8)  # an annotated frame: unannotated pixels are background
         for ann in sorted(anns, key=lambda a: -a["area"]):  # small instances painted last stay visible
-            m = coco_rle_decode(ann["segmentation"])
+            m = decode_rle(ann["segmentation"])  # the library's COCO RLE reader
             if int(m.sum()) != int(ann["area"]):
                 raise SystemExit(f"Endoscapes annotation {ann['id']}: decoded area {m.sum()} != {ann['area']}")
             lab[m] = ann["category_id"]
