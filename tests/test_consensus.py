@@ -227,3 +227,16 @@ def test_a_prompted_class_wins_over_a_confident_tracker_on_its_frame(tmp_path):
     for t in range(12):
         np.testing.assert_array_equal(labels[t] == 1, per_frame[t][1])
         np.testing.assert_array_equal(labels[t] == 0, per_frame[t][0])
+
+
+def test_a_taken_class_does_not_swallow_a_class_the_tracker_carries_through_a_dropout(tmp_path):
+    """On frame 8 the overseer misses class 2 and gives its pixels to class 1 (as a dropout leaves
+    them to the background): class 1 still matches and is taken, class 2 is carried by the tracker
+    and keeps its pixels."""
+    per_frame = still(14)
+    per_frame[8] = {1: box(2, 2, 20, 25) | box(25, 35, 35, 45)}
+    s, labels = go(per_frame, DriftTracker({}), tmp_path)
+    want = still(14)
+    np.testing.assert_array_equal(labels[8] == 2, want[8][2])
+    np.testing.assert_array_equal(labels[8] == 1, want[8][1])
+    assert not kinds(s, "reprompt_class")

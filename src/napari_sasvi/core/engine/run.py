@@ -177,20 +177,29 @@ class _RunPlanner:
     def _amended(self, t: int, labels: np.ndarray, logits, seg: SegmentStart | None) -> np.ndarray:
         """Frame t's labels as the tracker gives them once prompted live at t (removed objects
         gone, a prompted object exactly its mask; points: the overseer's mask), with the classes
-        the policy takes from the overseer at t (``policy.take``) as the overseer has them."""
+        the policy takes from the overseer at t (``policy.take``) as the overseer has them, except
+        where the tracker shows a class it carries through the overseer's miss or glitch (a class
+        not taken: the overseer's mask of another class may cover it, as a dropout leaves it to the
+        background)."""
         res = self.cache.masks(t) or {}
         remove = set(seg.remove) if seg is not None else set()
-        lg = {k: v for k, v in logits.items() if k not in remove}
-        masks = {c: res[c] for c in self.policy.take if c in res and c in lg}
+        prompted = {}
         for p in seg.prompts if seg is not None else ():
             m = p.mask if p.kind == "mask" else res.get(p.obj_id)
             if m is not None:
-                masks[p.obj_id] = m
-        if not masks and not remove:
+                prompted[p.obj_id] = m
+        taken = {c: res[c] for c in self.policy.take if c in res and c in logits and c not in prompted}
+        if not taken and not prompted and not remove:
             return labels
-        for c, m in masks.items():
+        lg = {k: v for k, v in logits.items() if k not in remove}
+        for c, m in (taken | prompted).items():
             lg[c] = np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32)
-        return compose_labels(lg, self.size, self.classes.no_label, self.classes.ids)
+        out = compose_labels(lg, self.size, self.classes.no_label, self.classes.ids)
+        for c in set(lg) - set(taken) - set(prompted) - {self.classes.no_label}:
+            out[labels == c] = c  # carried by the tracker: its pixels stay
+        for c, m in prompted.items():  # the overseer's word, confirmed: above all
+            out[m] = c
+        return out
 
     def _fill(self, f: int, masks: dict[int, np.ndarray | None]) -> None:
         """Frame f, if it is still waiting to be written (never an annotated frame), with each
