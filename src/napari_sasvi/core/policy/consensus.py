@@ -56,7 +56,9 @@ class ConsensusRules:
         fade: list[int] = []
         self.retro = {}
         self.take = set()
-        for c in sorted(st.tracked - busy):  # the dummy id too: it may be a class of the table (background)
+        # every class, the dummy id too (it may be a class of the table: a background); not the no-label
+        # value (no object: in tables where it is an id, its "mask" is everything nobody claims)
+        for c in sorted(st.tracked - busy - {self.no_label}):
             if c not in current:
                 st.disagree.pop(c, None)
                 st.missing[c] = st.missing.get(c, 0) + 1
