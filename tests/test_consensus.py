@@ -240,3 +240,32 @@ def test_a_taken_class_does_not_swallow_a_class_the_tracker_carries_through_a_dr
     np.testing.assert_array_equal(labels[8] == 2, want[8][2])
     np.testing.assert_array_equal(labels[8] == 1, want[8][1])
     assert not kinds(s, "reprompt_class")
+
+
+class ScoredOverseer(DictOverseer):
+    """The per-frame masks with a score per class (1 where not given)."""
+
+    def __init__(self, per_frame, score: dict[int, float]):
+        super().__init__(per_frame)
+        self.score = score
+
+    def predict(self, frames, indices):
+        from napari_sasvi.core.overseers.base import ClassMask
+
+        return [{c: ClassMask(m.copy(), self.score.get(c, 1.0)) for c, m in self.per_frame[t].items()} for t in indices]
+
+
+@pytest.mark.parametrize("score, overruled", [(0.3, False), (0.9, True)])
+def test_an_unsure_overseer_does_not_overrule_the_tracker(tmp_path, score, overruled):
+    """From frame 6 the overseer puts class 2 elsewhere: with a score under min_score (0.5) the
+    tracker's class 2 stands; with a sure one it is re-prompted there."""
+    per_frame = still(14)
+    for t in range(6, 14):
+        per_frame[t][2] = box(25, 5, 35, 15)
+    frames = np.zeros((14, 40, 60, 3), np.uint8)
+    out = tmp_path / "s.zarr"
+    s = run_sasvi(frames, ScoredOverseer(per_frame, {2: score}), DriftTracker({}), str(out), TABLE, PolicyParams())
+    labels = np.asarray(SasviStore.read(out).labels[:])
+    assert bool(kinds(s, "reprompt_class")) == overruled
+    where = box(25, 5, 35, 15) if overruled else box(25, 35, 35, 45)
+    np.testing.assert_array_equal(labels[10] == 2, where)

@@ -67,6 +67,14 @@ def add_policy_options(p: argparse.ArgumentParser, _option) -> None:
         type=float,
     )
 
+    _option(
+        pol,
+        "--min-score",
+        "policy.min_score",
+        "consensus: the overseer's score below which it does not overrule the tracker",
+        type=float,
+    )
+
 
 #: config key -> flag, for messages about the policy options
 POLICY_FLAGS = {
@@ -82,4 +90,5 @@ POLICY_FLAGS = {
     "policy.backfill": "--backfill",
     "policy.take_overseer": "--take-overseer",
     "policy.match_iou": "--match-iou",
+    "policy.min_score": "--min-score",
 }

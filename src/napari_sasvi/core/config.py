@@ -191,6 +191,7 @@ class PolicyConfig:
     backfill: Annotated[int, Field(ge=0)] = _POLICY.backfill
     take_overseer: bool = _POLICY.take_overseer
     match_iou: Annotated[float, Field(gt=0, le=1)] = _POLICY.match_iou
+    min_score: Annotated[float, Field(ge=0, le=1)] = _POLICY.min_score
 
     @field_validator("*", mode="before")
     @classmethod

@@ -61,7 +61,9 @@ def run_signature(frames: FrameStack, overseer, tracker, classes: ClassTable, pa
 
 #: the consensus step's parameters (``default`` mode): recorded only where they act, so stores
 #: written before consensus existed (``reference`` mode) resume as they were
-_CONSENSUS = ("consensus", "agree_iou", "disagree_frames", "fade_after", "backfill", "take_overseer", "match_iou")
+_CONSENSUS = (
+    "consensus", "agree_iou", "disagree_frames", "fade_after", "backfill", "take_overseer", "match_iou", "min_score",
+)  # fmt: skip
 
 
 def params_signature(params: PolicyParams) -> dict:
@@ -278,7 +280,10 @@ def iter_sasvi(
         if store.complete:
             return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
         cache = OverseerCache(overseer, n, stack.frame, batch_size)
-        policy = Policy(params, cache.masks, no_label=classes.no_label, anchors=getattr(overseer, "anchor_frames", ()))
+        policy = Policy(
+            params, cache.masks, no_label=classes.no_label, anchors=getattr(overseer, "anchor_frames", ()),
+            scores=cache.scores,
+        )  # fmt: skip
         s, previous = 0, None
         snap = store.snapshot if resumed_from > 0 else None
         if snap is not None:

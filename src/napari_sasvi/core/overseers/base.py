@@ -104,6 +104,12 @@ class OverseerCache:
 
     __call__ = masks
 
+    def scores(self, t: int) -> dict[int, float]:
+        """class id -> the overseer's confidence at t (only classes with pixels; {} outside)."""
+        if self.masks(t) is None:
+            return {}
+        return {c: float(cm.score) for c, cm in self._results[t].items() if c in self._masks[t]}
+
     def release_before(self, t: int) -> None:
         for i in [i for i in self._results if i < t]:
             del self._results[i]

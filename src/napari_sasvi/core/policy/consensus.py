@@ -4,7 +4,8 @@ The published loop uses the overseer only when it restarts the tracker; between 
 tracker drifts and nothing pulls it back. Consensus looks at both on every frame, per class:
 
 * **agreement**: the IoU between the class's propagated mask (the run's label map) and the
-  overseer's mask on this frame;
+  overseer's mask on this frame; where the overseer gives a score below ``min_score`` for the
+  class, it neither counts as a disagreement nor is taken (the tracker's mask stands);
 * **re-prompt one class**: after ``disagree_frames`` consecutive frames below ``agree_iou`` the
   class alone is prompted again with the overseer's mask of this frame (a ``reprompt_class``
   event); the other classes keep their memory, and the frame is not recomputed (the tracker is
@@ -56,6 +57,7 @@ class ConsensusRules:
         fade: list[int] = []
         self.retro = {}
         self.take = set()
+        score = self.scores(t) if self.scores is not None else {}
         # every class, the dummy id too (it may be a class of the table: a background); not the no-label
         # value (no object: in tables where it is an id, its "mask" is everything nobody claims)
         for c in sorted(st.tracked - busy - {self.no_label}):
@@ -70,6 +72,9 @@ class ConsensusRules:
             st.missing.pop(c, None)
             a = iou(labels == c, res[c])
             st.agreement[c] = a
+            if score.get(c, 1.0) < self.p.min_score:  # an unsure overseer: the tracker's word stands
+                st.disagree.pop(c, None)
+                continue
             if self.p.take_overseer and a >= self.p.match_iou:
                 self.take.add(c)
             if a >= self.p.agree_iou:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,14 +42,21 @@ class Policy(ReferenceRules, DefaultRules, ConsensusRules):
         params: the policy's parameters.
         lookup: frame -> overseer masks (None past the end). Results of one frame must be the same
             object on every call (a cache): ``reference`` mode mutates them in place (D5).
+        scores: frame -> class id -> the overseer's confidence (consensus; None: 1 for every class).
         no_label: value of unlabelled pixels in label maps (for the CaDIS merge).
     """
 
     def __init__(
-        self, params: PolicyParams, lookup: Lookup, no_label: int = 255, anchors: frozenset[int] = frozenset()
+        self,
+        params: PolicyParams,
+        lookup: Lookup,
+        no_label: int = 255,
+        anchors: frozenset[int] = frozenset(),
+        scores: Callable[[int], Mapping[int, float]] | None = None,
     ):
         self.p = params
         self.lookup = lookup
+        self.scores = scores  # frame -> class -> the overseer's confidence (consensus); None: all sure
         self.no_label = no_label
         self.anchors = frozenset(anchors)  # annotated frames: a full re-prompt from them, always
         self.s = _State()

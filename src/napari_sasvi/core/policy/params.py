@@ -52,6 +52,9 @@ class PolicyParams:
             lasts ``disagree_frames``) and where the overseer misses the class. False: the
             tracker's mask always (re-prompted as above).
         match_iou: consensus: IoU at or above which the overseer's mask is the tracked object's.
+        min_score: consensus: the overseer's confidence in a class (its score, where it gives one)
+            below which a disagreement is not counted and its mask is not taken: an unsure
+            overseer does not overrule the tracker.
         backfill: consensus: frames before a new class was added that are filled with it where the
             overseer already saw it (the frames the persistence check waited on); the run writes
             each frame this many frames late. 0: no fill, no delay.
@@ -76,6 +79,7 @@ class PolicyParams:
     backfill: int = 4
     take_overseer: bool = True
     match_iou: float = 0.5
+    min_score: float = 0.5
 
     def __post_init__(self):
         if self.mode not in ("default", "reference"):
@@ -85,10 +89,11 @@ class PolicyParams:
         if (
             not 0 < self.agree_iou <= 1
             or not 0 < self.match_iou <= 1
+            or not 0 <= self.min_score <= 1
             or self.disagree_frames < 1
             or self.fade_after < 1
             or self.backfill < 0
         ):
             raise ValueError(
-                "0 < agree_iou <= 1, 0 < match_iou <= 1, disagree_frames >= 1, fade_after >= 1 and backfill >= 0 are required"
+                "0 < agree_iou <= 1, 0 < match_iou <= 1, 0 <= min_score <= 1, disagree_frames >= 1, fade_after >= 1 and backfill >= 0 are required"
             )
