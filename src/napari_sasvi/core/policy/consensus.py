@@ -71,7 +71,6 @@ class ConsensusRules:
                 continue
             st.missing.pop(c, None)
             a = iou(labels == c, res[c])
-            st.agreement[c] = a
             if score.get(c, 1.0) < self.p.min_score:  # an unsure overseer: the tracker's word stands
                 st.disagree.pop(c, None)
                 continue
@@ -147,7 +146,6 @@ class ConsensusRules:
         for c in remove:
             st.disagree.pop(c, None)
             st.missing.pop(c, None)
-            st.agreement.pop(c, None)
         for c in st.reprompt:
             st.disagree.pop(c, None)
         st.prompt_new, st.negatives, st.reprompt, st.fade = [], set(), [], []

@@ -27,10 +27,9 @@ class _State:
     segment_start: int = 0
     tracked: set[int] = field(default_factory=set)  # default mode: objects in the tracker
     added: dict[int, int] = field(default_factory=dict)  # default mode: label -> frame last prompted
-    # consensus (default mode): consecutive disagreeing / missing frames, last IoU, decisions at t
+    # consensus (default mode): consecutive disagreeing / missing frames, decisions at t
     disagree: dict[int, int] = field(default_factory=dict)
     missing: dict[int, int] = field(default_factory=dict)
-    agreement: dict[int, float] = field(default_factory=dict)
     reprompt: list[int] = field(default_factory=list)
     fade: list[int] = field(default_factory=list)
 
@@ -157,7 +156,7 @@ class Policy(ReferenceRules, DefaultRules, ConsensusRules):
         st.current = set(ids)
         st.tracked = {p.obj_id for p in prompts}
         st.added = {}
-        st.disagree, st.missing, st.agreement = {}, {}, {}
+        st.disagree, st.missing = {}, {}
         st.prompt_new, st.negatives = [], set()
         st.skip_next_trigger = False
         st.buffer = self.p.buffer
