@@ -28,9 +28,8 @@ from ..inputs.anchors import Anchors, prompt_classes
 from ..inputs.frames import open_frames
 from ..policy import Event, Prompt, SegmentStart
 from ..records import FrameDone, RunSummary, StoreOpened
-from ..trackers.base import compose_labels
 from .run import input_signature, open_store
-from .span import Amend, FrameRange, Write, propagate_span
+from .span import Amend, FrameRange, Write, amended_labels, propagate_span
 
 #: an object whose tracker confidence falls below this is lost (re-seeded from its anchor). Chosen
 #: once on the synthetic clip and the DAVIS 2016 / CholecSeg8k development clips with one anchor
@@ -92,7 +91,6 @@ class _AnchorPart:
             return None, labels
         reasons = self.reasons() if self.reasons is not None else {}
         mask = self.anchors.masks[self.a]
-        logits = dict(logits)
         for o in lost:
             why = _SIGNAL_WORDS.get(reasons.get(o, ""), "tracker")
             reason = f"confidence {conf[o]:.2f} < {LOST_BELOW:.2f} ({why}); re-seeded from anchor {self.a}"
@@ -100,8 +98,7 @@ class _AnchorPart:
             if self.events is not None:
                 self.events.append(event.to_dict())
             yield event
-            logits[o] = np.where(mask == o, np.float32(10.0), np.float32(-10.0))
-        labels = compose_labels(logits, labels.shape, self.classes.no_label, self.classes.ids)
+        labels = amended_labels(labels, logits, self.classes, {o: mask == o for o in lost})
         prompts = tuple(Prompt(o, "mask", mask=mask == o) for o in lost)
         return SegmentStart(frame=i, reset=False, prompts=prompts), labels
 

@@ -60,11 +60,9 @@ from ..records import EditPlan, EditStarted, EditSummary
 from ..store.edit_log import KINDS, active_edits, boundaries, read_edits, store_anchor_frames
 from ..store.fingerprint import same_video
 from ..store.sasvi_store import SasviStore
-from ..trackers.base import compose_labels
 from .anchored import mask_prompts
 from .edit_consensus import EditConsensus
-from .run import LIVE_LOGIT
-from .span import Amend, FrameRange, Reprompt, Write, propagate_span
+from .span import Amend, FrameRange, Reprompt, Write, amended_labels, propagate_span
 
 
 @dataclass(frozen=True)
@@ -287,12 +285,9 @@ class _EditPlanner:
         if due:
             self.readds.note(t, [c for c, _ in due], readd=True)
         due += [(c, take[c]) for c in again if c not in dict(due)]
-        # the frame as the tracker gives it once prompted live at t (each prompted class exactly its
-        # mask), with the classes consensus takes from the overseer as the overseer has them
-        lg = dict(logits)
-        lg.update({c: np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32) for c, m in [*take.items(), *due]})
-        classes = self.store.classes
-        amended = compose_labels(lg, labels.shape, classes.no_label, classes.ids)
+        # the frame as the tracker gives it once prompted live at t, with the classes consensus
+        # takes from the overseer as the overseer has them
+        amended = amended_labels(labels, logits, self.store.classes, dict(due), take)
         if not due:
             return self._labels(t, amended)
         prompt = SegmentStart(frame=i, reset=False, prompts=tuple(Prompt(c, "mask", mask=m) for c, m in due))

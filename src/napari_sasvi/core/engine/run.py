@@ -32,13 +32,7 @@ from ..progress import drain
 from ..records import FrameDone, RunSummary, StoreOpened
 from ..store.fingerprint import structural_fingerprint
 from ..store.sasvi_store import SasviStore
-from ..trackers.base import compose_labels
-from .span import Amend, Reprompt, propagate_span
-
-#: the logit of a live prompt's (or a taken overseer's) mask on the frame it is given, inside +,
-#: outside -: above any tracker's logit, so the frame shows that mask (a tie with another object's
-#: logit, as the flow tracker's +10, would go to the lower id)
-LIVE_LOGIT = 1.0e4
+from .span import Amend, Reprompt, amended_labels, propagate_span
 
 log = logging.getLogger(__name__)
 
@@ -184,24 +178,14 @@ class _RunPlanner:
         not taken: the overseer's mask of another class may cover it, as a dropout leaves it to the
         background)."""
         res = self.cache.masks(t) or {}
-        remove = set(seg.remove) if seg is not None else set()
         prompted = {}
         for p in seg.prompts if seg is not None else ():
             m = p.mask if p.kind == "mask" else res.get(p.obj_id)
             if m is not None:
                 prompted[p.obj_id] = m
-        taken = {c: res[c] for c in self.policy.take if c in res and c in logits and c not in prompted}
-        if not taken and not prompted and not remove:
-            return labels
-        lg = {k: v for k, v in logits.items() if k not in remove}
-        for c, m in (taken | prompted).items():
-            lg[c] = np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32)
-        out = compose_labels(lg, self.size, self.classes.no_label, self.classes.ids)
-        for c in set(lg) - set(taken) - set(prompted) - {self.classes.no_label}:
-            out[labels == c] = c  # carried by the tracker: its pixels stay
-        for c, m in prompted.items():  # the overseer's word, confirmed: above all
-            out[m] = c
-        return out
+        taken = {c: res[c] for c in self.policy.take if c in res and c in logits}
+        remove = set(seg.remove) if seg is not None else set()
+        return amended_labels(labels, logits, self.classes, prompted, taken, remove)
 
     def _fill(self, f: int, masks: dict[int, np.ndarray | None]) -> None:
         """Frame f, if it is still waiting to be written (never an annotated frame), with each

@@ -105,6 +105,40 @@ def apply_prompt(tracker, seg: SegmentStart) -> None:
             tracker.add_points(seg.frame, p.obj_id, p.points, p.point_labels)
 
 
+#: the logit of a live prompt's (or a taken overseer's) mask on the frame it is given, inside +,
+#: outside -: above any tracker's logit, so the frame shows that mask (a tie with another object's
+#: logit, as the flow tracker's +10, would go to the lower id)
+LIVE_LOGIT = 1.0e4
+
+
+def amended_labels(
+    labels: np.ndarray,
+    logits: dict[int, np.ndarray],
+    classes: ClassTable,
+    prompted: dict[int, np.ndarray],
+    taken: dict[int, np.ndarray] | None = None,
+    remove: set[int] | frozenset[int] = frozenset(),
+) -> np.ndarray:
+    r"""A frame's labels as the tracker gives them once prompted live there: ``remove``\ d objects
+    gone, each ``prompted`` object exactly its mask (above all), each ``taken`` class (consensus:
+    the overseer's mask where it matches the tracker) its mask, except where the tracker shows a
+    class it carries on its own (not taken: the overseer may have given its pixels to another
+    class, as a dropout leaves them to the background). ``labels`` is the frame as composed
+    from ``logits``."""
+    taken = {c: m for c, m in (taken or {}).items() if c not in prompted}
+    if not taken and not prompted and not remove:
+        return labels
+    lg = {k: v for k, v in logits.items() if k not in remove}
+    for c, m in (taken | prompted).items():
+        lg[c] = np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32)
+    out = compose_labels(lg, labels.shape, classes.no_label, classes.ids)
+    for c in set(lg) - set(taken) - set(prompted) - {classes.no_label}:
+        out[labels == c] = c  # carried by the tracker: its pixels stay
+    for c, m in prompted.items():  # the prompt's word: above all
+        out[m] = c
+    return out
+
+
 def propagate_span(
     view: Any,
     tracker,
@@ -169,4 +203,15 @@ def propagate_span(
         i_from, reason = again
 
 
-__all__ = ["Amend", "FrameRange", "Planner", "Reprompt", "Sink", "Write", "apply_prompt", "propagate_span"]
+__all__ = [
+    "LIVE_LOGIT",
+    "Amend",
+    "FrameRange",
+    "amended_labels",
+    "Planner",
+    "Reprompt",
+    "Sink",
+    "Write",
+    "apply_prompt",
+    "propagate_span",
+]
