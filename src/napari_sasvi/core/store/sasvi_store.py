@@ -8,6 +8,8 @@ Layout (zarr v3)::
                              checksums, input fingerprint) and "multiscales"-free OME-style label metadata
       labels/                (T, H, W) uint8, one chunk per frame: SASVi's class ids
       overseer/              (T, H, W) uint8, one chunk per frame: the overseer's frame-wise labels
+      tracks/                instance mode only: (T, H, W) uint16, one chunk per frame: track ids
+                             (0 = none); the track table is in the progress file (see tracks.py)
       sasvi_progress.json    frames finished, the event log, the last resumable segment start;
                              rewritten atomically after every finished frame
       sasvi_resume.npy       the previous output at that segment start (CaDIS merge only; the
@@ -38,6 +40,7 @@ from ..errors import InputError, StoreBusyError, StoreDamagedError, StoreMismatc
 from ..fsutil import atomic_path, atomic_write_text, check_output_path, disk_full_as_error
 from .integrity import check_files, damaged, has_sasvi_attrs, open_arrays, read_progress
 from .session import StoreSession
+from .tracks import create_tracks_array, open_tracks_array, table_from_progress, table_to_json
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,7 @@ class SasviStore:
         # 854 x 480. The values read back are the same either way.
         self.labels = group["labels"].with_config({"write_empty_chunks": True})
         self.overseer = group["overseer"].with_config({"write_empty_chunks": True})
+        self.tracks = open_tracks_array(group)  # instance mode: track ids beside the class ids
         self._progress = self._read_progress()
         # the event log as last written: the dicts and their JSON, so a log that only grew is
         # serialized only in its new events (the progress file is rewritten with every frame)
@@ -106,6 +110,7 @@ class SasviStore:
         classes: ClassTable,
         signature: dict,
         frames_path: str | os.PathLike | None = None,
+        instances: bool = False,
     ) -> SasviStore:
         """Create the store, or reopen it to resume when its signature matches.
 
@@ -116,6 +121,7 @@ class SasviStore:
             signature: everything that decides the result (input fingerprint, parameters, models);
                 compared as JSON with the stored one.
             frames_path: where the frames are (recorded, so that opening the store in napari shows them).
+            instances: keep a track id per pixel beside the class id (a ``tracks`` array).
         """
         path = check_output_path(path, "output store")
         signature = _normalise(signature)
@@ -124,7 +130,7 @@ class SasviStore:
             if store is not None:
                 return store
         with disk_full_as_error(path, "no frame was finished yet"):
-            return cls._create(path, n_frames, frame_size, classes, signature, frames_path)
+            return cls._create(path, n_frames, frame_size, classes, signature, frames_path, instances)
 
     @classmethod
     def _reopen(cls, path: Path, signature: dict) -> SasviStore | None:
@@ -166,7 +172,7 @@ class SasviStore:
         return store
 
     @classmethod
-    def _create(cls, path, n_frames, frame_size, classes, signature, frames_path) -> SasviStore:
+    def _create(cls, path, n_frames, frame_size, classes, signature, frames_path, instances=False) -> SasviStore:
         import zarr
 
         path.mkdir(parents=True, exist_ok=True)
@@ -190,6 +196,8 @@ class SasviStore:
                 dimension_names=("t", "y", "x"),
             )
             arr.attrs["image-label"] = ome_label_metadata(classes)
+        if instances:
+            create_tracks_array(group, n_frames, frame_size)
         store = cls(path, group, signature)
         store._write_progress({"frames_done": 0, "events": [], "snapshot": None})
         return store
@@ -257,14 +265,37 @@ class SasviStore:
         return rest[:-1] + (", " if len(rest) > 2 else "") + '"events": [' + ", ".join(self._logged_json) + "]}"
 
     # -- writing ------------------------------------------------------------------------------------
-    def write_frame(self, t: int, labels: np.ndarray, overseer: np.ndarray, events: list[dict]) -> None:
-        """Write frame t's labels, then record it as done (frames must finish in order)."""
+    def write_frame(
+        self, t: int, labels: np.ndarray, overseer: np.ndarray, events: list[dict], tracks: tuple | None = None
+    ) -> None:
+        """Write frame t's labels, then record it as done (frames must finish in order).
+
+        Args:
+            tracks: instance mode: (track-id map (H, W) uint16, the track table up to frame t as
+                id -> :class:`~..instances.types.TrackInfo`).
+        """
         if t != self.frames_done:
             raise RuntimeError(f"frame {t} written out of order (next expected {self.frames_done})")
+        progress = {**self._progress, "frames_done": t + 1, "events": events}
         with disk_full_as_error(self.path):
             self.labels[t] = labels
             self.overseer[t] = overseer
-        self._write_progress({**self._progress, "frames_done": t + 1, "events": events})
+            if tracks is not None:
+                if self.tracks is None:
+                    raise RuntimeError(f"{self.path} has no tracks array (a class-only store)")
+                self.tracks[t] = tracks[0]
+                progress["tracks"] = table_to_json(tracks[1])
+        self._write_progress(progress)
+
+    @property
+    def track_table(self) -> dict:
+        """Instance mode: the tracks of the frames done, id -> :class:`~..instances.types.TrackInfo`
+        ({} for a class-only store)."""
+        return table_from_progress(self._progress)
+
+    def save_track_table(self, table: dict) -> None:
+        """Record the track table (an edit changed the tracks of finished frames)."""
+        self._write_progress({**self._progress, "tracks": table_to_json(table)})
 
     def write_unfinished(self, t: int, labels: np.ndarray, overseer: np.ndarray) -> None:
         """Write frame t (at or after the next frame due) without recording it as done: a span

@@ -61,9 +61,11 @@ class RunSink:
     def _frame_done(self, t: int) -> FrameDone:
         return FrameDone(t, t + 1, self.n, self._rate.fps(t + 1 - self.resumed_from))
 
-    def put(self, t: int, labels: np.ndarray, overseer: np.ndarray) -> Iterator[FrameDone]:
+    def put(self, t: int, labels: np.ndarray, overseer: np.ndarray, tracks=None) -> Iterator[FrameDone]:
+        """Frame t (``tracks``: instance mode's track-id map and track table, see
+        :meth:`~.sasvi_store.SasviStore.write_frame`)."""
         prev = self.writer.wait()  # frame t - 1 is on disk; t is written while t + 1 is computed
-        self.writer.submit(t, labels, overseer, self.events())
+        self.writer.submit(t, labels, overseer, self.events(), tracks)
         self.written += 1
         if prev is not None:
             yield self._frame_done(prev)

@@ -26,14 +26,14 @@ class FrameWriter:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sasvi-store") if background else None
         self._pending: tuple[int, Future | None] | None = None
 
-    def submit(self, t: int, labels: np.ndarray, overseer: np.ndarray, events: list[dict]) -> None:
+    def submit(self, t: int, labels: np.ndarray, overseer: np.ndarray, events: list[dict], tracks=None) -> None:
         if self._pending is not None:
             raise RuntimeError(f"frame {t} handed over while frame {self._pending[0]} is still being written")
         if self._pool is None:
-            self.store.write_frame(t, labels, overseer, events)
+            self.store.write_frame(t, labels, overseer, events, tracks)
             self._pending = (t, None)
         else:
-            self._pending = (t, self._pool.submit(self.store.write_frame, t, labels, overseer, events))
+            self._pending = (t, self._pool.submit(self.store.write_frame, t, labels, overseer, events, tracks))
 
     def wait(self) -> int | None:
         """The frame handed over last, once it is on disk (None if there is none)."""
