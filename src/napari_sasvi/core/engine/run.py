@@ -17,22 +17,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Generator
-
-import numpy as np
+from dataclasses import replace
 
 from ..datasets import ClassTable
+from ..errors import InputError
 from ..fsutil import check_output_path
 from ..inputs.anchors import AnchoredOverseer, Anchors
 from ..inputs.frames import FrameStack, open_frames
-from ..overseers.base import OverseerCache, result_to_label_map
-from ..policy import Event, Policy, PolicyParams, SegmentStart, event_from_dict
+from ..instances.identity import IdentityCache, IdentityParams
+from ..instances.types import NO_TRACK
+from ..overseers.base import OverseerCache
+from ..policy import Event, Policy, PolicyParams, event_from_dict
 from ..progress import drain
 from ..records import FrameDone, RunSummary, StoreOpened
 from ..store.fingerprint import structural_fingerprint
 from ..store.sasvi_store import SasviStore
-from .span import Amend, Reprompt, amended_labels, propagate_span
+from .instances import InstancePlanner, TrackSpace, check_instance_overseer
+from .run_planner import RunPlanner
+from .span import propagate_span
 
 log = logging.getLogger(__name__)
 
@@ -75,141 +78,16 @@ def input_signature(stack: FrameStack) -> dict:
     return {"name": stack.name, "shape": list(stack.shape), "fingerprint": structural_fingerprint(stack)}
 
 
-def open_store(stack: FrameStack, out: str, classes: ClassTable, signature: dict) -> SasviStore:
+def open_store(
+    stack: FrameStack, out: str, classes: ClassTable, signature: dict, instances: bool = False
+) -> SasviStore:
     """Create the store at ``out``, or reopen it for a resume (refused under another signature).
     The run records its config once it holds the store's lock (a run refused as busy changes
     nothing)."""
     return SasviStore.open(
         out, n_frames=len(stack), frame_size=stack.frame_size, classes=classes, signature=signature,
-        frames_path=stack.path,
+        frames_path=stack.path, instances=instances,
     )  # fmt: skip
-
-
-class _RunPlanner:
-    """The SASVi policy as the span engine's planner (see the module docstring).
-
-    With consensus (``default`` mode), decisions between restarts are applied live (:class:`Amend`)
-    and every frame is written ``params.backfill`` frames late, so a class added at frame t can be
-    filled into the frames just before it (the policy's backfill)."""
-
-    def __init__(self, session, policy: Policy, cache: OverseerCache, classes, params, annotated, previous, background):
-        self.store, self.policy, self.cache = session.store, policy, cache
-        self.classes, self.params, self.annotated = classes, params, annotated
-        # the frames go to the session's run sink, each recording the event log as it is then
-        self.sink = session.run_sink(lambda: self.events_out, background=background)
-        self.previous = previous
-        self.on_disk = self.done = self.store.frames_done
-        self.lag = max(params.backfill, params.disagree_frames - 1, params.fade_after - 1) if policy.live else 0
-        self.pending: deque[list] = deque()  # [t, labels, overseer map] written `lag` frames late
-        self.first = True
-        self.last_prompt_frame = -1
-        self.size = self.store.labels.shape[1:]
-        # the event log as dicts, converted once each: the log only grows during a run (events are
-        # frozen), and converting all of it for every frame would cost O(events) a frame
-        self._dicts: list[dict] = []
-        self.events_out = self.events_so_far()
-
-    def events_so_far(self) -> list[dict]:
-        if len(self._dicts) > len(self.policy.events):  # never expected; rebuild rather than trust it
-            self._dicts.clear()
-        self._dicts.extend(e.to_dict() for e in self.policy.events[len(self._dicts) :])
-        return list(self._dicts)  # a copy: the store keeps what it is given
-
-    def _new_events(self, n_before: int):
-        yield from self.policy.events[n_before:]
-
-    def prompt(self, s: int, reason: str) -> Generator:
-        n_before = len(self.policy.events)
-        if self.first or reason in ("buffer", "anchor") or self.params.mode != "default":
-            # a segment start with a reset: resumable from here
-            yield from self.write_pending(upto=None)  # the snapshot records the frames done so far
-            yield from self.sink.flush()
-            if s > 0 or self.done == 0:
-                keep = self.previous if (self.params.merge_unlabelled or self.params.mode == "default") else None
-                state = self.policy.export_state()
-                self.store.save_snapshot({"frame": s, "reason": reason, "state": state}, keep)
-            seg: SegmentStart = self.policy.start_segment(s, reason, self.previous)
-        else:  # default mode: the new objects join the running tracker
-            seg = self.policy.add_objects(s, reason)
-        self.first = False
-        yield from self._new_events(n_before)
-        self.last_prompt_frame = seg.frame if not seg.reset or seg.frame > 0 else -1
-        return seg
-
-    def step(self, i: int, t: int, labels: np.ndarray, logits) -> Generator:
-        default = self.params.mode == "default"
-        live = self.policy.live
-        visible = {obj: int(np.count_nonzero(labels == obj)) for obj in logits} if default else None
-        n_before = len(self.policy.events)
-        reason = self.policy.step(t, visible, labels if live else None)
-        yield from self._new_events(n_before)
-        restart = reason is not None and not (live and reason not in ("buffer", "anchor"))
-        if restart and t == self.last_prompt_frame:
-            # a decision to prompt again at the very frame just prompted cannot make progress
-            # (the tracker's answer would be the same): go on instead of looping
-            log.warning("frame %d: %s ignored, the frame was just prompted", t, reason)
-            reason, restart = None, False
-        if restart:
-            self.previous = labels
-            return Reprompt(reason)
-        amend = None
-        if reason is not None:  # consensus: applied live, frame t is not recomputed
-            n_before = len(self.policy.events)
-            amend = self.policy.amend(t, reason)
-            yield from self._new_events(n_before)
-        if amend is not None or (live and self.policy.take):
-            labels = self._amended(t, labels, logits, amend)
-        if t >= self.on_disk:
-            no_label = self.classes.no_label
-            if self.annotated is not None and t in self.annotated.masks:  # an annotated frame is the user's
-                labels = self.annotated.exact(t, no_label)
-            self.pending.append([t, labels, result_to_label_map(self.cache.masks(t) or {}, self.size, no_label)])
-        for f, masks in (self.policy.fill if amend is not None else {}).items():
-            self._fill(f, masks)
-        yield from self.write_pending(upto=t - self.lag)
-        self.cache.release_before(t - self.lag)
-        return Amend(amend) if amend is not None else None
-
-    def _amended(self, t: int, labels: np.ndarray, logits, seg: SegmentStart | None) -> np.ndarray:
-        """Frame t's labels as the tracker gives them once prompted live at t (removed objects
-        gone, a prompted object exactly its mask; points: the overseer's mask), with the classes
-        the policy takes from the overseer at t (``policy.take``) as the overseer has them, except
-        where the tracker shows a class it carries through the overseer's miss or glitch (a class
-        not taken: the overseer's mask of another class may cover it, as a dropout leaves it to the
-        background)."""
-        res = self.cache.masks(t) or {}
-        prompted = {}
-        for p in seg.prompts if seg is not None else ():
-            m = p.mask if p.kind == "mask" else res.get(p.obj_id)
-            if m is not None:
-                prompted[p.obj_id] = m
-        taken = {c: res[c] for c in self.policy.take if c in res and c in logits}
-        remove = set(seg.remove) if seg is not None else set()
-        return amended_labels(labels, logits, self.classes, prompted, taken, remove)
-
-    def _fill(self, f: int, masks: dict[int, np.ndarray | None]) -> None:
-        """Frame f, if it is still waiting to be written (never an annotated frame), with each
-        class of ``masks`` replaced by its mask (None: removed): pixels the class loses take the
-        overseer's label there."""
-        if self.annotated is not None and f in self.annotated.masks:
-            return
-        for entry in self.pending:
-            if entry[0] == f:
-                labels, overseer = entry[1].copy(), entry[2]
-                for c, m in masks.items():
-                    was = labels == c
-                    labels[was] = overseer[was]
-                    if m is not None:
-                        labels[m] = c
-                entry[1] = labels
-
-    def write_pending(self, upto: int | None) -> Generator:
-        """Write the waiting frames up to frame ``upto`` (None: all)."""
-        while self.pending and (upto is None or self.pending[0][0] <= upto):
-            t, labels, overseer = self.pending.popleft()
-            self.events_out = self.events_so_far()
-            yield from self.sink.put(t, labels, overseer)
-            self.done = t + 1
 
 
 def iter_sasvi(
@@ -226,6 +104,7 @@ def iter_sasvi(
     anchors: Anchors | None = None,
     background_writes: bool = True,
     config: dict | None = None,
+    instances: IdentityParams | None = None,
 ) -> Generator[StoreOpened | FrameDone | Event, None, RunSummary]:
     """Run SASVi over ``frames`` into the store at ``out`` (created, or resumed if it matches).
 
@@ -244,6 +123,9 @@ def iter_sasvi(
             on the calling thread (the same files).
         config: the run's :class:`~napari_sasvi.core.config.RunConfig` as a dict, recorded in the
             store (edits and exports rebuild from it).
+        instances: instance mode (:mod:`.instances`): each object the overseer (an
+            :class:`~napari_sasvi.core.instances.types.InstanceOverseer`) gives becomes a track with
+            a stable id, made by these parameters; the store gets a ``tracks`` array and table.
     """
     t_start = time.perf_counter()
     stack = open_frames(frames)
@@ -253,9 +135,20 @@ def iter_sasvi(
     n = len(stack)
     check_output_path(out, "output store")
     stack.validate()  # every check that can run before the store exists runs now
+    signature = run_signature(stack, overseer, tracker, classes, params)
+    if instances is not None:
+        check_instance_overseer(overseer)
+        if anchors is not None or params.mode != "default":
+            what = "annotated frames (--anchors)" if anchors is not None else f"{params.mode} mode"
+            raise InputError(f"--instances does not work with {what} yet; run without one of them.")
+        # the persistence of a new track is the policy's; no CaDIS merge, the dummy is no track
+        instances = replace(instances, persistence=params.persistence)
+        params = replace(params, dummy_id=NO_TRACK, merge_unlabelled=False)
+        signature = {**run_signature(stack, overseer, tracker, classes, params), "instances": instances.to_dict()}
     if anchors is not None:
         overseer = AnchoredOverseer(overseer, anchors, classes)
-    store = open_store(stack, out, classes, run_signature(stack, overseer, tracker, classes, params))
+        signature = run_signature(stack, overseer, tracker, classes, params)
+    store = open_store(stack, out, classes, signature, instances=instances is not None)
     resumed_from = store.frames_done
     with store.session(stack, check="resume") as session:
         if config is not None:
@@ -263,9 +156,13 @@ def iter_sasvi(
         yield StoreOpened(str(out), resumed_from, n)
         if store.complete:
             return RunSummary(str(out), n, 0, resumed_from, False, 0.0, store.events, {})
-        cache = OverseerCache(overseer, n, stack.frame, batch_size)
+        if instances is not None:
+            cache = IdentityCache(overseer, n, stack.frame, batch_size, instances)
+            space = TrackSpace(cache)
+        else:
+            cache, space = OverseerCache(overseer, n, stack.frame, batch_size), classes
         policy = Policy(
-            params, cache.masks, no_label=classes.no_label, anchors=getattr(overseer, "anchor_frames", ()),
+            params, cache.masks, no_label=space.no_label, anchors=getattr(overseer, "anchor_frames", ()),
             scores=cache.scores,
         )  # fmt: skip
         s, previous = 0, None
@@ -273,9 +170,14 @@ def iter_sasvi(
         if snap is not None:
             policy.restore_state(snap["state"], [event_from_dict(e) for e in store.events])
             s, previous = int(snap["frame"]), store.load_previous_output()
+            if instances is not None:
+                cache.restore_state(snap["state"]["identity"])
             log.info("resuming %s: %d frames done, replaying from segment start %d", out, resumed_from, s)
         annotated = getattr(overseer, "anchors", None)
-        planner = _RunPlanner(session, policy, cache, classes, params, annotated, previous, background_writes)
+        if instances is not None:
+            planner = InstancePlanner(session, policy, cache, classes, params, previous, background_writes)
+        else:
+            planner = RunPlanner(session, policy, cache, classes, params, annotated, previous, background_writes)
         sink = planner.sink
         first_reason = snap["reason"] if snap is not None else "start"
 
@@ -284,7 +186,7 @@ def iter_sasvi(
 
         # a resumed run starts again at its last segment start, with that start's reason
         stopped = yield from propagate_span(
-            stack, tracker, planner, sink, classes, first=s, reason=first_reason, stop=stop
+            stack, tracker, planner, sink, space, first=s, reason=first_reason, stop=stop
         )
         if not stopped:
             yield from planner.write_pending(upto=None)

@@ -131,7 +131,7 @@ def amended_labels(
     lg = {k: v for k, v in logits.items() if k not in remove}
     for c, m in (taken | prompted).items():
         lg[c] = np.where(m, LIVE_LOGIT, -LIVE_LOGIT).astype(np.float32)
-    out = compose_labels(lg, labels.shape, classes.no_label, classes.ids)
+    out = compose_labels(lg, labels.shape, classes.no_label, classes.ids, dtype=labels.dtype)
     for c in set(lg) - set(taken) - set(prompted) - {classes.no_label}:
         out[labels == c] = c  # carried by the tracker: its pixels stay
     for c, m in prompted.items():  # the prompt's word: above all
@@ -164,6 +164,7 @@ def propagate_span(
     ended the span, False when it reached the end.
     """
     h, w = view.frame_size
+    dtype = getattr(classes, "dtype", np.uint8)  # instance mode: a track space (uint16 track ids)
     time_of = getattr(view, "time", None)
     live = bool(getattr(tracker, "live_prompts", False))
     tracker.bind(view)
@@ -180,7 +181,7 @@ def propagate_span(
             if i == skip:  # the amended frame again: it is written already
                 continue
             t = time_of(i) if time_of is not None else i
-            labels = compose_labels(logits, (h, w), classes.no_label, classes.ids)
+            labels = compose_labels(logits, (h, w), classes.no_label, classes.ids, dtype=dtype)
             step = yield from planner.step(i, t, labels, logits)
             if isinstance(step, Reprompt):
                 again = (i, step.reason)

@@ -53,7 +53,9 @@ class InstanceOverseer(Protocol):
 @dataclass(frozen=True)
 class TrackInfo:
     """One track of a result: its id, class, the first and last frame it has pixels on, the
-    overseer's mean score over the frames it detected it, and the track it split from (or None)."""
+    overseer's mean score over the frames it detected it, and the track it split from (or None);
+    ``n_detected`` and ``score_sum``: the frames the overseer detected it on and their scores'
+    sum (a resumed run goes on counting from them)."""
 
     id: int
     class_id: int
@@ -61,6 +63,8 @@ class TrackInfo:
     last: int
     mean_score: float = 1.0
     parent: int | None = None
+    n_detected: int = 0
+    score_sum: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -70,6 +74,8 @@ class TrackInfo:
             "last": self.last,
             "mean_score": round(float(self.mean_score), 6),
             "parent": self.parent,
+            "n_detected": self.n_detected,
+            "score_sum": float(self.score_sum),
         }
 
     @classmethod
@@ -82,6 +88,8 @@ class TrackInfo:
             int(d["last"]),
             float(d.get("mean_score", 1.0)),
             None if parent is None else int(parent),
+            int(d.get("n_detected", 0)),
+            float(d.get("score_sum", 0.0)),
         )
 
 

@@ -47,19 +47,20 @@ def compose_labels(
     no_label: int,
     class_ids: Iterable[int],
     threshold: float = 0.0,
+    dtype=np.uint8,
 ) -> np.ndarray:
-    """Label map (H, W) uint8 from per-object logits: a pixel belongs to the object with the
+    """Label map (H, W) ``dtype`` (uint8; instance mode's track ids: uint16) from per-object logits: a pixel belongs to the object with the
     highest logit if that logit is above ``threshold``; on a tie the lower id wins (as in the
     reference, which paints objects in descending id order); a pixel where any object's logit is
     NaN is not painted; ids not in ``class_ids`` (the dummy) are not painted."""
-    wanted = set(class_ids)
+    wanted = class_ids if isinstance(class_ids, (set, frozenset)) else set(class_ids)
     ids = sorted(i for i in logits if i in wanted)
     if not ids:
-        return np.full(shape, no_label, np.uint8)
+        return np.full(shape, no_label, dtype)
     # one pass per object, ascending ids: an object takes a pixel where it is strictly above the
     # best so far, so a tie stays with the lower id; NaN wins the maximum and paints nothing
     best = np.array(logits[ids[0]], dtype=np.result_type(*(logits[i] for i in ids)), copy=True)
-    out = np.full(shape, ids[0], np.uint8)
+    out = np.full(shape, ids[0], dtype)
     for i in ids[1:]:
         v = logits[i]
         out[v > best] = i

@@ -1,0 +1,311 @@
+"""Identity across frames: the overseer's detections of each frame become tracks with stable ids.
+
+:class:`IdentityCache` stands where the class overseer's :class:`~..overseers.base.OverseerCache`
+stands in a class run: the policy reads ``masks(t)`` (track id -> mask) and ``scores(t)`` from it,
+so every rule of SASVi (new objects, persistence, duplicates, consensus, fades) applies per track.
+
+Frame by frame, in order:
+
+1. Detections are matched to the live tracks (seen within ``grace`` frames) by mask IoU with
+   each track's last mask moved by its last velocity, same class only: a Hungarian assignment
+   (``scipy.optimize.linear_sum_assignment``) keeps pairs with IoU >= ``match_iou``.
+2. Detections left over are matched the same way to tracks that ended (unseen for more than
+   ``grace`` frames, at most ``reid_frames``) with IoU >= ``reid_iou``: they get their id back.
+3. A detection still left over starts a track only if a detection of its class continues it
+   (IoU >= ``match_iou`` frame to frame) over the next ``persistence`` frames; otherwise it gets
+   no id and the policy never sees it (a one-frame false positive). A new track that lies mostly
+   (``split_overlap`` of its area) inside a track matched on the same frame records that track as
+   its parent (a split).
+
+The assignment of frame t is a function of the detections of frames 0 .. t + persistence only, so
+a resumed run (which restores the state before its segment start, :meth:`export_state`) assigns
+the same ids as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .types import Instance, InstanceOverseer, rle_decode, rle_encode
+
+
+@dataclass(frozen=True)
+class IdentityParams:
+    """How detections become tracks (see the module docstring).
+
+    Attributes:
+        match_iou: IoU of a detection with a live track's predicted mask at or above which it may
+            continue that track.
+        grace: frames a track without a detection stays live (its motion carried forward).
+        reid_frames: frames after its last detection within which an ended track may come back
+            with its id.
+        reid_iou: IoU with an ended track's predicted mask at or above which a detection takes its id.
+        persistence: frames a new detection must be continued before it starts a track (the
+            policy's ``persistence``).
+        split_overlap: fraction of a new track's first mask inside a track matched on the same
+            frame above which that track is recorded as its parent.
+        max_shift: pixels a track's mask is moved at most per frame of prediction.
+    """
+
+    match_iou: float = 0.3
+    grace: int = 5
+    reid_frames: int = 50
+    reid_iou: float = 0.2
+    persistence: int = 3
+    split_overlap: float = 0.5
+    max_shift: int = 40
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Track:
+    """A track's memory (immutable: checkpoints share it)."""
+
+    id: int
+    class_id: int
+    mask: np.ndarray  # its last detection
+    seen: int  # frame of that detection
+    vy: float = 0.0  # centroid velocity (pixels per frame) from its last two detections
+    vx: float = 0.0
+    cy: float = 0.0
+    cx: float = 0.0
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray, box_a=None, box_b=None) -> float:
+    """IoU of two bool masks, computed inside their boxes' union (0 when the boxes are apart)."""
+    box_a = _box(a) if box_a is None else box_a
+    box_b = _box(b) if box_b is None else box_b
+    if box_a is None or box_b is None:
+        return 0.0
+    if box_a[1] <= box_b[0] or box_b[1] <= box_a[0] or box_a[3] <= box_b[2] or box_b[3] <= box_a[2]:
+        return 0.0
+    y0, y1 = min(box_a[0], box_b[0]), max(box_a[1], box_b[1])
+    x0, x1 = min(box_a[2], box_b[2]), max(box_a[3], box_b[3])
+    sa, sb = a[y0:y1, x0:x1], b[y0:y1, x0:x1]
+    inter = np.count_nonzero(sa & sb)
+    return float(inter / np.count_nonzero(sa | sb)) if inter else 0.0
+
+
+def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``mask`` moved by (dy, dx) pixels; what leaves the frame is lost, what enters is False."""
+    if dy == 0 and dx == 0:
+        return mask
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[yd, xd] = mask[ys, xs]
+    return out
+
+
+def _centroid(mask: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.nonzero(mask)
+    return float(ys.mean()), float(xs.mean())
+
+
+class IdentityCache:
+    """Track ids for an instance overseer's detections (see the module docstring).
+
+    ``masks(t)`` is track id -> bool mask at t (the same dict on every call; None outside the
+    video), ``scores(t)`` track id -> the detection's score, ``class_of`` track id -> class id,
+    ``parent`` track id -> the track it split from. Detections are computed in batches of
+    ``batch_size`` frames, each frame once (``computed``).
+    """
+
+    def __init__(
+        self,
+        overseer: InstanceOverseer,
+        n_frames: int,
+        read_frame: Callable[[int], np.ndarray] | None = None,
+        batch_size: int = 8,
+        params: IdentityParams | None = None,
+    ):
+        self.overseer = overseer
+        self.n_frames = n_frames
+        self.read_frame = read_frame
+        self.batch_size = max(1, batch_size)
+        self.p = params or IdentityParams()
+        self._raw: dict[int, list[Instance]] = {}
+        self._boxes: dict[int, list] = {}
+        self._masks: dict[int, dict[int, np.ndarray]] = {}
+        self._scores: dict[int, dict[int, float]] = {}
+        self.computed: dict[int, int] = {}
+        self.class_of: dict[int, int] = {}
+        self.parent: dict[int, int] = {}
+        self._tracks: dict[int, _Track] = {}
+        self._next_id = 1
+        self._next_frame = 0  # the first frame not assigned yet
+        # frame -> the memory before that frame was assigned (for resumable snapshots)
+        self._before: dict[int, tuple[dict[int, _Track], int]] = {}
+
+    # -- the overseer's detections -------------------------------------------------------------
+    def detections(self, t: int) -> list[Instance]:
+        """Frame t's detections as the overseer gave them (those with pixels)."""
+        if t not in self._raw:
+            idx = [i for i in range(t, min(t + self.batch_size, self.n_frames)) if i not in self._raw]
+            frames = [self.read_frame(i) for i in idx] if self.overseer.needs_frames and self.read_frame else None
+            for i, found in zip(idx, self.overseer.predict_instances(frames, idx), strict=True):
+                kept = [d for d in found if d.mask.any()]
+                self._raw[i] = kept
+                self._boxes[i] = [_box(d.mask) for d in kept]
+                self.computed[i] = self.computed.get(i, 0) + 1
+        return self._raw[t]
+
+    # -- what the policy reads -----------------------------------------------------------------
+    def masks(self, t: int) -> dict[int, np.ndarray] | None:
+        if not 0 <= t < self.n_frames:
+            return None
+        while self._next_frame <= t:
+            self._assign(self._next_frame)
+        return self._masks[t]
+
+    __call__ = masks
+
+    def scores(self, t: int) -> dict[int, float]:
+        return {} if self.masks(t) is None else dict(self._scores[t])
+
+    def release_before(self, t: int) -> None:
+        for d in (self._raw, self._boxes, self._masks, self._scores, self._before):
+            for i in [i for i in d if i < t]:
+                del d[i]
+
+    @property
+    def known_ids(self) -> set[int]:
+        return set(self.class_of)
+
+    # -- assignment ----------------------------------------------------------------------------
+    def _predicted(self, tr: _Track, t: int) -> np.ndarray:
+        gap = t - tr.seen
+        cap = self.p.max_shift * gap
+        dy = int(round(float(np.clip(tr.vy * gap, -cap, cap))))
+        dx = int(round(float(np.clip(tr.vx * gap, -cap, cap))))
+        return shift_mask(tr.mask, dy, dx)
+
+    def _match(self, t: int, free: list[int], tracks: list[_Track], min_iou: float) -> dict[int, int]:
+        """Hungarian assignment of detections ``free`` (indices into frame t's) to ``tracks``."""
+        if not free or not tracks:
+            return {}
+        dets = self._raw[t]
+        preds = [self._predicted(tr, t) for tr in tracks]
+        pboxes = [_box(m) for m in preds]
+        iou = np.zeros((len(free), len(tracks)))
+        for i, d in enumerate(free):
+            for j, tr in enumerate(tracks):
+                if dets[d].class_id == tr.class_id:
+                    iou[i, j] = mask_iou(dets[d].mask, preds[j], self._boxes[t][d], pboxes[j])
+        rows, cols = linear_sum_assignment(-iou)
+        return {free[r]: tracks[c].id for r, c in zip(rows, cols, strict=True) if iou[r, c] >= min_iou}
+
+    def _persists(self, t: int, det: Instance) -> bool:
+        mask, box = det.mask, _box(det.mask)
+        for k in range(1, self.p.persistence + 1):
+            if t + k >= self.n_frames:
+                break  # near the end the window shrinks (as the policy's)
+            nxt = self.detections(t + k)
+            best, best_i = 0.0, -1
+            for i, d in enumerate(nxt):
+                if d.class_id == det.class_id:
+                    v = mask_iou(mask, d.mask, box, self._boxes[t + k][i])
+                    if v > best:
+                        best, best_i = v, i
+            if best < self.p.match_iou:
+                return False
+            mask, box = nxt[best_i].mask, self._boxes[t + k][best_i]
+        return True
+
+    def _assign(self, t: int) -> None:
+        self._before[t] = (dict(self._tracks), self._next_id)
+        dets = self.detections(t)
+        live = [tr for tr in self._tracks.values() if t - tr.seen <= self.p.grace]
+        ended = [tr for tr in self._tracks.values() if self.p.grace < t - tr.seen <= self.p.reid_frames]
+        free = list(range(len(dets)))
+        ids = self._match(t, free, sorted(live, key=lambda tr: tr.id), self.p.match_iou)
+        free = [d for d in free if d not in ids]
+        ids |= self._match(t, free, sorted(ended, key=lambda tr: tr.id), self.p.reid_iou)
+        matched_masks = {ids[d]: dets[d].mask for d in ids}
+        for d in range(len(dets)):
+            if d in ids or not self._persists(t, dets[d]):
+                continue
+            new = self._next_id
+            self._next_id += 1
+            ids[d] = new
+            self.class_of[new] = dets[d].class_id
+            area = np.count_nonzero(dets[d].mask)
+            for other, m in sorted(matched_masks.items()):
+                if self.class_of[other] == dets[d].class_id and np.count_nonzero(m & dets[d].mask) >= (
+                    self.p.split_overlap * area
+                ):
+                    self.parent[new] = other
+                    break
+        masks: dict[int, np.ndarray] = {}
+        scores: dict[int, float] = {}
+        for d, k in sorted(ids.items(), key=lambda kv: kv[1]):
+            det = dets[d]
+            masks[k] = det.mask
+            scores[k] = float(det.score)
+            cy, cx = _centroid(det.mask)
+            old = self._tracks.get(k)
+            vy = vx = 0.0
+            if old is not None:
+                gap = max(1, t - old.seen)
+                vy, vx = (cy - old.cy) / gap, (cx - old.cx) / gap
+            self._tracks[k] = _Track(k, det.class_id, det.mask, t, vy, vx, cy, cx)
+        for k in [k for k, tr in self._tracks.items() if t - tr.seen > self.p.reid_frames]:
+            del self._tracks[k]  # past re-identification: forgotten
+        self._masks[t], self._scores[t] = masks, scores
+        self._next_frame = t + 1
+
+    # -- resuming ------------------------------------------------------------------------------
+    def export_state(self, t: int) -> dict:
+        """The memory before frame t was assigned (t must not be released), as JSON-able data."""
+        self.masks(t)  # assigned up to t at least
+        tracks, next_id = self._before[t]
+        return {
+            "frame": t,
+            "next_id": next_id,
+            "tracks": [
+                {
+                    "id": tr.id, "class_id": tr.class_id, "seen": tr.seen, "mask": rle_encode(tr.mask),
+                    "v": [tr.vy, tr.vx], "c": [tr.cy, tr.cx],
+                }
+                for tr in sorted(tracks.values(), key=lambda tr: tr.id)
+            ],
+            "class_of": {str(k): v for k, v in sorted(self.class_of.items()) if k < next_id},
+            "parent": {str(k): v for k, v in sorted(self.parent.items()) if k < next_id},
+        }  # fmt: skip
+
+    def restore_state(self, state: dict) -> None:
+        """Continue from :meth:`export_state`'s frame (nothing of this cache is assigned yet)."""
+        self._tracks = {
+            int(d["id"]): _Track(
+                int(d["id"]), int(d["class_id"]), rle_decode(d["mask"]), int(d["seen"]),
+                float(d["v"][0]), float(d["v"][1]), float(d["c"][0]), float(d["c"][1]),
+            )
+            for d in state["tracks"]
+        }  # fmt: skip
+        self._next_id = int(state["next_id"])
+        self.class_of = {int(k): int(v) for k, v in state["class_of"].items()}
+        self.parent = {int(k): int(v) for k, v in state["parent"].items()}
+        self._next_frame = int(state["frame"])
+        self._masks, self._scores, self._before = {}, {}, {}
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+__all__ = ["IdentityCache", "IdentityParams", "mask_iou", "shift_mask"]
