@@ -44,6 +44,7 @@ from .devices import DEVICES
 from .errors import InputError
 from .fsutil import atomic_write_text
 from .inputs.labels import ENCODINGS
+from .instances.identity import IdentityParams
 from .policy import PolicyParams
 
 DATASETS: tuple[str, ...] = tuple(PRESETS)
@@ -96,6 +97,7 @@ def _multiple_of_32(value: int | None) -> int | None:
 PathName = Annotated[str, BeforeValidator(_fspath)]
 Encoding = Annotated[str, _one_of(ENCODINGS)]
 _POLICY = PolicyParams()  # the policy's defaults are its own
+_IDENTITY = IdentityParams()
 
 
 # -- sections --------------------------------------------------------------------------------------
@@ -220,11 +222,24 @@ class ExportConfig:
     events_json: PathName | None = None
 
 
+@_one_line_errors("identity")
+@dataclass(frozen=True, config=_PYDANTIC)
+class IdentityConfig:
+    """Instance mode (``instances: true``): how detections become tracks with stable ids (see
+    :class:`~.instances.identity.IdentityParams`)."""
+
+    match_iou: Annotated[float, Field(gt=0, le=1)] = _IDENTITY.match_iou
+    grace: Annotated[int, Field(ge=0)] = _IDENTITY.grace
+    reid_frames: Annotated[int, Field(ge=0)] = _IDENTITY.reid_frames
+    reid_iou: Annotated[float, Field(gt=0, le=1)] = _IDENTITY.reid_iou
+
+
 _SECTIONS: dict[str, type] = {
     "overseer": OverseerConfig,
     "tracker": TrackerConfig,
     "policy": PolicyConfig,
     "export": ExportConfig,
+    "identity": IdentityConfig,
 }
 
 
@@ -237,6 +252,8 @@ class RunConfig:
         dataset: a class table preset (:data:`DATASETS`) or the path of a class table file.
         mode: ``default`` (defects fixed) or ``reference`` (the published decisions).
         device: one of :data:`DEVICES` (``cuda:1`` names a GPU).
+        instances: one track per object with a stable id (the overseer's instances), not one mask
+            per class; ``identity`` says how detections become tracks.
     """
 
     dataset: PathName = "synthetic"
@@ -246,6 +263,8 @@ class RunConfig:
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
     policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    instances: bool = False
+    identity: IdentityConfig = dataclasses.field(default_factory=IdentityConfig)
 
     def __post_init__(self):
         """Checks across options (each option's type and range are checked by its type)."""
@@ -257,6 +276,13 @@ class RunConfig:
             raise InputError(f"overseer.masks is for overseer.kind replay; {self.overseer.kind} predicts the masks.")
         if self.tracker.kind != "sam2" and (self.tracker.config or self.tracker.checkpoint):
             raise InputError(f"tracker.config/tracker.checkpoint are for tracker.kind sam2, not {self.tracker.kind}.")
+        if self.instances and self.mode != "default":
+            raise InputError("instances: true needs mode default (reference mode is the published, class-wise method).")
+        if self.instances and self.overseer.kind in ("pixel", "none"):
+            raise InputError(
+                f"instances: true needs an overseer that gives objects; overseer.kind {self.overseer.kind} does not "
+                "(use maskrcnn, detr, mask2former, or replay instance labels)."
+            )
         self.policy_params()  # parameter ranges checked now, not mid-run
 
     # -- derived ------------------------------------------------------------------------------------
@@ -272,6 +298,10 @@ class RunConfig:
             return PolicyParams(mode=self.mode, **kw)
         except ValueError as e:
             raise InputError(f"policy: {e}") from e
+
+    def identity_params(self) -> IdentityParams | None:
+        """Instance mode's parameters (None: a class run)."""
+        return IdentityParams(**dataclasses.asdict(self.identity)) if self.instances else None
 
     # -- serialising --------------------------------------------------------------------------------
     def to_dict(self) -> dict:

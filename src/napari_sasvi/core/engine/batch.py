@@ -282,6 +282,7 @@ def segment_videos(
             cancel=cancel,
             anchors=anchors,
             config=job_config(config, job),
+            instances=config.identity_params(),
         )
         results[job.name] = summary
         yield VideoDone(job.name, summary)

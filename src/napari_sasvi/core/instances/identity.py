@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .types import Instance, InstanceOverseer, rle_decode, rle_encode
 
@@ -200,6 +199,8 @@ class IdentityCache:
         """Hungarian assignment of detections ``free`` (indices into frame t's) to ``tracks``."""
         if not free or not tracks:
             return {}
+        from scipy.optimize import linear_sum_assignment  # scipy loads in ~0.2 s: only once instances meet
+
         dets = self._raw[t]
         preds = [self._predicted(tr, t) for tr in tracks]
         pboxes = [_box(m) for m in preds]

@@ -8,6 +8,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from ..inputs.labels import present_values
+from ..instances.types import Instance
 
 
 class ClassMask(NamedTuple):
@@ -40,6 +41,18 @@ class Overseer(Protocol):
     def describe(self) -> dict:
         """What to record about this overseer (type, checkpoint and its hash, thresholds)."""
         ...
+
+
+def merge_instances(found: Iterable[Instance]) -> OverseerResult:
+    """One frame's objects as class masks: each class the union of its objects, scored by the best."""
+    res: OverseerResult = {}
+    for d in found:
+        if d.class_id in res:
+            old = res[d.class_id]
+            res[d.class_id] = ClassMask(old.mask | d.mask, max(old.score, float(d.score)))
+        else:
+            res[d.class_id] = ClassMask(np.asarray(d.mask, bool), float(d.score))
+    return res
 
 
 def label_map_to_result(labels: np.ndarray, class_ids: Iterable[int], no_label: int | None = None) -> OverseerResult:

@@ -34,8 +34,9 @@ import numpy as np
 
 from ..datasets import ClassTable
 from ..errors import CheckpointError
+from ..instances.types import Instance
 from ..state_dict import read_state_dict
-from .base import ClassMask, OverseerResult
+from .base import OverseerResult, merge_instances
 from .models import (
     ARCH_TITLES,
     ArchSpec,
@@ -118,6 +119,11 @@ class TrainedOverseer:
         }
 
     def predict(self, frames: Sequence[np.ndarray] | None, indices: Sequence[int]) -> list[OverseerResult]:
+        """Each class's detections merged into one mask (their union), scored by the best of them."""
+        return [merge_instances(found) for found in self.predict_instances(frames, indices)]
+
+    def predict_instances(self, frames: Sequence[np.ndarray] | None, indices: Sequence[int]) -> list[list[Instance]]:
+        """Each detection (Mask R-CNN's boxes, DETR's and Mask2Former's queries) on its own."""
         import torch
 
         if frames is None:
@@ -127,7 +133,7 @@ class TrainedOverseer:
         batch = np.stack([np.asarray(f) for f in frames])  # (B, H, W, 3) uint8, frames of one video
         step = FORWARD_BATCH[self.spec.arch]
         run = self._maskrcnn if self.spec.arch == "maskrcnn" else self._transformer
-        out: list[OverseerResult] = []
+        out: list[list[Instance]] = []
         with torch.inference_mode():
             for i in range(0, len(batch), step):
                 out.extend(run(batch[i : i + step]))
@@ -150,7 +156,7 @@ class TrainedOverseer:
         c = int(label) - self.spec.label_offset
         return c if c in self._keep_ids else None
 
-    def _maskrcnn(self, batch: np.ndarray) -> list[OverseerResult]:
+    def _maskrcnn(self, batch: np.ndarray) -> list[list[Instance]]:
         import torch
         import torch.nn.functional as F
 
@@ -159,19 +165,18 @@ class TrainedOverseer:
         outs = self.model(list(x))
         results = []
         for out in outs:
-            masks = out["masks"][:, 0] > self.thresholds.mask  # (N, 299, 299), already score-filtered
-            res: OverseerResult = {}
-            for label in out["labels"].unique().tolist():
-                cid = self._class_id(label)
-                if cid is None:
-                    continue
-                sel = out["labels"] == label
-                m = masks[sel].any(0)
-                if not m.any():
-                    continue
-                m = F.interpolate(m[None, None].to(torch.uint8), size=(h, w), mode="nearest-exact")[0, 0].bool()
-                res[cid] = ClassMask(m.cpu().numpy(), float(out["scores"][sel].max()))
-            results.append(res)
+            cids = [self._class_id(label) for label in out["labels"].tolist()]
+            keep = [i for i, c in enumerate(cids) if c is not None]
+            found: list[Instance] = []
+            if keep:
+                masks = out["masks"][keep, 0] > self.thresholds.mask  # (n, 299, 299), already score-filtered
+                # nearest resizing commutes with a union: merged class masks are as before
+                full = F.interpolate(masks[:, None].to(torch.uint8), size=(h, w), mode="nearest-exact")[:, 0].bool()
+                for j, i in enumerate(keep):
+                    m = full[j].cpu().numpy()
+                    if m.any():
+                        found.append(Instance(cids[i], m, float(out["scores"][i])))
+            results.append(found)
         return results
 
     def _transformer_inputs(self, batch: np.ndarray):
@@ -179,7 +184,7 @@ class TrainedOverseer:
         # the reference resizes with OpenCV's bilinear interpolation (no antialiasing), as here
         return transformer_inputs(self._resize_bilinear(x, self.spec.input_size, antialias=False), self.spec)
 
-    def _transformer(self, batch: np.ndarray) -> list[OverseerResult]:
+    def _transformer(self, batch: np.ndarray) -> list[list[Instance]]:
         import torch
         import torch.nn.functional as F
 
@@ -200,17 +205,15 @@ class TrainedOverseer:
             wanted = [
                 q for q in torch.nonzero(keep).flatten().tolist() if self._class_id(int(labels[b, q])) is not None
             ]
-            res: OverseerResult = {}
+            found: list[Instance] = []
             if wanted:
                 mask_logits = masks_for(b, torch.tensor(wanted, device=logits.device)).float()  # (n, h', w')
-                q_labels = labels[b, wanted]
-                for label in q_labels.unique().tolist():
-                    sel = q_labels == label
-                    ml = F.interpolate(mask_logits[sel][None], size=(h, w), mode="bilinear", align_corners=False)[0]
-                    m = (ml > self.thresholds.mask).any(0)
+                full = F.interpolate(mask_logits[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+                for j, q in enumerate(wanted):
+                    m = (full[j] > self.thresholds.mask).cpu().numpy()
                     if m.any():
-                        res[self._class_id(label)] = ClassMask(m.cpu().numpy(), float(scores[b, wanted][sel].max()))
-            results.append(res)
+                        found.append(Instance(self._class_id(int(labels[b, q])), m, float(scores[b, q])))
+            results.append(found)
         return results
 
     def _detr(self, pixel_values, pixel_mask):
