@@ -112,7 +112,7 @@ def test_a_sam2_model_or_config_names_the_sam2_tracker():
         ),  # fmt: skip
         (
             {"trackers": {}},
-            "trackers: unknown option; a run config takes dataset, mode, device, overseer, tracker, policy, export.",
+            "trackers: unknown option; a run config takes dataset, mode, device, overseer, tracker, policy, export, instances, identity.",
         ),  # fmt: skip
     ],
 )
