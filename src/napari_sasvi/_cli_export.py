@@ -1,4 +1,4 @@
-"""``napari-sasvi export STORE... --to nnunet|coco-video|png|overlay-mp4 --out PATH``."""
+"""``napari-sasvi export STORE... --to nnunet|coco-video|png|overlay-mp4|mots --out PATH``."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ from pathlib import Path
 def add_export(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="export finished stores for training: an nnU-Net v2 dataset, COCO-video JSON, palette PNGs, an overlay MP4",
+        help="export finished stores for training: an nnU-Net v2 dataset, COCO-video JSON, palette PNGs, an overlay MP4, "
+        "MOTS text",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("stores", type=Path, nargs="+", help="SASVi stores (.zarr folders), or a folder of stores")
-    p.add_argument("--to", required=True, choices=["nnunet", "coco-video", "png", "overlay-mp4"])
+    p.add_argument("--to", required=True, choices=["nnunet", "coco-video", "png", "overlay-mp4", "mots"])
     p.add_argument(
         "--out",
         type=Path,
         required=True,
         help="nnunet: the nnUNet_raw folder (DatasetXXX_NAME is made inside); coco-video: a .json file; "
-        "png: a folder (one sub-folder per store when several); overlay-mp4: an .mp4 file",
+        "png: a folder (one sub-folder per store when several); overlay-mp4: an .mp4 file; "
+        "mots: a folder (one <video>.txt per store)",
     )
     p.add_argument("--array", choices=["labels", "overseer"], default="labels", help="SASVi's labels or the overseer's")
     p.add_argument("--every", type=int, default=1, help="export every N-th frame (consecutive frames are near copies)")
@@ -29,6 +31,13 @@ def add_export(sub) -> None:
         type=Path,
         action="append",
         help="nnunet/overlay-mp4: the frames, when they moved since the run (once per store, in order)",
+    )
+    p.add_argument(
+        "--ids",
+        choices=["class", "track"],
+        help="what the masks name. png: class ids in palette PNGs (the default) or track ids in grey PNGs with "
+        "instances.json (--instances stores); coco-video: one track per object for --instances stores (the "
+        "default), per class with 'class'; mots: track only",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an export napari-sasvi wrote there before")
     g = p.add_argument_group("nnunet")
@@ -42,6 +51,14 @@ def add_export(sub) -> None:
     g = p.add_argument_group("overlay-mp4")
     g.add_argument("--opacity", type=float, default=0.5, help="label opacity over the frames (0..1)")
     g.add_argument("--fps", type=float, help="frame rate (default: the source video's, else 25)")
+    g = p.add_argument_group("mots")
+    g.add_argument(
+        "--frame-base",
+        type=int,
+        choices=[0, 1],
+        default=0,
+        help="number of the first frame: 0 as KITTI MOTS, 1 as MOTSChallenge",
+    )
     p.set_defaults(func=run_export_command)
 
 
@@ -58,6 +75,12 @@ def run_export_command(args) -> int:
         kwargs.update(size=tuple(args.size) if args.size else None, reference_layout=args.reference_layout)
     if args.to == "overlay-mp4":
         kwargs.update(opacity=args.opacity, fps=args.fps)
+    if args.to == "mots":
+        kwargs.update(frame_base=args.frame_base)
+    if args.ids is not None:
+        if args.to not in ("png", "coco-video", "mots"):
+            raise InputError("--ids is for --to png, coco-video and mots.")
+        kwargs["ids"] = args.ids
     if args.frames:
         if args.to not in ("nnunet", "overlay-mp4"):
             raise InputError("--frames is for --to nnunet and overlay-mp4 (the others read no frames).")

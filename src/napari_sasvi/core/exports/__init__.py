@@ -1,12 +1,16 @@
 """Exports of finished stores, one format a module:
 
 * :mod:`.nnunet`: an nnU-Net v2 raw dataset;
-* :mod:`.coco_video`: COCO-video (YouTube-VIS style) JSON with RLE masks;
-* :mod:`.png`: palette PNG folders;
+* :mod:`.coco_video`: COCO-video (YouTube-VIS style) JSON with RLE masks, one track per object of an
+  instance-mode store (per class for class-only stores);
+* :mod:`.mots`: MOTS text (KITTI MOTS / MOTSChallenge), one line per object per frame (instance-mode
+  stores only);
+* :mod:`.png`: palette PNG folders of class ids, or grey PNGs of track ids (``ids="track"``);
 * :mod:`.overlay`: an overlay MP4 for a quick look;
 * :mod:`.reference`: the published scripts' layout (frames as ``%010d.jpg``, ``_rgb_mask.png`` and
   ``_binary_mask.npz`` masks), which ``segment`` writes beside a run;
-* :mod:`.common`: the stores an export reads, its progress and its summary.
+* :mod:`.common`: the stores an export reads, its progress and its summary;
+* :mod:`.track_ids`: the track ids and track table the identity-keeping exports read.
 
 Every store export reads a store one frame at a time, writes each file atomically, exports only the
 store's finished frames (and says how many), and never writes outside the output path given. The
@@ -27,11 +31,12 @@ from ..errors import InputError
 from ..progress import drain
 from .coco_video import iter_export_coco_video
 from .common import ExportProgress, ExportSummary, find_stores
+from .mots import iter_export_mots
 from .nnunet import iter_export_nnunet, nnunet_label_values, video_splits
 from .overlay import iter_export_overlay_mp4, overlay
 from .png import iter_export_png
 
-FORMATS = ("nnunet", "coco-video", "png", "overlay-mp4")
+FORMATS = ("nnunet", "coco-video", "png", "overlay-mp4", "mots")
 
 
 def iter_export(stores, to: str, out, **kwargs) -> Generator[ExportProgress, None, ExportSummary]:
@@ -43,6 +48,7 @@ def iter_export(stores, to: str, out, **kwargs) -> Generator[ExportProgress, Non
         "coco-video": iter_export_coco_video,
         "png": iter_export_png,
         "overlay-mp4": iter_export_overlay_mp4,
+        "mots": iter_export_mots,
     }[to]
     if to == "overlay-mp4":
         paths = find_stores(stores if not isinstance(stores, (str, os.PathLike)) else [stores])
@@ -65,6 +71,7 @@ __all__ = [
     "find_stores",
     "iter_export",
     "iter_export_coco_video",
+    "iter_export_mots",
     "iter_export_nnunet",
     "iter_export_overlay_mp4",
     "iter_export_png",

@@ -1,11 +1,12 @@
-"""COCO-video (YouTube-VIS style) JSON with RLE masks: one track per class and video, scored by its
-agreement with the overseer."""
+"""COCO-video (YouTube-VIS style) JSON with RLE masks: one track per object (instance-mode stores,
+scored by the overseer's mean confidence) or per class and video (scored by its agreement with the
+overseer)."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,13 @@ import numpy as np
 from ..datasets import ClassTable
 from ..errors import InputError
 from ..fsutil import atomic_write_text, check_output_path
+from ..instances.types import NO_TRACK, TrackInfo
 from .common import WRITTEN_BY, ExportProgress, ExportSummary, Source, check_every, frame_range, open_sources
+from .track_ids import check_ids, table_for, track_map
 
 
-def _rle(mask: np.ndarray) -> dict:
+def coco_rle(mask: np.ndarray) -> dict:
+    """A bool mask (H, W) as compressed COCO RLE: ``{"size": [H, W], "counts": "<ascii>"}``."""
     from pycocotools import mask as mask_utils
 
     r = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -36,25 +40,37 @@ def iter_export_coco_video(
     *,
     every: int = 1,
     array: str = "labels",
+    ids: str | None = None,
     overwrite: bool = False,
 ) -> Generator[ExportProgress, None, ExportSummary]:
     """Write one YouTube-VIS-style JSON for one or more stores: ``videos`` (file names, size,
-    length), ``categories`` (the class table: id = SASVi class id, name, colour), and one
-    ``annotations`` track per class present in a video: ``segmentations`` (COCO RLE per frame, null
-    where the class is absent), ``areas``, ``bboxes`` (x, y, w, h) and ``score``.
+    length), ``categories`` (the class table: id = SASVi class id, name, colour), and ``annotations``,
+    one per track: ``category_id``, ``segmentations`` (COCO RLE per exported frame, null where the
+    track is absent), ``areas``, ``bboxes`` (x, y, w, h) and ``score``.
 
-    ``score`` is the track's agreement with the overseer: the mean IoU between SASVi's mask and the
-    overseer's frame-wise mask of that class over the frames where either has it (null for the
-    overseer's own array: nothing to compare with). SASVi has no per-mask probability; this says how far propagation went
+    A track is an object of an instance-mode store (``ids`` None or ``"track"``): one annotation per
+    track id with ``track_id`` (napari-sasvi's id, stable over the video) and ``parent_track_id`` (the
+    track it split from, or null); its ``score`` is the track table's ``mean_score``, the overseer's
+    mean confidence over the frames it detected the object. A class-only store (or ``ids="class"``,
+    or the overseer's array) has one track per class present in a video, as before: its ``score`` is
+    the agreement with the overseer, the mean IoU between SASVi's mask and the overseer's frame-wise
+    mask of that class over the frames where either has it (null for the overseer's own array:
+    nothing to compare with). SASVi has no per-mask probability; this says how far propagation went
     from the frame-wise model.
+
+    Raises:
+        InputError: ``ids="track"`` with a class-only store or the overseer's array, a track id
+            missing from its store's track table, an existing ``out`` without ``overwrite``.
     """
     check_every(every)
+    check_ids(ids)
     target = check_output_path(out, "COCO-video JSON")
     if target.suffix.lower() != ".json":
         raise InputError(f"Give the COCO-video export a .json file name, got {target.name}.")
     if target.exists() and not overwrite:
         raise InputError(f"{target} exists; pass --overwrite to replace it, or choose another name.")
     sources, classes, notes = open_sources(stores, array, None)
+    tables = {s.name: table_for(s, array, classes, ids, "a COCO-video export with --ids track") for s in sources}
     total = sum(len(frame_range(s, every)) for s in sources)
     videos, annotations, done, per_video = [], [], 0, {}
     for vid, s in enumerate(sources, start=1):
@@ -62,23 +78,76 @@ def iter_export_coco_video(
         _, h, w = (int(x) for x in s.array.shape)
         names = _frame_file_names(s, idx)
         videos.append({"id": vid, "name": s.name, "file_names": names, "width": w, "height": h, "length": len(idx)})
-        pairs = ((s.labels(t), np.asarray(s.store.overseer[t]) if array == "labels" else None) for t in idx)
-        tracks = yield from class_tracks(
-            pairs, len(idx), classes, lambda k, base=done, video=s.name: ExportProgress(base + k, total, video)
-        )
+
+        def progress(k, base=done, video=s.name):
+            return ExportProgress(base + k, total, video)
+
+        table = tables[s.name]
+        if table is not None:
+            maps = (track_map(s, t, table) for t in idx)
+            tracks = yield from object_tracks(maps, len(idx), table, progress)
+        else:
+            pairs = ((s.labels(t), np.asarray(s.store.overseer[t]) if array == "labels" else None) for t in idx)
+            tracks = yield from class_tracks(pairs, len(idx), classes, progress)
         done += len(idx)
         for tr in tracks:
             annotations.append({"id": len(annotations) + 1, "video_id": vid, "height": h, "width": w, **tr})
         per_video[s.name] = len(idx)
+    n_by_track = sum(tables[s.name] is not None for s in sources)
+    per = (
+        "per object"
+        if n_by_track == len(sources)
+        else "per class and video"
+        if not n_by_track
+        else "per object where a video has track ids, else per class"
+    )
     info = {
-        "description": f"SASVi {array}, exported by napari-sasvi (one track per class and video)",
+        "description": f"SASVi {array}, exported by napari-sasvi (one track {per})",
         "every": every,
-        "score": "mean IoU with the overseer's frame-wise mask over the frames where either has the class",
+        "tracks": {s.name: ("object" if tables[s.name] is not None else "class") for s in sources},
+        "score": (
+            "object tracks (track_id given): the overseer's mean confidence over the frames it detected the object "
+            "(the track table's mean_score); class tracks: mean IoU with the overseer's frame-wise mask over the "
+            "frames where either has the class"
+        ),
     }
     doc = coco_video_document(videos, annotations, classes, info)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, json.dumps(doc))
     return ExportSummary("coco-video", target, per_video, notes)
+
+
+def object_tracks(
+    maps: Iterable[np.ndarray], n: int, table: dict[int, TrackInfo], progress
+) -> Generator[Any, None, list[dict]]:
+    """One track per track id present in ``maps`` (a track-id map (H, W) per frame): RLE, area and
+    box per frame (None where absent), its class and score (``mean_score``) from ``table``. Yields
+    ``progress(k)`` after frame k (1-based)."""
+    tracks: dict[int, dict] = {}
+    for k, tm in enumerate(maps):
+        for tid in np.unique(tm):
+            if tid == NO_TRACK:
+                continue
+            m = tm == tid
+            tr = tracks.setdefault(int(tid), {"segmentations": [None] * n, "areas": [None] * n, "bboxes": [None] * n})
+            tr["segmentations"][k] = coco_rle(m)
+            tr["areas"][k] = float(m.sum())
+            tr["bboxes"][k] = _bbox(m)
+        yield progress(k + 1)
+    out = []
+    for tid in sorted(tracks):
+        info = table[tid]
+        out.append(
+            {
+                "category_id": int(info.class_id),
+                "iscrowd": 0,
+                "track_id": tid,
+                "parent_track_id": info.parent,
+                **tracks[tid],
+                "score": round(float(info.mean_score), 4),
+            }
+        )
+    return out
 
 
 def class_tracks(pairs, n: int, classes: ClassTable, progress) -> Generator[Any, None, list[dict]]:
@@ -97,7 +166,7 @@ def class_tracks(pairs, n: int, classes: ClassTable, progress) -> Generator[Any,
                 cid, {"segmentations": [None] * n, "areas": [None] * n, "bboxes": [None] * n, "iou": []}
             )
             if present:
-                tr["segmentations"][k] = _rle(m)
+                tr["segmentations"][k] = coco_rle(m)
                 tr["areas"][k] = float(m.sum())
                 tr["bboxes"][k] = _bbox(m)
             if r is not None:
