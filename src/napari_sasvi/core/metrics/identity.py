@@ -288,7 +288,7 @@ class IdentityCounter:
                 counts.n_pred += 1
                 counts.fp += int(not matched_p[c])
         if self.frames is not None:
-            self.frames.append(HotaFrame(g_idx, p_idx, iou.astype(np.float32), g_cls, p_cls))
+            self.frames.append(HotaFrame(g_idx, p_idx, iou, g_cls, p_cls))
         self.n_scored += 1
 
     def _idtp(self) -> tuple[int, dict[int, int]]:
