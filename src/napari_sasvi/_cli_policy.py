@@ -75,6 +75,23 @@ def add_policy_options(p: argparse.ArgumentParser, _option) -> None:
         type=float,
     )
 
+    ins = p.add_argument_group("instances")
+    _option(
+        ins,
+        "--instances",
+        "instances",
+        "one track per object with a stable id (the overseer's instances: Mask R-CNN, DETR, Mask2Former or instance "
+        "label files), not one mask per class; the store gets a tracks array and a track table",
+        action=argparse.BooleanOptionalAction,
+    )
+    _option(ins, "--track-iou", "identity.match_iou", "instances: IoU that continues a live track", type=float)
+    _option(ins, "--track-grace", "identity.grace", "instances: frames a track lives on without a detection", type=int)
+    _option(
+        ins, "--reid-frames", "identity.reid_frames", "instances: frames within which an ended track keeps its id",
+        type=int,
+    )  # fmt: skip
+    _option(ins, "--reid-iou", "identity.reid_iou", "instances: IoU at which an ended track is recognised", type=float)
+
 
 #: config key -> flag, for messages about the policy options
 POLICY_FLAGS = {
@@ -91,4 +108,9 @@ POLICY_FLAGS = {
     "policy.take_overseer": "--take-overseer",
     "policy.match_iou": "--match-iou",
     "policy.min_score": "--min-score",
+    "instances": "--instances",
+    "identity.match_iou": "--track-iou",
+    "identity.grace": "--track-grace",
+    "identity.reid_frames": "--reid-frames",
+    "identity.reid_iou": "--reid-iou",
 }
