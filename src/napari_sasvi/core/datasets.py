@@ -225,7 +225,26 @@ SYNTHETIC = _table(
     dummy_id=0,
 )
 
-PRESETS: dict[str, ClassTable] = {t.name: t for t in (CADIS, CHOLECSEG8K, CATARACT1K, SYNTHETIC)}
+# CholecInstanceSeg's instrument classes (its utilities' dataset_variables.py); an instance dataset:
+# LabelMe polygons per frame, read by inputs.instance_labels
+CHOLECINSTANCESEG = _table(
+    "cholecinstanceseg",
+    [
+        (0, "Background", (0, 0, 0)),
+        (1, "grasper", (255, 0, 0)),
+        (2, "hook", (0, 128, 0)),
+        (3, "irrigator", (255, 255, 0)),
+        (4, "clipper", (128, 0, 128)),
+        (5, "bipolar", (255, 165, 0)),
+        (6, "scissors", (0, 255, 255)),
+        (7, "snare", (255, 0, 255)),
+    ],
+    no_label=0,
+    ignore_ids=frozenset({0}),
+    dummy_id=0,
+)
+
+PRESETS: dict[str, ClassTable] = {t.name: t for t in (CADIS, CHOLECSEG8K, CATARACT1K, SYNTHETIC, CHOLECINSTANCESEG)}
 
 
 def canonical_dataset(name: str) -> str:
@@ -237,7 +256,8 @@ def canonical_dataset(name: str) -> str:
 
 
 def get_class_table(name_or_path: str | os.PathLike | ClassTable) -> ClassTable:
-    """A preset by name (``cadis``, ``cholecseg8k``, ``cataract1k``, ``synthetic``; any case, see
+    """A preset by name (``cadis``, ``cholecseg8k``, ``cataract1k``, ``synthetic``,
+    ``cholecinstanceseg``; any case, see
     :func:`canonical_dataset`) or a table read from a ``.json``/``.yaml``/``.yml`` file with
     ``classes: [{id, name, color}]``."""
     if isinstance(name_or_path, ClassTable):

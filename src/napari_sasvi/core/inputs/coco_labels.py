@@ -28,7 +28,8 @@ from .frames import frame_sort_key
 
 #: the value that pixels of an annotated image covered by no annotation get
 BACKGROUND = 0
-_PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+#: colours of the classes of tables built from files (COCO categories, LabelMe labels), in turn
+CLASS_COLOURS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
             (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))  # fmt: skip
 
 
@@ -77,7 +78,9 @@ def decode_rle(rle: dict) -> np.ndarray:
     return np.repeat(values, runs).reshape((w, h)).T
 
 
-def _polygons(polys: list, h: int, w: int) -> np.ndarray:
+def polygon_mask(polys: list, h: int, w: int) -> np.ndarray:
+    """Polygons in COCO's form (each a flat list ``[x0, y0, x1, y1, ...]`` in pixels) filled into
+    one (h, w) bool mask; polygons of fewer than three points are left out."""
     from PIL import Image, ImageDraw
 
     im = Image.new("1", (w, h), 0)
@@ -92,7 +95,8 @@ def is_coco_json(path: Any) -> bool:
     return isinstance(path, (str, os.PathLike)) and Path(path).suffix.lower() == ".json" and Path(path).is_file()
 
 
-def _load(path: Path) -> dict:
+def load_coco(path: Path) -> dict:
+    """A COCO file's document, checked to have ``images`` and ``annotations``."""
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -109,7 +113,11 @@ def coco_class_table(path: str | os.PathLike) -> ClassTable:
     """The class table of a COCO file's ``categories``: 0 background (no label, not scored) and
     each category at its ``id``."""
     path = Path(path)
-    cats = _load(path).get("categories") or []
+    return categories_table(load_coco(path).get("categories") or [], path)
+
+
+def categories_table(cats: list, path: Path) -> ClassTable:
+    """The class table of the ``categories`` of the COCO file ``path`` (see :func:`coco_class_table`)."""
     try:
         rows = sorted((int(c["id"]), str(c["name"])) for c in cats)
     except (KeyError, TypeError, ValueError) as e:
@@ -119,7 +127,7 @@ def coco_class_table(path: str | os.PathLike) -> ClassTable:
     if any(not 1 <= i <= 254 for i, _ in rows):
         raise InputError(f"{path}: category ids must lie in 1..254 (0 is the background), got {[i for i, _ in rows]}.")
     classes = [ClassInfo(BACKGROUND, "background", (0, 0, 0))]
-    classes += [ClassInfo(i, n, _PALETTE[k % len(_PALETTE)]) for k, (i, n) in enumerate(rows)]
+    classes += [ClassInfo(i, n, CLASS_COLOURS[k % len(CLASS_COLOURS)]) for k, (i, n) in enumerate(rows)]
     return ClassTable(name=path.stem, classes=tuple(classes), no_label=BACKGROUND, ignore_ids=frozenset({BACKGROUND}))
 
 
@@ -128,7 +136,7 @@ class CocoRaw:
     the (H, W) uint8 label map of image t, 255 everywhere for an image without annotations."""
 
     def __init__(self, path: Path):
-        doc = _load(path)
+        doc = load_coco(path)
         self.desc = str(path)
         self.kinds = {"coco"}
         try:
@@ -161,7 +169,7 @@ class CocoRaw:
             if isinstance(seg, dict):
                 m = decode_rle(seg)
             elif isinstance(seg, list):
-                m = _polygons(seg, h, w)
+                m = polygon_mask(seg, h, w)
             else:
                 raise ValueError(f"segmentation of type {type(seg).__name__}")
         except (KeyError, TypeError, ValueError) as e:
@@ -184,4 +192,13 @@ class CocoRaw:
         return out
 
 
-__all__ = ["CocoRaw", "coco_class_table", "decode_rle", "is_coco_json"]
+__all__ = [
+    "CLASS_COLOURS",
+    "CocoRaw",
+    "categories_table",
+    "coco_class_table",
+    "decode_rle",
+    "is_coco_json",
+    "load_coco",
+    "polygon_mask",
+]
