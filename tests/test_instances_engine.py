@@ -215,3 +215,45 @@ def test_sam2_tracks_several_objects_of_one_class(tmp_path, sam2_tracker):
         assert int(np.argmax(ious)) + 1 == k and ious[k - 1] > 0.5
     assert set(np.unique(tracks)) <= {0, 1, 2, 3}
     np.testing.assert_array_equal(np.asarray(store.labels), class_lut(store.track_table, SYNTHETIC.no_label)[tracks])
+
+
+# -- edits ------------------------------------------------------------------------------------------
+def test_correcting_one_instance_re_propagates_it_and_undo_restores_the_tracks(tmp_path):
+    from napari_sasvi.core.engine import EditRequest, run_edit, undo_edit
+
+    frames = _frames(crossing, 30)
+    out = tmp_path / "e.zarr"
+    _run(out, Detections(crossing), frames)
+    store = SasviStore.read(out)
+    before_tracks, before_table = np.asarray(store.tracks), store.track_table
+    # the user says track 2 is another object: paints it with a new id, 3 (a grasper)
+    fix = before_tracks[5].copy()
+    fix[fix == 2] = 3
+    summary = run_edit(out, frames, FlowTracker(), EditRequest("correction", 5, fix, new_tracks={3: GRASPER}))
+    store = SasviStore.read(out)
+    tracks, table = np.asarray(store.tracks), store.track_table
+    np.testing.assert_array_equal(tracks[5], fix)
+    span = range(summary.start, summary.stop + 1)
+    assert 3 in np.unique(tracks[summary.stop]) and all(2 not in np.unique(tracks[t]) for t in span)
+    np.testing.assert_array_equal(tracks[:5], before_tracks[:5])  # nothing before the edit changes
+    assert table[3].class_id == GRASPER and table[3].first == 5 and table[3].last == summary.stop
+    np.testing.assert_array_equal(np.asarray(store.labels), class_lut(table, SYNTHETIC.no_label)[tracks])
+    undo_edit(out)
+    store = SasviStore.read(out)
+    np.testing.assert_array_equal(np.asarray(store.tracks), before_tracks)
+    assert store.track_table == before_table
+
+
+def test_instance_edits_refuse_unknown_ids_and_pins(tmp_path):
+    from napari_sasvi.core.engine import EditRequest, run_edit
+
+    frames = _frames(crossing, 12)
+    out = tmp_path / "r.zarr"
+    _run(out, Detections(crossing), frames)
+    fix = np.asarray(SasviStore.read(out).tracks[4]).copy()
+    fix[:4, :4] = 9
+    with pytest.raises(InputError, match="track id"):
+        run_edit(out, frames, FlowTracker(), EditRequest("correction", 4, fix))
+    with pytest.raises(InputError, match="pin"):
+        run_edit(out, frames, FlowTracker(), EditRequest("pin", 4))
+    assert SasviStore.read(out).track_table[1].last == 11

@@ -42,7 +42,6 @@ recorded in the edit log. Nothing outside the span is written.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from ..errors import InputError
 from ..inputs.anchors import prompt_classes
 from ..inputs.frames import open_frames
 from ..inputs.labels import UNLABELLED
+from ..instances.types import NO_TRACK
 from ..policy import PolicyParams, Prompt, SegmentStart
 from ..progress import drain
 from ..records import EditPlan, EditStarted, EditSummary
@@ -61,18 +61,22 @@ from ..store.edit_log import KINDS, active_edits, boundaries, read_edits, store_
 from ..store.fingerprint import same_video
 from ..store.sasvi_store import SasviStore
 from .anchored import mask_prompts
+from .edit_checks import check_mask, check_tracker, describe_tracker
 from .edit_consensus import EditConsensus
+from .edit_tracks import EditTrackSpace, check_track_mask, class_lut, rescan_track_table
 from .span import Amend, FrameRange, Reprompt, Write, amended_labels, propagate_span
 
 
 @dataclass(frozen=True)
 class EditRequest:
     """What the user asks: ``kind`` (correction, pin, skip) at ``frame``; a correction's label map
-    (H, W) in class ids in ``mask``."""
+    (H, W) in class ids in ``mask`` (an instance store's: its track ids, with ``new_tracks``, track
+    id -> class id, for ids the store does not have; see :mod:`.edit_tracks`)."""
 
     kind: str
     frame: int
     mask: np.ndarray | None = None
+    new_tracks: dict[int, int] | None = None
 
 
 # -- planning -------------------------------------------------------------------------------------------
@@ -128,57 +132,6 @@ def _check_skip(t, store, edits, act, bounds, run_adds, skipped) -> None:
             f"SASVi did not re-prompt at frame {t}: only a restart or an object added can be skipped "
             f"(re-prompts: {', '.join(str(b) for b in sorted(set(bounds) | set(run_adds)))})."
         )
-
-
-# -- checks ---------------------------------------------------------------------------------------------
-def _check_mask(mask: np.ndarray, store) -> np.ndarray:
-    classes = store.classes
-    h, w = store.labels.shape[1:]
-    mask = np.asarray(mask)
-    if mask.shape != (h, w):
-        raise InputError(f"The corrected frame is {mask.shape[1]}x{mask.shape[0]} pixels but the store's are {w}x{h}.")
-    allowed = set(classes.ids) | {classes.no_label, UNLABELLED}
-    bad = sorted(set(np.unique(mask).tolist()) - allowed)
-    if bad:
-        raise InputError(
-            f"The corrected frame holds label(s) {', '.join(map(str, bad[:8]))} that are not classes of "
-            f"{classes.name} (ids {min(classes.ids)}-{max(classes.ids)}, no label {classes.no_label}): "
-            "paint with the table's ids."
-        )
-    return mask.astype(np.uint8)
-
-
-def _comparable(desc: dict) -> str:
-    """A tracker's description as the check compares it: the device may differ (the same model)."""
-    return json.dumps({k: v for k, v in desc.items() if k != "device"}, sort_keys=True, default=str)
-
-
-def check_tracker(store, tracker, other_tracker: bool = False) -> bool:
-    """Whether ``tracker`` is the one the store was made with. Another one is an
-    :class:`InputError` naming both, unless ``other_tracker`` (then False is returned, and the
-    edit log records it)."""
-    made = store.signature.get("tracker") or {}
-    given = tracker.describe()
-    if _comparable(made) == _comparable(given):
-        return True
-    if other_tracker:
-        return False
-    raise InputError(
-        f"{store.path} was made with the tracker {describe_tracker(made)}; this edit would use "
-        f"{describe_tracker(given)}. Edit with the store's own tracker (napari-sasvi edit rebuilds it from the "
-        "store), or ask for the other one explicitly (--other-tracker; it is recorded in the edit log)."
-    )
-
-
-def describe_tracker(desc: dict) -> str:
-    """A tracker's description in a few words: ``flow (dis)``, ``sam2 (sam2.1_hiera_tiny, 1024 px)``."""
-    kind = desc.get("type", "?")
-    what = [str(desc[k]) for k in ("method", "model", "config", "checkpoint") if desc.get(k)]
-    if desc.get("image_size"):
-        what.append(f"{desc['image_size']} px")
-    if desc.get("predictor") == "legacy":
-        what.append("legacy predictor")
-    return f"{kind} ({', '.join(what)})" if what else kind
 
 
 # -- running --------------------------------------------------------------------------------------------
@@ -247,6 +200,7 @@ class _EditPlanner:
         self.store, self.request, self.plan, self.prompt_mask, self.ids = store, request, plan, prompt, ids
         self.adds = {f - plan.prompt_frame: c for f, c in plan.adds}
         self.readds = readds
+        self.instance = store.tracks is not None  # an instance store: prompts and frames are track ids
         self.consensus: EditConsensus | None = None  # the run's consensus for the classes the user confirmed
         self.waiting: list[tuple[int, np.ndarray]] = []  # re-adds that join a run's add at its frame
         self.prompted = 0
@@ -257,7 +211,9 @@ class _EditPlanner:
         if reason == "start":
             return mask_prompts(0, self.prompt_mask, self.ids)
         t = self.plan.prompt_frame + i
-        ov = np.asarray(self.store.overseer[t])
+        # the run's additions at t again: from the overseer's labels there (an instance store keeps
+        # the overseer's classes only: each added track with its mask as the run wrote it)
+        ov = np.asarray(self.store.tracks[t] if self.instance else self.store.overseer[t])
         masks = [(c, ov == c) for c in self.adds[i]]
         masks = [(c, m) for c, m in masks if m.any()]
         if self.readds is not None:
@@ -297,6 +253,8 @@ class _EditPlanner:
     def _labels(self, t: int, labels: np.ndarray) -> Write | None:
         if t < self.plan.start:
             return None
+        if self.request.kind == "correction" and t == self.plan.frame and self.instance:
+            return Write(self.prompt_mask)
         if self.request.kind == "correction" and t == self.plan.frame:
             # unlabelled pixels (255, e.g. a ground truth's ignore value) prompt nothing and are
             # written as the table's no-label, as for anchors
@@ -339,17 +297,28 @@ def iter_edit(
             f"({want.get('name')}); open the store's own frames to edit it."
         )
     same_tracker = check_tracker(store, tracker, other_tracker)
+    instance = store.tracks is not None
+    new_tracks = dict(request.new_tracks or {})
+    if instance and request.kind == "pin":
+        raise InputError(
+            "An instance store keeps the overseer's classes, not its instances: a pin cannot prompt tracks. "
+            "Correct the frame instead (paint the tracks)."
+        )
     with store.session(stack, check="spot") as session:
         plan = plan_edit(store, request, incremental=getattr(tracker, "incremental", False), edits=session.edits)
         if request.kind == "correction":
             if request.mask is None:
                 raise InputError("A correction needs the corrected frame's labels.")
-            prompt = _check_mask(request.mask, store)
+            prompt = check_track_mask(request.mask, store, new_tracks) if instance else check_mask(request.mask, store)
         elif request.kind == "pin":
             prompt = np.asarray(store.overseer[plan.prompt_frame])
         else:
-            prompt = np.asarray(store.labels[plan.prompt_frame])
-        ids = prompt_classes(prompt, store.classes)  # the classes an annotation prompts, as for anchors
+            prompt = np.asarray((store.tracks if instance else store.labels)[plan.prompt_frame])
+        if instance:  # the tracks the frame holds
+            ids = [int(k) for k in np.unique(prompt) if k != NO_TRACK]
+            readd = consensus = False  # per-track re-adds and consensus: not in edits of instance stores yet
+        else:
+            ids = prompt_classes(prompt, store.classes)  # the classes an annotation prompts, as for anchors
         if not ids:
             where = "the overseer's labels" if request.kind == "pin" else "the labels"
             raise InputError(f"Nothing to prompt with: {where} at frame {plan.prompt_frame} hold no class.")
@@ -361,13 +330,16 @@ def iter_edit(
             "adds": [[f, list(c)] for f, c in plan.adds],
             "tracker": tracker.describe(),
         }
+        if new_tracks:
+            record["new_tracks"] = {str(k): int(c) for k, c in sorted(new_tracks.items())}
         if not same_tracker:
             record["other_tracker"] = True  # the user asked for a tracker other than the store's
         readds = None
         if readd and request.kind in ("correction", "pin") and getattr(tracker, "incremental", False):
             readds = _Readds(store, plan.frame + 1)
             record["readds"] = readds.done  # filled in as the edit goes; saved with every frame
-        sink = session.begin_edit(record)
+        lut = class_lut(store.track_table, new_tracks, store.classes.no_label) if instance else None
+        sink = session.begin_edit(record, track_classes=lut)
         planner = _EditPlanner(store, request, plan, prompt, ids, readds)
         if consensus and request.kind in ("correction", "pin") and getattr(tracker, "incremental", False):
             planner.consensus = EditConsensus(store, plan.prompt_frame, prompt)
@@ -377,10 +349,11 @@ def iter_edit(
             return cancel is not None and plan.start <= planner.t < plan.stop and cancel()
 
         view = FrameRange(stack, plan.prompt_frame, plan.stop)
+        space = EditTrackSpace(set(store.track_table) | set(new_tracks)) if instance else store.classes
         state = "done"
         try:
             yield EditStarted(plan, record["id"])  # from here on the record ends in a state of its own
-            if (yield from propagate_span(view, tracker, planner, sink, store.classes, stop=stop)):
+            if (yield from propagate_span(view, tracker, planner, sink, space, stop=stop)):
                 state = "cancelled"
         except GeneratorExit:  # the caller stopped the edit between frames: what is written stays
             state = "cancelled"
@@ -389,6 +362,8 @@ def iter_edit(
             state = "failed"
             raise
         finally:
+            if instance:
+                rescan_track_table(store, new_tracks)
             session.end_edit(record, state, time.perf_counter() - t0)
         return EditSummary(
             record["id"], plan.kind, plan.frame, plan.start, plan.stop, record["written"], state == "cancelled",
@@ -408,7 +383,10 @@ def undo_edit(store_path: str | Path) -> dict | None:
     or an edit writes it)."""
     store = SasviStore.read(store_path, writable=True)
     with store.session() as session:
-        return session.undo()
+        rec = session.undo()
+        if rec is not None and store.tracks is not None:
+            rescan_track_table(store, {int(k): int(c) for k, c in rec.get("new_tracks", {}).items()})
+        return rec
 
 
 __all__ = [

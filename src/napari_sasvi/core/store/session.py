@@ -105,8 +105,9 @@ class EditSink:
     """An edit's recomputed frames: the labels of finished frames, the edit log updated after each
     (how far the edit got). ``done``/``total`` of :class:`FrameDone` count the edit's span."""
 
-    def __init__(self, session: StoreSession, record: dict, n_frames: int):
+    def __init__(self, session: StoreSession, record: dict, n_frames: int, track_classes: np.ndarray | None = None):
         self.session, self.record, self.n = session, record, n_frames
+        self.track_classes = track_classes  # an instance store's edit: frames are track ids, this their classes
         self._rate = _Rate()
 
     def put(self, t: int, labels: np.ndarray, overseer: np.ndarray | None = None) -> Iterator[FrameDone]:
@@ -116,8 +117,16 @@ class EditSink:
         rec["written"] = t - rec["span"][0] + 1
         self.session.save_edits()
         with disk_full_as_error(self.session.store.path, "the frames this edit wrote are kept; Undo restores them"):
+            if self.track_classes is not None:
+                self.session.store.tracks[t] = labels
+                labels = self.track_classes[labels]
             self.session.store.labels[t] = labels
         yield FrameDone(t, rec["written"], self.n, self._rate.fps(rec["written"]))
+
+
+def _tracks_undo(undo: str) -> str:
+    """The file holding an instance edit's replaced track ids, beside its labels' undo file."""
+    return undo[: -len(".npy")] + ".tracks.npy"
 
 
 class StoreSession:
@@ -198,17 +207,24 @@ class StoreSession:
             attrs["edits_log"] = EDITS
             store.group.attrs["sasvi"] = attrs
 
-    def begin_edit(self, record: dict) -> EditSink:
+    def begin_edit(self, record: dict, track_classes: np.ndarray | None = None) -> EditSink:
         """Save the labels of the edit's span (the undo data), append its record (state
         ``running``) to the log and return the sink its frames go to. ``record`` holds ``kind``,
         ``frame``, ``span`` and what else the planner records; ``id``, ``undo``, ``written``,
-        ``state`` and ``time`` are added here."""
+        ``state`` and ``time`` are added here. ``track_classes``: an instance store's edit (its
+        frames are track ids; this is the lookup of their classes), whose track ids are saved too."""
         edit_id = 1 + max((e["id"] for e in self.edits), default=0)
         a, b = record["span"]
         (self.store.path / UNDO_DIR).mkdir(exist_ok=True)
         undo = f"{UNDO_DIR}/{edit_id:04d}.npy"
         with disk_full_as_error(self.store.path, "nothing was edited"), atomic_path(self.store.path / undo) as tmp:
             np.save(tmp, np.asarray(self.store.labels[a : b + 1]))
+        if track_classes is not None:
+            with (
+                disk_full_as_error(self.store.path, "nothing was edited"),
+                atomic_path(self.store.path / _tracks_undo(undo)) as tmp,
+            ):
+                np.save(tmp, np.asarray(self.store.tracks[a : b + 1]))
         record.update(
             id=edit_id,
             written=0,
@@ -218,7 +234,7 @@ class StoreSession:
         )
         self.edits.append(record)
         self.save_edits()
-        return EditSink(self, record, b - a + 1)
+        return EditSink(self, record, b - a + 1, track_classes)
 
     def end_edit(self, record: dict, state: str, seconds: float) -> None:
         record["state"] = state
@@ -239,9 +255,13 @@ class StoreSession:
             before = np.load(undo, allow_pickle=False)
             a = rec["span"][0]
             self.store.labels[a : a + rec["written"]] = before[: rec["written"]]
+            tracks = self.store.path / _tracks_undo(rec["undo"])
+            if self.store.tracks is not None and tracks.exists():
+                self.store.tracks[a : a + rec["written"]] = np.load(tracks, allow_pickle=False)[: rec["written"]]
         rec["state"] = "undone"
         self.save_edits()
         undo.unlink(missing_ok=True)
+        (self.store.path / _tracks_undo(rec["undo"])).unlink(missing_ok=True)
         return rec
 
 
