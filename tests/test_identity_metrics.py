@@ -3,6 +3,7 @@ hand-built cases whose numbers are worked out in each test, and ``evaluate track
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -202,3 +203,152 @@ def test_hota_of_the_swap_against_a_hand_computation():
         [HotaFrame(np.array([0]), np.zeros(0, np.int64), np.zeros((1, 0)), np.array([3]), np.zeros(0))], False
     )
     assert empty[None].hota == 0.0
+
+
+# -- evaluate tracks, end to end ---------------------------------------------------------------------
+N, SH, SW = 6, 24, 32
+GRASPER, CLIPPER, LIVER = 5, 7, 2
+
+
+def scene(t: int, ids=(1, 2, 3, 4)) -> np.ndarray:
+    """Two graspers (ids[0], ids[1]) crossing, a clipper ids[2] on frames 0-2, another ids[3] after."""
+    tm = np.zeros((SH, SW), np.uint16)
+    tm[4:11, 2 + 4 * t : 10 + 4 * t] = ids[0]
+    tm[6:13, 22 - 4 * t : 30 - 4 * t] = ids[1]
+    tm[16:21, 2:8] = ids[2] if t <= 2 else 0
+    tm[16:21, 20:28] = ids[3] if t > 2 else 0
+    return tm
+
+
+def predicted(t: int) -> np.ndarray:
+    """The scene as tracked, with the graspers' ids swapped from frame 3 on."""
+    return scene(t, (1, 2, 3, 4) if t < 3 else (2, 1, 3, 4))
+
+
+def make_track_store(path, instances=True):
+    from napari_sasvi.core.datasets import SYNTHETIC
+    from napari_sasvi.core.instances.types import TrackInfo
+    from napari_sasvi.core.store.sasvi_store import SasviStore
+    from napari_sasvi.core.store.tracks import class_lut
+
+    cls = {1: GRASPER, 2: GRASPER, 3: CLIPPER, 4: CLIPPER}
+    store = SasviStore.open(
+        path, n_frames=N, frame_size=(SH, SW), classes=SYNTHETIC, signature={"t": str(path)}, instances=instances
+    )
+    table: dict = {}
+    for t in range(N):
+        tm = predicted(t)
+        for k in np.unique(tm[tm > 0]).tolist():
+            first = table[k].first if k in table else t
+            table[k] = TrackInfo(k, cls[k], first, t)
+        labels = class_lut(table, LIVER)[tm]
+        store.write_frame(t, labels, labels.copy(), [], tracks=(tm, dict(table)) if instances else None)
+    return path
+
+
+def write_instance_pngs(folder, frames, ids=(11, 12, 13, 14), classes=None):
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for t in frames:
+        Image.fromarray(scene(t, ids).astype(np.uint8)).save(folder / f"{t:05d}.png")
+    classes = classes or dict(zip(ids, (GRASPER, GRASPER, CLIPPER, CLIPPER), strict=True))
+    (folder / "instances.json").write_text(json.dumps({"classes": {str(k): v for k, v in classes.items()}}))
+    return folder
+
+
+def test_cli_evaluate_tracks_on_a_store(tmp_path, capsys):
+    from napari_sasvi.cli import main
+
+    store = make_track_store(tmp_path / "run.zarr")
+    gt_dir = write_instance_pngs(tmp_path / "gt", range(N))
+    out = tmp_path / "tracks.json"
+    assert main(["evaluate", "tracks", str(store), str(gt_dir), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    d = json.loads(out.read_text())
+    # 3 objects a frame x 6 frames, all matched (IoU 1); the graspers' ids swap at frame 3: 2
+    # switches. IDF1: each grasper keeps its best track on 3 of 6 frames, each clipper its track
+    # on its 3 frames: IDTP 3 + 3 + 3 + 3 = 12 of 18: 2/3; graspers 6 of 12: 0.5; clippers 1.
+    o = d["overall"]
+    assert (o["tp"], o["fp"], o["fn"], o["idsw"]) == (18, 0, 0, 2)
+    assert o["idf1"] == pytest.approx(2 / 3) and o["motsa"] == pytest.approx(16 / 18) and o["mean_iou"] == 1.0
+    rows = {r["class_id"]: r for r in d["per_class"]}
+    assert (rows[GRASPER]["idsw"], rows[GRASPER]["idf1"]) == (2, 0.5) and rows[CLIPPER]["idf1"] == 1.0
+    assert d["class_aware"] and (d["n_frames"], d["n_scored"]) == (6, 6) and d["classes"][str(GRASPER)]
+    # per-track T-IoU: a grasper's box moves 4 px of 8 a frame (IoU 4/12 = 1/3) except at the swap
+    tracks = {r["id"]: r for r in d["tracks"]}
+    assert tracks[3]["t_iou"] == 1.0 and tracks[3]["length"] == 3
+    assert "overall" in text and "IDSW" in text and "T-IoU" in text and "add --hota" in text
+
+
+def test_cli_evaluate_tracks_sparse_gt_every_and_class_rules(tmp_path, capsys):
+    from napari_sasvi.cli import main
+
+    store = make_track_store(tmp_path / "run.zarr")
+    sparse = write_instance_pngs(tmp_path / "sparse", (0, 2, 4))  # frames 1, 3, 5 not annotated
+    full = write_instance_pngs(tmp_path / "full", range(N))
+    runs = {}
+    for name, argv in {
+        "sparse": [str(store), str(sparse)],
+        "every": [str(store), str(full), "--every", "2"],
+    }.items():
+        out = tmp_path / f"{name}.json"
+        assert main(["evaluate", "tracks", *argv, "--json", str(out)]) == 0
+        runs[name] = json.loads(out.read_text())
+    for d in runs.values():
+        o = d["overall"]
+        # frames 0, 2, 4: 2 graspers + 1 clipper each, the switch shows at frame 4
+        assert d["n_scored"] == 3 and (o["tp"], o["fn"], o["fp"], o["idsw"]) == (9, 0, 0, 2)
+    assert runs["sparse"]["tracks"] == runs["every"]["tracks"]  # T-IoU sees every frame either way
+    # the ground truth calls the clippers graspers: class-aware they are missed, not with --ignore-class
+    wrong = write_instance_pngs(tmp_path / "wrong", range(N), classes={11: 5, 12: 5, 13: 5, 14: 5})
+    out = tmp_path / "wrong.json"
+    assert main(["evaluate", "tracks", str(store), str(wrong), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["overall"]["fn"] == 6
+    assert main(["evaluate", "tracks", str(store), str(wrong), "--ignore-class", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["overall"]["fn"] == 0 and d["per_class"] == [] and not d["class_aware"]
+    capsys.readouterr()
+
+
+def test_cli_evaluate_tracks_png_folder_prediction(tmp_path, capsys):
+    from PIL import Image
+
+    from napari_sasvi.cli import main
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for t in range(N):
+        Image.fromarray(predicted(t)).save(pred / f"{t:05d}.png")  # 16-bit grey
+    assert Image.open(pred / "00000.png").mode.startswith("I")
+    gt_dir = write_instance_pngs(tmp_path / "gt", range(N))
+    out = tmp_path / "o.json"
+    assert main(["evaluate", "tracks", str(pred), str(gt_dir), "--json", str(out)]) == 2  # class ids, no table
+    assert "class table" in capsys.readouterr().err
+    assert main(["evaluate", "tracks", str(pred), str(gt_dir), "--dataset", "synthetic", "--json", str(out)]) == 0
+    text = capsys.readouterr().out + capsys.readouterr().err
+    d = json.loads(out.read_text())
+    assert not d["class_aware"] and d["per_class"] == [] and d["overall"]["idsw"] == 2
+    assert "classes unknown" in text or not d["class_aware"]
+    # with the classes beside them (as export --ids track writes), by name or id
+    (pred / "instances.json").write_text(json.dumps({"classes": {"1": GRASPER, "2": GRASPER, "3": 7, "4": 7}}))
+    assert main(["evaluate", "tracks", str(pred), str(gt_dir), "--dataset", "synthetic", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["class_aware"] and {r["class_id"] for r in d["per_class"]} == {GRASPER, CLIPPER}
+
+
+def test_cli_evaluate_tracks_refuses_what_it_cannot_score(tmp_path, capsys, monkeypatch):
+    from napari_sasvi.cli import main
+
+    plain = make_track_store(tmp_path / "plain.zarr", instances=False)
+    gt_dir = write_instance_pngs(tmp_path / "gt", range(N))
+    assert main(["evaluate", "tracks", str(plain), str(gt_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "class-only store" in err and "--instances" in err and "Traceback" not in err
+    store = make_track_store(tmp_path / "run.zarr")
+    monkeypatch.setitem(sys.modules, "trackeval", None)
+    monkeypatch.setitem(sys.modules, "trackeval.metrics", None)
+    assert main(["evaluate", "tracks", str(store), str(gt_dir), "--hota"]) == 2
+    assert "pip install --no-deps trackeval" in capsys.readouterr().err
+    assert main(["evaluate", "tracks", str(store), str(gt_dir), "--every", "0"]) == 2
+    assert "--every" in capsys.readouterr().err

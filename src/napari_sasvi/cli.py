@@ -18,6 +18,7 @@ from ._cli_export import add_export
 from ._cli_progress import Bars, Progress
 from ._cli_resume import add_resume
 from ._cli_segment import add_encoding_option, add_segment, as_flags
+from ._cli_tracks import add_evaluate_tracks
 from ._cli_train import add_train
 from .core.datasets import PRESETS as DATASET_PRESETS
 from .core.datasets import canonical_dataset
@@ -63,7 +64,7 @@ def _run_frames(args) -> int:
 
 # -- evaluate --------------------------------------------------------------------------------------
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="temporal consistency (T, F) and frame-wise accuracy of label stacks")
+    p = sub.add_parser("evaluate", help="temporal consistency (T, F), frame-wise accuracy, identity of tracks")
     esub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     t = esub.add_parser(
         "temporal",
@@ -108,6 +109,7 @@ def _add_evaluate(sub) -> None:
     f.add_argument("--csv", type=Path, help="per-class Dice and IoU and their macro mean as CSV")
     f.add_argument("--json", type=Path, help="the same as JSON, with per-frame macro Dice")
     f.set_defaults(func=_run_evaluate_frames)
+    add_evaluate_tracks(esub)
 
 
 def _add_class_table_options(p, dataset_help: str) -> None:
