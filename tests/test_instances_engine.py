@@ -257,3 +257,49 @@ def test_instance_edits_refuse_unknown_ids_and_pins(tmp_path):
     with pytest.raises(InputError, match="pin"):
         run_edit(out, frames, FlowTracker(), EditRequest("pin", 4))
     assert SasviStore.read(out).track_table[1].last == 11
+
+
+def test_file_identities_are_kept_without_matching_or_persistence():
+    """Instance label files name their objects: one track per (class, source id) from its first
+    frame, however far it moved (sparse annotations one frame in 30)."""
+
+    def sched(t):
+        return [Instance(GRASPER, _square(20 + 30 * (t % 2), 20 + 40 * t), 1.0, source_id=1)] if t != 2 else []
+
+    class Files(Detections):
+        def predict_instances(self, frames, indices):
+            return [sched(t) for t in indices]
+
+    cache = IdentityCache(Files(None), 3)
+    assert [set(cache.masks(t)) for t in range(3)] == [{1}, {1}, set()]
+    b = IdentityCache(Files(None), 3)
+    b.restore_state(cache.export_state(1))
+    assert set(b.masks(1)) == {1} and b.class_of == {1: GRASPER}
+
+
+def test_cli_instance_run_names_tracks(tmp_path, capsys):
+    """segment --instances replays an instance PNG folder + instances.json and names the tracks."""
+    import json
+
+    from PIL import Image
+
+    from napari_sasvi.cli import main
+
+    frames = _frames(crossing, 8)
+    (tmp_path / "f").mkdir()
+    (tmp_path / "m").mkdir()
+    for t in range(8):
+        Image.fromarray(frames[t]).save(tmp_path / "f" / f"{t:04d}.png")
+        ids = np.zeros((H, W), np.uint8)
+        for k, (_, (y, x), _) in enumerate(crossing(t), start=1):
+            ids[_square(y, x) & (ids == 0)] = k
+        Image.fromarray(ids).save(tmp_path / "m" / f"{t:04d}.png")
+    (tmp_path / "m" / "instances.json").write_text(json.dumps({"classes": {"1": GRASPER, "2": GRASPER}}))
+    rc = main(
+        ["segment", str(tmp_path / "f"), "--overseer-masks", str(tmp_path / "m"), "--dataset", "synthetic",
+         "--instances", "--out", str(tmp_path / "o.zarr")]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "tracks: 2 (Grasper ×2)" in out
+    store = SasviStore.read(tmp_path / "o.zarr")
+    assert set(store.track_table) == {1, 2} and store.config["instances"] is True

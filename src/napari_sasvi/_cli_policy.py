@@ -93,7 +93,8 @@ def add_policy_options(p: argparse.ArgumentParser, _option) -> None:
     _option(ins, "--reid-iou", "identity.reid_iou", "instances: IoU at which an ended track is recognised", type=float)
 
 
-#: config key -> flag, for messages about the policy options
+#: config key -> flag, for messages about the policy options ("instances" is left out: the word is
+#: in file names (instances.json) and prose, which must not read as the flag)
 POLICY_FLAGS = {
     "policy.lookahead": "--lookahead",
     "policy.persistence": "--persistence",
@@ -108,7 +109,6 @@ POLICY_FLAGS = {
     "policy.take_overseer": "--take-overseer",
     "policy.match_iou": "--match-iou",
     "policy.min_score": "--min-score",
-    "instances": "--instances",
     "identity.match_iou": "--track-iou",
     "identity.grace": "--track-grace",
     "identity.reid_frames": "--reid-frames",

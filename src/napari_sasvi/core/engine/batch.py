@@ -89,12 +89,20 @@ def build_trained_overseer(cfg: OverseerConfig, classes: ClassTable, device: str
     return load_overseer(cfg.kind, cfg.checkpoint, classes, device, cfg.score_threshold, cfg.mask_threshold)
 
 
-def replay_overseer(masks: Any, classes: ClassTable, stack: FrameStack, encoding: str = "auto"):
-    """The replay overseer of one video, its masks read and validated now (before any output)."""
+def replay_overseer(masks: Any, classes: ClassTable, stack: FrameStack, encoding: str = "auto", instances=False):
+    """The replay overseer of one video, its masks read and validated now (before any output);
+    ``instances``: instance label files (:class:`~..overseers.replay_instances.InstanceReplayOverseer`)."""
     from ..overseers.replay import ReplayOverseer
+    from ..overseers.replay_instances import InstanceReplayOverseer
 
     if masks is None:
         raise InputError("overseer.kind replay needs overseer.masks (a folder of label PNGs, a .npy or a zarr store).")
+    if instances:
+        files = getattr(getattr(stack, "source", None), "files", None)
+        return InstanceReplayOverseer(
+            masks, classes, frame_count=len(stack), frame_size=stack.frame_size,
+            frame_names=[f.stem for f in files] if files else None,
+        )  # fmt: skip
     try:
         return ReplayOverseer(masks, classes, frame_count=len(stack), frame_size=stack.frame_size, encoding=encoding)
     except InputError as e:
@@ -263,9 +271,13 @@ def segment_videos(
         if trained is not None:
             overseer, note = trained, f"overseer {config.overseer.kind}"
         else:
-            overseer = replay_overseer(job.masks, classes, stack, config.overseer.masks_encoding)
-            lab = overseer.labels
-            note = f"overseer masks {lab.desc} read as {lab.encoding} ({lab.reason})"
+            overseer = replay_overseer(job.masks, classes, stack, config.overseer.masks_encoding, config.instances)
+            if config.instances:
+                src = overseer.source
+                note = f"overseer instances {src.desc} ({src.kind}; {len(src.annotated)} annotated frames)"
+            else:
+                lab = overseer.labels
+                note = f"overseer masks {lab.desc} read as {lab.encoding} ({lab.reason})"
         anchors = None
         if job.anchors is not None:
             anchors = read_anchors(job.anchors, stack, classes, config.overseer.anchors_encoding)

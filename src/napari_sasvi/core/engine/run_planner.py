@@ -71,7 +71,12 @@ class RunPlanner:
     def step(self, i: int, t: int, labels: np.ndarray, logits) -> Generator:
         default = self.params.mode == "default"
         live = self.policy.live
-        visible = {obj: int(np.count_nonzero(labels == obj)) for obj in logits} if default else None
+        # objects that are no class (the dummy; in instance mode the dummy is 0, the no-track value)
+        # are never painted: they count as unseen
+        ids = self.classes.ids
+        visible = (
+            {obj: int(np.count_nonzero(labels == obj)) if obj in ids else 0 for obj in logits} if default else None
+        )
         n_before = len(self.policy.events)
         reason = self.policy.step(t, visible, labels if live else None)
         yield from self._new_events(n_before)

@@ -17,6 +17,11 @@ Frame by frame, in order:
    (``split_overlap`` of its area) inside a track matched on the same frame records that track as
    its parent (a split).
 
+A detection that carries its object's id from the file it was read from (``source_id``: instance
+label files, COCO track ids, LabelMe groups; not a model's detections) keeps that identity: one
+track per (class, source id), from the first frame it is on, with no matching and no persistence
+check (the file's word, as annotated frames are).
+
 The assignment of frame t is a function of the detections of frames 0 .. t + persistence only, so
 a resumed run (which restores the state before its segment start, :meth:`export_state`) assigns
 the same ids as an uninterrupted one.
@@ -148,6 +153,7 @@ class IdentityCache:
         self.parent: dict[int, int] = {}
         self._tracks: dict[int, _Track] = {}
         self._next_id = 1
+        self._by_source: dict[tuple[int, int], int] = {}  # (class, source id) -> track id
         self._next_frame = 0  # the first frame not assigned yet
         # frame -> the memory before that frame was assigned (for resumable snapshots)
         self._before: dict[int, tuple[dict[int, _Track], int]] = {}
@@ -230,12 +236,25 @@ class IdentityCache:
         return True
 
     def _assign(self, t: int) -> None:
-        self._before[t] = (dict(self._tracks), self._next_id)
+        self._before[t] = (dict(self._tracks), self._next_id, dict(self._by_source))
         dets = self.detections(t)
-        live = [tr for tr in self._tracks.values() if t - tr.seen <= self.p.grace]
-        ended = [tr for tr in self._tracks.values() if self.p.grace < t - tr.seen <= self.p.reid_frames]
-        free = list(range(len(dets)))
-        ids = self._match(t, free, sorted(live, key=lambda tr: tr.id), self.p.match_iou)
+        ids: dict[int, int] = {}
+        for d, det in enumerate(dets):  # identities the files give
+            if det.source_id is not None:
+                key = (det.class_id, int(det.source_id))
+                if key not in self._by_source:
+                    self._by_source[key] = self._next_id
+                    self.class_of[self._next_id] = det.class_id
+                    self._next_id += 1
+                ids[d] = self._by_source[key]
+        taken = set(ids.values())
+        live = [tr for tr in self._tracks.values() if t - tr.seen <= self.p.grace and tr.id not in taken]
+        ended = [
+            tr for tr in self._tracks.values()
+            if self.p.grace < t - tr.seen <= self.p.reid_frames and tr.id not in taken
+        ]  # fmt: skip
+        free = [d for d in range(len(dets)) if d not in ids]
+        ids |= self._match(t, free, sorted(live, key=lambda tr: tr.id), self.p.match_iou)
         free = [d for d in free if d not in ids]
         ids |= self._match(t, free, sorted(ended, key=lambda tr: tr.id), self.p.reid_iou)
         matched_masks = {ids[d]: dets[d].mask for d in ids}
@@ -275,10 +294,11 @@ class IdentityCache:
     def export_state(self, t: int) -> dict:
         """The memory before frame t was assigned (t must not be released), as JSON-able data."""
         self.masks(t)  # assigned up to t at least
-        tracks, next_id = self._before[t]
+        tracks, next_id, by_source = self._before[t]
         return {
             "frame": t,
             "next_id": next_id,
+            "by_source": [[c, s, k] for (c, s), k in sorted(by_source.items())],
             "tracks": [
                 {
                     "id": tr.id, "class_id": tr.class_id, "seen": tr.seen, "mask": rle_encode(tr.mask),
@@ -300,6 +320,7 @@ class IdentityCache:
             for d in state["tracks"]
         }  # fmt: skip
         self._next_id = int(state["next_id"])
+        self._by_source = {(int(c), int(s)): int(k) for c, s, k in state.get("by_source", [])}
         self.class_of = {int(k): int(v) for k, v in state["class_of"].items()}
         self.parent = {int(k): int(v) for k, v in state["parent"].items()}
         self._next_frame = int(state["frame"])

@@ -52,7 +52,7 @@ def merge_instances(found: Iterable[Instance]) -> OverseerResult:
             res[d.class_id] = ClassMask(old.mask | d.mask, max(old.score, float(d.score)))
         else:
             res[d.class_id] = ClassMask(np.asarray(d.mask, bool), float(d.score))
-    return res
+    return {c: cm for c, cm in res.items() if cm.mask.any()}
 
 
 def label_map_to_result(labels: np.ndarray, class_ids: Iterable[int], no_label: int | None = None) -> OverseerResult:

@@ -15,19 +15,7 @@ import numpy as np
 from ..datasets import ClassTable
 from ..inputs.instance_labels import InstanceSource, open_instance_labels
 from ..instances.types import Instance
-from .base import ClassMask, OverseerResult
-
-
-def merge_instances(instances: Sequence[Instance]) -> OverseerResult:
-    """Instances merged per class: class id -> (union of its masks, the highest score)."""
-    out: dict[int, ClassMask] = {}
-    for x in instances:
-        prev = out.get(x.class_id)
-        if prev is None:
-            out[x.class_id] = ClassMask(np.array(x.mask, bool), float(x.score))
-        else:
-            out[x.class_id] = ClassMask(prev.mask | x.mask, max(prev.score, float(x.score)))
-    return {c: cm for c, cm in out.items() if cm.mask.any()}
+from .base import OverseerResult, merge_instances
 
 
 class InstanceReplayOverseer:
