@@ -1,9 +1,13 @@
 """A deterministic synthetic laparoscopic clip with ground truth, for samples, tests and benchmarks.
 
 The scene: a circular field of view (class "Black Background" outside it) over textured tissue
-(abdominal wall, liver, fat, gallbladder) that drifts slowly with the camera, and three
-instruments (grasper, L-hook, clipper), each a metallic shaft from a trocar outside the image to a
-two-jaw tip, that enter, move, cross and leave at scheduled frames.
+(abdominal wall, liver, fat, gallbladder) that drifts slowly with the camera, and four
+instruments (a grasper, an L-hook, a clipper and a second grasper), each a metallic shaft from a
+trocar outside the image to a two-jaw tip, that enter, move, cross and leave at scheduled frames.
+The two graspers cross: the second passes over the first (an instrument later in
+:attr:`SyntheticVideo.instruments` is in front of the earlier ones and wins their pixels).
+Instance ground truth, a noisy instance overseer and the instance-PNG writers are in
+:mod:`~napari_sasvi.core.synthetic_instances`.
 
 Every frame is rendered on demand from (seed, t): a clip of any length is lazy, and frame t is the
 same whether it is rendered alone or in order. :meth:`SyntheticVideo.noisy_labels` adds
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .datasets import SYNTHETIC, ClassTable
+from .synthetic_instances import InstanceTruth
 
 BACKGROUND, WALL, LIVER, FAT, GALLBLADDER, GRASPER, HOOK, CLIPPER = range(8)
 
@@ -68,20 +73,23 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], cells: int) 
     return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-class SyntheticVideo:
+class SyntheticVideo(InstanceTruth):
     """The synthetic clip (see the module docstring). Frames are (H, W, 3) uint8 RGB, labels
-    (H, W) uint8 class ids of :data:`~napari_sasvi.core.datasets.SYNTHETIC`.
+    (H, W) uint8 class ids of :data:`~napari_sasvi.core.datasets.SYNTHETIC`, instance labels
+    (H, W) uint16 instrument ids (see :class:`~napari_sasvi.core.synthetic_instances.InstanceTruth`).
 
-    The default schedule is laid out for 120 frames; other lengths scale it.
+    The default schedule is laid out for 120 frames; other lengths scale it. With
+    ``crossing=False`` the second grasper is left out: the clip is the three-instrument one that
+    the benchmarks before it measured (same frames, labels and noisy labels).
     """
 
     classes: ClassTable = SYNTHETIC
 
-    def __init__(self, n_frames: int = 120, height: int = 256, width: int = 320, seed: int = 0):
+    def __init__(self, n_frames: int = 120, height: int = 256, width: int = 320, seed: int = 0, crossing: bool = True):
         if n_frames < 1 or height < 32 or width < 32:
             raise ValueError("the synthetic clip needs at least 1 frame of 32 x 32 pixels")
         self.n_frames, self.height, self.width, self.seed = n_frames, height, width, seed
-        self.name = f"synthetic_surgery_seed{seed}"
+        self.name = f"synthetic_surgery_seed{seed}" + ("" if crossing else "_no_crossing")
         self.margin = max(height, width) // 8
         s = n_frames / 120.0
         self.instruments = (
@@ -115,7 +123,20 @@ class SyntheticVideo:
                 sway_period=50 * s,
                 width=0.05,
             ),
-        )
+            # the second grasper: enters from the left below the first, swings up over it (its
+            # unoccluded mask overlaps the first's on frames ~70-77 of 120, ~35-38 of 60), then
+            # back down and out; drawn last, so in front of the first where they overlap
+            Instrument(
+                GRASPER,
+                trocar_deg=170,
+                enter=round(40 * s),
+                leave=round(92 * s),
+                reach=0.8,
+                sway_deg=30,
+                sway_period=60 * s,
+                width=0.045,
+            ),
+        )[: 4 if crossing else 3]
         self.noise_events = (
             NoiseEvent("dropout", GRASPER, round(30 * s), round(30 * s)),
             NoiseEvent("dropout", LIVER, round(52 * s), round(52 * s)),
@@ -124,7 +145,7 @@ class SyntheticVideo:
             NoiseEvent("blob", GALLBLADDER, round(20 * s), round(20 * s)),
             NoiseEvent("blob", CLIPPER, round(60 * s), round(61 * s)),
         )
-        self._rendered: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._rendered: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._build_canvas()
 
     # -- static scene ----------------------------------------------------------------------------
@@ -230,6 +251,10 @@ class SyntheticVideo:
     # -- rendering -------------------------------------------------------------------------------
     def render(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """(frame (H, W, 3) uint8, labels (H, W) uint8) of frame t (the last two are cached)."""
+        return self._render_all(t)[:2]
+
+    def _render_all(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frame, labels, instance ids (H, W) uint16) of frame t, cached with :meth:`render`."""
         if not 0 <= t < self.n_frames:
             raise IndexError(f"frame {t} out of range for {self.n_frames} frames")
         hit = self._rendered.get(t)
@@ -240,13 +265,14 @@ class SyntheticVideo:
                 self._rendered.pop(next(iter(self._rendered)))
         return hit
 
-    def _render(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+    def _render(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         dy, dx = self.camera_offset(t)
         m = self.margin
         sl = (slice(m + dy, m + dy + self.height), slice(m + dx, m + dx + self.width))
         labels = self._tissue[sl].copy()
+        instances = np.zeros(labels.shape, np.uint16)
         img = self._canvas[sl] * self._light
-        for ins in self.instruments:
+        for k, ins in enumerate(self.instruments):
             drawn = self._draw_instrument(ins, t)
             if drawn is None:
                 continue
@@ -254,11 +280,13 @@ class SyntheticVideo:
             metal = np.array([168.0, 172.0, 178.0], np.float32) * shade[..., None]
             img[mask] = metal[mask]
             labels[mask] = ins.class_id
+            instances[mask] = k + 1
         noise = np.random.default_rng((self.seed, t)).normal(0, 3.0, img.shape).astype(np.float32)
         img = np.clip(img + noise, 0, 255)
         img[~self._fov] = 8.0
         labels[~self._fov] = BACKGROUND
-        return img.astype(np.uint8), labels
+        instances[~self._fov] = 0
+        return img.astype(np.uint8), labels, instances
 
     def frame(self, t: int) -> np.ndarray:
         return self.render(t)[0]
@@ -268,22 +296,11 @@ class SyntheticVideo:
 
     def noisy_labels(self, t: int) -> np.ndarray:
         """Ground truth at t with overseer-like errors (deterministic in seed and t)."""
-        import cv2
-
         gt = self.labels(t)
         rng = np.random.default_rng((self.seed, t, 7))
-        # jittered boundaries: resample the labels through a smooth random displacement (~2 px)
+        out = self._jitter(gt, rng)
         h, w = gt.shape
-        fy = _smooth_field(rng, (h, w), 24) * 2.5
-        fx = _smooth_field(rng, (h, w), 24) * 2.5
         y, x = self._grid
-        out = cv2.remap(
-            gt,
-            (x + fx).astype(np.float32),
-            (y + fy).astype(np.float32),
-            cv2.INTER_NEAREST,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
         for ev in self.noise_events:
             if not ev.first <= t <= ev.last:
                 continue
@@ -296,6 +313,23 @@ class SyntheticVideo:
                 cy, cx = rng.integers(r + h // 4, 3 * h // 4 - r), rng.integers(r + w // 4, 3 * w // 4 - r)
                 out[(y - cy) ** 2 + (x - cx) ** 2 <= r * r] = ev.class_id
         return out
+
+    def _jitter(self, ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A map of ids (uint8 or uint16) with jittered boundaries: resampled (nearest) through a
+        smooth random displacement of ~2 px drawn from ``rng``."""
+        import cv2
+
+        h, w = ids.shape
+        fy = _smooth_field(rng, (h, w), 24) * 2.5
+        fx = _smooth_field(rng, (h, w), 24) * 2.5
+        y, x = self._grid
+        return cv2.remap(
+            ids,
+            (x + fx).astype(np.float32),
+            (y + fy).astype(np.float32),
+            cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
 
     # -- stacks ------------------------------------------------------------------------------------
     def _lazy(self, fn, shape, dtype):
