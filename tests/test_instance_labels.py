@@ -451,3 +451,18 @@ def test_empty_folder_and_size_mismatch(tmp_path):
     with pytest.raises(InputError, match="matches no prediction frame"):
         open_instance_labels(folder, TABLE, frame_count=5, frame_names=[f"x{t}" for t in "abcde"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "inst", "none.json"]
+
+
+def test_a_detections_folder_says_its_ids_are_no_identities(tmp_path):
+    """instances.json with "identities": false: the ids give classes, not objects (source_id None)."""
+    ids = np.zeros((8, 10), np.uint8)
+    ids[1:3, 1:3] = 81
+    Image.fromarray(ids).save(tmp_path / "0000.png")
+    (tmp_path / "instances.json").write_text(json.dumps({"classes": {"81": 5}, "identities": False}))
+    (inst,) = open_instance_labels(tmp_path, PRESETS["synthetic"]).instances(0)
+    assert inst.class_id == 5 and inst.source_id is None
+    (tmp_path / "instances.json").write_text(json.dumps({"classes": {"81": 5}}))
+    assert open_instance_labels(tmp_path, PRESETS["synthetic"]).instances(0)[0].source_id == 81
+    (tmp_path / "instances.json").write_text(json.dumps({"classes": {"81": 5}, "identities": "no"}))
+    with pytest.raises(InputError, match="identities"):
+        open_instance_labels(tmp_path, PRESETS["synthetic"])

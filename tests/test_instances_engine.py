@@ -303,3 +303,27 @@ def test_cli_instance_run_names_tracks(tmp_path, capsys):
     assert rc == 0 and "tracks: 2 (Grasper ×2)" in out
     store = SasviStore.read(tmp_path / "o.zarr")
     assert set(store.track_table) == {1, 2} and store.config["instances"] is True
+
+
+def test_sparse_annotations_re_prompt_each_annotated_frame_and_keep_ids_between(tmp_path):
+    """Annotations on some frames only (Endoscapes: 4 of 120): each annotated frame re-prompts,
+    the tracker carries the tracks between them (no fade), and an object annotated again where
+    the tracker has it keeps its id (no identity in the file)."""
+
+    def sched(t):
+        return [(GRASPER, (30, 20 + t), 1.0), (GRASPER, (70, 100 - t), 1.0)] if t % 10 == 0 else []
+
+    class Sparse(Detections):
+        class source:  # what InstanceReplayOverseer has: the annotated frames of its files
+            annotated = (0, 10, 20)
+
+    frames = _frames(lambda t: [(GRASPER, (30, 20 + t), 1.0), (GRASPER, (70, 100 - t), 1.0)], 25)
+    _run(tmp_path / "s.zarr", Sparse(sched), frames)
+    store = SasviStore.read(tmp_path / "s.zarr")
+    tracks = np.asarray(store.tracks)
+    assert set(store.track_table) == {1, 2}
+    for t in (0, 5, 10, 15, 20, 24):  # carried between annotations, both ids on every frame
+        assert set(np.unique(tracks[t])) == {0, 1, 2}, t
+    restarts = [e["frame"] for e in store.events if e["kind"] == "restart"]
+    assert {0, 10, 20} <= set(restarts)
+    assert not any(e["kind"] in ("fade", "reprompt_class") for e in store.events)

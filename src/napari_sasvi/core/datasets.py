@@ -247,6 +247,27 @@ CHOLECINSTANCESEG = _table(
 PRESETS: dict[str, ClassTable] = {t.name: t for t in (CADIS, CHOLECSEG8K, CATARACT1K, SYNTHETIC, CHOLECINSTANCESEG)}
 
 
+#: colours of the classes of tables built from files (COCO categories, LabelMe labels), in turn
+CLASS_COLOURS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))  # fmt: skip
+
+
+def categories_table(cats: list, path: Path) -> ClassTable:
+    """The class table of the ``categories`` of the COCO file ``path`` (see :func:`~.inputs.coco_labels.coco_class_table`)."""
+    try:
+        rows = sorted((int(c["id"]), str(c["name"])) for c in cats)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{path}: each category needs an 'id' and a 'name' ({e}).") from e
+    if not rows:
+        raise InputError(f"{path} lists no categories: give the class table with --classes or --dataset.")
+    if any(not 1 <= i <= 254 for i, _ in rows):
+        raise InputError(f"{path}: category ids must lie in 1..254 (0 is the background), got {[i for i, _ in rows]}.")
+    classes = [ClassInfo(0, "background", (0, 0, 0))]  # 0: no annotation
+    classes += [ClassInfo(i, n, CLASS_COLOURS[k % len(CLASS_COLOURS)]) for k, (i, n) in enumerate(rows)]
+    return ClassTable(name=path.stem, classes=tuple(classes), no_label=0, ignore_ids=frozenset({0}))
+
+
+
 def canonical_dataset(name: str) -> str:
     """A preset's own name for ``name`` in any case, with or without ``-``/``_``
     (``CholecSeg8k``, ``cholec_seg8k`` -> ``cholecseg8k``); anything else (a class table file)
@@ -259,7 +280,7 @@ def get_class_table(name_or_path: str | os.PathLike | ClassTable) -> ClassTable:
     """A preset by name (``cadis``, ``cholecseg8k``, ``cataract1k``, ``synthetic``,
     ``cholecinstanceseg``; any case, see
     :func:`canonical_dataset`) or a table read from a ``.json``/``.yaml``/``.yml`` file with
-    ``classes: [{id, name, color}]``."""
+    ``classes: [{id, name, color}]``, or a COCO JSON's ``categories`` (:func:`categories_table`)."""
     if isinstance(name_or_path, ClassTable):
         return name_or_path
     key = canonical_dataset(str(name_or_path))
@@ -280,6 +301,8 @@ def get_class_table(name_or_path: str | os.PathLike | ClassTable) -> ClassTable:
         data = json.loads(text)
     if isinstance(data, list):
         data = {"classes": data}
+    if isinstance(data, Mapping) and "classes" not in data and "categories" in data:
+        return categories_table(data["categories"], path)  # a COCO file: its categories
     if not isinstance(data, Mapping) or "classes" not in data:
         raise InputError(f"{path}: a class table needs a 'classes' list of {{id, name, color}}.")
     return ClassTable.from_dict(data, name=path.stem)

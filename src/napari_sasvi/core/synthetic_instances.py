@@ -201,7 +201,8 @@ def write_instance_pngs(video, folder: str | os.PathLike, noisy: bool = True) ->
     :meth:`InstanceTruth.noisy_instances`: its ids are NOT identities. Each id keeps one class for
     the folder (see :func:`detection_ids`), but which object of that class it names is drawn
     anew on every frame (seeded by seed and t), so the two graspers swap ids at random; a reader
-    must match objects across frames itself. Scores are not written (PNG has no place for them).
+    must match objects across frames itself (``instances.json`` says ``"identities": false``, which
+    the instance label reader honours). Scores are not written (PNG has no place for them).
     Returns the folder.
     """
     folder = Path(folder)
@@ -218,7 +219,9 @@ def write_instance_pngs(video, folder: str | os.PathLike, noisy: bool = True) ->
         else:
             ids = video.instance_labels(t)
         _save_ids(ids, folder / f"{t:010d}.png")
-    payload = {"classes": {str(k): int(v) for k, v in sorted(classes.items())}}
+    payload: dict = {"classes": {str(k): int(v) for k, v in sorted(classes.items())}}
+    if noisy:
+        payload["identities"] = False  # a detector's ids: the reader must not take them as objects
     (folder / "instances.json").write_text(json.dumps(payload, indent=1) + "\n")
     return folder
 

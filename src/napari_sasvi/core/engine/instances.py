@@ -45,6 +45,18 @@ def check_instance_overseer(overseer) -> None:
         )
 
 
+def sparse_frames(overseer, n_frames: int) -> frozenset[int] | None:
+    """The annotated frames of an instance label source replayed that annotates some frames only
+    (Endoscapes: 4 of 120), or None (a model, or annotations on every frame). Such a run re-prompts
+    every annotated frame with its instances (each matched to the tracker's masks there, so a track
+    keeps its id from one annotation to the next), and between them the tracker carries the
+    tracks on alone: an unannotated frame is no overseer miss."""
+    annotated = getattr(getattr(overseer, "source", None), "annotated", None)
+    if annotated is None or len(annotated) >= n_frames:
+        return None
+    return frozenset(int(t) for t in annotated)
+
+
 def paint_tracks(masks: dict[int, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """Track-id map (H, W) uint16 of id -> mask; the lower id wins an overlap."""
     out = np.full(shape, NO_TRACK, TRACK_DTYPE)
@@ -60,6 +72,10 @@ class InstancePlanner(RunPlanner):
         super().__init__(session, policy, cache, TrackSpace(cache), params, None, previous, background)
         self.class_table = classes
         self.table: dict[int, TrackInfo] = dict(self.store.track_table)  # frames on disk
+
+    def step(self, i: int, t: int, labels: np.ndarray, logits) -> Generator:
+        self.cache.observe(t, labels)  # sparse annotations are matched to the tracker's masks at t
+        return (yield from super().step(i, t, labels, logits))
 
     def _entry(self, t: int, labels: np.ndarray) -> list:
         dets = self.cache.detections(t)

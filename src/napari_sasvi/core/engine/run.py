@@ -33,7 +33,7 @@ from ..progress import drain
 from ..records import FrameDone, RunSummary, StoreOpened
 from ..store.fingerprint import structural_fingerprint
 from ..store.sasvi_store import SasviStore
-from .instances import InstancePlanner, TrackSpace, check_instance_overseer
+from .instances import InstancePlanner, TrackSpace, check_instance_overseer, sparse_frames
 from .run_planner import RunPlanner
 from .span import propagate_span
 
@@ -144,6 +144,10 @@ def iter_sasvi(
         # the persistence of a new track is the policy's; no CaDIS merge, the dummy is no track
         instances = replace(instances, persistence=params.persistence)
         params = replace(params, dummy_id=NO_TRACK, merge_unlabelled=False)
+        sparse = sparse_frames(overseer, n)
+        if sparse is not None:  # annotations on some frames: each re-prompts (an anchor), none fades,
+            params = replace(params, consensus=False)  # and an annotated object needs no persistence
+            instances = replace(instances, persistence=0)
         signature = {**run_signature(stack, overseer, tracker, classes, params), "instances": instances.to_dict()}
     if anchors is not None:
         overseer = AnchoredOverseer(overseer, anchors, classes)
@@ -161,9 +165,11 @@ def iter_sasvi(
             space = TrackSpace(cache)
         else:
             cache, space = OverseerCache(overseer, n, stack.frame, batch_size), classes
+        sparse = sparse_frames(overseer, n) if instances is not None else None
         policy = Policy(
-            params, cache.masks, no_label=space.no_label, anchors=getattr(overseer, "anchor_frames", ()),
-            scores=cache.scores,
+            params, cache.masks, no_label=space.no_label,
+            anchors=sparse if sparse is not None else getattr(overseer, "anchor_frames", ()),
+            scores=cache.scores, known=sparse.__contains__ if sparse is not None else None,
         )  # fmt: skip
         s, previous = 0, None
         snap = store.snapshot if resumed_from > 0 else None

@@ -22,15 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import ClassInfo, ClassTable
+from ..datasets import CLASS_COLOURS, ClassTable, categories_table
 from ..errors import InputError
 from .frames import frame_sort_key
 
 #: the value that pixels of an annotated image covered by no annotation get
 BACKGROUND = 0
-#: colours of the classes of tables built from files (COCO categories, LabelMe labels), in turn
-CLASS_COLOURS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))  # fmt: skip
 
 
 def _rle_counts(counts: str | bytes) -> list[int]:
@@ -114,21 +111,6 @@ def coco_class_table(path: str | os.PathLike) -> ClassTable:
     each category at its ``id``."""
     path = Path(path)
     return categories_table(load_coco(path).get("categories") or [], path)
-
-
-def categories_table(cats: list, path: Path) -> ClassTable:
-    """The class table of the ``categories`` of the COCO file ``path`` (see :func:`coco_class_table`)."""
-    try:
-        rows = sorted((int(c["id"]), str(c["name"])) for c in cats)
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(f"{path}: each category needs an 'id' and a 'name' ({e}).") from e
-    if not rows:
-        raise InputError(f"{path} lists no categories: give the class table with --classes or --dataset.")
-    if any(not 1 <= i <= 254 for i, _ in rows):
-        raise InputError(f"{path}: category ids must lie in 1..254 (0 is the background), got {[i for i, _ in rows]}.")
-    classes = [ClassInfo(BACKGROUND, "background", (0, 0, 0))]
-    classes += [ClassInfo(i, n, CLASS_COLOURS[k % len(CLASS_COLOURS)]) for k, (i, n) in enumerate(rows)]
-    return ClassTable(name=path.stem, classes=tuple(classes), no_label=BACKGROUND, ignore_ids=frozenset({BACKGROUND}))
 
 
 class CocoRaw:

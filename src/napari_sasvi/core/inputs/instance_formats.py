@@ -130,8 +130,10 @@ def read_ids(path: Path) -> tuple[np.ndarray, str, list[int] | None]:
     return arr, mode, palette
 
 
-def _read_mapping(path: Path) -> dict[int, object]:
-    """``instances.json``'s ``classes``: object id -> class id or name; an id given twice is refused."""
+def _read_mapping(path: Path) -> tuple[dict[int, object], bool]:
+    """``instances.json``'s ``classes``: object id -> class id or name (an id given twice is
+    refused), and its ``identities``: true (the default: one id is one object on every frame) or
+    false (the ids are a detector's, per frame: they say nothing of identity)."""
 
     def pairs(items: list[tuple[str, object]]) -> dict:
         dup = next((k for k, n in Counter(k for k, _ in items).items() if n > 1), None)
@@ -144,6 +146,9 @@ def _read_mapping(path: Path) -> dict[int, object]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f'Cannot read {path}: {e}. It must be JSON: {{"classes": {{"<object id>": <class>}}}}.') from e
     classes = doc.get("classes") if isinstance(doc, dict) else None
+    identities = doc.get("identities", True) if isinstance(doc, dict) else True
+    if not isinstance(identities, bool):
+        raise InputError(f'{path}: "identities" is true or false (whether one id is one object on every frame).')
     if not isinstance(classes, dict):
         raise InputError(f'{path} needs a "classes" object: {{"classes": {{"<object id>": <class id or name>}}}}.')
     out: dict[int, object] = {}
@@ -157,7 +162,7 @@ def _read_mapping(path: Path) -> dict[int, object]:
         if oid in out:
             raise InputError(f"{path}: object id {oid} is given twice ({key!r}). Give each object one class.")
         out[oid] = value
-    return out
+    return out, identities
 
 
 class IdImages(Units):
@@ -170,7 +175,7 @@ class IdImages(Units):
         self.names = [f.name for f in files]
         self.files = files
         mapping_path = folder / INSTANCES_JSON
-        mapping = _read_mapping(mapping_path) if mapping_path.is_file() else None
+        mapping, self.identities = _read_mapping(mapping_path) if mapping_path.is_file() else (None, True)
         self.kind = "instance_png" if mapping is not None else "palette"
         if mapping is None and classes is not None:
             raise InputError(
@@ -226,7 +231,7 @@ class IdImages(Units):
 
     def instances(self, i: int) -> list[Instance]:
         arr = read_ids(self.files[i])[0]
-        out = [Instance(self.class_of_id[k], arr == k, 1.0, k) for k in self.ids[i]]
+        out = [Instance(self.class_of_id[k], arr == k, 1.0, k if self.identities else None) for k in self.ids[i]]
         return [x for x in out if x.mask.any()]
 
 

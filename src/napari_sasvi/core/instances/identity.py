@@ -155,8 +155,9 @@ class IdentityCache:
         self._next_id = 1
         self._by_source: dict[tuple[int, int], int] = {}  # (class, source id) -> track id
         self._next_frame = 0  # the first frame not assigned yet
-        # frame -> the memory before that frame was assigned (for resumable snapshots)
-        self._before: dict[int, tuple[dict[int, _Track], int]] = {}
+        # the tracker's own masks of a frame not assigned yet (observe): sparse annotations are
+        # matched to them rather than to the masks of the last annotated frame, far back
+        self._observed: tuple[int, dict[int, np.ndarray]] | None = None
 
     # -- the overseer's detections -------------------------------------------------------------
     def detections(self, t: int) -> list[Instance]:
@@ -185,7 +186,7 @@ class IdentityCache:
         return {} if self.masks(t) is None else dict(self._scores[t])
 
     def release_before(self, t: int) -> None:
-        for d in (self._raw, self._boxes, self._masks, self._scores, self._before):
+        for d in (self._raw, self._boxes, self._masks, self._scores):
             for i in [i for i in d if i < t]:
                 del d[i]
 
@@ -194,12 +195,24 @@ class IdentityCache:
         return set(self.class_of)
 
     # -- assignment ----------------------------------------------------------------------------
-    def _predicted(self, tr: _Track, t: int) -> np.ndarray:
+    def observe(self, t: int, track_map: np.ndarray) -> None:
+        """The run's track-id map at t, before t is assigned (else it changes nothing): tracks it
+        shows are matched at t by the tracker's mask of them (sparse annotations, see
+        :func:`~..engine.run.iter_sasvi`)."""
+        if t >= self._next_frame:
+            self._observed = (t, {int(k): track_map == k for k in np.unique(track_map) if k != 0})
+
+    def _predicted(self, tr: _Track, t: int) -> list[np.ndarray]:
+        """Where track ``tr`` may be at t: its last mask moved by its velocity, and the tracker's
+        mask of it where the run showed it (:meth:`observe`); a detection matches the better one."""
         gap = t - tr.seen
         cap = self.p.max_shift * gap
         dy = int(round(float(np.clip(tr.vy * gap, -cap, cap))))
         dx = int(round(float(np.clip(tr.vx * gap, -cap, cap))))
-        return shift_mask(tr.mask, dy, dx)
+        out = [shift_mask(tr.mask, dy, dx)]
+        if self._observed is not None and self._observed[0] == t and tr.id in self._observed[1]:
+            out.append(self._observed[1][tr.id])
+        return out
 
     def _match(self, t: int, free: list[int], tracks: list[_Track], min_iou: float) -> dict[int, int]:
         """Hungarian assignment of detections ``free`` (indices into frame t's) to ``tracks``."""
@@ -208,13 +221,12 @@ class IdentityCache:
         from scipy.optimize import linear_sum_assignment  # scipy loads in ~0.2 s: only once instances meet
 
         dets = self._raw[t]
-        preds = [self._predicted(tr, t) for tr in tracks]
-        pboxes = [_box(m) for m in preds]
+        preds = [[(m, _box(m)) for m in self._predicted(tr, t)] for tr in tracks]
         iou = np.zeros((len(free), len(tracks)))
         for i, d in enumerate(free):
             for j, tr in enumerate(tracks):
                 if dets[d].class_id == tr.class_id:
-                    iou[i, j] = mask_iou(dets[d].mask, preds[j], self._boxes[t][d], pboxes[j])
+                    iou[i, j] = max(mask_iou(dets[d].mask, m, self._boxes[t][d], b) for m, b in preds[j])
         rows, cols = linear_sum_assignment(-iou)
         return {free[r]: tracks[c].id for r, c in zip(rows, cols, strict=True) if iou[r, c] >= min_iou}
 
@@ -236,7 +248,6 @@ class IdentityCache:
         return True
 
     def _assign(self, t: int) -> None:
-        self._before[t] = (dict(self._tracks), self._next_id, dict(self._by_source))
         dets = self.detections(t)
         ids: dict[int, int] = {}
         for d, det in enumerate(dets):  # identities the files give
@@ -292,26 +303,34 @@ class IdentityCache:
 
     # -- resuming ------------------------------------------------------------------------------
     def export_state(self, t: int) -> dict:
-        """The memory before frame t was assigned (t must not be released), as JSON-able data."""
+        """Everything needed to go on from frame t exactly as this cache would (JSON-able): its
+        memory now and the frames from t on that it has assigned already (t must not be released)."""
         self.masks(t)  # assigned up to t at least
-        tracks, next_id, by_source = self._before[t]
+        rle = {id(m): rle_encode(m) for f in range(t, self._next_frame) for m in self._masks[f].values()}
+        rle.update({id(tr.mask): rle_encode(tr.mask) for tr in self._tracks.values() if id(tr.mask) not in rle})
         return {
             "frame": t,
-            "next_id": next_id,
-            "by_source": [[c, s, k] for (c, s), k in sorted(by_source.items())],
+            "next_frame": self._next_frame,
+            "next_id": self._next_id,
+            "by_source": [[c, s, k] for (c, s), k in sorted(self._by_source.items())],
             "tracks": [
                 {
-                    "id": tr.id, "class_id": tr.class_id, "seen": tr.seen, "mask": rle_encode(tr.mask),
+                    "id": tr.id, "class_id": tr.class_id, "seen": tr.seen, "mask": rle[id(tr.mask)],
                     "v": [tr.vy, tr.vx], "c": [tr.cy, tr.cx],
                 }
-                for tr in sorted(tracks.values(), key=lambda tr: tr.id)
+                for tr in sorted(self._tracks.values(), key=lambda tr: tr.id)
             ],
-            "class_of": {str(k): v for k, v in sorted(self.class_of.items()) if k < next_id},
-            "parent": {str(k): v for k, v in sorted(self.parent.items()) if k < next_id},
+            "assigned": [
+                {"frame": f, "ids": sorted(self._masks[f]), "masks": [rle[id(self._masks[f][k])] for k in sorted(self._masks[f])],
+                 "scores": [self._scores[f][k] for k in sorted(self._masks[f])]}
+                for f in range(t, self._next_frame)
+            ],
+            "class_of": {str(k): v for k, v in sorted(self.class_of.items())},
+            "parent": {str(k): v for k, v in sorted(self.parent.items())},
         }  # fmt: skip
 
     def restore_state(self, state: dict) -> None:
-        """Continue from :meth:`export_state`'s frame (nothing of this cache is assigned yet)."""
+        """Continue as the cache that :meth:`export_state` described (nothing of this one is assigned yet)."""
         self._tracks = {
             int(d["id"]): _Track(
                 int(d["id"]), int(d["class_id"]), rle_decode(d["mask"]), int(d["seen"]),
@@ -323,8 +342,12 @@ class IdentityCache:
         self._by_source = {(int(c), int(s)): int(k) for c, s, k in state.get("by_source", [])}
         self.class_of = {int(k): int(v) for k, v in state["class_of"].items()}
         self.parent = {int(k): int(v) for k, v in state["parent"].items()}
-        self._next_frame = int(state["frame"])
-        self._masks, self._scores, self._before = {}, {}, {}
+        self._masks, self._scores, self._observed = {}, {}, None
+        for a in state["assigned"]:
+            f = int(a["frame"])
+            self._masks[f] = {int(k): rle_decode(m) for k, m in zip(a["ids"], a["masks"], strict=True)}
+            self._scores[f] = {int(k): float(v) for k, v in zip(a["ids"], a["scores"], strict=True)}
+        self._next_frame = int(state["next_frame"])
 
     def __len__(self) -> int:
         return len(self._raw)

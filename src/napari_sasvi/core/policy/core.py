@@ -43,6 +43,8 @@ class Policy(ReferenceRules, DefaultRules, ConsensusRules):
             object on every call (a cache): ``reference`` mode mutates them in place (D5).
         scores: frame -> class id -> the overseer's confidence (consensus; None: 1 for every class).
         no_label: value of unlabelled pixels in label maps (for the CaDIS merge).
+        known: frame -> whether the overseer has a word there (sparse annotations replayed: only
+            their frames); on other frames only the re-seed count goes on. None: every frame.
     """
 
     def __init__(
@@ -52,11 +54,13 @@ class Policy(ReferenceRules, DefaultRules, ConsensusRules):
         no_label: int = 255,
         anchors: frozenset[int] = frozenset(),
         scores: Callable[[int], Mapping[int, float]] | None = None,
+        known: Callable[[int], bool] | None = None,
     ):
         self.p = params
         self.lookup = lookup
         self.scores = scores  # frame -> class -> the overseer's confidence (consensus); None: all sure
         self.no_label = no_label
+        self.known = known
         self.anchors = frozenset(anchors)  # annotated frames: a full re-prompt from them, always
         self.s = _State()
         self.events: list[Event] = []
@@ -218,6 +222,8 @@ class Policy(ReferenceRules, DefaultRules, ConsensusRules):
         st.buffer -= 1
         if st.buffer <= 0:
             return "buffer"
+        if self.known is not None and not self.known(t):
+            return None  # no word of the overseer here: nothing to compare, nothing new
         if self.reference:
             return self._trigger_reference(t, current)
         reason = self._trigger_default(t, current, visible or {})
