@@ -4,7 +4,8 @@ Two lanes across the video's length. The upper lane holds the run's re-prompts o
 (restarts red, objects added green, annotated and corrected frames blue, pinned re-prompts orange,
 skipped ones dark grey, deferred ones light grey; edits waiting for Re-propagate as short pale
 ticks). The lower lane holds the per-class decisions (one class re-prompted from the overseer
-violet, faded out tan, back-filled teal, lost by the tracker magenta): a long video can have
+violet, faded out tan, back-filled teal, lost by the tracker magenta; in an instance store a
+track's start yellow, its end grey): a long video can have
 hundreds of them, so they get their own lane and never hide a restart. Rare kinds are drawn last,
 on top of frequent ones sharing a pixel. The legend below lists only the kinds present, with counts.
 
@@ -35,12 +36,14 @@ KINDS: dict[str, tuple[QColor, str, int]] = {
     "fade": (QColor(200, 170, 120), "fade", 1),
     "backfill": (QColor(40, 190, 180), "backfill", 1),
     "lost": (QColor(240, 60, 170), "lost", 1),
+    "track_end": (QColor(150, 150, 150), "track end", 1),  # instance stores: a track's first and last frame
+    "track_start": (QColor(250, 220, 70), "track start", 1),
 }
 #: the lane's events are drawn in this order (frequent first, so rare ones stay visible on top)
 _ORDER = {k: i for i, k in enumerate(KINDS)}
 #: the legend's order: the upper lane's kinds, then the lower's, the most telling first
 _LEGEND = ("restart", "add_objects", "anchor", "corrected", "pinned", "skipped", "trigger_deferred")
-_LEGEND += ("reprompt_class", "fade", "backfill", "lost")
+_LEGEND += ("reprompt_class", "fade", "backfill", "lost", "track_start", "track_end")
 _LANE_H = 10  # pixels per lane; 2 between them
 _PENDING = " (pending)"
 
@@ -154,7 +157,8 @@ class EventStrip(QWidget):
         if not near:
             return (
                 "Upper lane: re-prompts of the whole frame (restarts, objects added, anchors, corrections, "
-                "pins, skips). Lower lane: per-class decisions (a class re-prompted, faded, back-filled, lost). "
+                "pins, skips). Lower lane: per-class (per-track) decisions (re-prompted, faded, back-filled, lost; "
+                "tracks started and ended). "
                 "Click to jump; right-click to pin a re-prompt there or skip the one under the cursor."
             )
         near.sort(key=lambda e: (e["frame"], _ORDER[kind_of(e)]))

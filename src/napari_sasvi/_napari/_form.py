@@ -87,6 +87,17 @@ class SegmentForm(Container):
         self._anchor_path = FileEdit(label="annotation files", mode="d")
         self._overseer_ckpt = FileEdit(label="overseer checkpoint", mode="r", filter="*.pth *.pt *.skops")
         self._published = CheckBox(label="published checkpoint (downloads once)", value=False)
+        self._instances = CheckBox(
+            label="instances (one track per object)",
+            value=DEFAULTS.instances,
+            tooltip=(
+                "One track with its own id per object (two graspers are Grasper #1 and Grasper #2), not one mask "
+                "per class: the overseer's instances are matched frame to frame and the SASVi policy runs per "
+                "track; the store keeps the track ids and a track table, shown as a tracks layer and the tracks' "
+                "centroids. Needs an overseer that gives objects (Mask R-CNN, DETR, Mask2Former, or instance "
+                "labels replayed) and mode default."
+            ),
+        )
         self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value=DEFAULTS.dataset)
         self._classes_file = FileEdit(label="class table", mode="r", filter="*.yaml *.yml *.json")
         self._sam2 = ComboBox(
@@ -142,6 +153,7 @@ class SegmentForm(Container):
                 self._anchor_path,
                 self._overseer_ckpt,
                 self._published,
+                self._instances,
                 self._dataset,
                 self._classes_file,
                 self._sam2,
@@ -303,6 +315,11 @@ def config_from_form(w):
             mask_threshold=round(w._mask_thr.value, 4),
             batch_size=w._batch.value,
         )
+    elif choice == REPLAY_LAYER and w._instances.value:
+        raise SasviError(
+            "instances: a labels layer holds class ids, not objects. Replay instance label files (choose "
+            f"'{REPLAY_FOLDER}': instance PNGs + instances.json, COCO or LabelMe JSON) or a trained overseer."
+        )
     elif choice == REPLAY_LAYER and w._overseer_layer.value is None:
         raise SasviError("No labels layer to replay as the overseer: add one, pick a folder or a trained model.")
     elif choice == NO_OVERSEER:
@@ -338,6 +355,7 @@ def config_from_form(w):
         dataset=dataset,
         mode=w._mode.value,
         device=w._device.value,
+        instances=w._instances.value,
         overseer=overseer,
         tracker=tracker,
         policy=PolicyConfig(

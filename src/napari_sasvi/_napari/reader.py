@@ -1,6 +1,6 @@
 """Reader contribution: frame folders and video files as lazy RGB image layers, and SASVi stores
-as their labels layers (SASVi and overseer, in class colours, with class names) beside the
-frames they were made from."""
+as their labels layers (SASVi and overseer, in class colours, with class names; an instance store's
+track ids and centroids too) beside the frames they were made from."""
 
 from __future__ import annotations
 
@@ -66,8 +66,12 @@ def read_frames(path):
 
 def read_store(path):
     """Layer data of a SASVi store: the frames (when the store records where they are and they are
-    still there), the SASVi labels and the overseer's labels (hidden), all lazy."""
+    still there), the SASVi labels and the overseer's labels (hidden), all lazy; for an instance store
+    also its track ids and the tracks' centroids (see :mod:`._tracks`)."""
+    import napari
+
     from ..core.store.sasvi_store import SasviStore
+    from ._tracks import store_track_layers, watch_store
     from .sample import labels_layer_kwargs
 
     if isinstance(path, (list, tuple)):
@@ -88,9 +92,15 @@ def read_store(path):
     elif frames is not None:
         log.warning("frames of %s were at %s, which is gone; opening the labels only", path, frames)
     meta = {"sasvi_store": str(Path(path).resolve()), "frames_done": store.frames_done}
-    for array, title, visible in (("labels", "SASVi", True), ("overseer", "overseer", False)):
+    instances = store.tracks is not None  # the tracks layer shows the classes too: the class layer starts hidden
+    for array, title, visible in (("labels", "SASVi", not instances), ("overseer", "overseer", False)):
         kw = labels_layer_kwargs(classes, f"{name} {title}")
         kw["metadata"] = {**kw["metadata"], **meta, "array": array}
         kw["visible"] = visible
         layers.append((store.group[array], kw, "labels"))
+    tracks, centroids = store_track_layers(store, name)
+    layers.extend(tracks)
+    viewer = napari.current_viewer() if instances and not store.complete else None
+    if viewer is not None:  # a run still writes it: the tracks' colours and centroids follow it
+        watch_store(viewer, store, name, centroids)
     return layers

@@ -19,6 +19,7 @@ from magicgui.widgets import Label, PushButton, Table
 from ..core.engine.batch import Models
 from ..core.errors import SasviError
 from ..core.progress import Returning
+from . import _tracks
 from ._corrections import CorrectionsPanel
 from ._event_strip import EventStrip, class_names
 from ._form import SegmentForm
@@ -44,6 +45,10 @@ class SegmentWidget(SegmentForm):
         self._torch_threads = None
         self._store = None  # the store shown, and its SASVi layer: set when a run opens the store
         self._labels_layer = None
+        self._tracks_layer = None  # instance stores: the track ids, and the track table's rows and names
+        self._run_tracks = _tracks.RunTracks()
+        self._track_rows: list[dict] = []
+        self._track_names: dict[int, str] = {}
         self.last_summary = None
 
         self._run = PushButton(text="Run")
@@ -91,6 +96,7 @@ class SegmentWidget(SegmentForm):
         self._job_name = job.name
         models, cancel = self._models, self.start_work()
         shown = self._shown = threading.Event()
+        tracks = self._run_tracks = _tracks.RunTracks()  # the tracks' centroids, computed here frame by frame
 
         def work():
             # keep napari's thread running meanwhile (core/background.py: what stalls it, measured)
@@ -116,6 +122,10 @@ class SegmentWidget(SegmentForm):
                         # napari adds the two labels layers now (0.2-0.5 s of its thread): leave it
                         # the CPU for that rather than start the first overseer batch beside it
                         shown.wait(5.0)
+                        if config.instances:
+                            tracks.opened(item.store)
+                    elif isinstance(item, FrameDone) and (seen := tracks.frame_done(item.frame)) is not None:
+                        yield seen
                 return run.value
             except (SasviError, ValueError, OSError) as e:  # bad input: a notification, nothing lost
                 return _Failed(str(e))
@@ -166,6 +176,14 @@ class SegmentWidget(SegmentForm):
             )
             self._overseer_layer_out.visible = False
 
+        def tracks_layer():  # instance stores: the track ids, each in its class's colour
+            self._tracks_layer, self._track_rows, self._track_names = None, [], {}
+            if store.tracks is not None:
+                kw = _tracks.tracks_layer_kwargs(store.track_table, classes, f"{name} tracks")
+                self._tracks_layer = self._layer_for(f"{name} tracks", store.tracks, kw)
+                self._show_tracks(store.track_table, store.frames_done)
+                self._labels_layer.visible = False  # the tracks layer shows the classes too
+
         def the_rest():
             from napari.utils import progress
 
@@ -179,7 +197,7 @@ class SegmentWidget(SegmentForm):
             self._progress.n = item.done
             self._status.value = f"running: {item.done}/{item.total} frames on disk"
 
-        steps = [sasvi_layer, overseer_layer, the_rest]
+        steps = [sasvi_layer, overseer_layer, tracks_layer, the_rest]
 
         def step(i):
             try:
@@ -242,6 +260,11 @@ class SegmentWidget(SegmentForm):
             current = self._viewer.dims.current_step[0] if self._viewer.dims.ndim else 0
             if current == item.frame or item.done == item.total:
                 self._labels_layer.refresh()
+                if self._tracks_layer is not None:
+                    self._tracks_layer.refresh()
+        elif isinstance(item, _tracks.TracksSeen):
+            self._show_tracks(item.table)
+            self.show_events()
         else:
             self._events.append(item.to_dict())
             self.show_events()
@@ -262,7 +285,13 @@ class SegmentWidget(SegmentForm):
         from ..core.store.sasvi_store import SasviStore
 
         state = "cancelled" if summary.cancelled else "done"
-        done = SasviStore.read(self._store.path).frames_done  # re-read: the run's progress, not the start's
+        now = SasviStore.read(self._store.path)  # re-read: the run's progress, not the start's
+        done = now.frames_done
+        if self._tracks_layer is not None:
+            self._tracks_layer.refresh()
+            self._show_tracks(now.track_table, done)
+            name = f"{Path(self._store.path).stem} track centroids"
+            _tracks.set_centroids(self._viewer, self._run_tracks.cache, now.track_table, now.classes, name)
         if summary.frames_written == 0 and not summary.cancelled and done >= summary.n_frames:
             self._status.value = f"{self._store.path} is complete ({done} frames)"
         else:
@@ -309,8 +338,9 @@ class SegmentWidget(SegmentForm):
                 "backfill",
             )
         ]
-        rows = sorted(rows + self._corrections.timeline(), key=lambda e: e["frame"])
+        rows = sorted(rows + self._track_rows + self._corrections.timeline(), key=lambda e: e["frame"])
         names = {c.id: c.name for c in self._store.classes} if self._store is not None else {}
+        names = self._track_names or names  # an instance store's events name track ids ("Grasper #2")
         self._table.value = {
             "frame": [e["frame"] for e in rows],
             "kind": [e["kind"] for e in rows],
@@ -323,6 +353,15 @@ class SegmentWidget(SegmentForm):
 
         if self._store is not None:
             self._strip.set_events(rows, self._store.n_frames, names)
+
+    def _show_tracks(self, table: dict, done: int | None = None) -> None:
+        """The track table (the run's, as far as written) in the tracks layer's colours and
+        features, and as the events table's track rows."""
+        store = self._store
+        _tracks.show_table(self._tracks_layer, table, store.classes)
+        self._track_names = _tracks.track_names(table, store.classes)
+        last = max((i.last for i in table.values()), default=-1) + 1 if done is None else done
+        self._track_rows = _tracks.track_event_rows(table, store.classes, store.n_frames, last)
 
     def _row_clicked(self, row, _col):
         frame = int(self._table.data[row][0])
