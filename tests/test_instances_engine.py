@@ -327,3 +327,37 @@ def test_sparse_annotations_re_prompt_each_annotated_frame_and_keep_ids_between(
     restarts = [e["frame"] for e in store.events if e["kind"] == "restart"]
     assert {0, 10, 20} <= set(restarts)
     assert not any(e["kind"] in ("fade", "reprompt_class") for e in store.events)
+
+
+def test_the_only_object_of_its_class_keeps_its_id_however_far_it_jumps():
+    """An instrument tip sweeping across the view overlaps nothing of itself between two frames:
+    the class's only live track takes the class's only detection (unique_class); off, it is lost."""
+
+    def sched(t):
+        return [(GRASPER, (40, 20 if t % 2 == 0 else 100), 1.0)]
+
+    on = IdentityCache(Detections(sched), 10)
+    assert all(set(on.masks(t)) == {1} for t in range(10))
+    off = IdentityCache(Detections(sched), 10, params=IdentityParams(unique_class=False))
+    assert all(not off.masks(t) for t in range(9))  # never continued: no track (but on the last frame)
+
+
+def test_a_merged_detection_of_two_crossing_objects_continues_neither():
+    """On frames 5 and 6 the detector sees two graspers as one blob: it goes to neither track (the
+    tracker carries both), and both tracks take their own detections again on frame 7."""
+
+    class Merge(Detections):
+        def predict_instances(self, frames, indices):
+            out = []
+            for t in indices:
+                if t in (5, 6):
+                    out.append([Instance(GRASPER, _square(40, 44) | _square(40, 60), 0.6)])
+                else:
+                    out.append([Instance(GRASPER, _square(40, 44), 1.0), Instance(GRASPER, _square(40, 60), 1.0)])
+            return out
+
+    cache = IdentityCache(Merge(None), 10)
+    got = [set(cache.masks(t)) for t in range(10)]
+    assert got[4] == {1, 2} and got[5] == got[6] == set() and got[7] == {1, 2}
+    off = IdentityCache(Merge(None), 10, params=IdentityParams(merge_cover=1.0))
+    assert len([set(off.masks(t)) for t in range(10)][5]) == 1

@@ -53,6 +53,14 @@ class IdentityParams:
         split_overlap: fraction of a new track's first mask inside a track matched on the same
             frame above which that track is recorded as its parent.
         max_shift: pixels a track's mask is moved at most per frame of prediction.
+        unique_class: where a class has one live track and, left after matching, one detection,
+            they are the same object however far it moved (an instrument whose tip sweeps across
+            the view between two frames overlaps nothing of itself); also in the persistence
+            check of a new track. The rule can be wrong where one object of a class leaves as
+            another enters on the very same frame.
+        merge_cover: a detection matched to one track that also holds this fraction of another
+            live, unmatched track of its class (as predicted) is a merge of the two and continues
+            neither (1: no such check).
     """
 
     match_iou: float = 0.3
@@ -62,6 +70,8 @@ class IdentityParams:
     persistence: int = 3
     split_overlap: float = 0.5
     max_shift: int = 40
+    unique_class: bool = True
+    merge_cover: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -196,23 +206,29 @@ class IdentityCache:
 
     # -- assignment ----------------------------------------------------------------------------
     def observe(self, t: int, track_map: np.ndarray) -> None:
-        """The run's track-id map at t, before t is assigned (else it changes nothing): tracks it
-        shows are matched at t by the tracker's mask of them (sparse annotations, see
-        :func:`~..engine.run.iter_sasvi`)."""
-        if t >= self._next_frame:
-            self._observed = (t, {int(k): track_map == k for k in np.unique(track_map) if k != 0})
+        """The run's track-id map at t (the tracker's masks). Frames assigned from now on match a
+        track's detection against the tracker's mask of it too (moved by the track's velocity
+        from t to the frame): the tracker follows an object through fast motion and occlusion,
+        where its last detection may lie far back."""
+        self._observed = (t, {int(k): track_map == k for k in np.unique(track_map) if k != 0})
 
     def _predicted(self, tr: _Track, t: int) -> list[np.ndarray]:
-        """Where track ``tr`` may be at t: its last mask moved by its velocity, and the tracker's
-        mask of it where the run showed it (:meth:`observe`); a detection matches the better one."""
-        gap = t - tr.seen
+        """Where track ``tr`` may be at t: its last detection moved by its velocity, and the
+        tracker's latest mask of it (:meth:`observe`) moved the same way; a detection matches the
+        better of the two."""
+        out = [self._moved(tr, tr.mask, tr.seen, t)]
+        if self._observed is not None:
+            o, masks = self._observed
+            if tr.id in masks and tr.seen < o <= t:
+                out.append(self._moved(tr, masks[tr.id], o, t))
+        return out
+
+    def _moved(self, tr: _Track, mask: np.ndarray, since: int, t: int) -> np.ndarray:
+        gap = t - since
         cap = self.p.max_shift * gap
         dy = int(round(float(np.clip(tr.vy * gap, -cap, cap))))
         dx = int(round(float(np.clip(tr.vx * gap, -cap, cap))))
-        out = [shift_mask(tr.mask, dy, dx)]
-        if self._observed is not None and self._observed[0] == t and tr.id in self._observed[1]:
-            out.append(self._observed[1][tr.id])
-        return out
+        return shift_mask(mask, dy, dx)
 
     def _match(self, t: int, free: list[int], tracks: list[_Track], min_iou: float) -> dict[int, int]:
         """Hungarian assignment of detections ``free`` (indices into frame t's) to ``tracks``."""
@@ -230,7 +246,10 @@ class IdentityCache:
         rows, cols = linear_sum_assignment(-iou)
         return {free[r]: tracks[c].id for r, c in zip(rows, cols, strict=True) if iou[r, c] >= min_iou}
 
-    def _persists(self, t: int, det: Instance) -> bool:
+    def _persists(self, t: int, det: Instance, tracked: set[int]) -> bool:
+        """Whether a detection of t is continued over the next ``persistence`` frames: a detection
+        of its class overlapping it frame to frame, or, for a class no live track has
+        (``tracked``: the classes that have one), the class's only detection there."""
         mask, box = det.mask, _box(det.mask)
         for k in range(1, self.p.persistence + 1):
             if t + k >= self.n_frames:
@@ -243,9 +262,31 @@ class IdentityCache:
                     if v > best:
                         best, best_i = v, i
             if best < self.p.match_iou:
-                return False
+                same = [i for i, d in enumerate(nxt) if d.class_id == det.class_id]
+                if not (self.p.unique_class and len(same) == 1 and det.class_id not in tracked):
+                    return False
+                best_i = same[0]  # the class's only detection there: the same object, however far it moved
             mask, box = nxt[best_i].mask, self._boxes[t + k][best_i]
         return True
+
+    def _merges(self, t: int, ids: dict[int, int], live: list[_Track]) -> set[int]:
+        """Detections that cover another live track of their class as well as their own (two
+        crossing instruments seen as one): they continue neither track (the tracker carries both)
+        and start none. A detection covers a track when it holds ``merge_cover`` of the track's
+        predicted mask."""
+        if self.p.merge_cover >= 1:
+            return set()
+        dets, out = self._raw[t], set()
+        matched = set(ids.values())
+        for d, k in ids.items():
+            for tr in live:
+                if tr.id == k or tr.id in matched or tr.class_id != dets[d].class_id:
+                    continue
+                pred = self._moved(tr, tr.mask, tr.seen, t)
+                area = np.count_nonzero(pred)
+                if area and np.count_nonzero(pred & dets[d].mask) >= self.p.merge_cover * area:
+                    out.add(d)
+        return out
 
     def _assign(self, t: int) -> None:
         dets = self.detections(t)
@@ -267,10 +308,22 @@ class IdentityCache:
         free = [d for d in range(len(dets)) if d not in ids]
         ids |= self._match(t, free, sorted(live, key=lambda tr: tr.id), self.p.match_iou)
         free = [d for d in free if d not in ids]
+        if self.p.unique_class:  # a class's only live track takes the class's only detection left
+            left = [tr for tr in live if tr.id not in ids.values()]
+            for c in sorted({dets[d].class_id for d in free}):
+                ds = [d for d in free if dets[d].class_id == c]
+                ts = [tr for tr in left if tr.class_id == c]
+                all_live = [tr for tr in live if tr.class_id == c]
+                if len(ds) == 1 and len(ts) == 1 and len(all_live) == 1:
+                    ids[ds[0]] = ts[0].id
+            free = [d for d in free if d not in ids]
         ids |= self._match(t, free, sorted(ended, key=lambda tr: tr.id), self.p.reid_iou)
+        merged = self._merges(t, ids, live)
+        for d in merged:
+            del ids[d]
         matched_masks = {ids[d]: dets[d].mask for d in ids}
         for d in range(len(dets)):
-            if d in ids or not self._persists(t, dets[d]):
+            if d in ids or d in merged or not self._persists(t, dets[d], {tr.class_id for tr in live}):
                 continue
             new = self._next_id
             self._next_id += 1
@@ -327,6 +380,10 @@ class IdentityCache:
             ],
             "class_of": {str(k): v for k, v in sorted(self.class_of.items())},
             "parent": {str(k): v for k, v in sorted(self.parent.items())},
+            "observed": None if self._observed is None else {
+                "frame": self._observed[0],
+                "tracks": {str(k): rle_encode(m) for k, m in sorted(self._observed[1].items())},
+            },
         }  # fmt: skip
 
     def restore_state(self, state: dict) -> None:
@@ -343,6 +400,9 @@ class IdentityCache:
         self.class_of = {int(k): int(v) for k, v in state["class_of"].items()}
         self.parent = {int(k): int(v) for k, v in state["parent"].items()}
         self._masks, self._scores, self._observed = {}, {}, None
+        if state.get("observed"):
+            o = state["observed"]
+            self._observed = (int(o["frame"]), {int(k): rle_decode(m) for k, m in o["tracks"].items()})
         for a in state["assigned"]:
             f = int(a["frame"])
             self._masks[f] = {int(k): rle_decode(m) for k, m in zip(a["ids"], a["masks"], strict=True)}
