@@ -361,3 +361,13 @@ def test_a_merged_detection_of_two_crossing_objects_continues_neither():
     assert got[4] == {1, 2} and got[5] == got[6] == set() and got[7] == {1, 2}
     off = IdentityCache(Merge(None), 10, params=IdentityParams(merge_cover=1.0))
     assert len([set(off.masks(t)) for t in range(10)][5]) == 1
+
+
+def test_demo_instances_runs_offline_and_scores_identity(tmp_path, capsys):
+    from napari_sasvi.cli import main
+
+    assert main(["demo", "--instances", "--frames", "40", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ID switches" in out and "IDF1" in out and "instrument 1 (Grasper): track #" in out
+    store = SasviStore.read(next(tmp_path.glob("*_instances.zarr")))
+    assert store.complete and len(store.track_table) >= 3

@@ -115,4 +115,44 @@ def run_evaluate_tracks(args) -> int:
     return 0
 
 
-__all__ = ["add_evaluate_tracks", "run_evaluate_tracks"]
+def print_identity_table(result, table) -> None:
+    """The identity table (per class and overall: TP FP FN IDSW IDF1 MOTSA mIoU)."""
+    names = {c.id: c.name for c in table}
+    print(f"   {'class':<24s} {'TP':>6s} {'FP':>6s} {'FN':>6s} {'IDSW':>5s} {'IDF1':>6s} {'MOTSA':>6s} {'mIoU':>6s}")
+    for s in result.per_class:
+        print("   " + _row(f"{s.class_id:3d} {names.get(s.class_id, '?')}"[:24], s, False))
+    print("   " + _row("overall", result.overall, False))
+
+
+def run_demo_instances(args, out, tracker, on_item, bars) -> int:
+    """``demo --instances``: the instance demo (:mod:`~.core.demo_instances`) and its scores."""
+    from .core.demo_instances import iter_demo_instances
+
+    try:
+        report = drain(iter_demo_instances(out, args.frames, args.seed, tracker), on_item)
+    finally:
+        bars.close()
+    video, identity = report["video"], report["identity"]
+    o = identity.overall
+    print(
+        f"   identity against the ground truth ({o.gt_objects} instruments, {o.pred_tracks} tracks): "
+        f"ID switches {o.idsw}, IDF1 {_fmt(o.idf1).strip()}, MOTSA {_fmt(o.motsa).strip()}"
+    )
+    print_identity_table(identity, video.classes)
+    names = {c.id: c.name for c in video.classes}
+    for g, (k, d) in report["dice"].items():
+        cls = names[video.instance_classes[g]]
+        print(f"   instrument {g} ({cls}): track #{k}, Dice {d:.3f}" if k else f"   instrument {g} ({cls}): no track")
+    if args.out is None:
+        print(f"   the demo's frames, detections and store are in {out} (a temporary folder: --out DIR keeps them)")
+    if args.view:
+        import napari
+
+        viewer = napari.Viewer()
+        viewer.open(str(out / "frames"), plugin="napari-sasvi")
+        viewer.open(str(report["store"]), plugin="napari-sasvi")
+        napari.run()
+    return 0
+
+
+__all__ = ["add_evaluate_tracks", "print_identity_table", "run_demo_instances", "run_evaluate_tracks"]

@@ -246,6 +246,12 @@ def _add_demo(sub) -> None:
     p.add_argument("--sam2-model", help="use real SAM2 weights (downloaded when online); implies --tracker sam2")
     p.add_argument("--image-size", type=int, default=128, help="SAM2 input size with random weights")
     p.add_argument("--view", action="store_true", help="open the result in napari (needs a display)")
+    p.add_argument(
+        "--instances",
+        action="store_true",
+        help="track each instrument with its own id (two graspers cross) from detections without identity, "
+        "scored with ID switches, IDF1 and Dice per object",
+    )
     p.set_defaults(func=_run_demo)
 
 
@@ -276,6 +282,10 @@ def _run_demo(args) -> int:
             bars.close()
             print(item)
 
+    if args.instances:
+        from ._cli_tracks import run_demo_instances
+
+        return run_demo_instances(args, out, tracker, on_item, bars)
     try:
         report = drain(iter_demo(out, args.frames, args.seed, args.mode, tracker), on_item)
     finally:
