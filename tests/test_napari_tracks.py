@@ -264,3 +264,43 @@ def test_widget_instances_with_a_class_overseer_is_a_notification(make_napari_vi
     ckpt.write_bytes(b"x")
     widget._overseer_ckpt.value = ckpt
     assert widget.run() is None and "needs an overseer that gives objects" in shown[-1]
+
+
+@pytest.mark.gui
+def test_painting_a_track_id_and_repropagate_re_propagates_that_instance(make_napari_viewer, qtbot, tmp_path):
+    viewer, widget, video = _widget(make_napari_viewer, tmp_path)
+    widget._instances.value = True
+    widget._out.value = tmp_path / "e.zarr"
+    widget.run()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    path, panel = tmp_path / "e.zarr", widget._corrections
+    before = SasviStore.read(path)
+    tracks_before, table_before = np.asarray(before.tracks), before.track_table
+    layer = viewer.layers["e tracks"]
+    # corrections are painted as track ids, not as classes
+    assert widget.labels_layer.name == "e tracks" and not viewer.layers["e SASVi"].editable
+    # the user says one grasper is a new object from frame t on: paints its pixels with a new id
+    t = max(i.first for i in table_before.values() if i.class_id == GRASPER) + 1
+    old = next(k for k, i in table_before.items() if i.class_id == GRASPER and i.first < t < i.last)
+    new = max(table_before) + 1
+    yy, xx = np.nonzero(tracks_before[t] == old)
+    layer.data_setitem((np.full(yy.shape, t), yy, xx), new)
+    assert widget.new_tracks(t, np.asarray(layer.data[t])) == {new: GRASPER}  # the class it was painted over
+    assert [r["kind"] for r in panel.timeline()] == ["corrected (pending)"]
+    assert panel.repropagate() is not None
+    qtbot.waitUntil(lambda: panel._worker is None and widget._shown_tracks.worker is None, timeout=120_000)
+    store = SasviStore.read(path)
+    tracks, table = np.asarray(store.tracks), store.track_table
+    [summary] = panel.last_summaries
+    assert summary.start == t and summary.written > 1
+    assert (tracks[t][yy, xx] == new).all() and (tracks[:t] == tracks_before[:t]).all()
+    assert table[new].class_id == GRASPER and table[new].first == t
+    # shown: the new track named and coloured, its start in the table, its centroids in the Tracks layer
+    assert f"Grasper #{new}" in list(layer.features["track"])
+    assert (t, "track_start", f"Grasper #{new}") in [tuple(r[:3]) for r in widget._table.data]
+    centroids = viewer.layers["e track centroids"]
+    assert t in centroids.data[centroids.data[:, 0] == new][:, 1]
+    panel.undo()
+    np.testing.assert_array_equal(np.asarray(SasviStore.read(path).tracks), tracks_before)
+    qtbot.waitUntil(lambda: widget._shown_tracks.worker is None, timeout=60_000)
+    assert new not in set(layer.features["track_id"]) and new not in set(centroids.data[:, 0])

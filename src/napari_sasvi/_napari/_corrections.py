@@ -8,7 +8,8 @@ between frames (the frames written stay; Undo restores them too).
 
 It talks to the segment widget only through its public surface (``store``, ``labels_layer``,
 ``frames_layer``, ``models``, ``running``, ``current_frame``, ``selected_event``, ``run_config``,
-``show_events``, ``start_work``, ``limit_torch_threads``, ``work_finished``).
+``show_events``, ``start_work``, ``limit_torch_threads``, ``work_finished``; for instance stores
+``new_tracks`` and ``tracks_edited``).
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ class CorrectionsPanel(Container):
         reqs = list(self._queue)
         overlay = getattr(self._seg.labels_layer, "data", None)
         if hasattr(overlay, "changed"):
-            reqs += [EditRequest("correction", t, overlay.frame(t).copy()) for t in overlay.changed()]
+            for t in overlay.changed():  # an instance store's: track ids, new ones with their class
+                mask = overlay.frame(t).copy()
+                reqs.append(EditRequest("correction", t, mask, new_tracks=self._seg.new_tracks(t, mask)))
         return sorted(reqs, key=lambda r: -r.frame)
 
     def timeline(self) -> list[dict]:
@@ -224,6 +227,7 @@ class CorrectionsPanel(Container):
             seg.work_finished()
             self._set_enabled(True)
             seg.labels_layer.refresh()
+            seg.tracks_edited()
             self._refresh_table()
 
         worker = thread_worker(work, start_thread=False)()
@@ -271,6 +275,7 @@ class CorrectionsPanel(Container):
             f"undone: edit {rec['id']} ({rec['kind']} at frame {rec['frame']}), frames {a}-{a + rec['written'] - 1}"
         )
         self._seg.labels_layer.refresh()
+        self._seg.tracks_edited()
         self._refresh_table()
         return rec
 

@@ -9,13 +9,15 @@ so two graspers are two greens, told apart side by side and still read as graspe
 Centroids read every frame of the tracks array once (one bincount per coordinate: ~5 ms a frame
 at 480x854); :class:`CentroidCache` keeps them per frame, so a run adds each frame as it is written
 (in its worker) and the layer is built from what is kept.
+
+These are the layers' pieces; :mod:`._track_layers` puts them in a viewer (the reader's, the
+segment widget's).
 """
 
 from __future__ import annotations
 
 import colorsys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -195,6 +197,7 @@ def centroid_layer_kwargs(table: Mapping[int, TrackInfo], classes: ClassTable, n
         "colormaps_dict": {"colour": centroid_colormap(table, classes)},
         "tail_width": 3,
         "tail_length": 30,
+        "blending": "translucent",  # napari's additive default washes the class colours out to white
         "metadata": {"array": "tracks"},
     }
 
@@ -220,137 +223,3 @@ def track_event_rows(table: Mapping[int, TrackInfo], classes: ClassTable, n_fram
         if info.last < min(n_frames, done) - 1:
             rows.append({"frame": info.last, "kind": TRACK_END, "reason": track_name(info, classes), "labels": [k]})
     return rows
-
-
-# -- a run's tracks (the widget) ------------------------------------------------------------------
-@dataclass(frozen=True)
-class TracksSeen:
-    """New track ids are on disk: the track table now (the run's worker yields it to the widget)."""
-
-    table: dict
-
-
-class RunTracks:
-    """The run worker's side of an instance run's track layers: the centroids of every frame once
-    it is written (:meth:`frame_done`, ~5 ms a frame at 480x854) and the track table whenever a
-    frame brings new track ids. Inert for a class-only store."""
-
-    def __init__(self):
-        self.cache = CentroidCache()
-        self.path = None
-        self._tracks = None
-        self._known: set[int] = set()
-
-    def opened(self, path) -> None:
-        """The run's store exists: the centroids of the frames already done (a resumed run)."""
-        from ..core.store.sasvi_store import SasviStore
-
-        store = SasviStore.read(path)
-        if store.tracks is None:
-            return
-        self.path, self._tracks = path, store.tracks
-        self._known = set(store.track_table)
-        self.cache.update(self._tracks, range(store.frames_done))
-
-    def frame_done(self, frame: int) -> TracksSeen | None:
-        """Frame ``frame`` is written: its centroids; the table if it has a track not seen before."""
-        from ..core.store.sasvi_store import SasviStore
-
-        if self._tracks is None:
-            return None
-        self.cache.update(self._tracks, [frame])
-        ids = set(self.cache.rows[frame][:, 0].astype(int).tolist())
-        if ids <= self._known:
-            return None
-        table = SasviStore.read(self.path).track_table
-        self._known = set(table)
-        return TracksSeen(table)
-
-
-# -- a store's layers (the reader) ----------------------------------------------------------------
-def store_track_layers(store, name: str) -> tuple[list[tuple], CentroidCache]:
-    """The layer-data tuples of an instance store's tracks: the track-id labels layer
-    (``"<name> tracks"``, the zarr array itself, read lazily frame by frame) and the Tracks layer
-    of the centroids of the frames done (``"<name> track centroids"``; none while no track has
-    pixels). ``[]`` for a class-only store. Also returns the centroids kept, for a watcher."""
-    cache = CentroidCache()
-    if store.tracks is None:
-        return [], cache
-    table = store.track_table
-    kw = tracks_layer_kwargs(table, store.classes, f"{name} tracks")
-    kw["metadata"] = {**kw["metadata"], "sasvi_store": str(store.path), "frames_done": store.frames_done}
-    layers = [(store.tracks, kw, "labels")]
-    cache.update(store.tracks, range(store.frames_done))
-    centroids = centroid_layer_data(cache, table, store.classes, f"{name} track centroids")
-    if centroids is not None:
-        layers.append(centroids)
-    return layers, cache
-
-
-def set_centroids(viewer, cache: CentroidCache, table, classes: ClassTable, name: str) -> None:
-    """Add or update the Tracks layer ``name`` from ``cache`` (main thread)."""
-    made = centroid_layer_data(cache, table, classes, name)
-    if made is None:
-        return
-    data, kw, _ = made
-    if name in viewer.layers:
-        layer = viewer.layers[name]
-        layer.data = data  # napari resets the properties and the graph with the data: set them after
-        layer.properties = kw["properties"]
-        layer.colormaps_dict = kw["colormaps_dict"]
-        layer.color_by = "colour"  # recolours
-        layer.graph = kw["graph"]
-    else:
-        viewer.add_tracks(data, **kw)
-
-
-def watch_store(viewer, store, name: str, cache: CentroidCache, interval_s: float = 2.0, idle_s: float = 600.0):
-    """A store opened while a run (elsewhere) still writes it: every ``interval_s`` read how far it
-    got, take the centroids of the new frames (in a thread), recolour the tracks layer when new
-    tracks appear, and add the centroids' Tracks layer once the run ends (the store complete, or no
-    new frame for ``idle_s``). Stops when the tracks layer leaves the viewer. Returns the worker."""
-    import time
-
-    from napari.qt.threading import thread_worker
-
-    from ..core.store.sasvi_store import SasviStore
-
-    path, tracks_name, centroids_name = store.path, f"{name} tracks", f"{name} track centroids"
-    seen, known = store.frames_done, set(store.track_table)
-
-    def poll():
-        nonlocal seen
-        last_new = time.monotonic()
-        while True:
-            time.sleep(interval_s)
-            current = SasviStore.read(path)
-            done, table = current.frames_done, current.track_table
-            if done > seen:
-                cache.update(current.tracks, range(seen, done))
-                seen, last_new = done, time.monotonic()
-            if done >= current.n_frames or time.monotonic() - last_new > idle_s:
-                return table
-            yield table  # each poll: napari's quit() takes effect at a yield
-
-    def on_table(table):
-        if set(table) != known and tracks_name in viewer.layers:
-            known.clear()
-            known.update(table)
-            show_table(viewer.layers[tracks_name], table, store.classes)
-
-    def on_end(table):
-        if tracks_name in viewer.layers:
-            show_table(viewer.layers[tracks_name], table, store.classes)
-            set_centroids(viewer, cache, table, store.classes, centroids_name)
-
-    def on_removed(event):
-        if event.value.name == tracks_name:
-            worker.quit()
-
-    worker = thread_worker(poll, start_thread=False)()
-    worker.yielded.connect(on_table)
-    worker.returned.connect(on_end)
-    viewer.layers.events.removed.connect(on_removed)
-    worker.finished.connect(lambda: viewer.layers.events.removed.disconnect(on_removed))
-    worker.start()
-    return worker

@@ -67,11 +67,11 @@ def read_frames(path):
 def read_store(path):
     """Layer data of a SASVi store: the frames (when the store records where they are and they are
     still there), the SASVi labels and the overseer's labels (hidden), all lazy; for an instance store
-    also its track ids and the tracks' centroids (see :mod:`._tracks`)."""
+    also its track ids and the tracks' centroids (see :mod:`._track_layers`)."""
     import napari
 
     from ..core.store.sasvi_store import SasviStore
-    from ._tracks import store_track_layers, watch_store
+    from ._track_layers import store_track_layers, watch_store
     from .sample import labels_layer_kwargs
 
     if isinstance(path, (list, tuple)):

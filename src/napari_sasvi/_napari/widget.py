@@ -19,12 +19,12 @@ from magicgui.widgets import Label, PushButton, Table
 from ..core.engine.batch import Models
 from ..core.errors import SasviError
 from ..core.progress import Returning
-from . import _tracks
 from ._corrections import CorrectionsPanel
 from ._event_strip import EventStrip, class_names
 from ._form import SegmentForm
 from ._guard import keep_triton_out
 from ._lifecycle import on_detach
+from ._track_layers import ShownTracks, TracksSeen
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,7 @@ class SegmentWidget(SegmentForm):
         self._torch_threads = None
         self._store = None  # the store shown, and its SASVi layer: set when a run opens the store
         self._labels_layer = None
-        self._tracks_layer = None  # instance stores: the track ids, and the track table's rows and names
-        self._run_tracks = _tracks.RunTracks()
-        self._track_rows: list[dict] = []
-        self._track_names: dict[int, str] = {}
+        self._shown_tracks = ShownTracks(viewer)  # an instance store's tracks layer, centroids and rows
         self.last_summary = None
 
         self._run = PushButton(text="Run")
@@ -96,7 +93,7 @@ class SegmentWidget(SegmentForm):
         self._job_name = job.name
         models, cancel = self._models, self.start_work()
         shown = self._shown = threading.Event()
-        tracks = self._run_tracks = _tracks.RunTracks()  # the tracks' centroids, computed here frame by frame
+        tracks = self._shown_tracks.new_run()  # the tracks' centroids, computed in the worker frame by frame
 
         def work():
             # keep napari's thread running meanwhile (core/background.py: what stalls it, measured)
@@ -176,13 +173,9 @@ class SegmentWidget(SegmentForm):
             )
             self._overseer_layer_out.visible = False
 
-        def tracks_layer():  # instance stores: the track ids, each in its class's colour
-            self._tracks_layer, self._track_rows, self._track_names = None, [], {}
-            if store.tracks is not None:
-                kw = _tracks.tracks_layer_kwargs(store.track_table, classes, f"{name} tracks")
-                self._tracks_layer = self._layer_for(f"{name} tracks", store.tracks, kw)
-                self._show_tracks(store.track_table, store.frames_done)
-                self._labels_layer.visible = False  # the tracks layer shows the classes too
+        def tracks_layer():  # instance stores: the track ids, each in its class's colour, painted there
+            if self._shown_tracks.show_store(store, name, self._layer_for) is not None:
+                self._labels_layer.visible = self._labels_layer.editable = False  # the tracks layer shows classes
 
         def the_rest():
             from napari.utils import progress
@@ -260,10 +253,10 @@ class SegmentWidget(SegmentForm):
             current = self._viewer.dims.current_step[0] if self._viewer.dims.ndim else 0
             if current == item.frame or item.done == item.total:
                 self._labels_layer.refresh()
-                if self._tracks_layer is not None:
-                    self._tracks_layer.refresh()
-        elif isinstance(item, _tracks.TracksSeen):
-            self._show_tracks(item.table)
+                if self._shown_tracks.layer is not None:
+                    self._shown_tracks.layer.refresh()
+        elif isinstance(item, TracksSeen):
+            self._shown_tracks.show_table(item.table)
             self.show_events()
         else:
             self._events.append(item.to_dict())
@@ -287,11 +280,8 @@ class SegmentWidget(SegmentForm):
         state = "cancelled" if summary.cancelled else "done"
         now = SasviStore.read(self._store.path)  # re-read: the run's progress, not the start's
         done = now.frames_done
-        if self._tracks_layer is not None:
-            self._tracks_layer.refresh()
-            self._show_tracks(now.track_table, done)
-            name = f"{Path(self._store.path).stem} track centroids"
-            _tracks.set_centroids(self._viewer, self._run_tracks.cache, now.track_table, now.classes, name)
+        if self._shown_tracks.layer is not None:
+            self._shown_tracks.run_ended(now)
         if summary.frames_written == 0 and not summary.cancelled and done >= summary.n_frames:
             self._status.value = f"{self._store.path} is complete ({done} frames)"
         else:
@@ -338,9 +328,9 @@ class SegmentWidget(SegmentForm):
                 "backfill",
             )
         ]
-        rows = sorted(rows + self._track_rows + self._corrections.timeline(), key=lambda e: e["frame"])
+        rows = sorted(rows + self._shown_tracks.rows + self._corrections.timeline(), key=lambda e: e["frame"])
         names = {c.id: c.name for c in self._store.classes} if self._store is not None else {}
-        names = self._track_names or names  # an instance store's events name track ids ("Grasper #2")
+        names = self._shown_tracks.names or names  # an instance store's events are about track ids
         self._table.value = {
             "frame": [e["frame"] for e in rows],
             "kind": [e["kind"] for e in rows],
@@ -353,15 +343,6 @@ class SegmentWidget(SegmentForm):
 
         if self._store is not None:
             self._strip.set_events(rows, self._store.n_frames, names)
-
-    def _show_tracks(self, table: dict, done: int | None = None) -> None:
-        """The track table (the run's, as far as written) in the tracks layer's colours and
-        features, and as the events table's track rows."""
-        store = self._store
-        _tracks.show_table(self._tracks_layer, table, store.classes)
-        self._track_names = _tracks.track_names(table, store.classes)
-        last = max((i.last for i in table.values()), default=-1) + 1 if done is None else done
-        self._track_rows = _tracks.track_event_rows(table, store.classes, store.n_frames, last)
 
     def _row_clicked(self, row, _col):
         frame = int(self._table.data[row][0])
@@ -378,8 +359,22 @@ class SegmentWidget(SegmentForm):
 
     @property
     def labels_layer(self):
-        """The store's SASVi labels layer (its data a :class:`~._paint.PaintOverlay`), or None."""
-        return self._labels_layer
+        """The layer corrections are painted on (its data a :class:`~._paint.PaintOverlay`), or None:
+        the store's SASVi labels layer; an instance store's tracks layer (paint a track's id)."""
+        return self._shown_tracks.layer if self._shown_tracks.layer is not None else self._labels_layer
+
+    def new_tracks(self, t: int, mask):
+        """An instance store: the class of each new track id painted on frame t (see
+        :meth:`~._track_layers.ShownTracks.new_tracks`); None for a class-only store."""
+        return self._shown_tracks.new_tracks(t, mask)
+
+    def tracks_edited(self):
+        """An edit or an undo changed the store: an instance store's tracks, table and centroids shown again."""
+        from ..core.store.sasvi_store import SasviStore
+
+        self._labels_layer.refresh()
+        if self._shown_tracks.layer is not None:
+            self._shown_tracks.edited(SasviStore.read(self._store.path))
 
     @property
     def frames_layer(self):
