@@ -5,12 +5,14 @@ the segment widget's (:class:`ShownTracks`; :class:`RunTracks` is the part its r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core.datasets import ClassTable
+from ..core.errors import SasviError
 from ..core.instances.types import NO_TRACK, TrackInfo
 from ._tracks import (
     CentroidCache,
@@ -20,6 +22,8 @@ from ._tracks import (
     track_names,
     tracks_layer_kwargs,
 )
+
+log = logging.getLogger(__name__)
 
 
 # -- a run's tracks (the widget) ------------------------------------------------------------------
@@ -123,7 +127,11 @@ def watch_store(viewer, store, name: str, cache: CentroidCache, interval_s: floa
         last_new = time.monotonic()
         while True:
             time.sleep(interval_s)
-            current = SasviStore.read(path)
+            try:
+                current = SasviStore.read(path)
+            except (SasviError, OSError) as e:  # deleted or moved meanwhile: the layers stay as they are
+                log.warning("stopped following %s: %s", path, e)
+                return None
             done, table = current.frames_done, current.track_table
             if done > seen:
                 cache.update(current.tracks, range(seen, done))
@@ -139,7 +147,7 @@ def watch_store(viewer, store, name: str, cache: CentroidCache, interval_s: floa
             show_table(viewer.layers[tracks_name], table, store.classes)
 
     def on_end(table):
-        if tracks_name in viewer.layers:
+        if table is not None and tracks_name in viewer.layers:
             show_table(viewer.layers[tracks_name], table, store.classes)
             set_centroids(viewer, cache, table, store.classes, centroids_name)
 
