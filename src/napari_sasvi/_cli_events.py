@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from .core.errors import SasviError
 from .core.store.sasvi_store import SasviStore
 
 #: frames listed on a line before "... (N more)"
@@ -99,6 +100,14 @@ def event_summary_lines(events: list[dict], classes=None, tracks=None) -> list[s
     return lines + lost_lines(events, classes, tracks) + track_lines(tracks, classes)
 
 
+def _track_table(store) -> dict:
+    """An instance store's track table ({} for a class store, or a store that cannot be read)."""
+    try:
+        return SasviStore.read(store).track_table
+    except (SasviError, OSError):
+        return {}
+
+
 def video_done_lines(name: str, summary, classes=None) -> list[str]:
     """What the CLI prints when a video ends: where its store is and its restarts, then
     :func:`event_summary_lines`, each line starting with the video's name.
@@ -117,5 +126,5 @@ def video_done_lines(name: str, summary, classes=None) -> list[str]:
         at = f"restarts at {restarts}"
     state = f"resumed at frame {s.resumed_from}, " if s.resumed_from else ""
     head = f"{name}: {state}{s.frames_written} frames written to {s.store}; {at}"
-    tracks = SasviStore.read(s.store).track_table if s.frames_written or s.resumed_from else {}
+    tracks = _track_table(s.store)
     return [head] + [f"{name}: {line}" for line in event_summary_lines(s.events, classes, tracks)]

@@ -232,6 +232,11 @@ def open_instance_labels(
             class outside the table, two files for one frame, points outside the image, one track
             id for two classes, files that match no frame).
     """
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(
+            f"Instance labels are files (a folder of instance PNGs + instances.json, a COCO JSON, a LabelMe folder, "
+            f"palette PNGs), not a {type(source).__name__}: write them to a folder, or run without --instances."
+        )
     path = Path(source)
     if frame_names is not None and frame_count is not None and len(frame_names) != frame_count:
         raise InputError(f"{len(frame_names)} frame names for {frame_count} frames: give one name per frame.")
