@@ -259,3 +259,44 @@ def test_detr_mask_head_on_kept_queries_matches_the_full_forward(built):
             idx = torch.tensor([0, 7, 42, 99])
             torch.testing.assert_close(masks_for(b, idx), full.pred_masks[b, idx], rtol=1e-3, atol=1e-3)
     assert ov._detr_fast_ok
+
+
+@pytest.mark.parametrize("arch", ["detr", "mask2former"])
+def test_transformers_give_each_query_as_an_instance(built, arch):
+    """--instances: every kept query is an instance (several of one class here: all queries forced
+    to one label), and predict is exactly their union per class with the best score."""
+    from napari_sasvi.core.instances import Instance
+    from napari_sasvi.core.overseers.base import merge_instances
+
+    spec = replace(REFERENCE_SPECS[("cataract1k", arch)], input_size=(64, 64), processor_size=64)
+    model = built("cataract1k", arch)
+    _force_label(model, arch, 6)
+    ov = TrainedOverseer(model, spec, get_class_table("cataract1k"), "cpu", Thresholds(score=0.0, mask=0.0))
+    frames = _frames(2, 70, 100)
+    found = ov.predict_instances(frames, [0, 1])
+    assert len(found) == 2 and any(len(f) > 1 for f in found)  # many queries, one class
+    for f, res in zip(found, ov.predict(frames, [0, 1]), strict=True):
+        assert all(isinstance(d, Instance) and d.class_id == 6 and d.mask.shape == (70, 100) for d in f)
+        merged = merge_instances(f)
+        assert merged.keys() == res.keys()
+        for c in merged:
+            np.testing.assert_array_equal(merged[c].mask, res[c].mask)
+            assert merged[c].score == res[c].score
+
+
+def test_maskrcnn_gives_each_detection_as_an_instance():
+    from napari_sasvi.core.overseers.base import merge_instances
+
+    spec = replace(REFERENCE_SPECS[("cadis", "maskrcnn")], input_size=(128, 128))
+    torch.manual_seed(0)
+    model = build_model(spec)
+    model.rpn._post_nms_top_n["testing"] = 100
+    model.roi_heads.detections_per_img = 20
+    ov = TrainedOverseer(model, spec, get_class_table("cadis"))
+    found = ov.predict_instances(_frames(2), [0, 1])
+    assert sum(len(f) for f in found) > 0
+    for f, res in zip(found, ov.predict(_frames(2), [0, 1]), strict=True):
+        merged = merge_instances(f)
+        assert merged.keys() == res.keys()
+        for c in merged:
+            np.testing.assert_array_equal(merged[c].mask, res[c].mask)
