@@ -144,16 +144,20 @@ def _frames(n=2, h=90, w=120, seed=0):
     return [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def test_maskrcnn_runs_batched_on_cpu():
-    # the published CaDIS architecture at a 128 px input (the reference's 299 only costs time here),
-    # keeping 100 proposals and 20 detections per image instead of 1000 and 100: the same code path,
-    # a tenth of the RoI work on a CPU
+def _small_maskrcnn() -> TrainedOverseer:
+    """The published CaDIS architecture at a 128 px input (the reference's 299 only costs time
+    here), keeping 100 proposals and 20 detections per image instead of 1000 and 100: the same code
+    path, a tenth of the RoI work on a CPU (random weights, seed 0)."""
     spec = replace(REFERENCE_SPECS[("cadis", "maskrcnn")], input_size=(128, 128))
     torch.manual_seed(0)
     model = build_model(spec)
     model.rpn._post_nms_top_n["testing"] = 100
     model.roi_heads.detections_per_img = 20
-    ov = TrainedOverseer(model, spec, get_class_table("cadis"))
+    return TrainedOverseer(model, spec, get_class_table("cadis"))
+
+
+def test_maskrcnn_runs_batched_on_cpu():
+    ov = _small_maskrcnn()
     assert ov.device.type in ("cpu", "cuda")
     out = ov.predict(_frames(3), [0, 1, 2])
     assert len(out) == 3
@@ -287,12 +291,7 @@ def test_transformers_give_each_query_as_an_instance(built, arch):
 def test_maskrcnn_gives_each_detection_as_an_instance():
     from napari_sasvi.core.overseers.base import merge_instances
 
-    spec = replace(REFERENCE_SPECS[("cadis", "maskrcnn")], input_size=(128, 128))
-    torch.manual_seed(0)
-    model = build_model(spec)
-    model.rpn._post_nms_top_n["testing"] = 100
-    model.roi_heads.detections_per_img = 20
-    ov = TrainedOverseer(model, spec, get_class_table("cadis"))
+    ov = _small_maskrcnn()
     found = ov.predict_instances(_frames(2), [0, 1])
     assert sum(len(f) for f in found) > 0
     for f, res in zip(found, ov.predict(_frames(2), [0, 1]), strict=True):
