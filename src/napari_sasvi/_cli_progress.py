@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from .core.progress import drain
+
 #: a log line when this share of the total is newly done, or this many seconds passed
 LOG_EVERY_FRACTION = 0.10
 LOG_EVERY_SECONDS = 10.0
@@ -131,3 +133,22 @@ class Bars:
         if self.current is not None:
             self.current.close()
         self.current, self.key = None, None
+
+
+def drive_evaluation(gen):
+    """Run an evaluation generator: its notes printed, a progress display per video; returns its result."""
+    from .core.metrics.evaluate import Progress as Evaluated
+    from .core.metrics.evaluate import Reading
+
+    bars = Bars()
+
+    def on_item(item) -> None:
+        if isinstance(item, Reading):
+            bars.write(item.message)
+        elif isinstance(item, Evaluated):
+            bars.show(item.name, item.done, item.total)
+
+    try:
+        return drain(gen, on_item)
+    finally:
+        bars.close()

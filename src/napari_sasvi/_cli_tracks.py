@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from ._cli_progress import Bars
+from ._cli_progress import drive_evaluation
 from .core.datasets import PRESETS as DATASET_PRESETS
 from .core.datasets import canonical_dataset, get_class_table
 from .core.progress import drain
@@ -60,28 +60,14 @@ def _row(label: str, s, with_hota: bool) -> str:
 
 
 def run_evaluate_tracks(args) -> int:
-    from .core.metrics.evaluate import Progress as Evaluated
-    from .core.metrics.evaluate import Reading
     from .core.metrics.evaluate_tracks import iter_evaluate_tracks
 
     given = get_class_table(args.dataset or args.classes) if (args.dataset or args.classes) else None
-    bars = Bars()
-
-    def on_item(item) -> None:
-        if isinstance(item, Reading):
-            bars.write(item.message)
-        elif isinstance(item, Evaluated):
-            bars.show(item.name, item.done, item.total)
-
-    try:
-        result, table = drain(
-            iter_evaluate_tracks(
-                args.pred, args.gt, given, every=args.every, ignore_class=args.ignore_class, hota=args.hota
-            ),
-            on_item,
+    result, table = drive_evaluation(
+        iter_evaluate_tracks(
+            args.pred, args.gt, given, every=args.every, ignore_class=args.ignore_class, hota=args.hota
         )
-    finally:
-        bars.close()
+    )
     names = {c.id: c.name for c in table}
     head = f"{'class':<24s} {'TP':>6s} {'FP':>6s} {'FN':>6s} {'IDSW':>5s} {'IDF1':>6s} {'MOTSA':>6s} {'mIoU':>6s}"
     print(head + (f" {'HOTA':>6s}" if args.hota else ""))

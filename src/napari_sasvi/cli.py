@@ -15,7 +15,7 @@ from pathlib import Path
 from . import __version__
 from ._cli_edit import add_edit
 from ._cli_export import add_export
-from ._cli_progress import Bars, Progress
+from ._cli_progress import Bars, Progress, drive_evaluation
 from ._cli_resume import add_resume
 from ._cli_segment import add_encoding_option, add_segment, as_flags
 from ._cli_tracks import add_evaluate_tracks
@@ -125,25 +125,6 @@ def _class_table_arg(args):
     return get_class_table(args.dataset or args.classes) if (args.dataset or args.classes) else None
 
 
-def _drive(gen):
-    """Run an evaluation generator: its notes printed, a progress display per video; returns its result."""
-    from .core.metrics.evaluate import Progress as Evaluated
-    from .core.metrics.evaluate import Reading
-
-    bars = Bars()
-
-    def on_item(item) -> None:
-        if isinstance(item, Reading):
-            bars.write(item.message)
-        elif isinstance(item, Evaluated):
-            bars.show(item.name, item.done, item.total)
-
-    try:
-        return drain(gen, on_item)
-    finally:
-        bars.close()
-
-
 def _fmt(v) -> str:
     import math
 
@@ -157,7 +138,7 @@ def _run_evaluate_temporal(args) -> int:
     from .core.metrics.temporal import opencv_flow, raft_flow
 
     flow = raft_flow(str(args.raft_weights) if args.raft_weights else None) if args.flow == "raft" else opencv_flow()
-    pooled, report = _drive(
+    pooled, report = drive_evaluation(
         iter_evaluate_temporal(
             args.pred,
             _class_table_arg(args),
@@ -188,7 +169,7 @@ def _run_evaluate_frames(args) -> int:
 
     from .core.metrics.evaluate import iter_evaluate_frames
 
-    report = _drive(
+    report = drive_evaluation(
         iter_evaluate_frames(
             args.pred,
             args.gt,
