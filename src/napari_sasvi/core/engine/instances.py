@@ -11,11 +11,12 @@ track's class), its track ids and the track table up to it (:meth:`InstancePlann
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 
 import numpy as np
 
 from ..errors import InputError
-from ..instances.identity import IdentityCache
+from ..instances.identity import IdentityCache, IdentityParams
 from ..instances.types import NO_TRACK, TRACK_DTYPE, InstanceOverseer, TrackInfo
 from ..overseers.base import result_to_label_map
 from .run_planner import RunPlanner
@@ -55,6 +56,24 @@ def sparse_frames(overseer, n_frames: int) -> frozenset[int] | None:
     if annotated is None or len(annotated) >= n_frames:
         return None
     return frozenset(int(t) for t in annotated)
+
+
+def prepare_instances(overseer, n_frames: int, params, identity: IdentityParams, anchors):
+    """An instance run's checks and parameters: (policy parameters, identity parameters, the
+    annotated frames of a sparse source or None). The persistence of a new track is the policy's;
+    no CaDIS merge; the dummy is no track; sparse annotations re-prompt at each annotated frame
+    with no consensus (an unannotated frame is no overseer miss) and no persistence."""
+    check_instance_overseer(overseer)
+    if anchors is not None or params.mode != "default":
+        what = "annotated frames (--anchors)" if anchors is not None else f"{params.mode} mode"
+        raise InputError(f"--instances does not work with {what} yet; run without one of them.")
+    identity = replace(identity, persistence=params.persistence)
+    params = replace(params, dummy_id=NO_TRACK, merge_unlabelled=False)
+    sparse = sparse_frames(overseer, n_frames)
+    if sparse is not None:
+        params = replace(params, consensus=False)
+        identity = replace(identity, persistence=0)
+    return params, identity, sparse
 
 
 def paint_tracks(masks: dict[int, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -107,4 +126,11 @@ class InstancePlanner(RunPlanner):
         return {**self.policy.export_state(), "identity": self.cache.export_state(s)}
 
 
-__all__ = ["InstancePlanner", "TrackSpace", "check_instance_overseer", "paint_tracks"]
+__all__ = [
+    "InstancePlanner",
+    "TrackSpace",
+    "check_instance_overseer",
+    "paint_tracks",
+    "prepare_instances",
+    "sparse_frames",
+]

@@ -18,22 +18,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator
-from dataclasses import replace
 
 from ..datasets import ClassTable
-from ..errors import InputError
 from ..fsutil import check_output_path
 from ..inputs.anchors import AnchoredOverseer, Anchors
 from ..inputs.frames import FrameStack, open_frames
 from ..instances.identity import IdentityCache, IdentityParams
-from ..instances.types import NO_TRACK
 from ..overseers.base import OverseerCache
 from ..policy import Event, Policy, PolicyParams, event_from_dict
 from ..progress import drain
 from ..records import FrameDone, RunSummary, StoreOpened
 from ..store.fingerprint import structural_fingerprint
 from ..store.sasvi_store import SasviStore
-from .instances import InstancePlanner, TrackSpace, check_instance_overseer, sparse_frames
+from .instances import InstancePlanner, TrackSpace, prepare_instances
 from .run_planner import RunPlanner
 from .span import propagate_span
 
@@ -135,23 +132,14 @@ def iter_sasvi(
     n = len(stack)
     check_output_path(out, "output store")
     stack.validate()  # every check that can run before the store exists runs now
-    signature = run_signature(stack, overseer, tracker, classes, params)
+    sparse = None
     if instances is not None:
-        check_instance_overseer(overseer)
-        if anchors is not None or params.mode != "default":
-            what = "annotated frames (--anchors)" if anchors is not None else f"{params.mode} mode"
-            raise InputError(f"--instances does not work with {what} yet; run without one of them.")
-        # the persistence of a new track is the policy's; no CaDIS merge, the dummy is no track
-        instances = replace(instances, persistence=params.persistence)
-        params = replace(params, dummy_id=NO_TRACK, merge_unlabelled=False)
-        sparse = sparse_frames(overseer, n)
-        if sparse is not None:  # annotations on some frames: each re-prompts (an anchor), none fades,
-            params = replace(params, consensus=False)  # and an annotated object needs no persistence
-            instances = replace(instances, persistence=0)
-        signature = {**run_signature(stack, overseer, tracker, classes, params), "instances": instances.to_dict()}
+        params, instances, sparse = prepare_instances(overseer, n, params, instances, anchors)
     if anchors is not None:
         overseer = AnchoredOverseer(overseer, anchors, classes)
-        signature = run_signature(stack, overseer, tracker, classes, params)
+    signature = run_signature(stack, overseer, tracker, classes, params)
+    if instances is not None:
+        signature["instances"] = instances.to_dict()
     store = open_store(stack, out, classes, signature, instances=instances is not None)
     resumed_from = store.frames_done
     with store.session(stack, check="resume") as session:
@@ -165,7 +153,6 @@ def iter_sasvi(
             space = TrackSpace(cache)
         else:
             cache, space = OverseerCache(overseer, n, stack.frame, batch_size), classes
-        sparse = sparse_frames(overseer, n) if instances is not None else None
         policy = Policy(
             params, cache.masks, no_label=space.no_label,
             anchors=sparse if sparse is not None else getattr(overseer, "anchor_frames", ()),
