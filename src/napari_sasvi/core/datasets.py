@@ -267,7 +267,6 @@ def categories_table(cats: list, path: Path) -> ClassTable:
     return ClassTable(name=path.stem, classes=tuple(classes), no_label=0, ignore_ids=frozenset({0}))
 
 
-
 def canonical_dataset(name: str) -> str:
     """A preset's own name for ``name`` in any case, with or without ``-``/``_``
     (``CholecSeg8k``, ``cholec_seg8k`` -> ``cholecseg8k``); anything else (a class table file)
