@@ -371,3 +371,26 @@ def test_demo_instances_runs_offline_and_scores_identity(tmp_path, capsys):
     assert "ID switches" in out and "IDF1" in out and "instrument 1 (Grasper): track #" in out
     store = SasviStore.read(next(tmp_path.glob("*_instances.zarr")))
     assert store.complete and len(store.track_table) >= 3
+
+
+def test_cli_corrects_an_instance_store_with_a_track_id_png(tmp_path, capsys):
+    from PIL import Image
+
+    from napari_sasvi.cli import main
+
+    frames = _frames(crossing, 12)
+    (tmp_path / "f").mkdir()
+    for t in range(12):
+        Image.fromarray(frames[t]).save(tmp_path / "f" / f"{t:04d}.png")
+    out = tmp_path / "c.zarr"
+    _run(out, Detections(crossing), str(tmp_path / "f"))
+    fix = np.asarray(SasviStore.read(out).tracks[4]).copy()
+    fix[fix == 2] = 7
+    Image.fromarray(fix.astype(np.uint16)).save(tmp_path / "fix.png")
+    args = ["edit", str(out), "--correct", "4", "--labels", str(tmp_path / "fix.png"), "--tracker", "flow"]
+    assert main(args) == 2  # track 7 has no class yet
+    assert "track id" in capsys.readouterr().err
+    assert main([*args, "--new-track", "7=Grasper"]) == 0
+    store = SasviStore.read(out)
+    np.testing.assert_array_equal(np.asarray(store.tracks[4]), fix)
+    assert store.track_table[7].class_id == GRASPER

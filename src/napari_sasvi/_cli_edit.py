@@ -24,7 +24,19 @@ def add_edit(sub) -> None:
     what.add_argument("--skip", type=int, metavar="FRAME", help="skip the run's re-prompt at FRAME")
     what.add_argument("--undo", action="store_true", help="undo the last edit in effect")
     what.add_argument("--list", action="store_true", help="list the re-prompts and edits")
-    p.add_argument("--labels", type=Path, help="the corrected frame: a label image (.png) or .npy (H, W)")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="the corrected frame: a label image (.png) or .npy (H, W); for a store made with --instances, its "
+        "track ids (8- or 16-bit grey PNG, or .npy)",
+    )
+    p.add_argument(
+        "--new-track",
+        action="append",
+        default=[],
+        metavar="ID=CLASS",
+        help="instances: the class (id or name) of a track id the corrected frame adds (repeat for several)",
+    )
     add_encoding_option(p, "--labels-encoding", "the corrected frame")
     p.add_argument("--frames", type=Path, help="the store's video (default: where the store says it is)")
     t = p.add_argument_group(
@@ -62,12 +74,48 @@ def _tracker_config(args):
     )
 
 
+def _new_tracks(args, store) -> dict[int, int]:
+    """``--new-track ID=CLASS`` as track id -> class id."""
+    from .core.errors import InputError
+
+    out = {}
+    names = {c.name.lower(): c.id for c in store.classes}
+    for item in args.new_track:
+        key, _, value = item.partition("=")
+        try:
+            cls = int(value) if value.strip().isdigit() else names[value.strip().lower()]
+            out[int(key)] = cls
+        except (ValueError, KeyError):
+            raise InputError(
+                f"--new-track {item}: give TRACK_ID=CLASS, the class an id or a name of {store.classes.name}."
+            ) from None
+    return out
+
+
+def _read_track_map(path: Path):
+    """A corrected frame's track ids: a grey PNG (8- or 16-bit) or a 2-D .npy of integers."""
+    import numpy as np
+    from PIL import Image
+
+    from .core.errors import InputError
+
+    try:
+        arr = np.load(path, allow_pickle=False) if path.suffix.lower() == ".npy" else np.asarray(Image.open(path))
+    except (OSError, ValueError) as e:
+        raise InputError(f"--labels {path} cannot be read ({e}).") from None
+    if arr.ndim != 2 or arr.dtype.kind not in "ui":
+        raise InputError(f"--labels {path}: track ids are one integer per pixel (a grey PNG or a 2-D .npy).")
+    return arr
+
+
 def _read_correction(args, store):
     from .core.errors import InputError
     from .core.inputs.labels import open_labels
 
     if args.labels is None:
         raise InputError("--correct needs --labels FILE: the corrected frame (a label .png or .npy).")
+    if store.tracks is not None:  # an instance store: the frame's track ids
+        return _read_track_map(args.labels)
     src = args.labels
     if src.suffix.lower() == ".npy":
         import numpy as np
@@ -106,7 +154,7 @@ def run_edit_command(args) -> int:
         print(f"undone: edit {rec['id']} ({rec['kind']} at frame {rec['frame']}), frames {a}-{a + rec['written'] - 1}")
         return 0
     if args.correct is not None:
-        request = EditRequest("correction", args.correct, _read_correction(args, store))
+        request = EditRequest("correction", args.correct, _read_correction(args, store), _new_tracks(args, store))
     elif args.pin is not None:
         request = EditRequest("pin", args.pin)
     else:
