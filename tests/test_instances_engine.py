@@ -394,3 +394,34 @@ def test_cli_corrects_an_instance_store_with_a_track_id_png(tmp_path, capsys):
     store = SasviStore.read(out)
     np.testing.assert_array_equal(np.asarray(store.tracks[4]), fix)
     assert store.track_table[7].class_id == GRASPER
+
+
+def test_palette_object_ids_need_no_class_table(tmp_path, capsys):
+    """DAVIS 2017 style: palette PNGs of object ids, --dataset from-labels: each id an object class
+    "object k" in the palette's colour, one track each."""
+    from PIL import Image
+
+    from napari_sasvi.cli import main
+    from napari_sasvi.core.config import RunConfig
+
+    frames = _frames(crossing, 8)
+    (tmp_path / "f").mkdir()
+    (tmp_path / "a").mkdir()
+    palette = [0, 0, 0, 200, 10, 10, 10, 200, 10] + [0] * (3 * 253)
+    for t in range(8):
+        Image.fromarray(frames[t]).save(tmp_path / "f" / f"{t:05d}.jpg")
+        ids = np.zeros((H, W), np.uint8)
+        for k, (_, (y, x), _) in enumerate(crossing(t), start=1):
+            ids[_square(y, x) & (ids == 0)] = k
+        im = Image.fromarray(ids, mode="P")
+        im.putpalette(palette)
+        im.save(tmp_path / "a" / f"{t:05d}.png")
+    rc = main(
+        ["segment", str(tmp_path / "f"), "--overseer-masks", str(tmp_path / "a"), "--dataset", "from-labels",
+         "--instances", "--out", str(tmp_path / "o.zarr")]
+    )  # fmt: skip
+    assert rc == 0 and "tracks: 2 (object 1 ×1, object 2 ×1)" in capsys.readouterr().out
+    store = SasviStore.read(tmp_path / "o.zarr")
+    assert store.classes.by_id(2).color == (10, 200, 10) and set(store.track_table) == {1, 2}
+    with pytest.raises(InputError, match="from-labels"):
+        RunConfig(dataset="from-labels")

@@ -100,12 +100,14 @@ def event_summary_lines(events: list[dict], classes=None, tracks=None) -> list[s
     return lines + lost_lines(events, classes, tracks) + track_lines(tracks, classes)
 
 
-def _track_table(store) -> dict:
-    """An instance store's track table ({} for a class store, or a store that cannot be read)."""
+def _store_tables(store):
+    """An instance store's track table ({} for a class store) and the store's class table; ({},
+    None) for a store that cannot be read."""
     try:
-        return SasviStore.read(store).track_table
+        s = SasviStore.read(store)
+        return s.track_table, s.classes
     except (SasviError, OSError):
-        return {}
+        return {}, None
 
 
 def video_done_lines(name: str, summary, classes=None) -> list[str]:
@@ -126,5 +128,6 @@ def video_done_lines(name: str, summary, classes=None) -> list[str]:
         at = f"restarts at {restarts}"
     state = f"resumed at frame {s.resumed_from}, " if s.resumed_from else ""
     head = f"{name}: {state}{s.frames_written} frames written to {s.store}; {at}"
-    tracks = _track_table(s.store)
+    tracks, stored = _store_tables(s.store)
+    classes = classes if classes is not None else stored  # dataset from-labels: the store's own
     return [head] + [f"{name}: {line}" for line in event_summary_lines(s.events, classes, tracks)]

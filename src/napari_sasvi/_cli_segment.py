@@ -16,7 +16,7 @@ from typing import Any
 
 from ._cli_events import lost_lines, video_done_lines  # noqa: F401 - lost_lines: its old home
 from ._cli_policy import POLICY_FLAGS, add_policy_options
-from .core.config import DEVICES, ENCODINGS, OVERSEERS, TRACKERS, RunConfig
+from .core.config import DEVICES, ENCODINGS, FROM_LABELS, OVERSEERS, TRACKERS, RunConfig
 from .core.datasets import PRESETS, canonical_dataset
 from .core.errors import InputError
 
@@ -144,7 +144,15 @@ def add_segment(sub) -> None:
     c = p.add_mutually_exclusive_group()
     # both set `dataset`; required unless --config gives it (RunConfig's default, synthetic, is for Python)
     for flag, kw in (
-        ("--dataset", dict(type=canonical_dataset, choices=list(PRESETS), help="class table preset")),
+        (
+            "--dataset",
+            dict(
+                type=canonical_dataset,
+                choices=[*PRESETS, FROM_LABELS],
+                help=f"class table preset; {FROM_LABELS}: with --instances, the classes the instance label files "
+                "name (palette PNGs: one per object)",
+            ),
+        ),
         (
             "--classes",
             dict(type=Path, metavar="CLASSES", help="class table file (.yaml/.json: classes: [{id, name, color}])"),
@@ -283,7 +291,10 @@ def config_from_args(args) -> RunConfig:
         except InputError as e:
             raise InputError(f"{CONFIG_FILE_PREFIX}{e}") from None
     elif "dataset" not in given:
-        raise InputError("Give the class table: --dataset NAME or --classes FILE (or --config FILE).")
+        raise InputError(
+            "Give the class table: --dataset NAME or --classes FILE (or --config FILE); with --instances and "
+            "instance label files that name their classes (palette PNGs, LabelMe, COCO): --dataset from-labels."
+        )
     else:
         base = RunConfig()
     sam2 = args.sam2_model or given.get("tracker.config")

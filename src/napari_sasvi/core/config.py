@@ -234,6 +234,10 @@ class IdentityConfig:
     reid_iou: Annotated[float, Field(gt=0, le=1)] = _IDENTITY.reid_iou
 
 
+#: ``dataset`` value for instance label files that bring their own classes (DAVIS-style palette
+#: PNGs: "object k" per id; LabelMe names; COCO categories), one table per video
+FROM_LABELS = "from-labels"
+
 _SECTIONS: dict[str, type] = {
     "overseer": OverseerConfig,
     "tracker": TrackerConfig,
@@ -249,7 +253,8 @@ class RunConfig:
     """Everything a SASVi run needs besides its inputs and output (see the module docstring).
 
     Attributes:
-        dataset: a class table preset (:data:`DATASETS`) or the path of a class table file.
+        dataset: a class table preset (:data:`DATASETS`), the path of a class table file, or
+            :data:`FROM_LABELS` (instances replayed from label files that bring their classes).
         mode: ``default`` (defects fixed) or ``reference`` (the published decisions).
         device: one of :data:`DEVICES` (``cuda:1`` names a GPU).
         instances: one track per object with a stable id (the overseer's instances), not one mask
@@ -276,6 +281,11 @@ class RunConfig:
             raise InputError(f"overseer.masks is for overseer.kind replay; {self.overseer.kind} predicts the masks.")
         if self.tracker.kind != "sam2" and (self.tracker.config or self.tracker.checkpoint):
             raise InputError(f"tracker.config/tracker.checkpoint are for tracker.kind sam2, not {self.tracker.kind}.")
+        if self.dataset == FROM_LABELS and not (self.instances and self.overseer.kind == "replay"):
+            raise InputError(
+                f"dataset {FROM_LABELS} takes the class table from instance label files: it needs instances: true and "
+                "overseer.kind replay (DAVIS-style palette PNGs: one class per object, in the palette's colours)."
+            )
         if self.instances and self.mode != "default":
             raise InputError("instances: true needs mode default (reference mode is the published, class-wise method).")
         if self.instances and self.overseer.kind in ("pixel", "none"):
@@ -286,8 +296,10 @@ class RunConfig:
         self.policy_params()  # parameter ranges checked now, not mid-run
 
     # -- derived ------------------------------------------------------------------------------------
-    def class_table(self) -> ClassTable:
-        return get_class_table(self.dataset)
+    def class_table(self) -> ClassTable | None:
+        """The run's class table; None for ``dataset: from-labels`` (each video's instance labels give
+        their own: :data:`FROM_LABELS`)."""
+        return None if self.dataset == FROM_LABELS else get_class_table(self.dataset)
 
     def policy_params(self, classes: ClassTable | None = None) -> PolicyParams:
         """The policy's parameters: the CaDIS merge and the dummy id follow the class table."""

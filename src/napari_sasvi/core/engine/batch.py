@@ -278,9 +278,13 @@ def segment_videos(
             else:
                 lab = overseer.labels
                 note = f"overseer masks {lab.desc} read as {lab.encoding} ({lab.reason})"
+        # dataset from-labels: this video's instance labels bring its classes
+        video_classes = classes if classes is not None else overseer.classes
+        if classes is None:
+            note += f"; classes from the labels: {', '.join(c.name for c in video_classes if c.id != 0)}"
         anchors = None
         if job.anchors is not None:
-            anchors = read_anchors(job.anchors, stack, classes, config.overseer.anchors_encoding)
+            anchors = read_anchors(job.anchors, stack, video_classes, config.overseer.anchors_encoding)
             note += f"; {len(anchors.masks)} annotated frame(s) {anchors.frames[:8]}{'...' if len(anchors.masks) > 8 else ''}"
         yield VideoStarted(i, len(jobs), job.name, str(job.store), len(stack), note)
         summary = yield from iter_sasvi(
@@ -288,7 +292,7 @@ def segment_videos(
             overseer,
             tracker,
             str(job.store),
-            classes,
+            video_classes,
             params,
             batch_size=config.overseer.batch_size,
             cancel=cancel,
