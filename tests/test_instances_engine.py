@@ -425,3 +425,41 @@ def test_palette_object_ids_need_no_class_table(tmp_path, capsys):
     assert store.classes.by_id(2).color == (10, 200, 10) and set(store.track_table) == {1, 2}
     with pytest.raises(InputError, match="from-labels"):
         RunConfig(dataset="from-labels")
+
+
+def test_annotated_frames_with_a_detector_take_over_its_tracks(tmp_path):
+    """--anchors with --instances: an annotated frame's objects replace the detector's there and
+    re-prompt; the annotated grasper takes over the track the detector had for it (no new id), and
+    a track bound to a file's object is continued by the detector's detections after it."""
+    import json
+
+    from PIL import Image
+
+    from napari_sasvi.core.config import RunConfig
+    from napari_sasvi.core.engine.batch import segment_video
+
+    frames = _frames(crossing, 20)
+    (tmp_path / "f").mkdir()
+    (tmp_path / "ann").mkdir()
+    for t in range(20):
+        Image.fromarray(frames[t]).save(tmp_path / "f" / f"{t:04d}.png")
+    ids = np.zeros((H, W), np.uint8)
+    for k, (_, (y, x), _) in enumerate(crossing(10), start=1):
+        ids[_square(y, x) & (ids == 0)] = 10 + k
+    Image.fromarray(ids).save(tmp_path / "ann" / "0010.png")  # frame 10 annotated, file ids 11 and 12
+    (tmp_path / "ann" / "instances.json").write_text(json.dumps({"classes": {"11": GRASPER, "12": GRASPER}}))
+    det = tmp_path / "det"
+    det.mkdir()
+    for t in range(20):
+        m = np.zeros((H, W), np.uint8)
+        for k, (_, (y, x), _) in enumerate(crossing(t), start=1):
+            m[_square(y, x) & (m == 0)] = k
+        Image.fromarray(m).save(det / f"{t:04d}.png")
+    (det / "instances.json").write_text(json.dumps({"classes": {"1": GRASPER, "2": GRASPER}, "identities": False}))
+    config = RunConfig(dataset="synthetic", instances=True, overseer={"anchors": str(tmp_path / "ann")})
+    segment_video(tmp_path / "f", tmp_path / "o.zarr", config, masks=str(det))
+    store = SasviStore.read(tmp_path / "o.zarr")
+    assert set(store.track_table) == {1, 2}  # the annotation took over the detector's two tracks
+    assert any(e["kind"] == "restart" and e["frame"] == 10 and e["reason"] == "anchor" for e in store.events)
+    tracks = np.asarray(store.tracks)
+    assert _centre_x(tracks[19], 1) > _centre_x(tracks[0], 1) and _centre_x(tracks[19], 2) < _centre_x(tracks[0], 2)

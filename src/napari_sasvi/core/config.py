@@ -288,7 +288,7 @@ class RunConfig:
             )
         if self.instances and self.mode != "default":
             raise InputError("instances: true needs mode default (reference mode is the published, class-wise method).")
-        if self.instances and self.overseer.kind in ("pixel", "none"):
+        if self.instances and self.overseer.kind == "pixel":
             raise InputError(
                 f"instances: true needs an overseer that gives objects; overseer.kind {self.overseer.kind} does not "
                 "(use maskrcnn, detr, mask2former, or replay instance labels)."

@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..inputs.anchors import read_anchors
 from ..inputs.frames import FrameStack, open_frames
 from ..inputs.videos import VideoJob, frame_names, plan_videos
+from ..overseers.replay_instances import AnchoredInstances
 from ..policy import Event
 from ..progress import drain
 from ..records import FrameDone, RunSummary, StoreOpened
@@ -247,7 +248,7 @@ def segment_videos(
     results: dict[str, RunSummary] = {}
     for i, job in enumerate(jobs):
         stack = open_frames(job.frames, name=job.name)
-        if config.overseer.kind == "none":
+        if config.overseer.kind == "none" and not config.instances:
             if job.anchors is None:
                 raise InputError(
                     "overseer.kind none propagates annotated frames: give overseer.anchors "
@@ -268,7 +269,13 @@ def segment_videos(
                 break
             _export_png(job, config, stack)
             continue
-        if trained is not None:
+        if config.overseer.kind == "none":  # instances: the annotated frames replayed (sparse: each an anchor)
+            if job.anchors is None:
+                raise InputError(f"overseer.kind none with instances needs overseer.anchors for video {job.name!r}.")
+            overseer = replay_overseer(job.anchors, classes, stack, instances=True)
+            src = overseer.source
+            note = f"no overseer: annotated objects {src.desc} ({src.kind}; {len(src.annotated)} annotated frames)"
+        elif trained is not None:
             overseer, note = trained, f"overseer {config.overseer.kind}"
         else:
             overseer = replay_overseer(job.masks, classes, stack, config.overseer.masks_encoding, config.instances)
@@ -283,7 +290,13 @@ def segment_videos(
         if classes is None:
             note += f"; classes from the labels: {', '.join(c.name for c in video_classes if c.id != 0)}"
         anchors = None
-        if job.anchors is not None:
+        if job.anchors is not None and config.instances and config.overseer.kind != "none":
+            annotated = replay_overseer(job.anchors, video_classes, stack, instances=True).source
+            overseer = AnchoredInstances(overseer, annotated)
+            note += (
+                f"; {len(annotated.annotated)} annotated frame(s) {list(annotated.annotated)[:8]} ({annotated.kind})"
+            )
+        elif job.anchors is not None and not config.instances:
             anchors = read_anchors(job.anchors, stack, video_classes, config.overseer.anchors_encoding)
             note += f"; {len(anchors.masks)} annotated frame(s) {anchors.frames[:8]}{'...' if len(anchors.masks) > 8 else ''}"
         yield VideoStarted(i, len(jobs), job.name, str(job.store), len(stack), note)

@@ -19,8 +19,10 @@ Frame by frame, in order:
 
 A detection that carries its object's id from the file it was read from (``source_id``: instance
 label files, COCO track ids, LabelMe groups; not a model's detections) keeps that identity: one
-track per (class, source id), from the first frame it is on, with no matching and no persistence
-check (the file's word, as annotated frames are).
+track per (class, source id). The first time a file's object is seen it is matched like any
+detection (an annotated frame among a detector's takes over the track the detector had for that
+object) or starts a track at once (no persistence check: the file's word); from then on the track
+is bound to it and continues with it only.
 
 The assignment of frame t is a function of the detections of frames 0 .. t + persistence only, so
 a resumed run (which restores the state before its segment start, :meth:`export_state`) assigns
@@ -168,6 +170,7 @@ class IdentityCache:
         # the tracker's own masks of a frame not assigned yet (observe): sparse annotations are
         # matched to them rather than to the masks of the last annotated frame, far back
         self._observed: tuple[int, dict[int, np.ndarray]] | None = None
+        self._bound: set[int] = set()  # tracks bound to a file's object (at the frame being assigned)
 
     # -- the overseer's detections -------------------------------------------------------------
     def detections(self, t: int) -> list[Instance]:
@@ -241,10 +244,14 @@ class IdentityCache:
         iou = np.zeros((len(free), len(tracks)))
         for i, d in enumerate(free):
             for j, tr in enumerate(tracks):
-                if dets[d].class_id == tr.class_id:
+                if dets[d].class_id == tr.class_id and self._may_take(dets[d], tr):
                     iou[i, j] = max(mask_iou(dets[d].mask, m, self._boxes[t][d], b) for m, b in preds[j])
         rows, cols = linear_sum_assignment(-iou)
         return {free[r]: tracks[c].id for r, c in zip(rows, cols, strict=True) if iou[r, c] >= min_iou}
+
+    def _may_take(self, det: Instance, tr: _Track) -> bool:
+        """Whether ``det`` may continue ``tr``: not a file's object on a track bound to another."""
+        return det.source_id is None or tr.id not in self._bound
 
     def _persists(self, t: int, det: Instance, tracked: set[int]) -> bool:
         """Whether a detection of t is continued over the next ``persistence`` frames: a detection
@@ -291,14 +298,13 @@ class IdentityCache:
     def _assign(self, t: int) -> None:
         dets = self.detections(t)
         ids: dict[int, int] = {}
-        for d, det in enumerate(dets):  # identities the files give
-            if det.source_id is not None:
-                key = (det.class_id, int(det.source_id))
-                if key not in self._by_source:
-                    self._by_source[key] = self._next_id
-                    self.class_of[self._next_id] = det.class_id
-                    self._next_id += 1
+        for d, det in enumerate(dets):  # identities the files give, for objects they gave before
+            key = None if det.source_id is None else (det.class_id, int(det.source_id))
+            if key in self._by_source:
                 ids[d] = self._by_source[key]
+        # a track bound to a file's object takes no other file's object (a detector's detections of
+        # it, yes); tracks continued above are taken
+        self._bound = set(self._by_source.values())
         taken = set(ids.values())
         live = [tr for tr in self._tracks.values() if t - tr.seen <= self.p.grace and tr.id not in taken]
         ended = [
@@ -314,17 +320,19 @@ class IdentityCache:
                 ds = [d for d in free if dets[d].class_id == c]
                 ts = [tr for tr in left if tr.class_id == c]
                 all_live = [tr for tr in live if tr.class_id == c]
-                if len(ds) == 1 and len(ts) == 1 and len(all_live) == 1:
+                if len(ds) == 1 and len(ts) == 1 and len(all_live) == 1 and self._may_take(dets[ds[0]], ts[0]):
                     ids[ds[0]] = ts[0].id
             free = [d for d in free if d not in ids]
         ids |= self._match(t, free, sorted(ended, key=lambda tr: tr.id), self.p.reid_iou)
-        merged = self._merges(t, ids, live)
-        for d in merged:
+        merged = {d for d in self._merges(t, ids, live) if dets[d].source_id is None}  # a file's objects are
+        for d in merged:  # its word, never a merge
             del ids[d]
         matched_masks = {ids[d]: dets[d].mask for d in ids}
         for d in range(len(dets)):
-            if d in ids or d in merged or not self._persists(t, dets[d], {tr.class_id for tr in live}):
+            if d in ids or d in merged:
                 continue
+            if dets[d].source_id is None and not self._persists(t, dets[d], {tr.class_id for tr in live}):
+                continue  # a file's object needs no persistence
             new = self._next_id
             self._next_id += 1
             ids[d] = new
@@ -336,6 +344,9 @@ class IdentityCache:
                 ):
                     self.parent[new] = other
                     break
+        for d, k in ids.items():  # a file's object now has its track: bound to it from here on
+            if dets[d].source_id is not None:
+                self._by_source.setdefault((dets[d].class_id, int(dets[d].source_id)), k)
         masks: dict[int, np.ndarray] = {}
         scores: dict[int, float] = {}
         for d, k in sorted(ids.items(), key=lambda kv: kv[1]):

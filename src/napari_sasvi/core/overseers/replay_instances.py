@@ -74,4 +74,32 @@ class InstanceReplayOverseer:
         }
 
 
-__all__ = ["InstanceReplayOverseer", "merge_instances"]
+class AnchoredInstances:
+    """An instance overseer with annotated frames (``--anchors`` with ``--instances``): on each
+    annotated frame the annotation's objects, with the identities the files give, replace the
+    overseer's detections, and SASVi re-prompts there (``anchor_frames``); the detector's
+    detections of an annotated object elsewhere continue its track (:mod:`..instances.identity`)."""
+
+    def __init__(self, overseer, annotations: InstanceSource):
+        self.overseer, self.annotations = overseer, annotations
+        self.needs_frames = overseer.needs_frames
+        self.name = f"{overseer.name} + annotated frames ({annotations.kind})"
+        self.anchor_frames = frozenset(int(t) for t in annotations.annotated)
+
+    def predict_instances(self, frames: Sequence[np.ndarray] | None, indices: Sequence[int]) -> list[list[Instance]]:
+        found = self.overseer.predict_instances(frames, indices)
+        pairs = zip(indices, found, strict=True)
+        return [self.annotations.instances(int(t)) if t in self.anchor_frames else f for t, f in pairs]
+
+    def predict(self, frames: Sequence[np.ndarray] | None, indices: Sequence[int]) -> list[OverseerResult]:
+        return [merge_instances(objs) for objs in self.predict_instances(frames, indices)]
+
+    def describe(self) -> dict:
+        return {
+            "type": "anchored_instances",
+            "overseer": self.overseer.describe(),
+            "anchors": self.annotations.describe(),
+        }
+
+
+__all__ = ["AnchoredInstances", "InstanceReplayOverseer", "merge_instances"]
