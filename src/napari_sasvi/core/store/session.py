@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -230,7 +230,7 @@ class StoreSession:
             written=0,
             state="running",
             undo=undo,
-            time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            time=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         self.edits.append(record)
         self.save_edits()
