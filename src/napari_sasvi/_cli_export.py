@@ -1,4 +1,4 @@
-"""``napari-sasvi export STORE... --to nnunet|coco-video|png|overlay-mp4|mots --out PATH``."""
+"""``napari-sasvi export STORE... --to nnunet|coco-video|png|overlay-mp4|mots|ome-zarr --out PATH``."""
 
 from __future__ import annotations
 
@@ -11,33 +11,40 @@ def add_export(sub) -> None:
     p = sub.add_parser(
         "export",
         help="export finished stores for training: an nnU-Net v2 dataset, COCO-video JSON, palette PNGs, an overlay MP4, "
-        "MOTS text",
+        "MOTS text, OME-Zarr",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("stores", type=Path, nargs="+", help="SASVi stores (.zarr folders), or a folder of stores")
-    p.add_argument("--to", required=True, choices=["nnunet", "coco-video", "png", "overlay-mp4", "mots"])
+    p.add_argument("--to", required=True, choices=["nnunet", "coco-video", "png", "overlay-mp4", "mots", "ome-zarr"])
     p.add_argument(
         "--out",
         type=Path,
         required=True,
         help="nnunet: the nnUNet_raw folder (DatasetXXX_NAME is made inside); coco-video: a .json file; "
         "png: a folder (one sub-folder per store when several); overlay-mp4: an .mp4 file; "
-        "mots: a folder (one <video>.txt per store)",
+        "mots: a folder (one <video>.txt per store); ome-zarr: a .zarr folder (one store: the frames as an "
+        "NGFF 0.5 image, labels/sasvi, labels/overseer and labels/tracks inside)",
     )
-    p.add_argument("--array", choices=["labels", "overseer"], default="labels", help="SASVi's labels or the overseer's")
+    p.add_argument(
+        "--array",
+        choices=["labels", "overseer"],
+        default="labels",
+        help="SASVi's labels or the overseer's (ome-zarr: both, always)",
+    )
     p.add_argument("--every", type=int, default=1, help="export every N-th frame (consecutive frames are near copies)")
     p.add_argument(
         "--frames",
         type=Path,
         action="append",
-        help="nnunet/overlay-mp4: the frames, when they moved since the run (once per store, in order)",
+        help="nnunet/overlay-mp4/ome-zarr: the frames, when they moved since the run (once per store, in order)",
     )
     p.add_argument(
         "--ids",
         choices=["class", "track"],
         help="what the masks name. png: class ids in palette PNGs (the default) or track ids in grey PNGs with "
         "instances.json (--instances stores); coco-video: one track per object for --instances stores (the "
-        "default), per class with 'class'; mots: track only",
+        "default), per class with 'class'; mots: track only; ome-zarr: 'track' requires labels/tracks, 'class' "
+        "leaves it out (default: there for --instances stores)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an export napari-sasvi wrote there before")
     g = p.add_argument_group("nnunet")
@@ -69,6 +76,10 @@ def run_export_command(args) -> int:
     from .core.progress import Returning
 
     kwargs: dict = {"every": args.every, "array": args.array, "overwrite": args.overwrite}
+    if args.to == "ome-zarr":
+        if args.array != "labels":
+            raise InputError("--array is not for --to ome-zarr: it holds SASVi's labels and the overseer's both.")
+        del kwargs["array"]
     if args.to == "nnunet":
         kwargs.update(dataset_id=args.dataset_id, dataset_name=args.dataset_name)
     if args.to == "png":
@@ -78,12 +89,12 @@ def run_export_command(args) -> int:
     if args.to == "mots":
         kwargs.update(frame_base=args.frame_base)
     if args.ids is not None:
-        if args.to not in ("png", "coco-video", "mots"):
-            raise InputError("--ids is for --to png, coco-video and mots.")
+        if args.to not in ("png", "coco-video", "mots", "ome-zarr"):
+            raise InputError("--ids is for --to png, coco-video, mots and ome-zarr.")
         kwargs["ids"] = args.ids
     if args.frames:
-        if args.to not in ("nnunet", "overlay-mp4"):
-            raise InputError("--frames is for --to nnunet and overlay-mp4 (the others read no frames).")
+        if args.to not in ("nnunet", "overlay-mp4", "ome-zarr"):
+            raise InputError("--frames is for --to nnunet, overlay-mp4 and ome-zarr (the others read no frames).")
         kwargs["frames"] = args.frames if args.to == "nnunet" else args.frames[0]
     bar = None
     run = Returning(iter_export(args.stores, args.to, args.out, **kwargs))

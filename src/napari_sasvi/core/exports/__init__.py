@@ -7,6 +7,8 @@
   stores only);
 * :mod:`.png`: palette PNG folders of class ids, or grey PNGs of track ids (``ids="track"``);
 * :mod:`.overlay`: an overlay MP4 for a quick look;
+* :mod:`.ome_zarr`: an OME-Zarr (NGFF 0.5) image of the frames with SASVi's, the overseer's and the
+  track ids' label images, for napari-ome-zarr and other NGFF tools;
 * :mod:`.reference`: the published scripts' layout (frames as ``%010d.jpg``, ``_rgb_mask.png`` and
   ``_binary_mask.npz`` masks), which ``segment`` writes beside a run;
 * :mod:`.common`: the stores an export reads, its progress and its summary;
@@ -33,10 +35,11 @@ from .coco_video import iter_export_coco_video
 from .common import ExportProgress, ExportSummary, find_stores
 from .mots import iter_export_mots
 from .nnunet import iter_export_nnunet, nnunet_label_values, video_splits
+from .ome_zarr import iter_export_ome_zarr
 from .overlay import iter_export_overlay_mp4, overlay
 from .png import iter_export_png
 
-FORMATS = ("nnunet", "coco-video", "png", "overlay-mp4", "mots")
+FORMATS = ("nnunet", "coco-video", "png", "overlay-mp4", "mots", "ome-zarr")
 
 
 def iter_export(stores, to: str, out, **kwargs) -> Generator[ExportProgress, None, ExportSummary]:
@@ -49,11 +52,13 @@ def iter_export(stores, to: str, out, **kwargs) -> Generator[ExportProgress, Non
         "png": iter_export_png,
         "overlay-mp4": iter_export_overlay_mp4,
         "mots": iter_export_mots,
+        "ome-zarr": iter_export_ome_zarr,
     }[to]
-    if to == "overlay-mp4":
+    if to in ("overlay-mp4", "ome-zarr"):
         paths = find_stores(stores if not isinstance(stores, (str, os.PathLike)) else [stores])
         if len(paths) != 1:
-            raise InputError(f"An overlay video shows one store; {len(paths)} were given (export them one by one).")
+            what = "An overlay video shows" if to == "overlay-mp4" else "An OME-Zarr export holds"
+            raise InputError(f"{what} one store; {len(paths)} were given (export them one by one).")
         stores = paths[0]
     return (yield from fn(stores, out, **kwargs))
 
@@ -73,6 +78,7 @@ __all__ = [
     "iter_export_coco_video",
     "iter_export_mots",
     "iter_export_nnunet",
+    "iter_export_ome_zarr",
     "iter_export_overlay_mp4",
     "iter_export_png",
     "nnunet_label_values",
