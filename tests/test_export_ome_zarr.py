@@ -220,3 +220,39 @@ def test_napari_ome_zarr_opens_the_export(tmp_path, make_napari_viewer_proxy):
     tracks = labels["tracks"].features
     assert dict(zip(tracks["index"], tracks["class"], strict=True))[2] == SYNTHETIC.by_id(CLIPPER).name
     assert np.allclose(np.asarray(sasvi.colormap.map(np.array([GRASPER])))[0][:3], np.array(SYNTHETIC.by_id(GRASPER).color) / 255, atol=0.01)  # fmt: skip
+
+
+@pytest.mark.gui
+def test_napari_writer_saves_an_image_and_its_labels(tmp_path, make_napari_viewer_proxy):
+    """napari's "save selected layers" with one image and two labels layers offers the OME-Zarr writer."""
+    import zarr
+    from ome_zarr_models.v05.image import Image as NgffImage
+
+    from napari_sasvi._napari.writer import write_ome_zarr
+
+    store, frames = make_store(tmp_path)
+    viewer = make_napari_viewer_proxy()
+    viewer.open(str(store), plugin="napari-sasvi")  # the frames (RGB) and the SASVi + overseer labels layers
+    out = tmp_path / "saved.zarr"
+    viewer.layers.selection = set(viewer.layers)
+    assert viewer.layers.save(str(out), selected=True, plugin="napari-sasvi")
+    root = zarr.open_group(str(out), mode="r")
+    NgffImage.from_zarr(root)
+    stack = open_frames(frames)
+    assert root["0"].shape == (N, 3, H, W) and np.array_equal(root["0"][4], stack.frame(4).transpose(2, 0, 1))
+    names = _attrs(out / "labels")["ome"]["labels"]
+    assert len(names) == 2 and all(" " not in n for n in names)
+    first = root[f"labels/{names[0]}/0"]
+    assert np.array_equal(first[3], np.asarray(SasviStore.read(store).labels[3]))
+    props = {
+        p["label-value"]: p["class"] for p in _attrs(out / "labels" / names[0])["ome"]["image-label"]["properties"]
+    }
+    assert props[GRASPER] == SYNTHETIC.by_id(GRASPER).name
+    # a labels layer of another size is refused (napari turns the writer's ValueError into "nothing
+    # written"); nothing is written
+    odd = viewer.add_labels(np.zeros((N, H, W + 1), np.uint8), name="odd")
+    viewer.layers.selection = {viewer.layers[0], odd}
+    assert viewer.layers.save(str(tmp_path / "odd.zarr"), selected=True, plugin="napari-sasvi") == []
+    assert not (tmp_path / "odd.zarr").exists()
+    with pytest.raises(ValueError, match=r"'odd' is \(6, 24, 33\), the image \(6, 24, 32\)"):
+        write_ome_zarr(str(tmp_path / "odd.zarr"), [ly.as_layer_data_tuple() for ly in (viewer.layers[0], odd)])

@@ -1,11 +1,12 @@
 """Writer contributions: a labels layer as a SASVi zarr store, as reference-layout PNGs, or as a
-COCO-video (YouTube-VIS style) JSON with RLE masks."""
+COCO-video (YouTube-VIS style) JSON with RLE masks; an image layer and its labels as an OME-Zarr."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..core.datasets import SYNTHETIC, ClassTable
+from ..core.errors import SasviError
 
 
 def _classes(meta: dict) -> ClassTable:
@@ -82,3 +83,70 @@ def write_labels_coco_video(path: str, data, meta: dict) -> list[str]:
     doc = coco_video_document([video], annotations, classes, {"description": f"napari labels layer {name!r}"})
     atomic_write_text(path, json.dumps(doc))
     return [str(path)]
+
+
+def _label_name(name: str, taken: set[str]) -> str:
+    """A layer name as a path under ``labels/``: letters, digits, '-', '_' and '.', unique."""
+    base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._") or "labels"
+    out, k = base, 2
+    while out in taken:
+        out, k = f"{base}_{k}", k + 1
+    taken.add(out)
+    return out
+
+
+def write_ome_zarr(path: str, layer_data: list) -> list[str]:
+    """Save one image layer (a (T, H, W, 3) RGB video, or (T, H, W) grey) and any labels layers of
+    its size as an OME-Zarr (NGFF 0.5): the image with the labels under ``labels/``, each coloured
+    and named from its class table (SASVi's layers carry one); one frame at a time, so lazy layers
+    are never loaded whole. Replaces an OME-Zarr napari-sasvi wrote, nothing else."""
+    import numpy as np
+
+    from ..core.exports.ome_zarr import LabelImage, class_label_metadata, iter_write_ome_zarr, prepare_target
+    from ..core.progress import drain
+
+    images = [(d, m) for d, m, kind in layer_data if kind == "image"]
+    if len(images) != 1:
+        raise ValueError(f"An OME-Zarr holds one image; {len(images)} image layers were selected.")
+    data, meta = images[0]
+    rgb = bool(meta.get("rgb"))
+    if np.ndim(data) == (3 if rgb else 2):  # a single frame
+        data = data[None]
+    n, h, w = (int(x) for x in data.shape[:3])
+    if rgb and data.shape[-1] != 3:
+        raise ValueError(f"An RGB layer for OME-Zarr needs 3 channels, this one has {data.shape[-1]}.")
+    taken: set[str] = set()
+    labels = []
+    for d, m, kind in layer_data:
+        if kind != "labels":
+            continue
+        d = d[None] if np.ndim(d) == 2 else d
+        if tuple(int(x) for x in d.shape) != (n, h, w):
+            raise ValueError(f"Labels layer {m.get('name')!r} is {tuple(d.shape)}, the image ({n}, {h}, {w}).")
+        table = (m.get("metadata") or {}).get("classes")
+        colors, props = class_label_metadata(_classes(m)) if table else ([], [])
+        dtype = np.dtype(getattr(d, "dtype", np.uint32))
+        dtype = dtype if dtype.kind in "iu" else np.dtype(np.uint32)
+        labels.append(LabelImage(_label_name(m.get("name") or "labels", taken), dtype.name,
+                                 lambda k, d=d, dt=dtype: np.asarray(d[k]).astype(dt), colors, props))  # fmt: skip
+    fps = (meta.get("metadata") or {}).get("fps")
+    try:
+        target = prepare_target(path, overwrite=True)  # napari asked before saving over the path
+    except SasviError as e:
+        raise ValueError(str(e)) from e
+    frame = (lambda k: np.asarray(data[k]).transpose(2, 0, 1)) if rgb else (lambda k: np.asarray(data[k])[None])
+    drain(
+        iter_write_ome_zarr(
+            target,
+            name=meta.get("name") or target.stem,
+            n=n,
+            image=frame,
+            image_shape=(3 if rgb else 1, h, w),
+            image_dtype=np.dtype(data.dtype).name,
+            labels=labels,
+            time_step=1 / fps if fps else 1.0,
+            time_unit="second" if fps else None,
+            info={"written_from": "napari layers"},
+        )
+    )
+    return [str(target)]
