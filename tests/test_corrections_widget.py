@@ -14,8 +14,8 @@ pytestmark = pytest.mark.gui
 N = 16
 
 
-def _finished_run(make_napari_viewer, qtbot, tmp_path, mode="default"):
-    viewer = make_napari_viewer()
+def _finished_run(make_napari_viewer_proxy, qtbot, tmp_path, mode="default"):
+    viewer = make_napari_viewer_proxy()
     video = SyntheticVideo(n_frames=N, height=64, width=80, seed=2)
     frames, noisy = video.arrays(noisy=True)
     truth = video.arrays()[1]
@@ -36,8 +36,8 @@ def _wait(qtbot, panel, timeout=120_000):
     qtbot.waitUntil(lambda: panel._worker is None, timeout=timeout)
 
 
-def test_paint_repropagate_undo(make_napari_viewer, qtbot, tmp_path):
-    viewer, widget, truth = _finished_run(make_napari_viewer, qtbot, tmp_path)
+def test_paint_repropagate_undo(make_napari_viewer_proxy, qtbot, tmp_path):
+    viewer, widget, truth = _finished_run(make_napari_viewer_proxy, qtbot, tmp_path)
     panel, path = widget._corrections, tmp_path / "s.zarr"
     before = np.asarray(SasviStore.read(path).labels)
     layer = viewer.layers["s SASVi"]
@@ -74,8 +74,8 @@ def test_paint_repropagate_undo(make_napari_viewer, qtbot, tmp_path):
     assert "Nothing to undo" in panel._info.value
 
 
-def test_pin_skip_from_the_table_and_cancel(make_napari_viewer, qtbot, tmp_path):
-    viewer, widget, _ = _finished_run(make_napari_viewer, qtbot, tmp_path, mode="reference")
+def test_pin_skip_from_the_table_and_cancel(make_napari_viewer_proxy, qtbot, tmp_path):
+    viewer, widget, _ = _finished_run(make_napari_viewer_proxy, qtbot, tmp_path, mode="reference")
     panel, path = widget._corrections, tmp_path / "s.zarr"
     store = SasviStore.read(path)
     before = np.asarray(store.labels)
@@ -133,10 +133,10 @@ def test_pin_skip_from_the_table_and_cancel(make_napari_viewer, qtbot, tmp_path)
     np.testing.assert_array_equal(np.asarray(SasviStore.read(path).labels), before)
 
 
-def test_repropagate_uses_the_stores_tracker_not_the_forms(make_napari_viewer, qtbot, tmp_path):
+def test_repropagate_uses_the_stores_tracker_not_the_forms(make_napari_viewer_proxy, qtbot, tmp_path):
     """Issue 27: Re-propagate built its tracker from the form, so a store made with one tracker got
     spans recomputed by another, silently. It now rebuilds the store's own from its record."""
-    viewer, widget, truth = _finished_run(make_napari_viewer, qtbot, tmp_path)
+    viewer, widget, truth = _finished_run(make_napari_viewer_proxy, qtbot, tmp_path)
     panel, path = widget._corrections, tmp_path / "s.zarr"
     made_with = SasviStore.read(path).signature["tracker"]
     assert made_with["method"] == "dis"

@@ -154,14 +154,14 @@ def test_strip_lanes_legend_and_tooltips(qtbot):
 
 
 @pytest.mark.gui
-def test_widget_lists_the_new_kinds_with_class_names(make_napari_viewer, qtbot, tmp_path):
+def test_widget_lists_the_new_kinds_with_class_names(make_napari_viewer_proxy, qtbot, tmp_path):
     from napari_sasvi.core.records import StoreOpened
     from napari_sasvi.core.store.sasvi_store import SasviStore
 
     events = run_events(5000)
     store = SasviStore.open(tmp_path / "v.zarr", n_frames=5000, frame_size=(8, 8), classes=CHOLECSEG8K, signature={})
     store.mark_done(5000, events)
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     _, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
     widget._show_store(StoreOpened(str(tmp_path / "v.zarr"), 5000, 5000))  # as a run's first item does
     qtbot.waitUntil(lambda: widget._table.shape[0] > 0, timeout=10_000)

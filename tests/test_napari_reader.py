@@ -6,10 +6,10 @@ import pytest
 pytestmark = pytest.mark.gui
 
 
-def test_open_folder_through_reader(make_napari_viewer, frame_folder, small_frames):
+def test_open_folder_through_reader(make_napari_viewer_proxy, frame_folder, small_frames):
     import dask.array as da
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     layers = viewer.open(str(frame_folder), plugin="napari-sasvi")
     assert len(layers) == 1
     layer = layers[0]
@@ -23,11 +23,11 @@ def test_open_folder_through_reader(make_napari_viewer, frame_folder, small_fram
     assert shot.ndim == 3 and shot.std() > 0
 
 
-def test_open_video_through_reader(make_napari_viewer, tmp_path, small_frames):
+def test_open_video_through_reader(make_napari_viewer_proxy, tmp_path, small_frames):
     from napari_sasvi.core.inputs.video import write_video
 
     path = write_video(tmp_path / "case_07.mp4", np.repeat(np.repeat(small_frames, 2, 1), 2, 2))
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     (layer,) = viewer.open(str(path), plugin="napari-sasvi")
     assert layer.name == "case_07"
     assert layer.data.shape[0] == len(small_frames)
@@ -41,8 +41,8 @@ def test_reader_declines_other_paths(tmp_path):
     assert get_reader(str(tmp_path / "a.txt")) is None
 
 
-def test_sample_data_layers(make_napari_viewer):
-    viewer = make_napari_viewer()
+def test_sample_data_layers(make_napari_viewer_proxy):
+    viewer = make_napari_viewer_proxy()
     layers = viewer.open_sample("napari-sasvi", "synthetic_noisy")
     names = [layer.name for layer in layers]
     assert names == ["Synthetic surgical video", "Ground truth", "Noisy overseer"]
@@ -64,13 +64,15 @@ def _store_of(tmp_path, frames_source, lab):
     return out
 
 
-def test_open_a_store_gives_frames_labels_and_overseer(make_napari_viewer, tmp_path, frame_folder, small_frames):
+def test_open_a_store_gives_frames_labels_and_overseer(
+    make_napari_viewer_proxy, tmp_path, frame_folder, small_frames, monkeypatch
+):
     """File > Open / drag-and-drop of a store: its two labels layers in class colours and names,
     and the frames from where the store says they are."""
     lab = np.zeros(small_frames.shape[:3], np.uint8)
     lab[:, 10:30, 10:30] = 5
     out = _store_of(tmp_path, frame_folder, lab)
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     # drag-and-drop asks napari with no plugin: ours is offered (napari's own zarr reader too, so
     # napari shows its reader chooser, with "remember my choice")
     from napari.errors import MultipleReaderError
@@ -79,6 +81,18 @@ def test_open_a_store_gives_frames_labels_and_overseer(make_napari_viewer, tmp_p
         viewer.open(str(out), plugin=None)
     assert "napari-sasvi" in e.value.available_plugins
     layers = viewer.open(str(out), plugin="napari-sasvi")  # what the chooser then does
+    # a plugin cannot make napari prefer it; the user's saved preference does (docs/usage.md)
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    prefs = {**plugins.extension2reader, "*_sasvi.zarr/": "napari-sasvi"}  # a folder: napari matches "path/"
+    monkeypatch.setattr(plugins, "extension2reader", prefs)
+    named = out.rename(out.with_name("case_sasvi.zarr"))
+    opened = viewer.open(str(named), plugin=None)
+    assert [la.name for la in opened][1:] == ["case_sasvi SASVi", "case_sasvi overseer"]
+    named.rename(out)
+    for la in opened:
+        viewer.layers.remove(la)
     assert [la.name for la in layers] == ["video01", "case SASVi", "case overseer"]
     frames, sasvi, overseer = layers
     assert frames.rgb and frames.data.shape == small_frames.shape
@@ -90,7 +104,7 @@ def test_open_a_store_gives_frames_labels_and_overseer(make_napari_viewer, tmp_p
     assert shot.std() > 0
 
 
-def test_open_a_store_whose_frames_are_gone(make_napari_viewer, tmp_path, small_frames):
+def test_open_a_store_whose_frames_are_gone(make_napari_viewer_proxy, tmp_path, small_frames):
     import shutil
 
     folder = tmp_path / "moved"
@@ -103,6 +117,6 @@ def test_open_a_store_whose_frames_are_gone(make_napari_viewer, tmp_path, small_
     lab[:, 5:20, 5:20] = 2
     out = _store_of(tmp_path, folder, lab)
     shutil.rmtree(folder)
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     layers = viewer.open(str(out), plugin="napari-sasvi")
     assert [la.name for la in layers] == ["case SASVi", "case overseer"]

@@ -110,11 +110,11 @@ def test_frame_centroids_and_the_split_graph():
 
 # -- the reader ---------------------------------------------------------------------------------------
 @pytest.mark.gui
-def test_open_an_instance_store(make_napari_viewer, tmp_path):
+def test_open_an_instance_store(make_napari_viewer_proxy, tmp_path):
     store = _instance_store(tmp_path / "inst.zarr")
     table, tracks = store.track_table, np.asarray(store.tracks)
     assert {i.class_id for i in table.values()} == {GRASPER, HOOK} and len(table) == 3
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     layers = viewer.open(str(tmp_path / "inst.zarr"), plugin="napari-sasvi")
     names = [la.name for la in layers]
     assert names == ["inst SASVi", "inst overseer", "inst tracks", "inst track centroids"]
@@ -152,24 +152,24 @@ def test_open_an_instance_store(make_napari_viewer, tmp_path):
 
 
 @pytest.mark.gui
-def test_a_class_only_store_opens_as_before(make_napari_viewer, tmp_path):
+def test_a_class_only_store_opens_as_before(make_napari_viewer_proxy, tmp_path):
     from napari_sasvi.core.overseers.replay import ReplayOverseer
 
     lab = np.full((6, H, W), 255, np.uint8)
     lab[:, 10:30, 10:30] = GRASPER
     run_sasvi(_frames(6), ReplayOverseer(lab, SYNTHETIC), FlowTracker(), str(tmp_path / "c.zarr"), SYNTHETIC)
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     layers = viewer.open(str(tmp_path / "c.zarr"), plugin="napari-sasvi")
     assert [la.name for la in layers] == ["c SASVi", "c overseer"] and layers[0].visible
 
 
 @pytest.mark.gui
-def test_a_store_opened_while_its_run_goes_gets_its_centroids_at_the_end(make_napari_viewer, qtbot, tmp_path):
+def test_a_store_opened_while_its_run_goes_gets_its_centroids_at_the_end(make_napari_viewer_proxy, qtbot, tmp_path):
     out = tmp_path / "live.zarr"
     _instance_store(out, stop_after=6, background_writes=False)
     partial = SasviStore.read(out)
     assert 6 <= partial.frames_done < N
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     layers = viewer.open(str(out), plugin="napari-sasvi")
     assert [la.name for la in layers][-2:] == ["live tracks", "live track centroids"]
     assert viewer.layers["live track centroids"].data[:, 1].max() == partial.frames_done - 1
@@ -180,12 +180,12 @@ def test_a_store_opened_while_its_run_goes_gets_its_centroids_at_the_end(make_na
 
 
 # -- the segment widget ---------------------------------------------------------------------------------
-def _widget(make_napari_viewer, tmp_path, n_frames=12):
+def _widget(make_napari_viewer_proxy, tmp_path, n_frames=12):
     from napari_sasvi._napari._form import REPLAY_FOLDER
     from napari_sasvi.core.synthetic import SyntheticVideo
     from napari_sasvi.core.synthetic_instances import write_instance_pngs
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     video = SyntheticVideo(n_frames=n_frames, height=96, width=128, seed=1)
     frames, labels = video.arrays()
     viewer.add_image(frames, name="clip", rgb=True)
@@ -201,8 +201,8 @@ def _widget(make_napari_viewer, tmp_path, n_frames=12):
 
 
 @pytest.mark.gui
-def test_widget_instance_run_shows_tracks_centroids_and_track_rows(make_napari_viewer, qtbot, tmp_path):
-    viewer, widget, video = _widget(make_napari_viewer, tmp_path)
+def test_widget_instance_run_shows_tracks_centroids_and_track_rows(make_napari_viewer_proxy, qtbot, tmp_path):
+    viewer, widget, video = _widget(make_napari_viewer_proxy, tmp_path)
     assert "track" in widget._instances.tooltip and not widget._instances.value
     widget._instances.value = True
     assert widget.run_config().instances
@@ -215,6 +215,7 @@ def test_widget_instance_run_shows_tracks_centroids_and_track_rows(make_napari_v
     assert {i.class_id for i in table.values()} == set(video.instance_classes.values())
     labels = viewer.layers["run tracks"]
     assert not viewer.layers["run SASVi"].visible and labels.visible
+    assert viewer.layers.selection.active.name == "run tracks"  # where a user paints a correction
     assert set(labels.features["track_id"]) == set(table)
     assert "Grasper #" in " ".join(labels.features["track"])
     np.testing.assert_array_equal(np.asarray(labels.data[3]), np.asarray(store.tracks[3]))
@@ -235,10 +236,12 @@ def test_widget_instance_run_shows_tracks_centroids_and_track_rows(make_napari_v
 
 
 @pytest.mark.gui
-def test_widget_instances_with_a_class_overseer_is_a_notification(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+def test_widget_instances_with_a_class_overseer_is_a_notification(
+    make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch
+):
     from napari_sasvi._napari._form import REPLAY_LAYER, TRAINED
 
-    viewer, widget, video = _widget(make_napari_viewer, tmp_path, n_frames=4)
+    viewer, widget, video = _widget(make_napari_viewer_proxy, tmp_path, n_frames=4)
     shown = []
     monkeypatch.setattr("napari.utils.notifications.show_error", lambda msg: shown.append(msg))
     widget._instances.value = True
@@ -267,8 +270,8 @@ def test_widget_instances_with_a_class_overseer_is_a_notification(make_napari_vi
 
 
 @pytest.mark.gui
-def test_painting_a_track_id_and_repropagate_re_propagates_that_instance(make_napari_viewer, qtbot, tmp_path):
-    viewer, widget, video = _widget(make_napari_viewer, tmp_path)
+def test_painting_a_track_id_and_repropagate_re_propagates_that_instance(make_napari_viewer_proxy, qtbot, tmp_path):
+    viewer, widget, video = _widget(make_napari_viewer_proxy, tmp_path)
     widget._instances.value = True
     widget._out.value = tmp_path / "e.zarr"
     widget.run()

@@ -16,8 +16,8 @@ def _wait(qtbot, widget, timeout=180_000):
 
 
 @pytest.fixture
-def painted(make_napari_viewer):
-    viewer = make_napari_viewer()
+def painted(make_napari_viewer_proxy):
+    viewer = make_napari_viewer_proxy()
     video = SyntheticVideo(n_frames=10, height=64, width=80, seed=1)
     frames, truth = video.arrays()
     viewer.add_image(frames, name="clip", rgb=True)

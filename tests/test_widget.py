@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_sasvi.core.errors import SasviError
 from napari_sasvi.core.store.sasvi_store import SasviStore
 from napari_sasvi.core.synthetic import SyntheticVideo
 
 pytestmark = pytest.mark.gui
 
 
-def _viewer_with_clip(make_napari_viewer, n_frames=12):
-    viewer = make_napari_viewer()
+def _viewer_with_clip(make_napari_viewer_proxy, n_frames=12):
+    viewer = make_napari_viewer_proxy()
     video = SyntheticVideo(n_frames=n_frames, height=64, width=80, seed=1)
     frames, noisy = video.arrays(noisy=True)
     viewer.add_image(frames, name="clip", rgb=True)
@@ -28,8 +29,8 @@ def _viewer_with_clip(make_napari_viewer, n_frames=12):
 
 
 @pytest.fixture
-def viewer_with_clip(make_napari_viewer):
-    return _viewer_with_clip(make_napari_viewer)
+def viewer_with_clip(make_napari_viewer_proxy):
+    return _viewer_with_clip(make_napari_viewer_proxy)
 
 
 def _wait(qtbot, widget, timeout=180_000):
@@ -113,11 +114,11 @@ def test_errors_are_notifications_and_lose_nothing(viewer_with_clip, qtbot, tmp_
 
 
 @pytest.mark.slow  # Mask R-CNN at 299 px
-def test_trained_overseer_from_a_checkpoint(make_napari_viewer, qtbot, tmp_path, maskrcnn_checkpoint):
+def test_trained_overseer_from_a_checkpoint(make_napari_viewer_proxy, qtbot, tmp_path, maskrcnn_checkpoint):
     """Pick Mask R-CNN and a checkpoint: the model predicts every frame, SAM2 propagates, the
     overseer's own labels appear beside; a checkpoint of the wrong model is a notification."""
     # 2 frames: Mask R-CNN at its 299 px input takes over a second a frame on a CPU
-    viewer, widget, frames, noisy = _viewer_with_clip(make_napari_viewer, n_frames=2)
+    viewer, widget, frames, noisy = _viewer_with_clip(make_napari_viewer_proxy, n_frames=2)
     ckpt = maskrcnn_checkpoint
     widget._overseer.value = "Mask R-CNN"
     assert not widget._overseer_ckpt.native.isHidden() and widget._overseer_layer.native.isHidden()
@@ -158,6 +159,36 @@ def test_flow_tracker_choice(viewer_with_clip, qtbot, tmp_path):
     }
     labels = np.asarray(viewer.layers["flow SASVi"].data)
     assert (labels[0] == noisy[0]).mean() > 0.95  # the prompt frame is the overseer's labels
+    # the layer a new user paints on is selected, not the hidden overseer's added after it
+    assert viewer.layers.selection.active.name == "flow SASVi" and not viewer.layers["flow overseer"].visible
+
+
+def test_the_dataset_comes_from_the_input_or_the_user(make_napari_viewer_proxy, tmp_path):
+    """No silent "synthetic": a labels layer napari-sasvi made names its classes (a preset by name,
+    another table written beside the store); an existing store's table wins (a resume)."""
+    from napari_sasvi._napari.sample import labels_layer_kwargs
+    from napari_sasvi.core.datasets import SYNTHETIC, ClassTable
+
+    viewer = make_napari_viewer_proxy()
+    video = SyntheticVideo(n_frames=3, height=32, width=48)
+    frames, labels = video.arrays()
+    viewer.add_image(frames, name="clip", rgb=True)
+    viewer.add_labels(labels, **labels_layer_kwargs(SYNTHETIC, "gt"))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
+    widget._overseer_layer.value = viewer.layers["gt"]
+    widget._out.value = tmp_path / "a.zarr"
+    assert widget._dataset.value == "choose..." and widget.run_config().dataset == "synthetic"
+    mine = ClassTable.from_dict({**SYNTHETIC.to_dict(), "name": "my tools"})
+    viewer.add_labels(labels, **labels_layer_kwargs(mine, "mine"))
+    widget._overseer_layer.value = viewer.layers["mine"]
+    written = widget.run_config().dataset
+    assert written == str(tmp_path / "a_classes.json")
+    assert ClassTable.from_dict(__import__("json").loads((tmp_path / "a_classes.json").read_text())).name == "my tools"
+    viewer.layers["mine"].metadata = {}
+    with pytest.raises(SasviError, match="Choose the dataset"):
+        widget.run_config()
+    widget._dataset.value = "cadis"  # the user's choice is taken as it is
+    assert widget.run_config().dataset == "cadis"
 
 
 def test_transformers_tracker_choice(viewer_with_clip, qtbot, tmp_path, hf_tracker):
@@ -179,13 +210,13 @@ def test_transformers_tracker_choice(viewer_with_clip, qtbot, tmp_path, hf_track
     assert store.complete and store.signature["tracker"]["model_class"] == "Sam2VideoModel"
 
 
-def test_writers(make_napari_viewer, tmp_path):
+def test_writers(make_napari_viewer_proxy, tmp_path):
     from PIL import Image
 
     from napari_sasvi._napari.sample import labels_layer_kwargs
     from napari_sasvi.core.datasets import SYNTHETIC
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     video = SyntheticVideo(n_frames=3, height=32, width=48)
     layer = viewer.add_labels(np.stack([video.labels(t) for t in range(3)]), **labels_layer_kwargs(SYNTHETIC, "gt"))
     viewer.layers.save(str(tmp_path / "gt.zarr"), selected=False, plugin="napari-sasvi")
@@ -213,13 +244,13 @@ def test_writers(make_napari_viewer, tmp_path):
 
 
 @pytest.mark.slow  # software rendering shares the CPU with the run
-def test_run_on_lazy_sample_layers_while_scrubbing(make_napari_viewer, qtbot, tmp_path):
+def test_run_on_lazy_sample_layers_while_scrubbing(make_napari_viewer_proxy, qtbot, tmp_path):
     """dask-backed layers (the reader's and the samples') while napari slices them on the main thread."""
     from qtpy.QtCore import QTimer
 
     from napari_sasvi._napari.sample import synthetic_sample
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     for data, kwargs, kind in synthetic_sample(n_frames=8, noisy=True):
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     _, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
@@ -247,13 +278,18 @@ def test_run_on_lazy_sample_layers_while_scrubbing(make_napari_viewer, qtbot, tm
     assert SasviStore.read(tmp_path / "lazy.zarr").complete
 
 
-def test_offline_defaults_and_closing(make_napari_viewer, tmp_path, frame_folder):
+def test_offline_defaults_and_closing(make_napari_viewer_proxy, tmp_path, frame_folder):
     """A new user's defaults run offline (the flow tracker) and write next to the input; a closed
     dock stops listening to the viewer."""
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     viewer.open(str(frame_folder), plugin="napari-sasvi")
     viewer.add_labels(np.zeros((12, 48, 64), np.uint8), name="masks")
     dock, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
+    # no silent dataset: a painted layer does not say its classes, so the form asks for them
+    assert widget._dataset.value == "choose..."
+    with pytest.raises(SasviError, match="Choose the dataset"):
+        widget.run_config()
+    widget._dataset.value = "synthetic"
     assert widget.run_config().tracker.kind == "flow"
     assert widget._out.value == frame_folder.parent / "video01_sasvi.zarr"
     widget._out.value = tmp_path / "mine.zarr"  # the user's choice sticks
@@ -269,10 +305,10 @@ def test_offline_defaults_and_closing(make_napari_viewer, tmp_path, frame_folder
     assert not widget._connected and not ours()
 
 
-def test_no_overseer_propagates_a_painted_frame(make_napari_viewer, qtbot, tmp_path):
+def test_no_overseer_propagates_a_painted_frame(make_napari_viewer_proxy, qtbot, tmp_path):
     from napari_sasvi._napari._form import ANCHOR_LAYER, NO_ANCHORS, NO_OVERSEER
 
-    viewer, widget, frames, noisy = _viewer_with_clip(make_napari_viewer, n_frames=8)
+    viewer, widget, frames, noisy = _viewer_with_clip(make_napari_viewer_proxy, n_frames=8)
     truth = SyntheticVideo(n_frames=8, height=64, width=80, seed=1).arrays()[1]
     painted = np.zeros_like(truth)
     painted[5] = truth[5]  # the user painted frame 5 only

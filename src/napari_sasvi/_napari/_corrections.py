@@ -20,6 +20,7 @@ from magicgui.widgets import Container, Label, PushButton
 
 from ..core.errors import SasviError
 from ..core.progress import Returning
+from ._layout import wrap_label
 
 SKIPPABLE = ("restart", "add_objects")
 
@@ -35,8 +36,9 @@ class CorrectionsPanel(Container):
         self._progress = None
         self.last_summaries: list = []
         self._info = Label(value="Corrections: paint on the SASVi layer, or pin / skip re-prompts; then Re-propagate.")
-        self._pin = PushButton(text="Pin re-prompt at this frame")
-        self._skip = PushButton(text="Skip selected re-prompt")
+        wrap_label(self._info)  # one line of text would set the dock's width
+        self._pin = PushButton(text="Pin re-prompt", tooltip="Pin a re-prompt at the frame shown.")
+        self._skip = PushButton(text="Skip re-prompt", tooltip="Skip the re-prompt selected in the events table.")
         self._repropagate = PushButton(text="Re-propagate")
         self._undo = PushButton(text="Undo edit")
         row1 = Container(widgets=[self._pin, self._skip], layout="horizontal", labels=False)

@@ -19,6 +19,8 @@ from ..core.config import DEVICES, ENCODINGS, MODES, OverseerConfig, PolicyConfi
 from ..core.datasets import PRESETS
 from ..core.errors import SasviError
 from ..core.weights import SAM2_CHECKPOINTS
+from ._dataset import CHOOSE_DATASET, CLASS_TABLE_FILE, dataset_for_run
+from ._layout import fit_dock, narrow_combos, section
 
 #: the form starts from RunConfig's defaults (declared there once, shared with the CLI and Python)
 DEFAULTS = RunConfig()
@@ -69,26 +71,45 @@ class SegmentForm(Container):
     :meth:`_job` read them as a run."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        # labels=False here: each section below is a labelled container of its own, so a long label
+        # in one section does not widen the others (see _layout.py)
+        super().__init__(labels=False)
         self._viewer = viewer
         self._frames = ComboBox(label="frames", choices=lambda _: _layers_of(self._viewer, "image"))
         self._overseer = ComboBox(
-            label="overseer", choices=[*TRAINED, REPLAY_LAYER, REPLAY_FOLDER, NO_OVERSEER], value=REPLAY_LAYER
+            label="overseer",
+            choices=[*TRAINED, REPLAY_LAYER, REPLAY_FOLDER, NO_OVERSEER],
+            value=REPLAY_LAYER,
+            tooltip="Where the per-frame masks come from: a trained model, replayed labels, or none.",
         )
-        self._overseer_layer = ComboBox(label="overseer labels", choices=lambda _: _layers_of(self._viewer, "labels"))
-        self._overseer_path = FileEdit(label="overseer masks", mode="d")
+        self._overseer_layer = ComboBox(
+            label="masks", choices=lambda _: _layers_of(self._viewer, "labels"), tooltip="The overseer's labels layer."
+        )
+        self._overseer_path = FileEdit(label="masks", mode="d", tooltip="The overseer's masks: a folder, .npy or zarr.")
         self._encoding = ComboBox(
-            label="masks encoding", choices=list(ENCODINGS), value=DEFAULTS.overseer.masks_encoding
+            label="encoding",
+            choices=list(ENCODINGS),
+            value=DEFAULTS.overseer.masks_encoding,
+            tooltip="How the replayed masks encode classes.",
         )
         self._anchor_src = ComboBox(
-            label="annotated frames", choices=[NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER], value=NO_ANCHORS
+            label="from",
+            choices=[NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER],
+            value=NO_ANCHORS,
+            tooltip="Annotated frames (anchors): frames you painted, used as they are and propagated.",
         )
-        self._anchor_layer = ComboBox(label="annotations", choices=lambda _: _layers_of(self._viewer, "labels"))
-        self._anchor_path = FileEdit(label="annotation files", mode="d")
-        self._overseer_ckpt = FileEdit(label="overseer checkpoint", mode="r", filter="*.pth *.pt *.skops")
-        self._published = CheckBox(label="published checkpoint (downloads once)", value=False)
+        self._anchor_layer = ComboBox(
+            label="layer", choices=lambda _: _layers_of(self._viewer, "labels"), tooltip="Labels with painted frames."
+        )
+        self._anchor_path = FileEdit(label="files", mode="d", tooltip="Label files named after their frames.")
+        self._overseer_ckpt = FileEdit(
+            label="weights", mode="r", filter="*.pth *.pt *.skops", tooltip="The overseer checkpoint."
+        )
+        self._published = CheckBox(
+            label="published weights", value=False, tooltip="The published checkpoint for the dataset (downloads once)."
+        )
         self._instances = CheckBox(
-            label="instances (one track per object)",
+            label="instances",
             value=DEFAULTS.instances,
             tooltip=(
                 "One track with its own id per object (two graspers are Grasper #1 and Grasper #2), not one mask "
@@ -98,76 +119,87 @@ class SegmentForm(Container):
                 "labels replayed) and mode default."
             ),
         )
-        self._dataset = ComboBox(label="dataset", choices=[*PRESETS, "class table file"], value=DEFAULTS.dataset)
-        self._classes_file = FileEdit(label="class table", mode="r", filter="*.yaml *.yml *.json")
+        # no silent default: the classes come from the input (see dataset_for_run) or the user's choice
+        self._dataset = ComboBox(
+            label="dataset",
+            choices=[CHOOSE_DATASET, *PRESETS, CLASS_TABLE_FILE],
+            value=CHOOSE_DATASET,
+            tooltip="The class table. Left at 'choose...', Run takes it from the overseer or annotations layer "
+            "(layers napari-sasvi made carry it) or from the output store; else it asks.",
+        )
+        self._classes_file = FileEdit(
+            label="table", mode="r", filter="*.yaml *.yml *.json", tooltip="Class table file."
+        )
         self._sam2 = ComboBox(
             label="tracker",
             choices=[*SAM2_CHECKPOINTS, CONFIG_CHOICE, HF_CHOICE, *FLOW_CHOICES],
             value=_tracker_choice(DEFAULTS.tracker),
+            tooltip="What propagates the masks: a SAM2 model, a transformers tracker or optical flow (no weights).",
         )
-        self._hf_model = LineEdit(label="model folder or repo id", value="facebook/sam2.1-hiera-tiny")
-        self._sam2_config = LineEdit(label="SAM2 config", value="sam2.1_hiera_t")
-        self._sam2_ckpt = FileEdit(label="SAM2 checkpoint", mode="r", filter="*.pt *.pth")
-        self._random = CheckBox(label="random weights (testing)", value=False)
+        self._hf_model = LineEdit(
+            label="model", value="facebook/sam2.1-hiera-tiny", tooltip="Model folder or Hugging Face repo id."
+        )
+        self._sam2_config = LineEdit(label="config", value="sam2.1_hiera_t", tooltip="SAM2 config name.")
+        self._sam2_ckpt = FileEdit(label="weights", mode="r", filter="*.pt *.pth", tooltip="SAM2 checkpoint.")
+        self._random = CheckBox(label="random weights", value=False, tooltip="Random weights (testing the plumbing).")
         self._image_size = SpinBox(
-            label="image size (0: model's)", value=DEFAULTS.tracker.image_size or 0, min=0, max=2048, step=32
+            label="image size",
+            value=DEFAULTS.tracker.image_size or 0,
+            min=0,
+            max=2048,
+            step=32,
+            tooltip="The tracker's input size in px (0: the model's own).",
         )
         self._device = ComboBox(label="device", choices=list(DEVICES), value=DEFAULTS.device)
-        self._out = FileEdit(label="output store", mode="w", filter="*.zarr", value=Path.home() / "sasvi.zarr")
+        self._out = FileEdit(
+            label="output",
+            mode="w",
+            filter="*.zarr",
+            value=Path.home() / "sasvi.zarr",
+            tooltip="The output store (.zarr); Run again resumes it.",
+        )
         self._out_suggested = True  # follows the frames layer until the user picks a path
-        self._show_adv = CheckBox(label="advanced", value=False)
         policy = DEFAULTS.policy
         self._mode = ComboBox(label="mode", choices=list(MODES), value=DEFAULTS.mode)
         self._lookahead = SpinBox(label="look-ahead", value=policy.lookahead, min=1, max=100)
         self._persistence = SpinBox(label="persistence", value=policy.persistence, min=0, max=50)
-        self._overlap = FloatSpinBox(label="overlap threshold", value=policy.overlap, min=0.05, max=1.0, step=0.05)
-        self._buffer = SpinBox(label="re-seed every", value=policy.buffer, min=2, max=10000)
-        self._min_visible = SpinBox(label="min visible px", value=policy.min_visible, min=1, max=100000)
-        self._consensus = CheckBox(label="consensus with the overseer", value=policy.consensus)
-        self._agree_iou = FloatSpinBox(label="agree IoU", value=policy.agree_iou, min=0.05, max=1.0, step=0.05)
-        self._score_thr = FloatSpinBox(label="overseer score threshold", value=0.05, min=-1.0, max=1.0, step=0.05)
-        self._mask_thr = FloatSpinBox(label="overseer mask threshold", value=0.5, min=-50.0, max=50.0, step=0.1)
-        self._batch = SpinBox(label="overseer batch", value=DEFAULTS.overseer.batch_size, min=1, max=64)
-        self._advanced = [
-            self._mode,
-            self._lookahead,
-            self._persistence,
-            self._overlap,
-            self._buffer,
-            self._min_visible,
-            self._consensus,
-            self._agree_iou,
-            self._score_thr,
-            self._mask_thr,
-            self._batch,
-        ]
-        self.extend(
-            [
-                self._frames,
-                self._overseer,
-                self._overseer_layer,
-                self._overseer_path,
-                self._encoding,
-                self._anchor_src,
-                self._anchor_layer,
-                self._anchor_path,
-                self._overseer_ckpt,
-                self._published,
-                self._instances,
-                self._dataset,
-                self._classes_file,
-                self._sam2,
-                self._sam2_config,
-                self._sam2_ckpt,
-                self._hf_model,
-                self._random,
-                self._image_size,
-                self._device,
-                self._out,
-                self._show_adv,
-                *self._advanced,
-            ]
+        self._overlap = FloatSpinBox(
+            label="overlap", value=policy.overlap, min=0.05, max=1.0, step=0.05, tooltip="Overlap threshold."
         )
+        self._buffer = SpinBox(label="re-seed every", value=policy.buffer, min=2, max=10000)
+        self._min_visible = SpinBox(
+            label="min visible", value=policy.min_visible, min=1, max=100000, tooltip="Min visible px."
+        )
+        self._consensus = CheckBox(label="consensus", value=policy.consensus, tooltip="Consensus with the overseer.")
+        self._agree_iou = FloatSpinBox(label="agree IoU", value=policy.agree_iou, min=0.05, max=1.0, step=0.05)
+        self._score_thr = FloatSpinBox(
+            label="score thr", value=0.05, min=-1.0, max=1.0, step=0.05, tooltip="Overseer score threshold."
+        )
+        self._mask_thr = FloatSpinBox(
+            label="mask thr", value=0.5, min=-50.0, max=50.0, step=0.1, tooltip="Overseer mask threshold."
+        )
+        self._batch = SpinBox(
+            label="batch", value=DEFAULTS.overseer.batch_size, min=1, max=64, tooltip="Overseer batch size."
+        )
+        policy_widgets = [self._mode, self._lookahead, self._persistence, self._overlap, self._buffer]
+        overseer_widgets = [self._score_thr, self._mask_thr, self._batch]
+        self._advanced = [*policy_widgets, self._min_visible, self._consensus, self._agree_iou, *overseer_widgets]
+        overseer = [self._overseer, self._overseer_layer, self._overseer_path, self._encoding, self._overseer_ckpt]
+        tracker = [self._sam2, self._sam2_config, self._sam2_ckpt, self._hf_model, self._random, self._image_size]
+        classes = [self._published, self._dataset, self._classes_file]
+        main = Container(labels=True, widgets=[self._frames, *overseer, *classes, *tracker, self._device, self._out])
+        more = Container(
+            labels=True, widgets=[self._anchor_src, self._anchor_layer, self._anchor_path, self._instances]
+        )
+        adv = Container(labels=True, widgets=self._advanced)
+        main.margins = (0, 0, 0, 0)
+        self.append(main)
+        narrow_combos(main, more, adv)
+        self._more_box = section("Annotations, instances", more)
+        self._adv_box = section("Advanced", adv)
+        self.native.layout().addWidget(self._more_box)
+        self.native.layout().addWidget(self._adv_box)
+        fit_dock(self.native)
         self._overseer.changed.connect(self._update_visibility)
         self._overseer.changed.connect(self._reference_thresholds)
         self._published.changed.connect(self._update_visibility)
@@ -175,7 +207,6 @@ class SegmentForm(Container):
         self._sam2.changed.connect(self._update_visibility)
         self._sam2.changed.connect(self._warm_up)
         self._overseer.changed.connect(self._warm_up)
-        self._show_adv.changed.connect(self._update_visibility)
         self._anchor_src.changed.connect(self._update_visibility)
         self._frames.changed.connect(self._suggest_out)
         self._out.changed.connect(self._out_edited)
@@ -203,13 +234,12 @@ class SegmentForm(Container):
         pixel = TRAINED.get(self._overseer.value) == "pixel"
         self._published.visible = trained and not pixel
         self._overseer_ckpt.visible = trained and (pixel or not self._published.value)
-        self._classes_file.visible = self._dataset.value == "class table file"
+        self._classes_file.visible = self._dataset.value == CLASS_TABLE_FILE
         custom = self._sam2.value == CONFIG_CHOICE
         self._image_size.visible = self._sam2.value not in FLOW_CHOICES and self._sam2.value != HF_CHOICE
         self._hf_model.visible = self._sam2.value == HF_CHOICE
         self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
-        for w in self._advanced:
-            w.visible = self._show_adv.value and ((trained and not pixel) or w not in (self._score_thr, self._mask_thr))
+        self._score_thr.visible = self._mask_thr.visible = trained and not pixel
 
     def _warm_up(self, *_):
         """As soon as the form names a model, its libraries import in the background (torch's
@@ -263,7 +293,7 @@ class SegmentForm(Container):
         else:
             table = Path(checkpoint).with_name("classes.json")
             table.write_text(json.dumps(classes.to_dict(), indent=2))
-            self._dataset.value = "class table file"
+            self._dataset.value = CLASS_TABLE_FILE
             self._classes_file.value = table
         self._update_visibility()
 
@@ -350,7 +380,16 @@ def config_from_form(w):
         )
     else:
         tracker = TrackerConfig(kind="sam2", model=w._sam2.value, image_size=w._image_size.value or None)
-    dataset = str(w._classes_file.value) if w._dataset.value == "class table file" else w._dataset.value
+    dataset = dataset_for_run(
+        w._dataset.value,
+        w._classes_file.value,
+        Path(w._out.value),
+        [
+            w._overseer_layer.value if choice == REPLAY_LAYER else None,
+            w._anchor_layer.value if src == ANCHOR_LAYER else None,
+        ],
+        from_labels=w._instances.value and choice == REPLAY_FOLDER,
+    )
     return RunConfig(
         dataset=dataset,
         mode=w._mode.value,

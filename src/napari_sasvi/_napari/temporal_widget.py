@@ -23,6 +23,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, T
 from ..core.datasets import PRESETS, ClassTable, get_class_table
 from ..core.errors import SasviError
 from ..core.progress import Returning
+from ._layout import fit_dock, fit_table, narrow_combos, section, wrap_label
 
 NONE = "(none)"
 FROM_LAYER = "from the layers"
@@ -48,10 +49,19 @@ class TemporalWidget(Container):
         self._layers = {
             role: ComboBox(label=role, choices=lambda _: _choices(self._viewer, "labels")) for role in ROLES
         }
-        self._frames = ComboBox(label="frames (for F)", choices=lambda _: _choices(self._viewer, "image"))
+        self._frames = ComboBox(
+            label="frames",
+            choices=lambda _: _choices(self._viewer, "image"),
+            tooltip="The frames, for the flow-warped F scores (none: T only).",
+        )
         self._convention = ComboBox(label="convention", choices=["default", "reference"], value="default")
         # layers made by napari-sasvi carry their class table; for others the user says which
-        self._table_choice = ComboBox(label="classes", choices=[FROM_LAYER, *PRESETS], value=FROM_LAYER)
+        self._table_choice = ComboBox(
+            label="classes",
+            choices=[FROM_LAYER, *PRESETS],
+            value=FROM_LAYER,
+            tooltip="The class table of layers that do not carry one (layers napari-sasvi made do).",
+        )
         self._compute = PushButton(text="Compute")
         self._status = Label(value="")
         self._table = Table(value={"layer": [], "T-IoU": [], "T-ASSD": [], "F-IoU": [], "F-Dice": [], "Dice vs GT": []})
@@ -59,11 +69,17 @@ class TemporalWidget(Container):
         self._save_png = PushButton(text="Save figure (PNG)")
         self._csv = FileEdit(label="numbers", mode="w", filter="*.csv", value=Path.home() / "sasvi_temporal.csv")
         self._save_csv = PushButton(text="Save numbers (CSV)")
+        wrap_label(self._status)
         self.extend(
             [*self._layers.values(), self._frames, self._convention, self._table_choice, self._compute, self._status]
         )
+        narrow_combos(self)
+        fit_table(self._table, stretch=None)
         self._build_plot()
-        self.extend([self._table, self._png, self._save_png, self._csv, self._save_csv])
+        self.native.layout().addWidget(self._table.native)
+        export = Container(labels=True, widgets=[self._png, self._save_png, self._csv, self._save_csv])
+        self.native.layout().addWidget(section("Save figure / numbers", export))
+        fit_dock(self.native)
         self._compute.changed.connect(self.compute)
         self._save_png.changed.connect(lambda *_: self.save_png(self._png.value))
         self._save_csv.changed.connect(lambda *_: self.save_csv(self._csv.value))
@@ -77,6 +93,7 @@ class TemporalWidget(Container):
         self._guess_roles()
         self.results: dict[str, object] = {}
         self.accuracy: dict[str, float] = {}
+        self.classes: dict[str, ClassTable] = {}  # each scored layer's class table, by role
         self._worker = None
 
     # -- form ------------------------------------------------------------------------------------------
@@ -98,7 +115,7 @@ class TemporalWidget(Container):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(5, 5), tight_layout=True)
+        self.figure = Figure(figsize=(3, 4), tight_layout=True)
         self._ax_series = self.figure.add_subplot(2, 1, 1)
         self._ax_bars = self.figure.add_subplot(2, 1, 2)
         self._canvas = FigureCanvasQTAgg(self.figure)
@@ -140,13 +157,14 @@ class TemporalWidget(Container):
             from ..core.inputs.lazy import read_frame
             from ..core.metrics.accuracy import macro
 
-            results, accuracy, stacks = {}, {}, {}
+            results, accuracy, stacks, tables = {}, {}, {}, {}
             for role, layer in chosen.items():
                 classes = _classes_of(layer) or fallback
                 if classes is None:
                     raise ValueError(
                         f"Layer {layer.name!r} does not say which classes it holds: pick a class table under 'classes'."
                     )
+                tables[role] = classes
                 # the one label reader: values outside the table are an error, never dropped
                 stacks[role] = labels = open_labels(layer.data, classes)
                 ignore = set(classes.ignore_ids) | {classes.no_label, 255}
@@ -167,7 +185,7 @@ class TemporalWidget(Container):
                         (read_frame(labels, t) for t in range(n)), (read_frame(gt, t) for t in range(n)), gt.classes.ids
                     )
                     accuracy[role] = macro(counts.dice(), ids)
-            return results, accuracy
+            return results, accuracy, tables
 
         worker = thread_worker(job, start_thread=False)()
         worker.yielded.connect(lambda _: bar.update(1))
@@ -188,7 +206,8 @@ class TemporalWidget(Container):
             show_error(f"SASVi: {payload}")
             self._status.value = f"error: {payload}"
             return
-        self.results, self.accuracy = payload
+        self.results, self.accuracy, self.classes = payload
+        names = self.class_names()
         ax, bx = self._ax_series, self._ax_bars
         ax.clear()
         bx.clear()
@@ -205,9 +224,17 @@ class TemporalWidget(Container):
         labels = sorted({c for r in self.results.values() for c in r.labels_scored})
         width = 0.8 / max(1, len(self.results))
         for k, (role, r) in enumerate(self.results.items()):
-            bx.bar(np.arange(len(labels)) + k * width, [r.t_iou.get(c, 0.0) for c in labels], width, label=role)
-        bx.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, [str(c) for c in labels])
-        bx.set_xlabel("class id")
+            x = np.arange(len(labels)) + k * width
+            # a class absent from a layer has no score: no bar and "n/a", never a 0 bar
+            bx.bar(x, [r.t_iou.get(c, np.nan) for c in labels], width, label=role)
+            for xi, c in zip(x, labels, strict=True):
+                if c not in r.t_iou:
+                    bx.text(xi, 0.02, "n/a", ha="center", va="bottom", rotation=90, fontsize="x-small")
+        bx.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, [names.get(c, str(c)) for c in labels])
+        bx.tick_params(axis="x", labelrotation=45 if len(labels) > 3 else 0, labelsize="small")
+        if not labels:  # an empty layer: no class to score
+            bx.text(0.5, 0.5, "n/a: no class scored", ha="center", va="center", transform=bx.transAxes)
+        bx.set_xlabel("class")
         bx.set_ylabel("T-IoU per class")
         bx.set_ylim(0, 1.02)
         self._apply_theme()
@@ -219,6 +246,7 @@ class TemporalWidget(Container):
             },
             "Dice vs GT": [_fmt(self.accuracy.get(role)) for role in self.results],
         }
+        fit_table(self._table, stretch=None)  # new columns after a new value
         self._status.value = f"done ({self._convention.value} convention)"
 
     def _disconnect(self):
@@ -275,6 +303,14 @@ class TemporalWidget(Container):
         if event.inaxes is self._ax_series and event.xdata is not None:
             self._viewer.dims.set_current_step(0, int(round(event.xdata)))
 
+    def class_names(self) -> dict[int, str]:
+        """Class id -> name over the class tables of the layers scored (the first that names an id)."""
+        names: dict[int, str] = {}
+        for table in self.classes.values():
+            for c in table:
+                names.setdefault(c.id, c.name)
+        return names
+
     # -- exporting ---------------------------------------------------------------------------------------
     def save_png(self, path):
         self.figure.savefig(str(path), dpi=150)
@@ -283,13 +319,15 @@ class TemporalWidget(Container):
     def save_csv(self, path):
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["layer", "label", "t_iou", "t_assd", "f_iou", "f_dice"])
+            w.writerow(["layer", "label", "class", "t_iou", "t_assd", "f_iou", "f_dice"])
+            names = self.class_names()
             for role, r in self.results.items():
                 for c in r.labels_scored:
-                    w.writerow([role, c, r.t_iou.get(c), r.t_assd.get(c), r.f_iou.get(c), r.f_dice.get(c)])
-                w.writerow([role, "macro", r.macro["t_iou"], r.macro["t_assd"], r.macro["f_iou"], r.macro["f_dice"]])
+                    scores = [r.t_iou.get(c), r.t_assd.get(c), r.f_iou.get(c), r.f_dice.get(c)]
+                    w.writerow([role, c, names.get(c, ""), *scores])
+                w.writerow([role, "macro", "", *(r.macro[k] for k in ("t_iou", "t_assd", "f_iou", "f_dice"))])
             for role, d in self.accuracy.items():
-                w.writerow([role, "dice_vs_ground_truth", d, "", "", ""])
+                w.writerow([role, "dice_vs_ground_truth", "", d, "", "", ""])
         self._status.value = f"saved {path}"
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import napari
-from magicgui.widgets import Label, PushButton, Table
+from magicgui.widgets import Container, Label, PushButton, Table
 
 from ..core.engine.batch import Models
 from ..core.errors import SasviError
@@ -23,6 +23,7 @@ from ._corrections import CorrectionsPanel
 from ._event_strip import EventStrip, class_names
 from ._form import SegmentForm
 from ._guard import keep_triton_out
+from ._layout import fit_table, wrap_label
 from ._lifecycle import on_detach
 from ._track_layers import ShownTracks, TracksSeen
 
@@ -52,13 +53,17 @@ class SegmentWidget(SegmentForm):
         self._cancel_btn = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
         self._table = Table(value={"frame": [], "kind": [], "reason": [], "labels": []})
-        self.extend([self._run, self._cancel_btn, self._status])
+        fit_table(self._table)
+        buttons = Container(widgets=[self._run, self._cancel_btn], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        wrap_label(self._status)  # a long error wraps instead of widening the dock
         self._corrections = CorrectionsPanel(self)
         self._strip = EventStrip(
             on_click=self._jump_to, on_pin=self._corrections.pin_at, on_skip=self._corrections.skip_at
         )
-        self.native.layout().addWidget(self._table.native)  # the dock's full width, as the strip below it
-        self.native.layout().addWidget(self._strip)
+        # below the form's collapsible sections; the table as wide as the dock, as the strip below it
+        for w in (buttons.native, self._status.native, self._table.native, self._strip):
+            self.native.layout().addWidget(w)
         self.native.layout().addWidget(self._strip.legend)  # the kinds on the strip, with counts
         self.native.layout().addWidget(self._corrections.native)
         self._run.changed.connect(self.run)
@@ -180,6 +185,8 @@ class SegmentWidget(SegmentForm):
         def the_rest():
             from napari.utils import progress
 
+            # the layer a user paints corrections on is the selected one (not the hidden overseer's)
+            self._viewer.layers.selection.active = self.labels_layer
             self._events = list(store.events)
             self.show_events()
             if item.done >= item.total:
@@ -282,6 +289,7 @@ class SegmentWidget(SegmentForm):
         done = now.frames_done
         if self._shown_tracks.layer is not None:
             self._shown_tracks.run_ended(now)
+            self._viewer.layers.selection.active = self.labels_layer  # not the centroids added last
         if summary.frames_written == 0 and not summary.cancelled and done >= summary.n_frames:
             self._status.value = f"{self._store.path} is complete ({done} frames)"
         else:
@@ -337,10 +345,7 @@ class SegmentWidget(SegmentForm):
             "reason": [e.get("reason", "") for e in rows],
             "labels": [", ".join(class_names(e, names)) for e in rows],  # class names; ids where unnamed
         }
-        header = self._table.native.horizontalHeader()
-        header.setSectionResizeMode(1, header.ResizeMode.ResizeToContents)  # "reprompt_class" in full
-        header.setSectionResizeMode(2, header.ResizeMode.Stretch)  # the reason: what is left
-
+        fit_table(self._table)
         if self._store is not None:
             self._strip.set_events(rows, self._store.n_frames, names)
 
