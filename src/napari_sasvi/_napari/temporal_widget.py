@@ -75,6 +75,11 @@ class TemporalWidget(Container):
         )
         narrow_combos(self)
         fit_table(self._table, stretch=None)
+        # six columns of numbers in a 300 px dock: a smaller font, and room for the three layers' rows
+        font = self._table.native.font()
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
+        self._table.native.setFont(font)
+        self._table.native.setMinimumHeight(110)
         self._build_plot()
         self.native.layout().addWidget(self._table.native)
         export = Container(labels=True, widgets=[self._png, self._save_png, self._csv, self._save_csv])
@@ -119,7 +124,7 @@ class TemporalWidget(Container):
         self._ax_series = self.figure.add_subplot(2, 1, 1)
         self._ax_bars = self.figure.add_subplot(2, 1, 2)
         self._canvas = FigureCanvasQTAgg(self.figure)
-        self._canvas.setMinimumHeight(360)
+        self._canvas.setMinimumHeight(460)  # two plots, a legend above and class names below
         self._canvas.mpl_connect("button_press_event", self._clicked)
         self._cursor = None
         self._apply_theme()
@@ -216,10 +221,12 @@ class TemporalWidget(Container):
             (line,) = ax.plot(x, r.series["t_iou"], label=f"{role} T-IoU")
             if r.series["f_iou"]:
                 ax.plot(x, r.series["f_iou"], "--", color=line.get_color(), label=f"{role} F-IoU")
-        ax.set_xlabel("frame (pair t-1, t)")
-        ax.set_ylabel("IoU")
+        ax.set_xlabel("frame (pair t-1, t)", fontsize="small")
+        ax.set_ylabel("IoU", fontsize="small")
         ax.set_ylim(0, 1.02)
-        ax.legend(fontsize="small", loc="lower left")
+        ax.tick_params(labelsize="x-small")
+        # above the curves, one column per layer: inside the axes it hid the curves in a narrow dock
+        ax.legend(fontsize="xx-small", loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=2, frameon=False)
         self._cursor = ax.axvline(self._viewer.dims.current_step[0], color="0.4", lw=1)
         labels = sorted({c for r in self.results.values() for c in r.labels_scored})
         width = 0.8 / max(1, len(self.results))
@@ -230,12 +237,13 @@ class TemporalWidget(Container):
             for xi, c in zip(x, labels, strict=True):
                 if c not in r.t_iou:
                     bx.text(xi, 0.02, "n/a", ha="center", va="bottom", rotation=90, fontsize="x-small")
-        bx.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, [names.get(c, str(c)) for c in labels])
-        bx.tick_params(axis="x", labelrotation=45 if len(labels) > 3 else 0, labelsize="small")
+        ticks = [_short(names.get(c, str(c))) for c in labels]
+        bx.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, ticks)
+        bx.tick_params(axis="x", labelrotation=90 if len(labels) > 3 else 0, labelsize="x-small")
+        bx.tick_params(axis="y", labelsize="x-small")
         if not labels:  # an empty layer: no class to score
             bx.text(0.5, 0.5, "n/a: no class scored", ha="center", va="center", transform=bx.transAxes)
-        bx.set_xlabel("class")
-        bx.set_ylabel("T-IoU per class")
+        bx.set_ylabel("T-IoU per class", fontsize="small")
         bx.set_ylim(0, 1.02)
         self._apply_theme()
         self._table.value = {
@@ -342,3 +350,8 @@ def _classes_of(layer) -> ClassTable | None:
 
 def _fmt(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _short(name: str, n: int = 14) -> str:
+    """A class name short enough for a tick label in a narrow dock (the full one is in the CSV)."""
+    return name if len(name) <= n else name[: n - 1] + "…"
