@@ -233,6 +233,7 @@ def test_the_widget_form_starts_from_runconfig(qtbot, tmp_path):
     form = SegmentForm(None)
     form._overseer.value = REPLAY_FOLDER  # the default replays a labels layer, and there is no viewer
     form._overseer_path.value = tmp_path
+    form._dataset.value = "synthetic"  # no silent default: the user (or the inputs) names the classes
     cfg = form.run_config()
     assert cfg.overseer.masks == str(tmp_path) and cfg.tracker == TrackerConfig(kind="flow", model="dis")
     # everything else is RunConfig's default (flow's method None is dis)
