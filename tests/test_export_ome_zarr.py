@@ -256,3 +256,14 @@ def test_napari_writer_saves_an_image_and_its_labels(tmp_path, make_napari_viewe
     assert not (tmp_path / "odd.zarr").exists()
     with pytest.raises(ValueError, match=r"'odd' is \(6, 24, 33\), the image \(6, 24, 32\)"):
         write_ome_zarr(str(tmp_path / "odd.zarr"), [ly.as_layer_data_tuple() for ly in (viewer.layers[0], odd)])
+
+
+def test_a_folder_of_stores_skips_an_ome_zarr_export_beside_them(tmp_path):
+    """export FOLDER takes the SASVi stores in it, not other zarr groups (an OME-Zarr export)."""
+    from napari_sasvi.core.exports import export, find_stores
+
+    store, _ = make_store(tmp_path)
+    export([store], "ome-zarr", tmp_path / "vid_ome.zarr")
+    assert find_stores([tmp_path]) == [store]
+    summary = export([tmp_path], "png", tmp_path / "png")
+    assert sorted(p.name for p in (tmp_path / "png").glob("*.png"))[:1] and summary is not None

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..datasets import ClassTable
 from ..errors import InputError
+from ..store.integrity import has_sasvi_attrs
 
 WRITTEN_BY = "napari-sasvi"
 
@@ -107,7 +108,8 @@ def find_stores(paths: Sequence[str | os.PathLike]) -> list[Path]:
         if (p / "zarr.json").exists():
             out.append(p)
         elif p.is_dir():
-            found = sorted(q for q in p.iterdir() if (q / "zarr.json").exists())
+            # the stores of a batch, not other zarr groups beside them (an OME-Zarr export, say)
+            found = sorted(q for q in p.iterdir() if (q / "zarr.json").exists() and has_sasvi_attrs(q))
             if not found:
                 raise InputError(f"{p} is neither a SASVi store nor a folder of stores (no zarr.json inside).")
             out.extend(found)
