@@ -267,3 +267,17 @@ def test_a_folder_of_stores_skips_an_ome_zarr_export_beside_them(tmp_path):
     assert find_stores([tmp_path]) == [store]
     summary = export([tmp_path], "png", tmp_path / "png")
     assert sorted(p.name for p in (tmp_path / "png").glob("*.png"))[:1] and summary is not None
+
+
+def test_a_refused_napari_save_is_shown(tmp_path, monkeypatch):
+    """napari swallows a writer's ValueError: the refusal reaches the user as a notification."""
+    import napari.utils.notifications as notes
+
+    from napari_sasvi._napari.writer import write_ome_zarr
+
+    shown = []
+    monkeypatch.setattr(notes, "show_error", shown.append)
+    frames = np.zeros((2, H, W, 3), np.uint8)
+    with pytest.raises(ValueError, match="one image"):
+        write_ome_zarr(str(tmp_path / "x.zarr"), [(frames, {"rgb": True}, "image")] * 2)
+    assert shown and "nothing was saved" in shown[0] and not (tmp_path / "x.zarr").exists()

@@ -3,10 +3,28 @@ COCO-video (YouTube-VIS style) JSON with RLE masks; an image layer and its label
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from ..core.datasets import SYNTHETIC, ClassTable
 from ..core.errors import SasviError
+
+
+def _refusal_shown(write):
+    """A writer whose refusal (a ValueError) is also shown as a notification: napari's
+    ``layers.save`` swallows a writer's error and returns [], so the user would see nothing."""
+
+    @functools.wraps(write)
+    def wrapper(*args, **kwargs):
+        try:
+            return write(*args, **kwargs)
+        except ValueError as e:
+            from napari.utils.notifications import show_error
+
+            show_error(f"SASVi: nothing was saved: {e}")
+            raise
+
+    return wrapper
 
 
 def _classes(meta: dict) -> ClassTable:
@@ -14,6 +32,7 @@ def _classes(meta: dict) -> ClassTable:
     return ClassTable.from_dict(table) if table else SYNTHETIC
 
 
+@_refusal_shown
 def write_labels_zarr(path: str, data, meta: dict) -> list[str]:
     """Save a (T, H, W) labels layer as a zarr store SASVi can read (one chunk per frame)."""
     import numpy as np
@@ -47,6 +66,7 @@ def write_labels_zarr(path: str, data, meta: dict) -> list[str]:
     return [str(target)]
 
 
+@_refusal_shown
 def write_labels_pngs(path: str, data, meta: dict) -> list[str]:
     """Save a labels layer as a folder of ``<frame>_rgb_mask.png`` palette PNGs (frame size kept)."""
     import numpy as np
@@ -60,6 +80,7 @@ def write_labels_pngs(path: str, data, meta: dict) -> list[str]:
     return [str(path)]
 
 
+@_refusal_shown
 def write_labels_coco_video(path: str, data, meta: dict) -> list[str]:
     """Save a labels layer as a COCO-video JSON: one track per class, RLE per frame (the layer's
     class table from its metadata; no overseer to score against, so ``score`` is null)."""
@@ -95,6 +116,7 @@ def _label_name(name: str, taken: set[str]) -> str:
     return out
 
 
+@_refusal_shown
 def write_ome_zarr(path: str, layer_data: list) -> list[str]:
     """Save one image layer (a (T, H, W, 3) RGB video, or (T, H, W) grey) and any labels layers of
     its size as an OME-Zarr (NGFF 0.5): the image with the labels under ``labels/``, each coloured
