@@ -281,3 +281,18 @@ def test_a_refused_napari_save_is_shown(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="one image"):
         write_ome_zarr(str(tmp_path / "x.zarr"), [(frames, {"rgb": True}, "image")] * 2)
     assert shown and "nothing was saved" in shown[0] and not (tmp_path / "x.zarr").exists()
+
+
+def test_a_labels_layer_without_a_class_table_is_not_saved_with_a_guessed_one(tmp_path, monkeypatch):
+    import napari.utils.notifications as notes
+
+    from napari_sasvi._napari.writer import write_labels_pngs, write_labels_zarr
+
+    shown = []
+    monkeypatch.setattr(notes, "show_error", shown.append)
+    labels = np.zeros((2, H, W), np.uint8)
+    for write, name in ((write_labels_zarr, "a.zarr"), (write_labels_pngs, "pngs")):
+        with pytest.raises(ValueError, match="no class table"):
+            write(str(tmp_path / name), labels, {"name": "painted", "metadata": {}})
+        assert not (tmp_path / name).exists()
+    assert len(shown) == 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from ..core.datasets import SYNTHETIC, ClassTable
+from ..core.datasets import ClassTable
 from ..core.errors import SasviError
 
 
@@ -28,8 +28,16 @@ def _refusal_shown(write):
 
 
 def _classes(meta: dict) -> ClassTable:
+    """The layer's class table (layers napari-sasvi made carry one); none is refused, never guessed:
+    the saved names and colours would be another dataset's."""
     table = (meta.get("metadata") or {}).get("classes")
-    return ClassTable.from_dict(table) if table else SYNTHETIC
+    if not table:
+        raise ValueError(
+            f"Labels layer {meta.get('name')!r} carries no class table, so its classes cannot be named. Give it one "
+            "(layer.metadata['classes'] = napari_sasvi.core.datasets.get_class_table('cadis').to_dict(), or your "
+            "table file's name), or save a layer napari-sasvi made."
+        )
+    return ClassTable.from_dict(table)
 
 
 @_refusal_shown
