@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _widget_driver import WidgetDriver
 
 FIELDS = (
     "_frames",
@@ -86,27 +87,8 @@ print(spec)
 """
 
 
-def fail(msg: str) -> None:
-    raise SystemExit(f"bench_gui: {msg}")
-
-
-def field(w, name: str):
-    if not hasattr(w, name):
-        fail(
-            f"the widget {type(w).__name__} has no field {name!r} (fields this script uses: {', '.join(FIELDS)}); "
-            "the widget changed: update benchmarks/bench_gui.py"
-        )
-    return getattr(w, name)
-
-
-def choose(w, name: str, want) -> None:
-    """Set ComboBox ``name`` to the first choice that ``want`` (a string: equal, or a predicate) accepts."""
-    combo = field(w, name)
-    choices = list(combo.choices)
-    ok = [c for c in choices if (want(c) if callable(want) else c == want)]
-    if not ok:
-        fail(f"no choice {want if isinstance(want, str) else '(as wanted)'} in the widget's {name}: {choices}")
-    combo.value = ok[0]
+_DRIVER = WidgetDriver("bench_gui", f"fields this script uses: {', '.join(FIELDS)}")
+fail, field, choose = _DRIVER.fail, _DRIVER.field, _DRIVER.choose
 
 
 def maskrcnn_checkpoint(ckpt_dir: Path, backbone: str) -> Path:

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _widget_driver import WidgetDriver
 
 PICTURES = ("screenshot", "events", "temporal", "corrections", "davis")
 MAX_BYTES = 300_000
@@ -50,26 +51,8 @@ SHOWN_FRAME = 30
 BLACKSWAN = "davis2016_eor-vos_blackswan"
 
 
-def fail(msg: str) -> None:
-    raise SystemExit(f"screenshots: {msg}")
-
-
-def field(w, name: str):
-    if not hasattr(w, name):
-        fail(
-            f"the widget {type(w).__name__} has no field {name!r}: the widget changed, update benchmarks/screenshots.py"
-        )
-    return getattr(w, name)
-
-
-def choose(w, name: str, want) -> None:
-    """Set ComboBox ``name`` to the first choice that ``want`` (a string, or a predicate) accepts."""
-    combo = field(w, name)
-    choices = list(combo.choices)
-    ok = [c for c in choices if (want(c) if callable(want) else c == want)]
-    if not ok:
-        fail(f"no choice {want if isinstance(want, str) else '(as wanted)'} in the widget's {name}: {choices}")
-    combo.value = ok[0]
+_DRIVER = WidgetDriver("screenshots")
+fail, field, choose = _DRIVER.fail, _DRIVER.field, _DRIVER.choose
 
 
 def named(name: str):
