@@ -15,7 +15,8 @@ def add_edit(sub) -> None:
         help="correct a frame of a store, pin or skip a re-prompt (only the span it affects is recomputed), undo",
         description="Edit a SASVi store. A correction writes your labels at FRAME and propagates them to the "
         "next re-prompt; --pin re-prompts from the overseer's labels at FRAME; --skip continues the segment "
-        "before a re-prompt of the run through it. Every edit can be undone (--undo, the last one first).",
+        "before a re-prompt of the run through it; --prompts replays a prompt file (clicks, boxes) and --export-prompts "
+        "writes one. Every edit can be undone (--undo, the last one first).",
     )
     p.add_argument("store", type=Path, help="a store written by napari-sasvi segment")
     what = p.add_mutually_exclusive_group(required=True)
@@ -24,6 +25,31 @@ def add_edit(sub) -> None:
     what.add_argument("--skip", type=int, metavar="FRAME", help="skip the run's re-prompt at FRAME")
     what.add_argument("--undo", action="store_true", help="undo the last edit in effect")
     what.add_argument("--list", action="store_true", help="list the re-prompts and edits")
+    what.add_argument(
+        "--prompts",
+        type=Path,
+        metavar="FILE",
+        help="replay a prompt file (clicks, boxes, masks; written by --export-prompts): each prompt is committed "
+        "and propagated in turn",
+    )
+    what.add_argument(
+        "--export-prompts",
+        type=Path,
+        metavar="FILE",
+        help="write the store's prompts in effect to FILE (.json), to replay on another machine or model",
+    )
+    p.add_argument(
+        "--saved-masks",
+        action="store_true",
+        help="--prompts: commit the masks the file holds instead of segmenting its clicks and boxes again",
+    )
+    p.add_argument(
+        "--segmenter",
+        choices=["auto", "sam2", "grow"],
+        default="auto",
+        help="--prompts: what turns clicks and boxes into masks: SAM2's image path (auto with a SAM2 tracker) or "
+        "the classical GrabCut/watershed (grow; auto with the flow tracker)",
+    )
     p.add_argument(
         "--labels",
         type=Path,
@@ -134,10 +160,17 @@ def run_edit_command(args) -> int:
     from .core.engine.rebuild import edit_tracker
     from .core.errors import InputError
     from .core.progress import drain
+    from .core.prompts.files import PromptReplay
     from .core.store.edit_log import read_edits, reprompts
     from .core.store.sasvi_store import SasviStore
 
     store = SasviStore.read(args.store)
+    if args.export_prompts is not None:
+        from .core.prompts import write_prompt_file
+
+        n = write_prompt_file(store, args.export_prompts)
+        print(f"{n} prompt{'s' if n != 1 else ''} written to {args.export_prompts}")
+        return 0
     if args.list:
         for r in reprompts(store):
             skipped = " (skipped)" if r["skipped"] else ""
@@ -153,12 +186,17 @@ def run_edit_command(args) -> int:
         a = rec["span"][0]
         print(f"undone: edit {rec['id']} ({rec['kind']} at frame {rec['frame']}), frames {a}-{a + rec['written'] - 1}")
         return 0
+    request = None
     if args.correct is not None:
         request = EditRequest("correction", args.correct, _read_correction(args, store), _new_tracks(args, store))
     elif args.pin is not None:
         request = EditRequest("pin", args.pin)
-    else:
+    elif args.skip is not None:
         request = EditRequest("skip", args.skip)
+    if args.prompts is not None:
+        from .core.prompts import read_prompt_file
+
+        read_prompt_file(args.prompts, store)  # checked before a tracker is built: a wrong file costs nothing
     frames = args.frames or store.frames_path
     if frames is None or not Path(frames).exists():
         raise InputError(f"Where are the store's frames? It records {store.frames_path}; give them with --frames PATH.")
@@ -167,7 +205,15 @@ def run_edit_command(args) -> int:
 
     def on_item(item) -> None:
         nonlocal total
-        if isinstance(item, EditStarted):
+        if isinstance(item, PromptReplay):  # a replay's next prompt
+            p = item.prompt
+            what = ", ".join(x for x in (f"{len(p.points)} clicks" if p.points else "", "a box" if p.box else "") if x)
+            bars.close()
+            print(
+                f"prompt {item.index + 1}/{item.total}: object {p.object} on frame {p.frame} ({what or 'a mask'})",
+                file=sys.stderr,
+            )
+        elif isinstance(item, EditStarted):
             p = item.plan
             print(
                 f"edit {item.edit_id}: {p.kind} at frame {p.frame}: recomputing frames {p.start}-{p.stop}",
@@ -177,6 +223,23 @@ def run_edit_command(args) -> int:
         elif isinstance(item, FrameDone) and total:
             bars.show("re-propagate", item.done, total)
 
+    if request is None:  # a prompt file
+        from .core.prompts import iter_replay
+
+        work = iter_replay(
+            store.path, str(frames), tracker, args.prompts, saved_masks=args.saved_masks, segmenter=args.segmenter,
+            other_tracker=args.other_tracker,
+        )  # fmt: skip
+        try:
+            summaries = drain(work, on_item)
+        finally:
+            bars.close()
+        frames_done = sum(s.written for s in summaries)
+        print(
+            f"{len(summaries)} prompt{'s' if len(summaries) != 1 else ''} replayed: {frames_done} frames recomputed "
+            f"in {sum(s.seconds for s in summaries):.1f} s (undo one: napari-sasvi edit {args.store} --undo)"
+        )
+        return 0
     try:
         summary = drain(iter_edit(store.path, str(frames), tracker, request, other_tracker=args.other_tracker), on_item)
     finally:

@@ -71,12 +71,14 @@ from .span import Amend, FrameRange, Reprompt, Write, amended_labels, propagate_
 class EditRequest:
     """What the user asks: ``kind`` (correction, pin, skip) at ``frame``; a correction's label map
     (H, W) in class ids in ``mask`` (an instance store's: its track ids, with ``new_tracks``, track
-    id -> class id, for ids the store does not have; see :mod:`.edit_tracks`)."""
+    id -> class id, for ids the store does not have; see :mod:`.edit_tracks`). ``prompt``: the
+    clicks/box/mask the correction was made from (:mod:`~napari_sasvi.core.prompts`), kept in its record."""
 
     kind: str
     frame: int
     mask: np.ndarray | None = None
     new_tracks: dict[int, int] | None = None
+    prompt: dict | None = None
 
 
 # -- planning -------------------------------------------------------------------------------------------
@@ -330,6 +332,8 @@ def iter_edit(
             "adds": [[f, list(c)] for f, c in plan.adds],
             "tracker": tracker.describe(),
         }
+        if request.prompt is not None:
+            record["prompt"] = request.prompt  # exported and replayed by napari_sasvi.core.prompts.files
         if new_tracks:
             record["new_tracks"] = {str(k): int(c) for k, c in sorted(new_tracks.items())}
         if not same_tracker:

@@ -92,13 +92,29 @@ def reprompts(store, edits: list[dict] | None = None) -> list[dict]:
                 {
                     "frame": e["frame"],
                     "kind": "corrected" if e["kind"] == "correction" else "pinned",
-                    "reason": f"edit {e['id']}: frames {e['span'][0]}-{e['span'][1]} recomputed ({e['state']})",
+                    "reason": f"edit {e['id']}{_prompt_note(e)}: frames {e['span'][0]}-{e['span'][1]} recomputed "
+                    f"({e['state']})",
                     "labels": [],
                     "source": "edit",
                     "skipped": False,
                 }
             )
     return sorted(rows, key=lambda r: (r["frame"], r["source"]))
+
+
+def _prompt_note(edit: dict) -> str:
+    """`` (prompt of class 3: 2 clicks, a box)`` for an edit made from a prompt, else nothing."""
+    p = edit.get("prompt")
+    if not p:
+        return ""
+    parts = []
+    if p.get("points"):
+        n = len(p["points"])
+        parts.append(f"{n} click{'s' if n > 1 else ''}")
+    if p.get("box") is not None:
+        parts.append("a box")
+    what = ", ".join(parts) or "a mask"
+    return f" (prompt for object {p.get('object')}: {what})"
 
 
 __all__ = [

@@ -1,0 +1,172 @@
+"""From clicks and a box to a frame's mask of one object: SAM2's image path, or a classical one.
+
+* :class:`Sam2ImageSegmenter` runs the image path of the store's own SAM2 model (the same weights
+  as its tracker; no video pass): the frame's image features are computed once and kept for the
+  last few frames, so each click after the first costs only the prompt encoder and the mask decoder.
+* :class:`GrowSegmenter` grows the object from the clicks or the box with GrabCut / a watershed
+  (:func:`~.grow.grow_mask`): no model, so prompting works offline and with the flow tracker.
+
+A mask depends on the prompt alone (all its clicks and its box at once; the previous click's mask
+is not fed back), so replaying a prompt file with the same model gives the same mask, bit for bit.
+With one click and no box SAM2 gives three candidates and the one it scores best is taken (a lone
+click is ambiguous: part, object, or whole); with more clicks or a box, one mask.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from .grow import grow_mask
+from .types import ObjectPrompt, check_prompt, clip_box
+
+
+@dataclass(frozen=True)
+class PromptMask:
+    """A segmenter's answer: the mask (H, W) bool, its score (SAM2's predicted IoU; 1.0 for the
+    classical method), and the seconds spent on image features (0 when cached) and on the prompt."""
+
+    mask: np.ndarray
+    score: float
+    feature_seconds: float
+    prompt_seconds: float
+
+
+class Sam2ImageSegmenter:
+    """SAM2's image path over a SAM2 model (a video predictor is one: it shares the image encoder,
+    the prompt encoder and the mask decoder). Thread-safe: one prediction at a time.
+
+    Args:
+        model: a ``SAM2Base`` (e.g. :attr:`SAM2Tracker.predictor <..trackers.sam2.SAM2Tracker>`).
+        description: what :meth:`describe` reports (the tracker's description: model, weights).
+        cache_frames: frames whose image features are kept (the most recently used).
+    """
+
+    kind = "sam2"
+
+    def __init__(self, model, description: dict | None = None, cache_frames: int = 4):
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+        self.predictor = SAM2ImagePredictor(model)
+        s = int(model.image_size)
+        # the predictor assumes 1024-pixel inputs (backbone maps of 256, 128, 64); a model built at
+        # another image_size has maps of s/4, s/8, s/16
+        self.predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+        self.device = next(model.parameters()).device
+        self.description = dict(description or {})
+        self.cache_frames = max(1, int(cache_frames))
+        self._cache: OrderedDict[object, tuple[dict, tuple[int, int]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict:
+        return {"type": "sam2-image", **{k: v for k, v in self.description.items() if k != "type"}}
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def has_features(self, key) -> bool:
+        return key in self._cache
+
+    def features(self, key, image: np.ndarray) -> float:
+        """Compute and keep the image features of ``image`` (H, W, 3) uint8 RGB under ``key`` (a
+        frame index); returns the seconds it took (0 when they were kept)."""
+        import torch
+
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return 0.0
+            t0 = time.perf_counter()
+            with torch.inference_mode(), self._autocast():
+                self.predictor.set_image(np.ascontiguousarray(image))
+            self._cache[key] = (self.predictor._features, self.predictor._orig_hw)
+            while len(self._cache) > self.cache_frames:
+                self._cache.popitem(last=False)
+            return time.perf_counter() - t0
+
+    def segment(self, image: np.ndarray, prompt: ObjectPrompt, key=None) -> PromptMask:
+        """The object's mask on ``image`` (H, W, 3) uint8 RGB from the prompt's clicks and box."""
+        import torch
+
+        check_prompt(prompt, image.shape[:2])
+        if not prompt.has_geometry:
+            raise InputError("SAM2 segments from clicks or a box; this prompt has neither.")
+        key = prompt.frame if key is None else key
+        feature_s = self.features(key, image)
+        pts, labels = prompt.points_array()
+        box = None if prompt.box is None else np.asarray(clip_box(prompt.box, image.shape[:2]), np.float32)
+        multi = len(pts) == 1 and box is None
+        t0 = time.perf_counter()
+        with self._lock:
+            feats, hw = self._cache[key]
+            self.predictor._features, self.predictor._orig_hw, self.predictor._is_image_set = feats, hw, True
+            with torch.inference_mode(), self._autocast():
+                masks, scores, _ = self.predictor.predict(
+                    point_coords=pts if len(pts) else None,
+                    point_labels=labels if len(pts) else None,
+                    box=box,
+                    multimask_output=multi,
+                    normalize_coords=True,
+                )
+        best = int(np.argmax(scores))
+        return PromptMask(np.asarray(masks[best]) > 0, float(scores[best]), feature_s, time.perf_counter() - t0)
+
+
+class GrowSegmenter:
+    """The classical segmenter (:func:`~.grow.grow_mask`): GrabCut from a box, a watershed from
+    clicks. No model and no features to keep."""
+
+    kind = "grow"
+
+    def describe(self) -> dict:
+        return {"type": "grow"}
+
+    def has_features(self, key) -> bool:
+        return True
+
+    def features(self, key, image: np.ndarray) -> float:
+        return 0.0
+
+    def segment(self, image: np.ndarray, prompt: ObjectPrompt, key=None) -> PromptMask:
+        check_prompt(prompt, image.shape[:2])
+        pts, labels = prompt.points_array()
+        box = None if prompt.box is None else clip_box(prompt.box, image.shape[:2])
+        t0 = time.perf_counter()
+        mask = grow_mask(image, pts if len(pts) else None, labels if len(pts) else None, box)
+        return PromptMask(np.asarray(mask, bool), 1.0, 0.0, time.perf_counter() - t0)
+
+
+def segmenter_for(tracker, kind: str = "auto"):
+    """The segmenter prompts on a store use: SAM2's image path when the store's tracker is SAM2
+    (``auto``, ``sam2``), else the classical one (``auto`` with the flow or a transformers tracker,
+    ``grow``). Asking for ``sam2`` with a tracker that has no SAM2 model is an :class:`InputError`."""
+    model = getattr(tracker, "predictor", None)
+    is_sam2 = model is not None and hasattr(model, "sam_mask_decoder")
+    if kind == "grow" or (kind == "auto" and not is_sam2):
+        return GrowSegmenter()
+    if kind not in ("auto", "sam2"):
+        raise InputError(f"Unknown prompt segmenter {kind!r}: choose auto, sam2 or grow.")
+    if not is_sam2:
+        raise InputError(
+            "SAM2's image path needs the store's tracker to be SAM2; this store's is not: use the classical "
+            "segmenter (grow)."
+        )
+    cached = getattr(tracker, "_prompt_segmenter", None)  # one per tracker: its features stay cached
+    if cached is None:
+        cached = Sam2ImageSegmenter(model, tracker.describe())
+        tracker._prompt_segmenter = cached
+    return cached
+
+
+__all__ = ["GrowSegmenter", "PromptMask", "Sam2ImageSegmenter", "segmenter_for"]
