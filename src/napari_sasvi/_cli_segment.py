@@ -93,7 +93,15 @@ def add_segment(sub) -> None:
         "overseer.checkpoint",
         "maskrcnn/detr/mask2former: a .pth state dict, or a published checkpoint's name "
         "(cadis/maskrcnn, cholecseg8k/detr, ...; 'published': the one of --overseer and --dataset), "
-        "downloaded into the user cache when online; pixel: the .skops file `napari-sasvi train` wrote",
+        "downloaded into the user cache when online; pixel: the .skops file `napari-sasvi train` wrote; "
+        "text: SAM 3's Hub id (default facebook/sam3, gated: accept its licence and log in) or a save_pretrained folder",
+    )
+    _option(
+        g,
+        "--prompts",
+        "overseer.prompts",
+        '--overseer text: the classes to prompt SAM 3 with, by name ("grasper, hook"; NAME=WORDS prompts a class '
+        "with other words); default: every class of the table but the ignored ones",
     )
     _option(
         g,
@@ -128,14 +136,14 @@ def add_segment(sub) -> None:
         g,
         "--overseer-score-threshold",
         "overseer.score_threshold",
-        "keep instances scoring above this (reference: Mask R-CNN 0.05, DETR 0, Mask2Former 0)",
+        "keep instances scoring above this (reference: Mask R-CNN 0.05, DETR 0, Mask2Former 0; text: 0.5)",
         type=float,
     )
     _option(
         g,
         "--overseer-mask-threshold",
         "overseer.mask_threshold",
-        "mask probability (Mask R-CNN, reference 0.5) or logit (DETR 0.5, Mask2Former 0) threshold",
+        "mask probability (Mask R-CNN, reference 0.5; text 0.5) or logit (DETR 0.5, Mask2Former 0) threshold",
         type=float,
     )
     _option(g, "--batch-size", "overseer.batch_size", "overseer batch size over the look-ahead window", type=int)
@@ -248,6 +256,7 @@ CONFIG_FLAGS = {
     "overseer.batch_size": "--batch-size",
     "overseer.score_threshold": "--overseer-score-threshold",
     "overseer.mask_threshold": "--overseer-mask-threshold",
+    "overseer.prompts": "--prompts",
     "tracker.random_weights": "--sam2-random-weights",
     "tracker.checkpoint": "--sam2-checkpoint",
     "tracker.config": "--sam2-config",
@@ -276,7 +285,7 @@ def as_flags(message: str) -> str:
 #: options that only mean something for one overseer or tracker kind: a flag that changes the kind
 #: drops the --config file's values of these (a SAM2 checkpoint means nothing to the flow tracker)
 _KIND_OPTIONS = {
-    "overseer": ("checkpoint", "masks", "masks_encoding", "score_threshold", "mask_threshold"),
+    "overseer": ("checkpoint", "masks", "masks_encoding", "score_threshold", "mask_threshold", "prompts"),
     "tracker": ("model", "config", "checkpoint", "random_weights", "image_size"),
 }
 

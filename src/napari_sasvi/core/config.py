@@ -55,6 +55,7 @@ OVERSEERS: dict[str, str] = {
     "detr": "DETR (transformers DetrForSegmentation), the published SASVi layout",
     "mask2former": "Mask2Former (transformers), the published SASVi layout",
     "pixel": "a pixel classifier (random forest, .skops) trained by napari-sasvi train --overseer pixel",
+    "text": "SAM 3 (transformers) prompted with the class names (or overseer.prompts); overseer.checkpoint: its model",
     "none": "no overseer: the tracker propagates the annotated frames (overseer.anchors) forward and backward",
 }
 TRAINED_OVERSEERS = ("maskrcnn", "detr", "mask2former", "pixel")
@@ -129,7 +130,7 @@ class OverseerConfig:
     Attributes:
         kind: one of :data:`OVERSEERS`.
         checkpoint: trained overseers: a ``.pth`` file, or a published name (``cadis/maskrcnn``,
-            ``published``).
+            ``published``); text: a Hub id (None: ``facebook/sam3``) or a ``save_pretrained`` folder.
         masks: replay: a folder of label files, a ``.npy`` or a zarr store (for a root of videos, a
             folder with one entry per video, named like it).
         masks_encoding: replay: how the mask files store classes (:data:`ENCODINGS`).
@@ -137,7 +138,8 @@ class OverseerConfig:
             root of videos, one sub-folder per video), read like ``masks``. With an overseer they
             replace it at those frames and SASVi re-prompts there; kind ``none``: propagated alone.
         anchors_encoding: how the anchor files store classes (:data:`ENCODINGS`).
-        score_threshold, mask_threshold: trained overseers; None: the reference's values.
+        score_threshold, mask_threshold: trained overseers; None: the reference's values (text: 0.5, 0.5).
+        prompts: text: the classes to prompt, comma-separated names (``NAME=WORDS``: other words); None: all.
         batch_size: frames per overseer call over the look-ahead window.
     """
 
@@ -149,6 +151,7 @@ class OverseerConfig:
     anchors_encoding: Encoding = "auto"
     score_threshold: float | None = None
     mask_threshold: float | None = None
+    prompts: str | None = None
     batch_size: Annotated[int, Field(ge=1)] = 8
 
 
@@ -275,8 +278,10 @@ class RunConfig:
         """Checks across options (each option's type and range are checked by its type)."""
         if self.overseer.kind == "replay" and self.overseer.checkpoint:
             raise InputError(
-                "overseer.checkpoint is for a trained overseer: add overseer.kind maskrcnn|detr|mask2former|pixel."
+                "overseer.checkpoint is for a trained overseer: add overseer.kind maskrcnn|detr|mask2former|pixel|text."
             )
+        if self.overseer.prompts is not None and self.overseer.kind != "text":
+            raise InputError(f"overseer.prompts is for overseer.kind text, not {self.overseer.kind}.")
         if self.overseer.kind != "replay" and self.overseer.masks:
             raise InputError(f"overseer.masks is for overseer.kind replay; {self.overseer.kind} predicts the masks.")
         if self.tracker.kind != "sam2" and (self.tracker.config or self.tracker.checkpoint):
@@ -291,7 +296,7 @@ class RunConfig:
         if self.instances and self.overseer.kind == "pixel":
             raise InputError(
                 f"instances: true needs an overseer that gives objects; overseer.kind {self.overseer.kind} does not "
-                "(use maskrcnn, detr, mask2former, or replay instance labels)."
+                "(use maskrcnn, detr, mask2former, text, or replay instance labels)."
             )
         self.policy_params()  # parameter ranges checked now, not mid-run
 

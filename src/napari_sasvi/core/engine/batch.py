@@ -69,11 +69,18 @@ def build_tracker(cfg: TrackerConfig, device: str = "auto", legacy: bool = False
     )
 
 
-def build_trained_overseer(cfg: OverseerConfig, classes: ClassTable, device: str = "auto"):
+def build_trained_overseer(cfg: OverseerConfig, classes: ClassTable, device: str = "auto", reuse=None):
     """A trained overseer (Mask R-CNN, DETR, Mask2Former) from its checkpoint file or published name,
-    or a pixel classifier from its ``.skops`` file."""
+    a pixel classifier from its ``.skops`` file, or SAM 3 prompted with text (``reuse``: the
+    overseer built before, whose SAM 3 is kept if it is the same model on the same device)."""
     from ..overseers.trained import load_overseer
 
+    if cfg.kind == "text":
+        from ..overseers.text import load_text_overseer
+
+        return load_text_overseer(
+            cfg.checkpoint, classes, device, cfg.prompts, cfg.score_threshold, cfg.mask_threshold, reuse=reuse
+        )
     if cfg.kind == "pixel":
         from ..overseers.pixel import load_pixel_overseer
 
@@ -164,8 +171,10 @@ class Models:
         stamp = ckpt.stat().st_mtime_ns if ckpt is not None and ckpt.is_file() else None
         key = (replace(cfg, batch_size=1, masks=None, masks_encoding="auto"), classes.name, config.device, stamp)
         if self._overseer is None or self._overseer[0] != key:
-            self._overseer = None
-            self._overseer = (key, build_trained_overseer(cfg, classes, config.device))
+            old, self._overseer = self._overseer, None  # freed before the next is built, unless SAM 3 is kept
+            reuse = old[1] if old is not None and old[0][0].kind == cfg.kind == "text" else None
+            del old
+            self._overseer = (key, build_trained_overseer(cfg, classes, config.device, reuse=reuse))
             self.builds["overseer"] += 1
         return self._overseer[1]
 
@@ -243,7 +252,7 @@ def segment_videos(
     jobs = plan_videos(inputs, out if out is not None else "", config)
     _check_exports(config, jobs)
     models = models or Models()
-    trained = models.overseer(config, classes) if config.overseer.kind in TRAINED_OVERSEERS else None
+    trained = models.overseer(config, classes) if config.overseer.kind in (*TRAINED_OVERSEERS, "text") else None
     tracker = models.tracker(config)
     results: dict[str, RunSummary] = {}
     for i, job in enumerate(jobs):
