@@ -199,3 +199,37 @@ def test_an_unknown_class_or_model_is_refused_before_anything_is_written(tmp_pat
     with pytest.raises(CheckpointError, match="Hugging Face Hub: it needs the network once") as e:
         load_sam3("nobody-here/sam3-missing")
     assert "gated" in str(e.value) and "hf auth login" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.gui
+def test_widget_text_choice_runs_sam3_into_a_layer(make_napari_viewer_proxy, qtbot, tmp_path, sam3_dir, frames):
+    """The segment widget's "Text (SAM 3)": its model and prompt fields show, SAM 3's thresholds are
+    set, the form reads as ``overseer.kind text`` and a run fills the store and the layer."""
+    from napari_sasvi._napari._form import TEXT_CHOICE
+
+    viewer = make_napari_viewer_proxy()
+    viewer.add_image(frames, name="clip", rgb=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
+    widget._dataset.value = "synthetic"
+    widget._sam2.value = "optical flow (DIS, no weights)"
+    widget._device.value = "cpu"
+    widget._overseer.value = TEXT_CHOICE
+    assert not widget._text_model.native.isHidden() and not widget._prompts.native.isHidden()
+    assert widget._overseer_ckpt.native.isHidden() and widget._overseer_layer.native.isHidden()
+    assert (widget._score_thr.value, widget._mask_thr.value) == (0.5, 0.5)
+    assert widget.run_config().overseer.checkpoint == "facebook/sam3"
+    assert widget.run_config().overseer.prompts is None  # every class
+    widget._text_model.value, widget._prompts.value = str(sam3_dir), "grasper, clipper"
+    widget._score_thr.value = 0.0
+    widget._out.value = tmp_path / "text.zarr"
+    config = widget.run_config()
+    assert (config.overseer.kind, config.overseer.prompts, config.overseer.score_threshold) == (
+        "text",
+        "grasper, clipper",
+        0.0,
+    )
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    store = SasviStore.read(tmp_path / "text.zarr")
+    assert store.complete and store.signature["overseer"]["prompts"] == [[5, "Grasper"], [7, "Clipper"]]
+    assert set(np.unique(np.asarray(viewer.layers["text SASVi"].data))) <= {5, 7, 255}

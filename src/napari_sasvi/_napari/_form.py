@@ -18,6 +18,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from ..core.config import DEVICES, ENCODINGS, MODES, OverseerConfig, PolicyConfig, RunConfig, TrackerConfig
 from ..core.datasets import PRESETS
 from ..core.errors import SasviError
+from ..core.overseers import text as sam3_text
 from ..core.weights import SAM2_CHECKPOINTS
 from ._dataset import CHOOSE_DATASET, CLASS_TABLE_FILE, dataset_for_run
 from ._layout import fit_dock, narrow_combos, section
@@ -38,12 +39,14 @@ NO_OVERSEER = "none: propagate the annotated frames"
 NO_ANCHORS, ANCHOR_LAYER, ANCHOR_FOLDER = "none", "labels layer (painted frames)", "folder (files named after frames)"
 #: overseer choice -> architecture of a trained overseer
 TRAINED = {"Mask R-CNN": "maskrcnn", "DETR": "detr", "Mask2Former": "mask2former", "Pixel classifier": "pixel"}
+TEXT_CHOICE = "Text (SAM 3)"  # SAM 3 prompted with the class names: no trained overseer needed
 #: what a run with each model imports first (warmed in the background once the form names it)
 WARM_OVERSEER = {
     "maskrcnn": ["torchvision.models.detection"],
     "detr": ["transformers.models.detr.modeling_detr"],
     "mask2former": ["transformers.models.mask2former.modeling_mask2former"],
     "pixel": ["sklearn.ensemble", "skimage.feature"],
+    "text": ["transformers.models.sam3.modeling_sam3"],
 }
 WARM_SAM2 = ["hydra.utils", "sam2.build_sam", "sam2.sam2_video_predictor"]
 WARM_HF = ["transformers.models.sam2_video.modeling_sam2_video"]
@@ -78,7 +81,7 @@ class SegmentForm(Container):
         self._frames = ComboBox(label="frames", choices=lambda _: _layers_of(self._viewer, "image"))
         self._overseer = ComboBox(
             label="overseer",
-            choices=[*TRAINED, REPLAY_LAYER, REPLAY_FOLDER, NO_OVERSEER],
+            choices=[*TRAINED, TEXT_CHOICE, REPLAY_LAYER, REPLAY_FOLDER, NO_OVERSEER],
             value=REPLAY_LAYER,
             tooltip="Where the per-frame masks come from: a trained model, replayed labels, or none.",
         )
@@ -105,6 +108,8 @@ class SegmentForm(Container):
         self._overseer_ckpt = FileEdit(
             label="weights", mode="r", filter="*.pth *.pt *.skops", tooltip="The overseer checkpoint."
         )
+        self._text_model = LineEdit(label="model", value=sam3_text.DEFAULT_MODEL, tooltip="SAM 3: Hub id or folder.")
+        self._prompts = LineEdit(label="prompts", tooltip="Classes to prompt SAM 3 with, by name (empty: all).")
         self._published = CheckBox(
             label="published weights", value=False, tooltip="The published checkpoint for the dataset (downloads once)."
         )
@@ -185,6 +190,7 @@ class SegmentForm(Container):
         overseer_widgets = [self._score_thr, self._mask_thr, self._batch]
         self._advanced = [*policy_widgets, self._min_visible, self._consensus, self._agree_iou, *overseer_widgets]
         overseer = [self._overseer, self._overseer_layer, self._overseer_path, self._encoding, self._overseer_ckpt]
+        overseer += [self._text_model, self._prompts]
         tracker = [self._sam2, self._sam2_config, self._sam2_ckpt, self._hf_model, self._random, self._image_size]
         classes = [self._published, self._dataset, self._classes_file]
         main = Container(labels=True, widgets=[self._frames, *overseer, *classes, *tracker, self._device, self._out])
@@ -239,7 +245,8 @@ class SegmentForm(Container):
         self._image_size.visible = self._sam2.value not in FLOW_CHOICES and self._sam2.value != HF_CHOICE
         self._hf_model.visible = self._sam2.value == HF_CHOICE
         self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
-        self._score_thr.visible = self._mask_thr.visible = trained and not pixel
+        text = self._text_model.visible = self._prompts.visible = self._overseer.value == TEXT_CHOICE
+        self._score_thr.visible = self._mask_thr.visible = (trained and not pixel) or text
 
     def _warm_up(self, *_):
         """As soon as the form names a model, its libraries import in the background (torch's
@@ -247,8 +254,8 @@ class SegmentForm(Container):
         from ..core.background import warm_imports
 
         modules = []
-        if self._overseer.value in TRAINED:
-            modules += WARM_OVERSEER[TRAINED[self._overseer.value]]
+        if kind := {**TRAINED, TEXT_CHOICE: "text"}.get(self._overseer.value):
+            modules += WARM_OVERSEER[kind]
         if self._sam2.value == HF_CHOICE:
             modules += WARM_HF
         elif self._sam2.value not in FLOW_CHOICES:
@@ -260,7 +267,9 @@ class SegmentForm(Container):
         """A new overseer type starts from the reference's thresholds for it."""
         from ..core.overseers.trained import DEFAULT_THRESHOLDS
 
-        if TRAINED.get(self._overseer.value) in DEFAULT_THRESHOLDS:
+        if self._overseer.value == TEXT_CHOICE:
+            self._score_thr.value, self._mask_thr.value = sam3_text.DEFAULT_SCORE, sam3_text.DEFAULT_MASK
+        elif TRAINED.get(self._overseer.value) in DEFAULT_THRESHOLDS:
             score, mask = DEFAULT_THRESHOLDS[TRAINED[self._overseer.value]]
             self._score_thr.value, self._mask_thr.value = score, mask
 
@@ -345,6 +354,12 @@ def config_from_form(w):
             mask_threshold=round(w._mask_thr.value, 4),
             batch_size=w._batch.value,
         )
+    elif choice == TEXT_CHOICE:
+        overseer = OverseerConfig(
+            kind="text", checkpoint=w._text_model.value.strip() or None, prompts=w._prompts.value.strip() or None,
+            score_threshold=round(w._score_thr.value, 4), mask_threshold=round(w._mask_thr.value, 4),
+            batch_size=w._batch.value,
+        )  # fmt: skip
     elif choice == REPLAY_LAYER and w._instances.value:
         raise SasviError(
             "instances: a labels layer holds class ids, not objects. Replay instance label files (choose "
