@@ -264,3 +264,40 @@ def test_real_sam2_image_path(tmp_path, sam2_tracker):
     rec = read_edits(path)[-1]
     assert rec["prompt"]["segmenter"]["type"] == "sam2-image"
     np.testing.assert_array_equal(np.asarray(SasviStore.read(path).labels[2]) == cls, again.mask)
+
+
+def test_a_new_instance_from_a_box_and_its_replay(tmp_path):
+    from test_instances_engine import GRASPER, Detections, _frames, _run, _square, crossing
+
+    frames = _frames(crossing, 20)
+    frames[:, _square(75, 64, 7)] = (60, 60, 220)  # an object the overseer never detects
+    a = tmp_path / "a.zarr"
+    _run(a, Detections(crossing), frames)
+    b = tmp_path / "b.zarr"
+    shutil.copytree(a, b)
+    store = SasviStore.read(a)
+    new_id = max(store.track_table) + 1
+    box = _box_of(_square(75, 64, 7))
+    for words, p in {
+        "exists already": ObjectPrompt(5, 1, GRASPER, box=box, new_track=True),
+        "has no track 9": ObjectPrompt(5, 9, GRASPER, box=box),
+        "Track id 0 means no track": ObjectPrompt(5, 0, GRASPER, box=box, new_track=True),
+    }.items():
+        with pytest.raises(InputError, match=words):
+            drain(iter_prompt(a, frames, FlowTracker(), p, segmenter=GrowSegmenter()))
+    s = drain(iter_prompt(a, frames, FlowTracker(), ObjectPrompt(5, new_id, GRASPER, box=box, new_track=True),
+                          segmenter=GrowSegmenter()))  # fmt: skip
+    store = SasviStore.read(a)
+    tracks = np.asarray(store.tracks)
+    truth = _square(75, 64, 7)
+    got = tracks[5] == new_id
+    assert 2 * (got & truth).sum() / (got.sum() + truth.sum()) > 0.9
+    assert store.track_table[new_id].class_id == GRASPER and store.track_table[new_id].first == 5
+    assert (tracks[s.stop] == new_id).any()  # propagated to the end of its span
+    path = tmp_path / "p.json"
+    write_prompt_file(store, path)
+    assert json.loads(path.read_text())["prompts"][0]["new_track"] is True
+    with pytest.raises(InputError, match="instance store"):
+        read_prompt_file(path, _store(tmp_path / "c.zarr", (frames, None, np.zeros(frames.shape[:3], np.uint8))))
+    drain(iter_replay(b, frames, FlowTracker(), path, segmenter="grow"))
+    assert _labels_bytes(b) == _labels_bytes(a)
