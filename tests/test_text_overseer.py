@@ -53,7 +53,14 @@ def _tiny_sam3(folder):
             backbone_feature_sizes=[[4 * grid] * 2, [2 * grid] * 2, [grid] * 2],
         ),
         text_config=dict(
-            vocab_size=len(vocab), **small, num_hidden_layers=1, projection_dim=32, max_position_embeddings=32
+            vocab_size=len(vocab),
+            **small,
+            num_hidden_layers=1,
+            projection_dim=32,
+            max_position_embeddings=32,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
         ),
         geometry_encoder_config=dict(**small, num_layers=1),
         detr_encoder_config=dict(**small, num_layers=1),
@@ -192,6 +199,17 @@ def test_an_unknown_class_or_model_is_refused_before_anything_is_written(tmp_pat
     assert main([*argv, "--overseer-score-threshold", "0.1", "--prompts", "x", "--overseer", "detr", *rest]) == 2
     assert "--prompts is for --overseer text, not detr" in capsys.readouterr().err
     assert not out.exists()
+    # a checkpoint lacking weights (transformers would fill them at random and only log it) is refused
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    partial = tmp_path / "partial"
+    shutil.copytree(sam3_dir, partial)
+    weights = load_file(partial / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if "text_encoder" not in k}, partial / "model.safetensors")
+    with pytest.raises(CheckpointError, match="lacks weights the model needs .*text_encoder"):
+        load_sam3(partial)
     # no network (HF_HUB_OFFLINE=1, nothing cached): the error says where the model comes from
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -249,9 +249,10 @@ def load_sam3(name_or_path: str | os.PathLike | None):
             f"SAM 3 model folder {source} does not exist: give a folder written by save_pretrained, or a Hub "
             f"repository id such as {DEFAULT_MODEL} while online."
         )
+    where = str(folder) if folder.is_dir() else source
     try:
-        model = Sam3Model.from_pretrained(str(folder) if folder.is_dir() else source)
-        processor = Sam3Processor.from_pretrained(str(folder) if folder.is_dir() else source)
+        model, info = Sam3Model.from_pretrained(where, output_loading_info=True)
+        processor = Sam3Processor.from_pretrained(where)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hub = (
@@ -263,6 +264,15 @@ def load_sam3(name_or_path: str | os.PathLike | None):
             "written by save_pretrained."
         )
         raise CheckpointError(f"Cannot load SAM 3 from {source}: {first}.{hub}") from e
+    # transformers fills weights missing from a checkpoint at random and only logs it: a SAM 3 whose
+    # text encoder was left random answers no prompt (facebook/sam3 discussion 263), so refuse it
+    missing = sorted(info.get("missing_keys") or []) + sorted(info.get("mismatched_keys") or [])
+    if missing:
+        shown = ", ".join(map(str, missing[:3])) + (f", ... ({len(missing)} in all)" if len(missing) > 3 else "")
+        raise CheckpointError(
+            f"SAM 3 from {source} lacks weights the model needs ({shown}): it is not a transformers Sam3Model "
+            "checkpoint, or one of another transformers release. Give a folder written by Sam3Model.save_pretrained."
+        )
     if folder.is_dir():
         return model, processor, str(folder.resolve()), _folder_sha256(folder), None
     return model, processor, source, None, getattr(model.config, "_commit_hash", None)
