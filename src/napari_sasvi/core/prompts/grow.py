@@ -13,13 +13,14 @@ other means before it can seed an object. :func:`grow_mask` does it with two cla
   sure background, the clicks' own discs sure foreground or background. Chosen over a marker
   watershed on the colour gradient (positive clicks flooding against negative clicks and the
   border): one click at the object's innermost pixel on 12 DAVIS 2016 frames gave a mean Dice of
-  0.74 this way against 0.44 with the watershed, which stops at the first strong edge inside
+  0.73 this way (0.74 unscaled) against 0.44 with the watershed, which stops at the first strong edge inside
   a textured object (a swan's wing, a car's window): see "Prompts" in benchmarks/README.md.
 
 Then one rule for both: the mask keeps the connected components that hold a positive click. A
 component that holds both positive and negative clicks is split between them by a marker watershed
-inside it (the split only needs the edge between the two clicks); one that touches a negative click and holds no positive one is dropped. With no
-positive click (a box alone), the largest remaining component is kept.
+inside it (the split only needs the edge between the two clicks); one that touches a negative
+click and holds no positive one is dropped. With no positive click (a box alone), the largest
+remaining component is kept.
 
 The result depends on the input only: GrabCut's k-means draws from OpenCV's random generator,
 seeded before every call.
@@ -34,7 +35,7 @@ from ..errors import InputError
 __all__ = ["CLICK_MAX_SIDE", "MAX_SIDE", "grow_mask"]
 
 #: GrabCut runs on the crop around the box scaled so its longer side is at most this: its cost
-#: grows with the pixels (a 510 x 410 crop of a DAVIS frame: 2.1 s at full size, 0.5 s at 320),
+#: grows with the pixels (the crop around blackswan's first box: 2.1 s unscaled, 0.5 s at 320),
 #: and on 12 DAVIS frames (not the benchmark's first frames) a box's Dice was 0.68 at 320 against
 #: 0.71 at 480 and 0.60 at 240
 MAX_SIDE = 320
