@@ -23,8 +23,9 @@ from ._corrections import CorrectionsPanel
 from ._event_strip import EventStrip, class_names
 from ._form import SegmentForm
 from ._guard import keep_triton_out
-from ._layout import fit_table, wrap_label
+from ._layout import fit_table, section, wrap_label
 from ._lifecycle import on_detach
+from ._prompts import PromptPanel
 from ._track_layers import ShownTracks, TracksSeen
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class SegmentWidget(SegmentForm):
             self.native.layout().addWidget(w)
         self.native.layout().addWidget(self._strip.legend)  # the kinds on the strip, with counts
         self.native.layout().addWidget(self._corrections.native)
+        self._prompts = PromptPanel(self, viewer)  # clicks and boxes, collapsed until opened
+        self._prompts_box = section("Clicks and boxes", self._prompts)
+        self.native.layout().addWidget(self._prompts_box)
         self._run.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
         self._table.native.cellClicked.connect(self._row_clicked)
@@ -430,6 +434,7 @@ class SegmentWidget(SegmentForm):
     def _disconnect(self):
         """Stop listening to the viewer (the dock was closed or removed) and stop a run between frames."""
         self._cancel.set()
+        self._prompts.stop()  # its layers, keys and frame listener go with the dock
         super()._disconnect()
 
     def close(self):
