@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of napari-sasvi (issue 12 item 5): under 8 minutes on one CUDA GPU, one table at the end.
+# GPU check of napari-sasvi (issue 12 item 5): under 9 minutes on one CUDA GPU, one table at the end.
 #
 #     bash benchmarks/gpu_check.sh            # from anywhere; it runs from the repo root
 #
@@ -7,7 +7,7 @@
 # `python` on PATH) with torch built for CUDA. It installs nothing and downloads nothing (random
 # weights throughout), so it runs on a machine without internet.
 #
-# It runs, each section under its own `timeout` (90 + 210 + 150 s at most, so under 8 minutes):
+# It runs, each section under its own `timeout` (90 + 210 + 150 + 60 s at most, so under 9 minutes):
 #   1. the CUDA tests: `pytest -m cuda` if pyproject.toml declares a `cuda` marker, else the tests
 #      whose names contain "cuda" or "device" (`-k "cuda or device"`); pass/fail counts in the table;
 #   2. SAM2.1 tiny and large at image size 1024, random weights, bf16 autocast: frames/s of a SASVi
@@ -16,6 +16,9 @@
 #   3. the three overseers (CholecSeg8k architectures, random weights, fp32 as the engine runs them):
 #      Mask R-CNN, DETR (5 and 100 queries kept) and Mask2Former at batch 1 and 8: frames/s, peak GPU
 #      memory (torch.cuda.max_memory_allocated, reset per row; the weights count).
+#   4. a click's latency (issue 30, benchmarks/bench_prompt_latency.py): SAM2.1 tiny at 1024, the
+#      image features of a frame once, then clicks on the cached features (goal < 150 ms a click);
+#      its own table, printed before the summary.
 # Then one markdown table with the GPU name, the torch version and the command.
 #
 # Exit status: 0 everything ran and passed; 1 a test failed or a row / section failed or timed out
@@ -34,6 +37,7 @@ COMMAND="bash benchmarks/gpu_check.sh $*"
 START=$SECONDS
 SAM2_TIMEOUT=210
 OVERSEERS_TIMEOUT=150
+CLICK_TIMEOUT=60
 DEVICE_ARGS=()
 if [ -n "${SASVI_GPU_CHECK_CPU:-}" ]; then
     # hidden: exercise the code paths on the CPU with tiny sizes (no GPU needed)
@@ -82,7 +86,24 @@ timeout "$OVERSEERS_TIMEOUT" "$PY" benchmarks/gpu_check.py overseers --rows "$RO
 OVERSEERS_RC=$?
 grep '^{' "$WORK/overseers.log" || tail -5 "$WORK/overseers.log"
 
+# 4. a click's latency (issue 30): SAM2.1 tiny at 1024, image features once, then clicks on them
+echo "gpu_check: [4/4] click latency"
+if [ -n "${SASVI_GPU_CHECK_CPU:-}" ]; then
+    CLICK_ARGS=(--device cpu --image-size 256 --n-frames 1 --clicks 2 --repeats 1)
+else
+    CLICK_ARGS=(--device cuda)
+fi
+timeout "$CLICK_TIMEOUT" "$PY" benchmarks/bench_prompt_latency.py "${CLICK_ARGS[@]}" >"$WORK/clicks.log" 2>&1
+CLICK_RC=$?
+grep '^|' "$WORK/clicks.log" || tail -5 "$WORK/clicks.log"
+
 "$PY" benchmarks/gpu_check.py table --rows "$ROWS" --command "$COMMAND" \
     --tests-log "$WORK/tests.log" --tests-rc "$TESTS_RC" --tests-selection "$SELECTION" \
     --tests-seconds "$TESTS_SECONDS" --sam2-rc "$SAM2_RC" --overseers-rc "$OVERSEERS_RC" \
     --timeouts "$SAM2_TIMEOUT" "$OVERSEERS_TIMEOUT" --work "$WORK" --total-seconds "$((SECONDS - START))"
+RC=$?
+if [ "$CLICK_RC" -ne 0 ]; then
+    echo "gpu_check: the click latency section failed (exit $CLICK_RC; log: $WORK/clicks.log)"
+    [ "$RC" -eq 0 ] && RC=1
+fi
+exit "$RC"
