@@ -108,6 +108,7 @@ def test_click_box_preview_commit_undo_with_the_flow_tracker(make_napari_viewer_
     clicks, box = viewer.layers["SASVi clicks"], viewer.layers["SASVi box"]
     assert clicks.ndim == 2 and viewer.layers.selection.active.name == "SASVi clicks"
     assert box.mode == "add_rectangle", (box.mode, box.editable)
+    assert panel._object.native.isHidden()  # a class store: no track to choose
     cls, obj = _an_object(truth, t)
     panel._class.value = cls
     x, y = _inside(obj)
@@ -234,3 +235,69 @@ def test_sam2_image_path_preview_and_commit(make_napari_viewer_proxy, qtbot, tmp
     else:  # random weights may select nothing: the commit says so and writes nothing
         assert "selects no pixel" in errors[-1] and read_edits(path) == []
     np.testing.assert_array_equal(np.asarray(SasviStore.read(path).labels), before)
+
+
+def _press(layer, key):
+    """A key press on ``layer`` as napari dispatches it: the layer's own binding for ``key``."""
+    from napari.utils.key_bindings import KeyBinding
+
+    layer.keymap[KeyBinding.from_str(key)](layer)
+
+
+def test_new_object_in_an_instance_store_with_the_keys(make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch):
+    from napari_sasvi._napari._form import REPLAY_FOLDER
+    from napari_sasvi.core.synthetic_instances import write_instance_pngs
+
+    viewer = make_napari_viewer_proxy()
+    video = SyntheticVideo(n_frames=8, height=64, width=80, seed=1)
+    frames, truth = video.arrays()
+    viewer.add_image(frames, name="clip", rgb=True)
+    folder = write_instance_pngs(video, tmp_path / "instances", noisy=False)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
+    widget._dataset.value = "synthetic"
+    widget._sam2.value = "optical flow (DIS, no weights)"
+    widget._overseer.value = REPLAY_FOLDER
+    widget._overseer_path.value = folder
+    widget._device.value = "cpu"
+    widget._instances.value = True
+    widget._out.value = path = tmp_path / "run.zarr"
+    widget.run()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    store = SasviStore.read(path)
+    assert store.complete and store.tracks is not None
+    before, table = np.asarray(store.tracks).copy(), store.track_table
+    errors = _errors(monkeypatch)
+    panel, t = widget._prompts, 2
+    viewer.dims.set_current_step(0, t)
+    panel.start()
+    assert not panel._object.native.isHidden() and panel._object.choices[0] == 0  # "new object", then the tracks
+    assert set(panel._object.choices[1:]) == set(table)
+    k = max(table)
+    panel._object.value = k  # an existing track: its class
+    assert panel._class.value == table[k].class_id
+    clicks, box = viewer.layers["SASVi clicks"], viewer.layers["SASVi box"]
+    _press(clicks, "N")  # a new object
+    assert panel._object.value == 0
+    cls, obj = _an_object(truth, t)
+    panel._class.value = cls
+    ys, xs = np.nonzero(obj)
+    box.add_rectangles(np.array([[ys.min() - 0.5, xs.min() - 0.5], [ys.max() + 0.5, xs.max() + 0.5]]))
+    _settled(qtbot, panel)
+    prompt = panel.prompt()
+    assert prompt.new_track and prompt.object == k + 1 and prompt.class_id == cls
+    preview = viewer.layers["SASVi prompt"]
+    assert preview.data.any()
+    np.testing.assert_allclose(preview.colormap.map(1)[..., :3].ravel(), np.array(SYNTHETIC.by_id(cls).color) / 255)
+    _press(box, "Escape")
+    assert panel.prompt() is None and not preview.data.any()
+    box.add_rectangles(np.array([[ys.min() - 0.5, xs.min() - 0.5], [ys.max() + 0.5, xs.max() + 0.5]]))
+    _settled(qtbot, panel)
+    mask = np.asarray(preview.data).astype(bool)
+    _press(clicks, "Enter")  # commits
+    qtbot.waitUntil(lambda: panel.last_summary is not None and panel._commit_worker is None, timeout=60_000)
+    now = SasviStore.read(path)
+    np.testing.assert_array_equal(np.asarray(now.tracks[t]) == k + 1, mask)
+    assert now.track_table[k + 1].class_id == cls and not errors
+    assert k + 1 in panel._object.choices and panel._object.value == 0  # the next prompt: a new object again
+    widget._corrections.undo()
+    np.testing.assert_array_equal(np.asarray(SasviStore.read(path).tracks), before)

@@ -136,8 +136,10 @@ class PromptPanel(Container):
             self.stop()
 
     def _frame_changed(self, *_):
+        if self._viewer.dims.ndim < 3:  # the video's layers are gone (or the viewer closes)
+            return
         t = self._seg.current_frame
-        if t == self._frame:
+        if t == self._frame or not 0 <= t < self._store.n_frames:
             return
         self._frame = t
         self.layers.clear()  # the clicks and the box were for the frame left
@@ -159,7 +161,7 @@ class PromptPanel(Container):
 
     def new_object(self, *_):
         """N: the next prompt is a new object (instance stores)."""
-        if self._object.visible:
+        if self._store is not None and self._store.tracks is not None:
             self._object.value = NO_TRACK
             self._say("A new object: click on it or draw its box.")
 
@@ -220,7 +222,7 @@ class PromptPanel(Container):
     def _pump(self):
         from napari.qt.threading import thread_worker
 
-        if self._waiting is None or self._commit_worker is not None:
+        if self._waiting is None or self._commit_worker is not None or not self.prompting:
             return
         (job, t, kind, config), self._waiting = self._waiting, None
         store, models = self._store, self._seg.models
@@ -409,7 +411,10 @@ class PromptPanel(Container):
             self._progress = None
 
     def _say(self, text: str, error: bool = False):
-        self._info.value = text
+        try:
+            self._info.value = text
+        except RuntimeError:  # the dock was deleted while a worker ran (the viewer closed)
+            return False
         if error:
             from napari.utils.notifications import show_error
 
