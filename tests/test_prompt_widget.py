@@ -301,3 +301,13 @@ def test_new_object_in_an_instance_store_with_the_keys(make_napari_viewer_proxy,
     assert k + 1 in panel._object.choices and panel._object.value == 0  # the next prompt: a new object again
     widget._corrections.undo()
     np.testing.assert_array_equal(np.asarray(SasviStore.read(path).tracks), before)
+
+
+def test_nothing_to_prompt_before_a_run(make_napari_viewer_proxy, monkeypatch):
+    viewer = make_napari_viewer_proxy()
+    viewer.add_image(SyntheticVideo(n_frames=3, height=32, width=40, seed=0).arrays()[0], name="clip", rgb=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sasvi", "SASVi segment video")
+    errors = _errors(monkeypatch)
+    panel = widget._prompts
+    assert panel.start() is False and "Run first" in errors[-1] and "SASVi clicks" not in viewer.layers
+    assert panel.commit() is None and "Run first" in errors[-1]

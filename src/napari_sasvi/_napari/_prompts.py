@@ -103,6 +103,8 @@ class PromptPanel(Container):
             return self._say(
                 "No SASVi result to prompt on yet: Run first (or Run on a finished store to open it).", True
             )
+        if seg.running:
+            return self._say("A run is going: prompt once it has finished (or Cancel it).", True)
         if self.prompting:
             return True
         self._store = SasviStore.read(seg.store.path)
@@ -142,6 +144,7 @@ class PromptPanel(Container):
         if t == self._frame or not 0 <= t < self._store.n_frames:
             return
         self._frame = t
+        self._store = SasviStore.read(self._store.path)  # a run may have finished more frames since
         self.layers.clear()  # the clicks and the box were for the frame left
         self.last_mask = None
         self._request(None)
@@ -211,6 +214,8 @@ class PromptPanel(Container):
         replaced (only the latest prompt counts)."""
         if self._store is None:
             return
+        if self._seg.running:  # its tracker and the CPU are the run's: nothing is computed meanwhile
+            return self._say("A run is going: prompts are computed once it has finished.", True)
         try:
             config = self._seg.run_config()
         except (SasviError, ValueError, OSError) as e:
