@@ -16,6 +16,8 @@ instance store). It talks to the segment widget through the surface the correcti
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from pathlib import Path
@@ -243,9 +245,10 @@ class PromptPanel(Container):
             try:
                 segmenter = self.segmenter(store, models, config, kind)
                 image = stack.frame(t)
-                if job is None:
-                    return ("features", t, segmenter.features(t, image))
-                return ("mask", job, segmenter.segment(image, job[0]))
+                with _one_core_left():
+                    if job is None:
+                        return ("features", t, segmenter.features(t, image))
+                    return ("mask", job, segmenter.segment(image, job[0]))
             except (SasviError, ValueError, OSError) as e:
                 return _Message(str(e))
 
@@ -425,6 +428,26 @@ class PromptPanel(Container):
 
             show_error(f"SASVi: {text}")
         return False
+
+
+@contextlib.contextmanager
+def _one_core_left():
+    """torch on one core fewer while a preview is computed, as for a run (the segment widget's
+    ``limit_torch_threads``): napari's thread keeps a core while SAM2's image encoder runs
+    (event-loop lateness p95 4 ms during a frame's features on 2 cores, benchmarks/bench_prompt_gui.py)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:  # the classical segmenter: no torch to limit
+        yield
+        return
+    n = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, min(n, cores - 1)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 class _Message(str):

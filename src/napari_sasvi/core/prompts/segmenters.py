@@ -39,7 +39,15 @@ class PromptMask:
 
 class Sam2ImageSegmenter:
     """SAM2's image path over a SAM2 model (a video predictor is one: it shares the image encoder,
-    the prompt encoder and the mask decoder). Thread-safe: one prediction at a time.
+    the prompt encoder and the mask decoder). Thread-safe: one computation at a time.
+
+    The frame goes in as the video tracker reads it (:func:`~..trackers.sam2_frames.sam2_input`),
+    through the image encoder once (with SAM2's "no memory" embedding added, as for a frame with no
+    memory); a prompt then runs the prompt encoder (a box as its two corner points, then the
+    clicks) and the mask decoder on the kept features, and the low-resolution mask is resized to
+    the frame (bilinear) and cut at 0. No ``torch.jit`` scripting and no extra import (SAM2's
+    ``SAM2ImagePredictor`` scripts its transforms when built, which holds the interpreter for
+    about a second: napari froze for that long at the first click).
 
     Args:
         model: a ``SAM2Base`` (e.g. :attr:`SAM2Tracker.predictor <..trackers.sam2.SAM2Tracker>`).
@@ -50,17 +58,12 @@ class Sam2ImageSegmenter:
     kind = "sam2"
 
     def __init__(self, model, description: dict | None = None, cache_frames: int = 4):
-        from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-        self.predictor = SAM2ImagePredictor(model)
-        s = int(model.image_size)
-        # the predictor assumes 1024-pixel inputs (backbone maps of 256, 128, 64); a model built at
-        # another image_size has maps of s/4, s/8, s/16
-        self.predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+        self.model = model
+        self.size = int(model.image_size)
         self.device = next(model.parameters()).device
         self.description = dict(description or {})
         self.cache_frames = max(1, int(cache_frames))
-        self._cache: OrderedDict[object, tuple[dict, tuple[int, int]]] = OrderedDict()
+        self._cache: OrderedDict[object, tuple[object, list, tuple[int, int]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def describe(self) -> dict:
@@ -83,14 +86,23 @@ class Sam2ImageSegmenter:
         frame index); returns the seconds it took (0 when they were kept)."""
         import torch
 
+        from ..trackers.sam2_frames import sam2_input
+
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return 0.0
             t0 = time.perf_counter()
+            m = self.model
+            x = sam2_input(np.ascontiguousarray(image), self.size)[None].to(self.device)
             with torch.inference_mode(), self._autocast():
-                self.predictor.set_image(np.ascontiguousarray(image))
-            self._cache[key] = (self.predictor._features, self.predictor._orig_hw)
+                out = m.forward_image(x)
+                _, feats, _, sizes = m._prepare_backbone_features(out)
+                if m.directly_add_no_mem_embed:
+                    feats[-1] = feats[-1] + m.no_mem_embed
+                # (HW, B, C) -> (B, C, H, W), the finest level first
+                maps = [f.permute(1, 2, 0).reshape(1, -1, *hw) for f, hw in zip(feats, sizes, strict=True)]
+            self._cache[key] = (maps[-1], maps[:-1], tuple(image.shape[:2]))
             while len(self._cache) > self.cache_frames:
                 self._cache.popitem(last=False)
             return time.perf_counter() - t0
@@ -98,29 +110,43 @@ class Sam2ImageSegmenter:
     def segment(self, image: np.ndarray, prompt: ObjectPrompt, key=None) -> PromptMask:
         """The object's mask on ``image`` (H, W, 3) uint8 RGB from the prompt's clicks and box."""
         import torch
+        import torch.nn.functional as F
 
         check_prompt(prompt, image.shape[:2])
         if not prompt.has_geometry:
             raise InputError("SAM2 segments from clicks or a box; this prompt has neither.")
         key = prompt.frame if key is None else key
         feature_s = self.features(key, image)
+        h, w = image.shape[:2]
         pts, labels = prompt.points_array()
-        box = None if prompt.box is None else np.asarray(clip_box(prompt.box, image.shape[:2]), np.float32)
-        multi = len(pts) == 1 and box is None
+        if prompt.box is not None:  # SAM's box: its corners as points labelled 2 and 3, first
+            x0, y0, x1, y1 = clip_box(prompt.box, (h, w))
+            pts = np.concatenate([np.array([[x0, y0], [x1, y1]], np.float32), pts])
+            labels = np.concatenate([np.array([2, 3], np.int32), labels])
+        multi = len(prompt.points) == 1 and prompt.box is None
+        scale = np.array([self.size / w, self.size / h], np.float32)
         t0 = time.perf_counter()
         with self._lock:
-            feats, hw = self._cache[key]
-            self.predictor._features, self.predictor._orig_hw, self.predictor._is_image_set = feats, hw, True
+            embed, high_res, _ = self._cache[key]
+            m = self.model
+            coords = torch.from_numpy(pts * scale)[None].to(self.device)
+            lab = torch.from_numpy(labels)[None].to(self.device)
             with torch.inference_mode(), self._autocast():
-                masks, scores, _ = self.predictor.predict(
-                    point_coords=pts if len(pts) else None,
-                    point_labels=labels if len(pts) else None,
-                    box=box,
+                sparse, dense = m.sam_prompt_encoder(points=(coords, lab), boxes=None, masks=None)
+                low, iou, _, _ = m.sam_mask_decoder(
+                    image_embeddings=embed,
+                    image_pe=m.sam_prompt_encoder.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
                     multimask_output=multi,
-                    normalize_coords=True,
+                    repeat_image=False,
+                    high_res_features=high_res,
                 )
-        best = int(np.argmax(scores))
-        return PromptMask(np.asarray(masks[best]) > 0, float(scores[best]), feature_s, time.perf_counter() - t0)
+                scores = iou[0].float()
+                best = int(torch.argmax(scores))
+                full = F.interpolate(low[:, best : best + 1].float(), size=(h, w), mode="bilinear", align_corners=False)
+            mask = (full[0, 0] > 0).cpu().numpy()
+        return PromptMask(mask, float(scores[best]), feature_s, time.perf_counter() - t0)
 
 
 class GrowSegmenter:

@@ -14,6 +14,17 @@ _MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
+def sam2_input(rgb: np.ndarray, size: int):
+    """A frame (H, W, 3) uint8 RGB as SAM2's own video loader makes its input: PIL resize to
+    ``size`` x ``size`` (bicubic), [0, 1], ImageNet normalisation; a (3, size, size) float32 tensor."""
+    import torch
+    from PIL import Image
+
+    img = np.asarray(Image.fromarray(rgb).resize((size, size)), np.float32) / 255.0
+    img = (img - _MEAN) / _STD
+    return torch.from_numpy(img.transpose(2, 0, 1).copy())
+
+
 class LazyImages:
     """What SAM2's inference state calls ``images``: frame t as a normalised (3, S, S) tensor,
     decoded when SAM2 asks for it; counts how often each frame is requested (= encoded).
@@ -39,14 +50,7 @@ class LazyImages:
         return len(self.frames)
 
     def _load(self, t: int):
-        import torch
-        from PIL import Image
-
-        rgb = self.frames.frame(int(t))
-        # SAM2's own loader: PIL resize to S x S (bicubic), [0, 1], ImageNet normalisation
-        img = np.asarray(Image.fromarray(rgb).resize((self.size, self.size)), np.float32) / 255.0
-        img = (img - _MEAN) / _STD
-        return torch.from_numpy(img.transpose(2, 0, 1).copy())
+        return sam2_input(self.frames.frame(int(t)), self.size)
 
     def __getitem__(self, t: int):
         t = int(t)
