@@ -16,8 +16,6 @@ instance store). It talks to the segment widget through the surface the correcti
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from ..core.instances.types import NO_TRACK
 from ..core.progress import Returning
 from ..core.prompts import ObjectPrompt, check_prompt_on_store, iter_prompt, segmenter_for
 from ..core.store.sasvi_store import SasviStore
+from ._cores import one_core_left
 from ._corrections import _edit_tracker
 from ._layout import narrow_combos, wrap_label
 from ._prompt_layers import PromptLayers
@@ -245,7 +244,7 @@ class PromptPanel(Container):
             try:
                 segmenter = self.segmenter(store, models, config, kind)
                 image = stack.frame(t)
-                with _one_core_left():
+                with one_core_left():
                     if job is None:
                         return ("features", t, segmenter.features(t, image))
                     return ("mask", job, segmenter.segment(image, job[0]))
@@ -428,26 +427,6 @@ class PromptPanel(Container):
 
             show_error(f"SASVi: {text}")
         return False
-
-
-@contextlib.contextmanager
-def _one_core_left():
-    """torch on one core fewer while a preview is computed, as for a run (the segment widget's
-    ``limit_torch_threads``): napari's thread keeps a core while SAM2's image encoder runs
-    (event-loop lateness p95 4 ms during a frame's features on 2 cores, benchmarks/bench_prompt_gui.py)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is None:  # the classical segmenter: no torch to limit
-        yield
-        return
-    n = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, min(n, cores - 1)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 class _Message(str):
