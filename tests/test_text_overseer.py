@@ -232,12 +232,12 @@ def test_widget_text_choice_runs_sam3_into_a_layer(make_napari_viewer_proxy, qtb
     widget._sam2.value = "optical flow (DIS, no weights)"
     widget._device.value = "cpu"
     widget._overseer.value = TEXT_CHOICE
-    assert not widget._text_model.native.isHidden() and not widget._prompts.native.isHidden()
+    assert not widget._text_model.native.isHidden() and not widget._text_prompts.native.isHidden()
     assert widget._overseer_ckpt.native.isHidden() and widget._overseer_layer.native.isHidden()
     assert (widget._score_thr.value, widget._mask_thr.value) == (0.5, 0.5)
     assert widget.run_config().overseer.checkpoint == "facebook/sam3"
     assert widget.run_config().overseer.prompts is None  # every class
-    widget._text_model.value, widget._prompts.value = str(sam3_dir), "grasper, clipper"
+    widget._text_model.value, widget._text_prompts.value = str(sam3_dir), "grasper, clipper"
     widget._score_thr.value = 0.0
     widget._out.value = tmp_path / "text.zarr"
     config = widget.run_config()

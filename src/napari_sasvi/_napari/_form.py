@@ -109,7 +109,7 @@ class SegmentForm(Container):
             label="weights", mode="r", filter="*.pth *.pt *.skops", tooltip="The overseer checkpoint."
         )
         self._text_model = LineEdit(label="model", value=sam3_text.DEFAULT_MODEL, tooltip="SAM 3: Hub id or folder.")
-        self._prompts = LineEdit(label="prompts", tooltip="Classes to prompt SAM 3 with, by name (empty: all).")
+        self._text_prompts = LineEdit(label="prompts", tooltip="Classes to prompt SAM 3 with, by name (empty: all).")
         self._published = CheckBox(
             label="published weights", value=False, tooltip="The published checkpoint for the dataset (downloads once)."
         )
@@ -190,7 +190,7 @@ class SegmentForm(Container):
         overseer_widgets = [self._score_thr, self._mask_thr, self._batch]
         self._advanced = [*policy_widgets, self._min_visible, self._consensus, self._agree_iou, *overseer_widgets]
         overseer = [self._overseer, self._overseer_layer, self._overseer_path, self._encoding, self._overseer_ckpt]
-        overseer += [self._text_model, self._prompts]
+        overseer += [self._text_model, self._text_prompts]
         tracker = [self._sam2, self._sam2_config, self._sam2_ckpt, self._hf_model, self._random, self._image_size]
         classes = [self._published, self._dataset, self._classes_file]
         main = Container(labels=True, widgets=[self._frames, *overseer, *classes, *tracker, self._device, self._out])
@@ -245,7 +245,7 @@ class SegmentForm(Container):
         self._image_size.visible = self._sam2.value not in FLOW_CHOICES and self._sam2.value != HF_CHOICE
         self._hf_model.visible = self._sam2.value == HF_CHOICE
         self._sam2_config.visible = self._sam2_ckpt.visible = self._random.visible = custom
-        text = self._text_model.visible = self._prompts.visible = self._overseer.value == TEXT_CHOICE
+        text = self._text_model.visible = self._text_prompts.visible = self._overseer.value == TEXT_CHOICE
         self._score_thr.visible = self._mask_thr.visible = (trained and not pixel) or text
 
     def _warm_up(self, *_):
@@ -356,7 +356,7 @@ def config_from_form(w):
         )
     elif choice == TEXT_CHOICE:
         overseer = OverseerConfig(
-            kind="text", checkpoint=w._text_model.value.strip() or None, prompts=w._prompts.value.strip() or None,
+            kind="text", checkpoint=w._text_model.value.strip() or None, prompts=w._text_prompts.value.strip() or None,
             score_threshold=round(w._score_thr.value, 4), mask_threshold=round(w._mask_thr.value, 4),
             batch_size=w._batch.value,
         )  # fmt: skip
