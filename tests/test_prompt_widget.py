@@ -311,3 +311,28 @@ def test_nothing_to_prompt_before_a_run(make_napari_viewer_proxy, monkeypatch):
     panel = widget._prompts
     assert panel.start() is False and "Run first" in errors[-1] and "SASVi clicks" not in viewer.layers
     assert panel.commit() is None and "Run first" in errors[-1]
+
+
+def test_a_prompt_and_re_propagate_wait_for_each_other(make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch):
+    """While one edit goes (Cancel is live), the other panel refuses to start one: nothing written."""
+    viewer, widget, frames, truth = _open_store(make_napari_viewer_proxy, qtbot, tmp_path, "flow", n=6)
+    errors, path = _errors(monkeypatch), tmp_path / "s.zarr"
+    panel, t = widget._prompts, 2
+    viewer.dims.set_current_step(0, t)
+    assert panel.start()
+    cls, obj = _an_object(truth, t)
+    panel._class.value = cls
+    x, y = _inside(obj)
+    click(viewer.layers["SASVi clicks"], t, x, y)
+    _settled(qtbot, panel)
+    widget.start_work()  # as Re-propagate (or a run) does when its worker starts
+    assert widget.busy
+    assert panel.commit() is None and "is going" in errors[-1]
+    widget._corrections.pin_at(4)
+    assert widget._corrections.repropagate() is None and "is going" in errors[-1]
+    widget.work_finished()
+    assert not widget.busy and read_edits(path) == []
+    worker = panel.commit()  # now it may
+    assert worker is not None
+    qtbot.waitUntil(lambda: panel._commit_worker is None, timeout=60_000)
+    assert [e["kind"] for e in read_edits(path)] == ["correction"]

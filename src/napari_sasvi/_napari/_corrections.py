@@ -7,7 +7,7 @@ edits run in a ``thread_worker`` with a progress bar, and the segment widget's C
 between frames (the frames written stay; Undo restores them too).
 
 It talks to the segment widget only through its public surface (``store``, ``labels_layer``,
-``frames_layer``, ``models``, ``running``, ``current_frame``, ``selected_event``, ``run_config``,
+``frames_layer``, ``models``, ``running``, ``busy``, ``current_frame``, ``selected_event``, ``run_config``,
 ``show_events``, ``start_work``, ``limit_torch_threads``, ``work_finished``; for instance stores
 ``new_tracks`` and ``tracks_edited``).
 """
@@ -60,8 +60,8 @@ class CorrectionsPanel(Container):
             raise SasviError("No SASVi result to edit yet: Run first (or Run again on a finished store to open it).")
         if seg.running:
             raise SasviError("A run is going: wait for it, or Cancel it, before editing.")
-        if self._worker is not None:
-            raise SasviError("Re-propagation is going: wait for it, or Cancel it.")
+        if self._worker is not None or seg.busy:
+            raise SasviError("An edit (Re-propagate, or a prompt's commit) is going: wait for it, or Cancel it.")
         from ..core.store.sasvi_store import SasviStore
 
         return SasviStore.read(store.path), layer.data  # read again: the run may have gone on since

@@ -324,8 +324,8 @@ class PromptPanel(Container):
                 raise SasviError("No SASVi result to prompt on yet: Run first.")
             if seg.running:
                 raise SasviError("A run is going: wait for it, or Cancel it, before committing a prompt.")
-            if self._commit_worker is not None:
-                raise SasviError("A prompt is being committed: wait for it, or Cancel it.")
+            if self._commit_worker is not None or seg.busy:
+                raise SasviError("An edit (a prompt's commit, or Re-propagate) is going: wait for it, or Cancel it.")
             prompt = self.prompt()
             if prompt is None:
                 raise InputError("Nothing to commit: click on the object or draw a box around it first.")

@@ -62,14 +62,12 @@ class SegmentWidget(SegmentForm):
         self._strip = EventStrip(
             on_click=self._jump_to, on_pin=self._corrections.pin_at, on_skip=self._corrections.skip_at
         )
-        # below the form's collapsible sections; the table as wide as the dock, as the strip below it
-        for w in (buttons.native, self._status.native, self._table.native, self._strip):
-            self.native.layout().addWidget(w)
-        self.native.layout().addWidget(self._strip.legend)  # the kinds on the strip, with counts
-        self.native.layout().addWidget(self._corrections.native)
         self._prompts = PromptPanel(self, viewer)  # clicks and boxes, collapsed until opened
         self._prompts_box = section("Clicks and boxes", self._prompts)
-        self.native.layout().addWidget(self._prompts_box)
+        # below the form's sections; the table as wide as the dock, as the strip and its legend (kinds, counts)
+        for w in (buttons.native, self._status.native, self._table.native, self._strip, self._strip.legend,
+                  self._corrections.native, self._prompts_box):  # fmt: skip
+            self.native.layout().addWidget(w)
         self._run.changed.connect(self.run)
         self._cancel_btn.changed.connect(self.cancel)
         self._table.native.cellClicked.connect(self._row_clicked)
@@ -399,6 +397,11 @@ class SegmentWidget(SegmentForm):
     def running(self) -> bool:
         """Whether a run is going."""
         return self._worker is not None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a run or an edit (Re-propagate, a prompt's commit) is going: Cancel would stop it."""
+        return self._worker is not None or self._cancel_btn.enabled
 
     @property
     def current_frame(self) -> int:
