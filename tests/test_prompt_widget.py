@@ -301,6 +301,7 @@ def test_new_object_in_an_instance_store_with_the_keys(make_napari_viewer_proxy,
     assert k + 1 in panel._object.choices and panel._object.value == 0  # the next prompt: a new object again
     widget._corrections.undo()
     np.testing.assert_array_equal(np.asarray(SasviStore.read(path).tracks), before)
+    assert k + 1 not in panel._object.choices  # the undone track left the list
 
 
 def test_nothing_to_prompt_before_a_run(make_napari_viewer_proxy, monkeypatch):
@@ -336,3 +337,21 @@ def test_a_prompt_and_re_propagate_wait_for_each_other(make_napari_viewer_proxy,
     assert worker is not None
     qtbot.waitUntil(lambda: panel._commit_worker is None, timeout=60_000)
     assert [e["kind"] for e in read_edits(path)] == ["correction"]
+
+
+def test_a_prompt_on_a_painted_frame_waits_for_re_propagate(make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch):
+    viewer, widget, frames, truth = _open_store(make_napari_viewer_proxy, qtbot, tmp_path, "flow", n=6)
+    errors, path = _errors(monkeypatch), tmp_path / "s.zarr"
+    panel, t = widget._prompts, 2
+    layer = widget.labels_layer
+    painted = np.asarray(layer.data[t]).copy()
+    painted[:5, :5] = 1
+    layer.data[t] = painted  # paint, not re-propagated
+    viewer.dims.set_current_step(0, t)
+    assert panel.start()
+    cls, obj = _an_object(truth, t)
+    panel._class.value = cls
+    click(viewer.layers["SASVi clicks"], t, *_inside(obj))
+    _settled(qtbot, panel)
+    assert panel.commit() is None and "Re-propagate first" in errors[-1]
+    assert read_edits(path) == [] and t in layer.data.changed()  # the paint is kept

@@ -163,6 +163,15 @@ class PromptPanel(Container):
             self._object.choices = [("new object", NO_TRACK), *tracks]
             self._object.value = NO_TRACK
 
+    def store_changed(self):
+        """An edit or an undo changed the store (the segment widget's ``tracks_edited``): read it
+        again, and an instance store's tracks list with it."""
+        if self._store is None or self._seg.store is None:
+            return
+        self._store = SasviStore.read(self._seg.store.path)
+        if self._store.tracks is not None:
+            self._fill_choices()
+
     def new_object(self, *_):
         """N: the next prompt is a new object (instance stores)."""
         if self._store is not None and self._store.tracks is not None:
@@ -331,6 +340,12 @@ class PromptPanel(Container):
                 raise InputError("Nothing to commit: click on the object or draw a box around it first.")
             store = SasviStore.read(seg.store.path)  # as on disk now: the run may have gone on
             check_prompt_on_store(store, prompt)
+            painted = getattr(seg.labels_layer.data, "changed", lambda: [])()
+            if prompt.frame in painted:  # the paint would hide the prompt's frame, and be lost with it
+                raise SasviError(
+                    f"Frame {prompt.frame} of the SASVi layer is painted and not re-propagated yet: press "
+                    "Re-propagate first, then prompt."
+                )
             config = seg.run_config()
             self._frames()
             frames = self._stack[0]  # the commit reads its own frames (a stack is not shared between threads)
@@ -387,11 +402,8 @@ class PromptPanel(Container):
             self._commit_worker = None
             seg.work_finished()
             self._commit.enabled = True
-            seg.tracks_edited()
+            seg.tracks_edited()  # calls store_changed
             seg.show_events()
-            self._store = SasviStore.read(seg.store.path)
-            if self._store.tracks is not None:
-                self._fill_choices()
             self._pump()
 
         worker = thread_worker(work, start_thread=False)()

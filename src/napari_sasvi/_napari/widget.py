@@ -376,10 +376,11 @@ class SegmentWidget(SegmentForm):
         return self._shown_tracks.new_tracks(t, mask)
 
     def tracks_edited(self):
-        """An edit or an undo changed the store: an instance store's tracks, table and centroids shown again."""
+        """An edit or an undo changed the store: an instance store's tracks, table, centroids and prompt list again."""
         from ..core.store.sasvi_store import SasviStore
 
         self._labels_layer.refresh()
+        self._prompts.store_changed()  # its tracks list
         if self._shown_tracks.layer is not None:
             self._shown_tracks.edited(SasviStore.read(self._store.path))
 
