@@ -1,7 +1,7 @@
 """The pictures in README.md and docs/, taken from real runs that need no weights.
 
     xvfb-run -a python benchmarks/screenshots.py [--out docs] [--data /work/shared/data]
-        [--only screenshot events temporal corrections davis] [--window 1400x900] [--width 1200]
+        [--only screenshot events temporal corrections davis prompts] [--window 1400x900] [--width 1200]
 
 Everything goes through napari and the plugin's widgets as a user would drive them (the form is
 filled in, Run is pressed, the worker fills the layers), with the optical-flow tracker (DIS, no
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from _widget_driver import WidgetDriver
 
-PICTURES = ("screenshot", "events", "temporal", "corrections", "davis")
+PICTURES = ("screenshot", "events", "temporal", "corrections", "davis", "prompts")
 MAX_BYTES = 300_000
 SAMPLE = "synthetic_noisy"  # File > Open Sample > SASVi > ... with overseer noise
 DIS = "optical flow (DIS, no weights)"
@@ -279,14 +279,15 @@ def corrections_picture(s: Session, w, sasvi, gt: np.ndarray, labels: np.ndarray
     s.window_png(path)
 
 
-def davis(s: Session, data: Path, tmp: Path, path: Path) -> None:
-    """Anchors only: the ground truth of frame 0 propagated by the flow tracker over the clip."""
-    from napari.utils.colormaps import DirectLabelColormap
+def blackswan_run(s: Session, data: Path, tmp: Path):
+    """The segment widget run on blackswan from frame 0's ground truth (anchors only, the flow
+    tracker): the widget, the ground truth (T, H, W) bool, the store's labels == swan."""
     from PIL import Image
 
     from napari_sasvi.core.store.sasvi_store import SasviStore
 
     clip = data / BLACKSWAN
+    tmp.mkdir(parents=True, exist_ok=True)
     if not (clip / "frames").is_dir():
         fail(f"{clip / 'frames'} is not a folder: pass --data, the folder that holds {BLACKSWAN}/")
     gt = np.stack([np.asarray(Image.open(p)) == 255 for p in sorted((clip / "masks").glob("*.png"))])
@@ -311,7 +312,15 @@ def davis(s: Session, data: Path, tmp: Path, path: Path) -> None:
     choose(w, "_sam2", DIS)
     field(w, "_out").value = tmp / "blackswan.zarr"
     run_segment(s, w)
-    labels = np.asarray(SasviStore.read(tmp / "blackswan.zarr").labels) == 1
+    return w, gt, np.asarray(SasviStore.read(tmp / "blackswan.zarr").labels) == 1
+
+
+def davis(s: Session, data: Path, tmp: Path, path: Path) -> None:
+    """Anchors only: the ground truth of frame 0 propagated by the flow tracker over the clip."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    _, gt, labels = blackswan_run(s, data, tmp)
+    v = s.viewer
 
     def jaccard(a, b):
         return float((a & b).sum() / max(1, (a | b).sum()))
@@ -337,6 +346,63 @@ def davis(s: Session, data: Path, tmp: Path, path: Path) -> None:
     s.window_png(path)
 
 
+def prompts_picture(s: Session, data: Path, tmp: Path, path: Path) -> None:
+    """Clicks and boxes: on blackswan's last frame, one click on the swan and one on the wall behind
+    it; the preview mask (the classical segmenter: the store's tracker is the flow tracker), the
+    section open in the dock. Then Commit, and the frame's Dice before and after."""
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+    from scipy import ndimage
+
+    from napari_sasvi.core.store.sasvi_store import SasviStore
+
+    w, gt, labels = blackswan_run(s, data, tmp)
+    v, t = s.viewer, len(gt) - 1
+    panel, box = field(w, "_prompts"), field(w, "_prompts_box")
+    box.expand(animate=False)
+    v.dims.set_current_step(0, t)
+    s.settle()
+    if not panel.start():
+        fail(f"prompting did not start: {field(panel, '_info').value}")
+    s.wait(lambda: panel._lane is None and panel._waiting is None, "the frame's features")
+    dist = ndimage.distance_transform_edt(gt[t])
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)  # the swan's innermost pixel
+    bg = ndimage.distance_transform_edt(~gt[t])
+    near = np.where((bg > 15) & (bg < 40))  # the wall, just off the swan's back
+    clicks = [(x, y, ()), (int(near[1][0]), int(near[0][0]), ("Shift",))]
+
+    class Mouse:
+        def __init__(self, x, y, mods):
+            self.type, self.position, self.pos = "mouse_press", (t, float(y), float(x)), (100.0, 100.0)
+            self.modifiers, self.button, self.handled = mods, 1, False
+            self.view_direction, self.dims_displayed = None, [1, 2]
+
+    layer = v.layers["SASVi clicks"]
+    for cx, cy, mods in clicks:
+        e = Mouse(cx, cy, mods)
+        mouse_press_callbacks(layer, ReadOnlyWrapper(e, exceptions=("handled",)))
+        e.type = "mouse_release"
+        mouse_release_callbacks(layer, ReadOnlyWrapper(e, exceptions=("handled",)))
+        s.wait(lambda: panel._lane is None and panel._waiting is None, "the preview")
+
+    def dice(a, b):
+        return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
+
+    preview = panel.last_mask.mask
+    v.layers["blackswan SASVi"].opacity = 0.35
+    s.window_png(path)
+    worker = panel.commit()
+    if worker is None:
+        fail(f"the commit was refused: {field(panel, '_info').value}")
+    s.wait(lambda: panel._commit_worker is None, "the commit")
+    after = np.asarray(SasviStore.read(tmp / "blackswan.zarr").labels[t]) == 1
+    print(
+        f"# blackswan frame {t}: Dice of the SASVi layer {dice(labels[t], gt[t]):.3f}; the two clicks' mask "
+        f"{dice(preview, gt[t]):.3f} (latency {1000 * panel.latencies[-1]:.0f} ms); the frame after Commit "
+        f"{dice(after, gt[t]):.3f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="docs", help="folder the pictures go to")
@@ -348,13 +414,17 @@ def main() -> None:
     print(f"# command: xvfb-run -a python benchmarks/screenshots.py {shlex.join(sys.argv[1:])}")
     out, want = Path(a.out), set(a.only)
     with tempfile.TemporaryDirectory(prefix="sasvi_screenshots_") as tmp:
-        if want - {"davis"}:
+        if want - {"davis", "prompts"}:
             s = Session(a)
             synthetic(s, Path(tmp), out, want)
             s.close()
         if "davis" in want:
             s = Session(a)
             davis(s, Path(a.data), Path(tmp), out / "davis_blackswan.png")
+            s.close()
+        if "prompts" in want:
+            s = Session(a)
+            prompts_picture(s, Path(a.data), Path(tmp) / "prompts", out / "prompts.png")
             s.close()
 
 
