@@ -189,6 +189,9 @@ def test_prompt_file_round_trip_is_byte_identical(tmp_path, clip, capsys):
     assert data["format"] == "napari-sasvi prompts" and len(data["prompts"]) == 2
     assert data["video"]["frame_hashes"].keys() == {"4", "9"}
     assert data["prompts"][1]["labels"] == [1, 0] and data["prompts"][0]["box"] is not None
+    from napari_sasvi.core.prompts.files import not_replayed
+
+    assert not_replayed(a) == []
     # replayed on the store as it was before the prompts: the same labels, byte for byte
     assert main(["edit", str(b), "--prompts", str(out), "--segmenter", "grow"]) == 0
     said = capsys.readouterr()
@@ -205,6 +208,27 @@ def test_prompt_file_round_trip_is_byte_identical(tmp_path, clip, capsys):
         undo_edit(c)
     assert main(["edit", str(c), "--prompts", str(out), "--saved-masks"]) == 0
     assert _labels_bytes(c) == _labels_bytes(a.path)
+
+
+def test_a_replay_whose_prompt_selects_nothing_writes_nothing(tmp_path, clip):
+    frames, labels, _ = clip
+    a = _store(tmp_path / "a.zarr", clip)
+    b = tmp_path / "b.zarr"
+    shutil.copytree(a.path, b)
+    _prompt_session(a, frames, labels)
+    data = export_prompts(a)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+
+    class Nothing(GrowSegmenter):  # another model, say, for which the second prompt selects nothing
+        def segment(self, image, prompt, key=None):
+            out = super().segment(image, prompt, key)
+            return type(out)(out.mask & (prompt.frame != 9), out.score, 0.0, 0.0)
+
+    before = _labels_bytes(b)
+    with pytest.raises(InputError, match="prompt 2 .* selects no pixel.*Nothing was written"):
+        drain(iter_replay(b, frames, FlowTracker(), path, segmenter=Nothing()))
+    assert _labels_bytes(b) == before and read_edits(b) == []  # the first prompt was not committed either
 
 
 def test_prompt_files_for_another_video_or_table_are_refused(tmp_path, clip):
@@ -232,6 +256,25 @@ def test_prompt_files_for_another_video_or_table_are_refused(tmp_path, clip):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(InputError, match="cannot be read"):
         read_prompt_file(tmp_path / "x.json", a)
+    # fields of the wrong kind: an InputError each, never a traceback
+    odd = {
+        "version": lambda d: d.update(version="1.0"),
+        "video": lambda d: d.update(video=[1]),
+        "hashes": lambda d: d["video"].update(frame_hashes=["a"]),
+        "hash key": lambda d: d["video"]["frame_hashes"].update(first="00"),
+        "classes": lambda d: d.update(classes=[1]),
+        "entry": lambda d: d["prompts"].__setitem__(0, [1, 2]),
+        "label": lambda d: d["prompts"][1]["labels"].__setitem__(0, 0.7),
+        "frame": lambda d: d["prompts"][0].update(frame=1.9),
+        "huge mask": lambda d: d["prompts"][0].update(mask={"size": [50000, 50000], "runs": [2500000000]}),
+    }
+    for name, change in odd.items():
+        bad = json.loads(json.dumps(data))
+        change(bad)
+        (tmp_path / "odd.json").write_text(json.dumps(bad))
+        with pytest.raises(InputError):
+            read_prompt_file(tmp_path / "odd.json", a)
+            pytest.fail(f"{name}: accepted")
     assert _labels_bytes(o.path) == before and read_edits(o.path) == []
     empty = _store(tmp_path / "e.zarr", clip)
     with pytest.raises(InputError, match="no prompts in effect"):
@@ -256,6 +299,12 @@ def test_real_sam2_image_path(tmp_path, sam2_tracker):
     again = seg.segment(frames[2], p2)
     assert again.feature_seconds == 0.0  # the frame's features are kept: a click costs the decoder only
     assert np.array_equal(seg.segment(frames[2], p2).mask, again.mask)  # the prompt alone decides the mask
+    # frame 2 of another video (same index): its own features, not the kept ones of this video
+    other = 255 - frames[2]
+    theirs = seg.segment(other, p2)
+    assert theirs.feature_seconds > 0 and seg.has_features(2, other) and not seg.has_features(2, frames[2])
+    fresh = Sam2ImageSegmenter(tracker.predictor).segment(other, p2)
+    assert np.array_equal(theirs.mask, fresh.mask) and theirs.score == fresh.score
     if not again.mask.any():  # random weights may select nothing: then the commit says so
         with pytest.raises(InputError, match="selects no pixel"):
             drain(iter_prompt(path, frames, tracker, p2, segmenter=seg))

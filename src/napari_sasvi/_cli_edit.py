@@ -166,10 +166,12 @@ def run_edit_command(args) -> int:
 
     store = SasviStore.read(args.store)
     if args.export_prompts is not None:
-        from .core.prompts import write_prompt_file
+        from .core.prompts.files import not_replayed, write_prompt_file
 
         n = write_prompt_file(store, args.export_prompts)
         print(f"{n} prompt{'s' if n != 1 else ''} written to {args.export_prompts}")
+        for line in not_replayed(store):  # so nobody expects a replay to rebuild the whole store
+            print(f"note: {line}", file=sys.stderr)
         return 0
     if args.list:
         for r in reprompts(store):

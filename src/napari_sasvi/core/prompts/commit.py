@@ -114,6 +114,7 @@ def iter_prompt(
     segmenter="auto",
     cancel: Callable[[], bool] | None = None,
     other_tracker: bool = False,
+    made_by: dict | None = None,
 ) -> Generator:
     """Commit ``prompt`` to the store at ``store_path`` (module docstring) and propagate it.
 
@@ -123,7 +124,8 @@ def iter_prompt(
             :func:`~napari_sasvi.core.engine.rebuild.edit_tracker`).
         segmenter: a segmenter (:mod:`.segmenters`), ``"auto"``/``"sam2"``/``"grow"`` for
             :func:`~.segmenters.segmenter_for` the tracker, or None to commit the prompt's own mask
-            (a replay with saved masks).
+            (a replay: with saved masks, or with the masks it resolved first).
+        made_by: with ``segmenter=None``, what made the prompt's mask (recorded; default: a mask).
 
     Yields what :func:`~napari_sasvi.core.engine.edit.iter_edit` yields; returns its
     :class:`~napari_sasvi.core.records.EditSummary`.
@@ -137,7 +139,8 @@ def iter_prompt(
     stack = open_frames(frames)
     if isinstance(segmenter, str):
         segmenter = segmenter_for(tracker, segmenter)
-    mask, made_by = resolve_mask(store, stack, prompt, segmenter)
+    mask, made = resolve_mask(store, stack, prompt, segmenter)
+    made_by = made if segmenter is not None or made_by is None else made_by
     if not mask.any():
         raise InputError(
             f"The prompt on frame {prompt.frame} selects no pixel: add a positive click on the object or a box "

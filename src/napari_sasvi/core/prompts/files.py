@@ -29,10 +29,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..fsutil import atomic_path
+from ..inputs.frames import open_frames
 from ..store.edit_log import active_edits, read_edits
 from ..store.fingerprint import HASHES
 from ..store.sasvi_store import SasviStore
-from .commit import check_prompt_on_store, iter_prompt
+from .commit import check_prompt_on_store, iter_prompt, resolve_mask
 from .segmenters import segmenter_for
 from .types import ObjectPrompt
 
@@ -52,6 +53,19 @@ class PromptReplay:
 def store_prompts(store) -> list[dict]:
     """The prompts in effect in a store (the ``prompt`` of each active edit made from one)."""
     return [e["prompt"] for e in active_edits(read_edits(store.path)) if e.get("prompt")]
+
+
+def not_replayed(store) -> list[str]:
+    """What a replay of the store's prompt file would not reproduce: edits in effect that are not
+    prompts (painted corrections, pins, skips), and prompts whose propagation was cancelled (a
+    replay propagates them in full). One line each, for the user."""
+    out = []
+    for e in active_edits(read_edits(store.path)):
+        if not e.get("prompt"):
+            out.append(f"edit {e['id']} ({e['kind']} at frame {e['frame']}) is not a prompt: it is not in the file")
+        elif e.get("state") == "cancelled":
+            out.append(f"edit {e['id']} (a prompt at frame {e['frame']}) was cancelled: a replay propagates it in full")
+    return out
 
 
 def _frame_hash(store, t: int) -> str | None:
@@ -102,6 +116,8 @@ def write_prompt_file(store, path: str | Path) -> int:
 
 def _same_classes(a: dict, b: dict) -> bool:
     def key(d):
+        if not isinstance(d, dict):
+            raise TypeError('"classes" is a class table: {"name", "classes": [{"id", "name"}, ...], ...}')
         return sorted((int(c["id"]), str(c["name"]).lower()) for c in d.get("classes", [])), d.get("no_label")
 
     return key(a) == key(b)
@@ -120,11 +136,27 @@ def read_prompt_file(path: str | Path, store) -> list[ObjectPrompt]:
         raise InputError(
             f"{path} is not a napari-sasvi prompt file (write one with napari-sasvi edit --export-prompts)."
         )
-    if int(data.get("version", 0)) > VERSION:
+    try:
+        return _checked_prompts(data, path, store)
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # a field of the wrong kind
+        raise InputError(
+            f"{path.name} is not a well-formed prompt file ({type(e).__name__}: {e}); write one with napari-sasvi "
+            "edit --export-prompts. Nothing was written."
+        ) from None
+
+
+def _checked_prompts(data: dict, path: Path, store) -> list[ObjectPrompt]:
+    if not isinstance(data.get("version", 0), int) or isinstance(data.get("version"), bool):
+        raise ValueError(f"version {data.get('version')!r} is not an integer")
+    if data.get("version", 0) > VERSION:
         raise InputError(
             f"{path} is a version {data['version']} prompt file; this napari-sasvi reads version {VERSION}."
         )
     video, sig = data.get("video") or {}, store.signature.get("input", {})
+    if not isinstance(video, dict) or not isinstance(video.get("frame_hashes") or {}, dict):
+        raise TypeError('"video" is {"name", "shape", "fingerprint", "frame_hashes": {frame: hash}}')
     if list(video.get("shape") or []) != list(sig.get("shape") or []) or video.get("fingerprint") != sig.get(
         "fingerprint"
     ):
@@ -149,7 +181,8 @@ def read_prompt_file(path: str | Path, store) -> list[ObjectPrompt]:
     entries = data.get("prompts")
     if not isinstance(entries, list) or not entries:
         raise InputError(f"{path.name} holds no prompts.")
-    prompts = [ObjectPrompt.from_dict(d, f"{path.name}: prompt {i + 1}") for i, d in enumerate(entries)]
+    size = tuple(store.labels.shape[1:])
+    prompts = [ObjectPrompt.from_dict(d, f"{path.name}: prompt {i + 1}", size) for i, d in enumerate(entries)]
     added: dict[int, int] = {}  # tracks the file's earlier prompts add
     for i, p in enumerate(prompts):
         try:
@@ -184,11 +217,23 @@ def iter_replay(
             raise InputError(
                 f"Prompt(s) {missing} of {Path(path).name} have no saved mask: replay without saved masks."
             )
-    summaries = []
+    # every mask before the first commit (a mask depends on its prompt and frame alone): one that
+    # selects nothing refuses the file with nothing written, not half of it replayed
+    stack = open_frames(frames)
+    resolved = []
     for i, p in enumerate(prompts):
+        mask, made_by = resolve_mask(store, stack, p, seg)
+        if not mask.any():
+            raise InputError(
+                f"{Path(path).name}: prompt {i + 1} (object {p.object}, frame {p.frame}) selects no pixel with "
+                f"{made_by.get('type')}: replay with --saved-masks, or fix the prompt. Nothing was written."
+            )
+        resolved.append((p.with_mask(mask), made_by))
+    summaries = []
+    for i, (p, made_by) in enumerate(resolved):
         yield PromptReplay(i, len(prompts), p)
         s = yield from iter_prompt(
-            store_path, frames, tracker, p, segmenter=seg, cancel=cancel, other_tracker=other_tracker
+            store_path, stack, tracker, p, segmenter=None, cancel=cancel, other_tracker=other_tracker, made_by=made_by
         )
         summaries.append(s)
         if s.cancelled:
@@ -200,6 +245,7 @@ __all__ = [
     "FORMAT",
     "PromptReplay",
     "export_prompts",
+    "not_replayed",
     "iter_replay",
     "read_prompt_file",
     "store_prompts",

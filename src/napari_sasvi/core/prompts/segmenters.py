@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..store.fingerprint import frame_digest
 from .grow import grow_mask
 from .types import ObjectPrompt, check_prompt, clip_box
 
@@ -63,7 +64,7 @@ class Sam2ImageSegmenter:
         self.device = next(model.parameters()).device
         self.description = dict(description or {})
         self.cache_frames = max(1, int(cache_frames))
-        self._cache: OrderedDict[object, tuple[object, list, tuple[int, int]]] = OrderedDict()
+        self._cache: OrderedDict[object, tuple[bytes, object, list]] = OrderedDict()  # key -> (pixels' digest, maps)
         self._lock = threading.Lock()
 
     def describe(self) -> dict:
@@ -78,34 +79,47 @@ class Sam2ImageSegmenter:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def has_features(self, key) -> bool:
-        return key in self._cache
+    def has_features(self, key, image: np.ndarray | None = None) -> bool:
+        """Whether features for ``key`` are kept (of this ``image``, when given)."""
+        entry = self._cache.get(key)
+        return entry is not None and (image is None or entry[0] == bytes(frame_digest(image)))
 
-    def features(self, key, image: np.ndarray) -> float:
-        """Compute and keep the image features of ``image`` (H, W, 3) uint8 RGB under ``key`` (a
-        frame index); returns the seconds it took (0 when they were kept)."""
+    def _entry(self, key, image: np.ndarray) -> tuple[tuple, float]:
+        """The kept features of ``image`` under ``key``, computed when missing or when the kept
+        ones are of other pixels (another video's frame of the same index: the segmenter lives as
+        long as its tracker, which a napari session reuses across stores); with the seconds spent.
+        Call with the lock held."""
         import torch
 
         from ..trackers.sam2_frames import sam2_input
 
+        digest = bytes(frame_digest(image))
+        entry = self._cache.get(key)
+        if entry is not None and entry[0] == digest:
+            self._cache.move_to_end(key)
+            return entry, 0.0
+        t0 = time.perf_counter()
+        m = self.model
+        x = sam2_input(np.ascontiguousarray(image), self.size)[None].to(self.device)
+        with torch.inference_mode(), self._autocast():
+            out = m.forward_image(x)
+            _, feats, _, sizes = m._prepare_backbone_features(out)
+            if m.directly_add_no_mem_embed:
+                feats[-1] = feats[-1] + m.no_mem_embed
+            # (HW, B, C) -> (B, C, H, W), the finest level first
+            maps = [f.permute(1, 2, 0).reshape(1, -1, *hw) for f, hw in zip(feats, sizes, strict=True)]
+        entry = (digest, maps[-1], maps[:-1])
+        self._cache[key] = entry
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_frames:
+            self._cache.popitem(last=False)
+        return entry, time.perf_counter() - t0
+
+    def features(self, key, image: np.ndarray) -> float:
+        """Compute and keep the image features of ``image`` (H, W, 3) uint8 RGB under ``key`` (a
+        frame index); returns the seconds it took (0 when they were kept)."""
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return 0.0
-            t0 = time.perf_counter()
-            m = self.model
-            x = sam2_input(np.ascontiguousarray(image), self.size)[None].to(self.device)
-            with torch.inference_mode(), self._autocast():
-                out = m.forward_image(x)
-                _, feats, _, sizes = m._prepare_backbone_features(out)
-                if m.directly_add_no_mem_embed:
-                    feats[-1] = feats[-1] + m.no_mem_embed
-                # (HW, B, C) -> (B, C, H, W), the finest level first
-                maps = [f.permute(1, 2, 0).reshape(1, -1, *hw) for f, hw in zip(feats, sizes, strict=True)]
-            self._cache[key] = (maps[-1], maps[:-1], tuple(image.shape[:2]))
-            while len(self._cache) > self.cache_frames:
-                self._cache.popitem(last=False)
-            return time.perf_counter() - t0
+            return self._entry(key, image)[1]
 
     def segment(self, image: np.ndarray, prompt: ObjectPrompt, key=None) -> PromptMask:
         """The object's mask on ``image`` (H, W, 3) uint8 RGB from the prompt's clicks and box."""
@@ -116,7 +130,6 @@ class Sam2ImageSegmenter:
         if not prompt.has_geometry:
             raise InputError("SAM2 segments from clicks or a box; this prompt has neither.")
         key = prompt.frame if key is None else key
-        feature_s = self.features(key, image)
         h, w = image.shape[:2]
         pts, labels = prompt.points_array()
         if prompt.box is not None:  # SAM's box: its corners as points labelled 2 and 3, first
@@ -125,9 +138,9 @@ class Sam2ImageSegmenter:
             labels = np.concatenate([np.array([2, 3], np.int32), labels])
         multi = len(prompt.points) == 1 and prompt.box is None
         scale = np.array([self.size / w, self.size / h], np.float32)
-        t0 = time.perf_counter()
-        with self._lock:
-            embed, high_res, _ = self._cache[key]
+        with self._lock:  # features and decoder under one lock: another thread cannot evict them between
+            (_, embed, high_res), feature_s = self._entry(key, image)
+            t0 = time.perf_counter()
             m = self.model
             coords = torch.from_numpy(pts * scale)[None].to(self.device)
             lab = torch.from_numpy(labels)[None].to(self.device)
@@ -158,7 +171,7 @@ class GrowSegmenter:
     def describe(self) -> dict:
         return {"type": "grow"}
 
-    def has_features(self, key) -> bool:
+    def has_features(self, key, image: np.ndarray | None = None) -> bool:
         return True
 
     def features(self, key, image: np.ndarray) -> float:

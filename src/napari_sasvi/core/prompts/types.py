@@ -76,26 +76,48 @@ class ObjectPrompt:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "the prompt") -> ObjectPrompt:
-        """Read :meth:`to_dict`'s form; a malformed entry is an :class:`InputError` naming ``where``."""
+    def from_dict(cls, d: dict, where: str = "the prompt", frame_size: tuple[int, int] | None = None) -> ObjectPrompt:
+        """Read :meth:`to_dict`'s form; a malformed entry is an :class:`InputError` naming ``where``.
+        ``frame_size`` (H, W): a mask of another size is refused before it is decoded."""
         try:
-            points = tuple((float(x), float(y)) for x, y in d.get("points") or [])
-            labels = tuple(int(v) for v in d.get("labels") or [])
+            if not isinstance(d, dict):
+                raise TypeError(f"a prompt is a JSON object, not {type(d).__name__}")
+            points = tuple((_number(x), _number(y)) for x, y in d.get("points") or [])
+            labels = tuple(_integer(v) for v in d.get("labels") or [])
             box = d.get("box")
-            box = None if box is None else tuple(float(v) for v in box)
+            box = None if box is None else tuple(_number(v) for v in box)
             if box is not None and len(box) != 4:
                 raise ValueError("a box is [x0, y0, x1, y1]")
-            mask = rle_decode(d["mask"]) if d.get("mask") is not None else None
-            obj = int(d["object"])
+            mask = d.get("mask")
+            if mask is not None:
+                size = tuple(_integer(v) for v in mask["size"])
+                if frame_size is not None and size != tuple(frame_size):
+                    raise ValueError(f"its mask is {size[1]}x{size[0]}; the frames are {frame_size[1]}x{frame_size[0]}")
+                mask = rle_decode(mask)
+            obj = _integer(d["object"])
             return cls(
-                int(d["frame"]), obj, int(d.get("class", obj)), points, labels, box, mask, bool(d.get("new_track"))
-            )
-        except (KeyError, TypeError, ValueError) as e:
+                _integer(d["frame"]), obj, _integer(d.get("class", obj)), points, labels, box, mask,
+                bool(d.get("new_track")),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise InputError(
                 f"{where} cannot be read ({type(e).__name__}: {e}): a prompt is "
                 '{"frame", "object", "class", "points": [[x, y], ...], "labels": [1|0, ...], "box": [x0, y0, x1, y1] '
                 '| null, "mask": {"size", "runs"} | absent}.'
             ) from None
+
+
+def _integer(v) -> int:
+    """An integer of a JSON file (1 or 1.0; not 1.9, "1" or true)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
+        raise ValueError(f"{v!r} is not an integer")
+    return int(v)
+
+
+def _number(v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{v!r} is not a number")
+    return float(v)
 
 
 def check_prompt(prompt: ObjectPrompt, frame_size: tuple[int, int], n_frames: int | None = None) -> None:
