@@ -302,6 +302,8 @@ def test_new_object_in_an_instance_store_with_the_keys(make_napari_viewer_proxy,
     widget._corrections.undo()
     np.testing.assert_array_equal(np.asarray(SasviStore.read(path).tracks), before)
     assert k + 1 not in panel._object.choices  # the undone track left the list
+    # the centroids are computed again in a worker: let it end before the viewer closes
+    qtbot.waitUntil(lambda: getattr(widget._shown_tracks, "worker", None) is None, timeout=60_000)
 
 
 def test_nothing_to_prompt_before_a_run(make_napari_viewer_proxy, monkeypatch):
@@ -355,3 +357,32 @@ def test_a_prompt_on_a_painted_frame_waits_for_re_propagate(make_napari_viewer_p
     _settled(qtbot, panel)
     assert panel.commit() is None and "Re-propagate first" in errors[-1]
     assert read_edits(path) == [] and t in layer.data.changed()  # the paint is kept
+
+
+def test_enter_during_a_preview_commits_after_it_and_a_new_run_stops_prompting(
+    make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch
+):
+    viewer, widget, frames, truth = _open_store(make_napari_viewer_proxy, qtbot, tmp_path, "flow", n=6)
+    errors, path = _errors(monkeypatch), tmp_path / "s.zarr"
+    panel, t = widget._prompts, 2
+    viewer.dims.set_current_step(0, t)
+    assert panel.start()
+    _settled(qtbot, panel)
+    cls, obj = _an_object(truth, t)
+    panel._class.value = cls
+    click(viewer.layers["SASVi clicks"], t, *_inside(obj))
+    assert panel._lane is not None  # the preview is being computed (its end is a Qt signal)
+    assert panel.commit() is None and "once the preview" in str(panel._info.value)
+    qtbot.waitUntil(lambda: len(read_edits(path)) == 1 and panel._commit_worker is None, timeout=60_000)
+    assert read_edits(path)[0]["prompt"]["class"] == cls and not errors
+    # the status said what a commit clears of the class elsewhere on the frame (one mask a class)
+    click(viewer.layers["SASVi clicks"], t, 1, 1)  # a click far from the object, on frame t
+    _settled(qtbot, panel)
+    gone = int(((np.asarray(widget.labels_layer.data[t]) == cls) & ~panel.last_mask.mask).sum())
+    assert gone > 0 and f"clears {gone} px of" in str(panel._info.value)
+    # a new Run opens another store: prompting on the old one stops at the next action
+    widget._out.value = tmp_path / "other.zarr"
+    widget.run()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120_000)
+    assert panel.commit() is None and "another store" in errors[-1] and not panel.prompting
+    assert len(read_edits(path)) == 1 and read_edits(tmp_path / "other.zarr") == []

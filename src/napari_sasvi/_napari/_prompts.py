@@ -20,16 +20,17 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 
 from ..core.errors import InputError, SasviError
 from ..core.instances.types import NO_TRACK
-from ..core.progress import Returning
-from ..core.prompts import ObjectPrompt, check_prompt_on_store, iter_prompt, segmenter_for
+from ..core.prompts import ObjectPrompt, check_prompt_on_store, segmenter_for
 from ..core.store.sasvi_store import SasviStore
 from ._cores import one_core_left
 from ._corrections import _edit_tracker
 from ._layout import narrow_combos, wrap_label
+from ._prompt_commit import Message, start_commit
 from ._prompt_layers import PromptLayers
 
 KEYS_HELP = "click: + point, shift/right click: - point, box layer: drag a box; Enter commit, Esc clear, N new object"
@@ -52,6 +53,7 @@ class PromptPanel(Container):
         self._store = None  # re-read when prompting starts and after each commit
         self._stack = None  # (frames source, FrameStack)
         self._lane = None  # the preview / feature worker, one at a time
+        self._commit_after_lane = False  # Enter pressed while a preview was computed
         self._waiting = None  # the request after it (only the latest)
         self._commit_worker = None
         self._progress = None
@@ -132,14 +134,26 @@ class PromptPanel(Container):
         self._keys = {}
         self.layers.remove()
         self._waiting = None
+        self._stack = None  # the next start reads the frames of the store shown then
+        self._commit_after_lane = False
         self._start.text = "Start prompting"
 
     def _layer_removed(self, event):
         if self.layers.mine(event.value):
             self.stop()
 
+    def _same_store(self) -> bool:
+        """Whether the segment widget still shows the store prompting started on; if it opened
+        another (a new Run), prompting stops: its frames, classes and tracks were the old store's."""
+        shown = self._seg.store
+        if self._store is None or (shown is not None and Path(shown.path) == Path(self._store.path)):
+            return True
+        self.stop()
+        self._say("The widget shows another store now: press Start prompting again.", True)
+        return False
+
     def _frame_changed(self, *_):
-        if self._viewer.dims.ndim < 3:  # the video's layers are gone (or the viewer closes)
+        if self._viewer.dims.ndim < 3 or not self._same_store():  # the video's layers are gone, or the store
             return
         t = self._seg.current_frame
         if t == self._frame or not 0 <= t < self._store.n_frames:
@@ -171,6 +185,7 @@ class PromptPanel(Container):
         self._store = SasviStore.read(self._seg.store.path)
         if self._store.tracks is not None:
             self._fill_choices()
+        self._pump()  # a prompt that waited for the edit
 
     def new_object(self, *_):
         """N: the next prompt is a new object (instance stores)."""
@@ -222,7 +237,7 @@ class PromptPanel(Container):
     def _request(self, job):
         """Compute ``job`` ((prompt, t0), or None: the frame's features) next; a job waiting is
         replaced (only the latest prompt counts)."""
-        if self._store is None:
+        if self._store is None or not self._same_store():
             return
         if self._seg.running:  # its tracker and the CPU are the run's: nothing is computed meanwhile
             return self._say("A run is going: prompts are computed once it has finished.", True)
@@ -237,8 +252,8 @@ class PromptPanel(Container):
     def _pump(self):
         from napari.qt.threading import thread_worker
 
-        if self._waiting is None or self._commit_worker is not None or not self.prompting:
-            return
+        if self._waiting is None or self._commit_worker is not None or self._seg.busy or not self.prompting:
+            return  # an edit goes: the latest prompt waits for it (its end pumps again)
         (job, t, kind, config), self._waiting = self._waiting, None
         store, models = self._store, self._seg.models
         try:
@@ -258,7 +273,7 @@ class PromptPanel(Container):
                         return ("features", t, segmenter.features(t, image))
                     return ("mask", job, segmenter.segment(image, job[0]))
             except (SasviError, ValueError, OSError) as e:
-                return _Message(str(e))
+                return Message(str(e))
 
         worker = thread_worker(work, start_thread=False)()
         worker.returned.connect(self._computed)
@@ -269,10 +284,14 @@ class PromptPanel(Container):
 
     def _lane_done(self):
         self._lane = None
+        if self._commit_after_lane:  # Enter while a preview was computed: commit now, on its own thread
+            self._commit_after_lane = False
+            self.commit()
+            return
         self._pump()
 
     def _computed(self, result):
-        if isinstance(result, _Message):
+        if isinstance(result, Message):
             self.layers.show_mask(None)
             return self._say(result, True)
         if result[0] == "features":
@@ -289,7 +308,19 @@ class PromptPanel(Container):
         self.latencies.append(latency)
         n = int(pm.mask.sum())
         empty = " (empty: add a positive click or a box)" if n == 0 else ""
-        self._say(f"mask {n} px{empty}, score {pm.score:.2f}, {latency * 1000:.0f} ms; Enter commits.")
+        self._say(
+            f"mask {n} px{empty}, score {pm.score:.2f}, {latency * 1000:.0f} ms; Enter commits{self._cleared(pm)}."
+        )
+
+    def _cleared(self, pm) -> str:
+        """A class store has one mask a class: what a commit would clear of the class elsewhere on
+        the frame (the other of two graspers, say), said before it is done."""
+        if self._store.tracks is not None or self._seg.labels_layer is None:
+            return ""
+        cls = self._class.value
+        gone = int(((np.asarray(self._seg.labels_layer.data[self._frame]) == cls) & ~pm.mask).sum())
+        name = self._store.classes.by_id(cls).name
+        return f" (and clears {gone} px of {name} outside the mask)" if gone else ""
 
     def segmenter(self, store, models, config, kind):
         """The segmenter of ``kind`` for ``store`` (worker thread): the store's own tracker, built
@@ -323,10 +354,6 @@ class PromptPanel(Container):
     def commit(self, *_):
         """Write the prompt's mask and propagate it (a worker; returned for tests), or None and a
         message when there is nothing to commit or the store cannot take it (nothing written)."""
-        from napari.qt.threading import thread_worker
-
-        from ..core.engine import EditStarted, FrameDone
-
         seg = self._seg
         try:
             if seg.store is None or seg.labels_layer is None:
@@ -335,6 +362,12 @@ class PromptPanel(Container):
                 raise SasviError("A run is going: wait for it, or Cancel it, before committing a prompt.")
             if self._commit_worker is not None or seg.busy:
                 raise SasviError("An edit (a prompt's commit, or Re-propagate) is going: wait for it, or Cancel it.")
+            if not self._same_store():
+                return None
+            if self._lane is not None:  # a preview uses the model now: commit when it ends (one at a time)
+                self._commit_after_lane = True
+                self._say("committing once the preview is computed...")
+                return None
             prompt = self.prompt()
             if prompt is None:
                 raise InputError("Nothing to commit: click on the object or draw a box around it first.")
@@ -352,82 +385,7 @@ class PromptPanel(Container):
         except (SasviError, ValueError, OSError) as e:
             self._say(str(e), True)
             return None
-        kind, models = self._segmenter.value, seg.models
-        cancelled = seg.start_work()  # Cancel stops the propagation between frames; frames written stay
-
-        def work():
-            import sys
-
-            from ..core.background import frozen_heap, wait_warm
-
-            heap = frozen_heap()
-            heap.freeze()
-            try:
-                wait_warm()
-                segmenter = self.segmenter(store, models, config, kind)
-                with self._tracker_lock:
-                    tracker = _edit_tracker(store, models, config)
-                if "torch" in sys.modules:
-                    seg.limit_torch_threads()  # leave a core to napari (restored when it ends)
-                run = Returning(iter_prompt(store.path, frames, tracker, prompt, segmenter=segmenter, cancel=cancelled))
-                yield from run
-                return run.value
-            except (SasviError, ValueError, OSError) as e:
-                return _Message(str(e))
-            finally:
-                heap.release()
-
-        def on_item(item):
-            if isinstance(item, EditStarted):
-                self._start_bar(item)
-            elif isinstance(item, FrameDone):
-                if self._progress is not None:
-                    self._progress.update(item.done - self._progress.n)
-                if seg.current_frame == item.frame:
-                    seg.labels_layer.refresh()
-
-        def on_done(result):
-            if isinstance(result, _Message):
-                return self._say(result, True)
-            self.last_summary = s = result
-            state = "cancelled" if s.cancelled else "committed"
-            self._say(
-                f"prompt {state}: edit {s.edit_id}, frames {s.start}-{s.start + s.written - 1} recomputed in "
-                f"{s.seconds:.1f} s; Undo edit takes it back."
-            )
-            self.clear()
-
-        def on_finished():
-            self._close_bar()
-            self._commit_worker = None
-            seg.work_finished()
-            self._commit.enabled = True
-            seg.tracks_edited()  # calls store_changed
-            seg.show_events()
-            self._pump()
-
-        worker = thread_worker(work, start_thread=False)()
-        worker.yielded.connect(on_item)
-        worker.returned.connect(on_done)
-        worker.errored.connect(lambda e: self._say(str(e), True))
-        worker.finished.connect(on_finished)
-        self._commit_worker = worker
-        self._commit.enabled = False
-        self._say(f"committing the prompt on frame {prompt.frame}...")
-        worker.start()
-        return worker
-
-    def _start_bar(self, item):
-        from napari.utils import progress
-
-        self._close_bar()
-        plan = item.plan
-        self._progress = progress(total=plan.n_frames, desc=f"SASVi prompt at frame {plan.frame}")
-
-    def _close_bar(self):
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
+        return start_commit(self, prompt, store, config, frames)
 
     def _say(self, text: str, error: bool = False):
         try:
@@ -439,10 +397,3 @@ class PromptPanel(Container):
 
             show_error(f"SASVi: {text}")
         return False
-
-
-class _Message(str):
-    """A worker's message for bad input (a returned exception would be re-raised)."""
-
-
-__all__ = ["PromptPanel"]
