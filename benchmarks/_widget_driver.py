@@ -34,4 +34,26 @@ class WidgetDriver:
         combo.value = ok[0]
 
 
-__all__ = ["WidgetDriver"]
+class _Mouse:
+    """What napari's canvas hands a layer's mouse callbacks: world position, canvas pos, modifiers,
+    button, type."""
+
+    def __init__(self, position, modifiers=(), button=1):
+        self.type, self.position, self.pos = "mouse_press", tuple(position), (100.0, 100.0)
+        self.modifiers, self.button, self.handled = tuple(modifiers), button, False
+        self.view_direction, self.dims_displayed = None, [1, 2]
+
+
+def click(layer, position, modifiers=(), button=1) -> None:
+    """A click at world ``position`` ((t, y, x)) on ``layer``, through the callbacks napari calls
+    for a click on the canvas (press, then release)."""
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+
+    event = _Mouse(position, modifiers, button)
+    mouse_press_callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
+    event.type = "mouse_release"
+    mouse_release_callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
+
+
+__all__ = ["WidgetDriver", "click"]

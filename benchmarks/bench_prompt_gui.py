@@ -28,27 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _widget_driver import WidgetDriver
+from _widget_driver import WidgetDriver, click
 
 D = WidgetDriver("bench_prompt_gui", "the segment widget's form and its _prompts panel")
-
-
-class _Mouse:
-    def __init__(self, position):
-        self.type, self.position, self.pos = "mouse_press", tuple(position), (100.0, 100.0)
-        self.modifiers, self.button, self.handled = (), 1, False
-        self.view_direction, self.dims_displayed = None, [1, 2]
-
-
-def _click(layer, t: int, x: float, y: float) -> None:
-    """A click at pixel (x, y) of frame t, through the callbacks napari calls for a canvas click."""
-    from napari.utils._proxies import ReadOnlyWrapper
-    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
-
-    event = _Mouse((t, float(y), float(x)))
-    mouse_press_callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
-    event.type = "mouse_release"
-    mouse_release_callbacks(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
 
 
 def _wait(app, cond, timeout: float) -> None:
@@ -141,7 +123,7 @@ def main(argv=None) -> int:
         n = len(panel.latencies)
         x, y = rng.uniform(0.3, 0.7) * a.width, rng.uniform(0.3, 0.7) * a.height
         s = time.perf_counter()
-        _click(clicks_layer, t, x, y)
+        click(clicks_layer, (t, float(y), float(x)))
         _wait(app, lambda n=n: len(panel.latencies) > n and panel._lane is None, 120)
         viewer.window._qt_viewer.canvas.native.update()
         app.processEvents()  # the paint the new preview asked for

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _widget_driver import WidgetDriver
+from _widget_driver import WidgetDriver, click
 
 PICTURES = ("screenshot", "events", "temporal", "corrections", "davis", "prompts")
 MAX_BYTES = 300_000
@@ -350,8 +350,6 @@ def prompts_picture(s: Session, data: Path, tmp: Path, path: Path) -> None:
     """Clicks and boxes: on blackswan's last frame, one click on the swan and one on the wall behind
     it; the preview mask (the classical segmenter: the store's tracker is the flow tracker), the
     section open in the dock. Then Commit, and the frame's Dice before and after."""
-    from napari.utils._proxies import ReadOnlyWrapper
-    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
     from scipy import ndimage
 
     from napari_sasvi.core.store.sasvi_store import SasviStore
@@ -371,18 +369,9 @@ def prompts_picture(s: Session, data: Path, tmp: Path, path: Path) -> None:
     near = np.where((bg > 15) & (bg < 40))  # the wall, just off the swan's back
     clicks = [(x, y, ()), (int(near[1][0]), int(near[0][0]), ("Shift",))]
 
-    class Mouse:
-        def __init__(self, x, y, mods):
-            self.type, self.position, self.pos = "mouse_press", (t, float(y), float(x)), (100.0, 100.0)
-            self.modifiers, self.button, self.handled = mods, 1, False
-            self.view_direction, self.dims_displayed = None, [1, 2]
-
     layer = v.layers["SASVi clicks"]
     for cx, cy, mods in clicks:
-        e = Mouse(cx, cy, mods)
-        mouse_press_callbacks(layer, ReadOnlyWrapper(e, exceptions=("handled",)))
-        e.type = "mouse_release"
-        mouse_release_callbacks(layer, ReadOnlyWrapper(e, exceptions=("handled",)))
+        click(layer, (t, float(cy), float(cx)), mods)
         s.wait(lambda: panel._lane is None and panel._waiting is None, "the preview")
 
     def dice(a, b):
