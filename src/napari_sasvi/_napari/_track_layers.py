@@ -231,13 +231,19 @@ class ShownTracks:
             return fresh.cache
 
         def done(cache):
+            if self.worker is not worker:  # a later edit (or undo) started its own: this one is stale
+                return
             self.run = fresh
             set_centroids(self.viewer, cache, store.track_table, store.classes, f"{self._name} track centroids")
 
-        self.worker = thread_worker(work, start_thread=False)()
-        self.worker.returned.connect(done)
-        self.worker.finished.connect(lambda: setattr(self, "worker", None))
-        self.worker.start()
+        def finished():
+            if self.worker is worker:  # an earlier worker ending leaves a later one in place
+                self.worker = None
+
+        self.worker = worker = thread_worker(work, start_thread=False)()
+        worker.returned.connect(done)
+        worker.finished.connect(finished)
+        worker.start()
 
     def new_tracks(self, t: int, mask: np.ndarray) -> dict[int, int] | None:
         """The class of each id painted on frame ``t`` that the store has no track of: the class
