@@ -19,7 +19,7 @@ from ..engine.edit import EditRequest, iter_edit
 from ..errors import InputChangedError, InputError
 from ..inputs.frames import open_frames
 from ..instances.types import NO_TRACK
-from ..store.fingerprint import HASHES, frame_digest
+from ..store.fingerprint import frame_digest, recorded_digest
 from ..store.sasvi_store import SasviStore
 from .segmenters import segmenter_for
 from .types import ObjectPrompt, check_prompt
@@ -68,10 +68,8 @@ def check_prompt_on_store(store, prompt: ObjectPrompt, added: dict[int, int] | N
 
 def check_frame_content(store, t: int, image: np.ndarray) -> None:
     """The frame read for a prompt is the one the store was made from (its recorded hash)."""
-    if HASHES not in store.group:
-        return
-    known = np.asarray(store.group[HASHES][t])
-    if known.any() and not np.array_equal(known, frame_digest(image)):
+    known = recorded_digest(store.group, t)
+    if known is not None and not np.array_equal(known, frame_digest(image)):
         raise InputChangedError(
             f"Frame {t} differs from the frame the store {store.path} was made from: open the store's own frames. "
             "Nothing was written."

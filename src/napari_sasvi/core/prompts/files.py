@@ -25,13 +25,11 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import InputError
 from ..fsutil import atomic_path
 from ..inputs.frames import open_frames
 from ..store.edit_log import active_edits, read_edits
-from ..store.fingerprint import HASHES
+from ..store.fingerprint import recorded_digest
 from ..store.sasvi_store import SasviStore
 from .commit import check_prompt_on_store, iter_prompt, resolve_mask
 from .segmenters import segmenter_for
@@ -69,10 +67,8 @@ def not_replayed(store) -> list[str]:
 
 
 def _frame_hash(store, t: int) -> str | None:
-    if HASHES not in store.group:
-        return None
-    h = np.asarray(store.group[HASHES][t])
-    return bytes(h).hex() if h.any() else None
+    h = recorded_digest(store.group, t)
+    return None if h is None else bytes(h).hex()
 
 
 def export_prompts(store) -> dict:

@@ -58,6 +58,15 @@ def frame_digest(frame: np.ndarray) -> np.ndarray:
     return np.frombuffer(h.digest(), np.uint8)
 
 
+def recorded_digest(group, t: int) -> np.ndarray | None:
+    """The content hash a store's zarr ``group`` recorded for frame t (as :func:`frame_digest`),
+    or None where none was recorded (the frame was never read, or a store written before hashes)."""
+    if HASHES not in group:
+        return None
+    h = np.asarray(group[HASHES][t])
+    return h if h.any() else None
+
+
 def structural_fingerprint(stack) -> dict:
     """Kind, shape and (folders) the ordered file names: what refuses another video at once."""
     src = stack.source
@@ -207,4 +216,4 @@ class InputLedger:
         return n
 
 
-__all__ = ["InputLedger", "frame_digest", "same_video", "structural_fingerprint"]
+__all__ = ["InputLedger", "frame_digest", "recorded_digest", "same_video", "structural_fingerprint"]
